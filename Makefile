@@ -1,0 +1,48 @@
+# Two commands for everyone: `make lab` and `make test`. Each sets up .venv itself.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+LAB_ARGS ?=
+PYTEST_ARGS ?=
+# Tests never touch the network.
+TEST_ENV := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 MPLBACKEND=Agg COURSE_TESTING=1 PYTHONHASHSEED=0
+
+.PHONY: lab test unit notebooks check-notebooks exercises bench doctor lint clean install
+
+$(STAMP): pyproject.toml constraints.txt
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -c constraints.txt -e ".[test,lab]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab --notebook-dir=. --ServerApp.root_dir=. $(LAB_ARGS) notebooks/en/00-setup.ipynb
+
+test: $(STAMP)
+	$(TEST_ENV) $(PY) -m pytest -n 2 --dist loadfile tests $(PYTEST_ARGS)
+	$(TEST_ENV) $(PY) -m pytest -n 2 --dist loadfile --nbval-lax --nbval-cell-timeout=120 --durations=0 -p no:cacheprovider notebooks/ $(PYTEST_ARGS)
+
+unit: $(STAMP)
+	$(TEST_ENV) $(PY) -m pytest -n 2 --dist loadfile tests $(PYTEST_ARGS)
+
+notebooks: $(STAMP)
+	$(PY) -m utils.i18n build
+
+exercises: $(STAMP)
+	$(PY) -m utils.exercises build
+
+bench: $(STAMP)
+	for f in benchmarks/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+
+doctor: $(STAMP)
+	$(PY) -m utils doctor
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check utils tests benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,112 @@
+# %% [markdown] id=title
+# # 00 · Setup check
+#
+# This notebook checks that your machine can run the course, and shows the one object every
+# lesson uses: a CLIP model that turns images and texts into vectors you can compare.
+# It takes a few seconds and needs no internet.
+
+# %% id=colab-setup
+# Colab only: install the course package (this cell does nothing anywhere else).
+import sys
+
+if "google.colab" in sys.modules:
+    get_ipython().run_line_magic(  # noqa: F821 - get_ipython exists inside Jupyter
+        "pip", "install -q git+https://github.com/multimodal-course/multimodal-networks"
+    )
+
+# %% id=params tags=parameters
+LANG = "en"        # course language: en, fr, es, it, pt, zh
+MODEL = "auto"     # "auto": pretrained ViT-B-32 if cached or downloadable, else "tiny-shapes"
+QUICK = True       # True: fast, offline (what CI runs); False: the full experiments
+
+# %% id=imports
+import utils
+from utils.i18n import set_language, t
+
+set_language(LANG)
+
+# %% [markdown] id=doctor-intro
+# ## What this machine can run
+#
+# The course has two worlds that share one API:
+#
+# - the **pretrained world**: real CLIP weights (`ViT-B-32` trained on LAION-2B) and real photos.
+#   It needs the weights, downloaded once (about 600 MB).
+# - the **shapes world**: pictures of coloured shapes and tiny models trained on them. It ships
+#   with the course, works offline, and you can retrain every model yourself on a laptop.
+#
+# The report below says which worlds are available here and what to do if something is missing.
+# The same report is printed in a terminal by `python -m utils doctor`.
+
+# %% id=doctor
+from utils.doctor import diagnose, format_report
+
+report = diagnose()
+print(format_report(report))
+
+# %% [markdown] id=load-intro
+# ## One object for every lesson
+#
+# `load_clip` returns the model together with what is needed to use it: its image
+# preprocessing, its tokenizer and a one-line description of what was loaded. With
+# `MODEL = "auto"` you get the pretrained model when its weights are here, and the tiny
+# shapes-world model otherwise.
+
+# %% id=load
+from utils.models import load_clip
+
+clip = load_clip(MODEL)
+print(clip.description)
+
+# %% [markdown] id=embed-intro
+# ## Images and texts become vectors
+#
+# `encode_images` and `encode_texts` return **L2-normalised** embeddings: every vector has
+# length 1, so the dot product of an image vector and a text vector is their cosine
+# similarity, a number between -1 and 1. The right caption should score highest.
+
+# %% id=embed
+import matplotlib.pyplot as plt
+
+from utils.data import sample_images
+
+pairs = sample_images(4, seed=0)
+images = [im for im, _ in pairs]
+captions = [cap for _, cap in pairs]
+similarity = clip.encode_images(images) @ clip.encode_texts(captions).T  # (4 images, 4 texts)
+
+fig, axes = plt.subplots(1, 4, figsize=(10, 2.8))
+for i, ax in enumerate(axes):
+    ax.imshow(images[i])
+    best = int(similarity[i].argmax())
+    ax.set_title(t("best caption:") + f"\n{captions[best]}\n({similarity[i, best]:.2f})", fontsize=9)
+    ax.axis("off")
+fig.suptitle(t("Each image and the caption it matches best"))
+plt.show()
+
+# %% [markdown] id=self-check-intro
+# ## Self-check
+#
+# These assertions fail if the setup is broken: the embeddings must have length 1, and the
+# model must match at least three of the four images with their own captions.
+
+# %% id=self-check
+import torch
+
+image_vectors = clip.encode_images(images)
+assert torch.allclose(image_vectors.norm(dim=-1), torch.ones(len(images)), atol=1e-4), \
+    "embeddings are not L2-normalised"
+matches = int((similarity.argmax(dim=1) == torch.arange(len(images))).sum())
+if clip.is_tiny:
+    assert matches >= 3, f"the tiny model matched only {matches}/4 images to their captions"
+print(t("Setup OK:"), clip.description)
+
+# %% [markdown] id=quiz
+# ## Quiz
+#
+# Check what you know before the first lesson.
+
+# %% id=quiz-show
+from utils.quiz import show
+
+show("00-setup", "post", LANG)

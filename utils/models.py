@@ -1,0 +1,336 @@
+"""Loading CLIP models: pretrained open_clip weights when we have them, the tiny
+shapes-world CLIP when we do not. The same `CLIP` object comes back either way, so
+notebook code runs unchanged in both worlds (lesson 00, "Two worlds, one API").
+
+    clip = load_clip()                       # "auto": pretrained if cached, else tiny
+    clip = load_clip("ViT-B-32", "laion2b_s34b_b79k")
+    clip = load_clip("tiny-shapes")
+    img = clip.encode_images([pil_image])    # (N, D), L2-normalised
+    txt = clip.encode_texts(["a red circle"])
+    probs = (clip.logit_scale * img @ txt.T).softmax(-1)
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .assets import ASSETS_DIR
+
+DEFAULT_MODEL = "ViT-B-32"
+DEFAULT_PRETRAINED = "laion2b_s34b_b79k"
+# Where open_clip downloads DEFAULT_MODEL/DEFAULT_PRETRAINED from (a test checks that this
+# matches open_clip's own table); lets `doctor` look in the cache without importing open_clip.
+DEFAULT_HF_REPO = "laion/CLIP-ViT-B-32-laion2B-s34B-b79K"
+TINY_NAME = "tiny-shapes"
+TINY_CONFIG = ASSETS_DIR / "tiny-shapes.json"
+TINY_WEIGHTS = ASSETS_DIR / "tiny-shapes.safetensors"
+CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
+
+
+class PretrainedUnavailable(RuntimeError):
+    """Pretrained weights are neither cached nor downloadable right now."""
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file exists but cannot be read (truncated, corrupt, wrong model)."""
+
+
+@dataclass
+class CLIP:
+    """A CLIP-like model with everything needed to use it.
+
+    `encode_images` / `encode_texts` batch, run without gradients and return
+    L2-normalised float32 embeddings on the CPU, so `a @ b.T` is a cosine similarity.
+    """
+
+    model: torch.nn.Module
+    preprocess: Callable
+    tokenizer: Callable
+    name: str
+    pretrained: str
+    description: str
+    device: torch.device
+    is_tiny: bool = False
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def logit_scale(self) -> float:
+        """exp(learned log-temperature): the factor applied to cosine similarities."""
+        return float(self.model.logit_scale.exp().clamp(max=100))
+
+    @property
+    def image_size(self) -> int:
+        size = self.model.visual.image_size
+        return int(size[0] if isinstance(size, (tuple, list)) else size)
+
+    @property
+    def embed_dim(self) -> int:
+        return int(self.encode_texts(["x"]).shape[-1])
+
+    def __repr__(self) -> str:
+        return f"CLIP({self.description})"
+
+    @torch.no_grad()
+    def encode_images(self, images, batch_size: int = 64, progress: bool = False) -> torch.Tensor:
+        """Embed images: a list of PIL images, or a preprocessed (N, 3, H, W) tensor."""
+        from tqdm.auto import tqdm
+
+        if isinstance(images, torch.Tensor) and images.ndim == 3:
+            images = images[None]
+        n = len(images)
+        if n == 0:
+            raise ValueError("encode_images got no images.")
+        self.model.eval()
+        out = []
+        starts = range(0, n, batch_size)
+        for start in tqdm(starts, desc="embedding images", disable=not progress, unit="batch"):
+            chunk = images[start : start + batch_size]
+            if not isinstance(chunk, torch.Tensor):
+                chunk = torch.stack([self.preprocess(_as_rgb(im)) for im in chunk])
+            feats = self.model.encode_image(chunk.to(self.device))
+            out.append(F.normalize(feats.float(), dim=-1).cpu())
+        return torch.cat(out)
+
+    @torch.no_grad()
+    def encode_texts(self, texts: str | Sequence[str], batch_size: int = 256) -> torch.Tensor:
+        """Embed texts with the model's own tokenizer; returns (N, D), L2-normalised."""
+        if isinstance(texts, str):
+            texts = [texts]
+        texts = list(texts)
+        if not texts:
+            raise ValueError("encode_texts got no texts.")
+        self.model.eval()
+        out = []
+        for start in range(0, len(texts), batch_size):
+            tokens = self.tokenizer(texts[start : start + batch_size]).to(self.device)
+            feats = self.model.encode_text(tokens)
+            out.append(F.normalize(feats.float(), dim=-1).cpu())
+        return torch.cat(out)
+
+    def similarity(self, images, texts) -> torch.Tensor:
+        """Cosine similarity (N_images, N_texts) between images and texts."""
+        return self.encode_images(images) @ self.encode_texts(texts).T
+
+
+def _as_rgb(image):
+    if getattr(image, "mode", "RGB") != "RGB":
+        from .images import to_rgb
+
+        return to_rgb(image)
+    return image
+
+
+def pick_device(device: str | torch.device = "auto") -> torch.device:
+    """'auto' -> cuda if available, else mps, else cpu."""
+    if str(device) != "auto":
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+# ---------------------------------------------------------------- pretrained weights
+
+
+def hf_cache_dir() -> Path:
+    """Folder where Hugging Face (and so open_clip) keeps downloaded weights."""
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HUB_CACHE)
+
+
+def _pretrained_cfg(name: str, tag: str) -> dict:
+    import open_clip
+
+    cfg = open_clip.get_pretrained_cfg(name, tag)
+    if not cfg:
+        tags = open_clip.list_pretrained_tags_by_model(name)
+        raise ValueError(
+            f"open_clip has no pretrained weights {tag!r} for model {name!r}. "
+            f"Known tags for {name}: {', '.join(tags) or 'none'}."
+        )
+    return cfg
+
+
+def cached_weights(name: str, tag: str) -> Path | None:
+    """The local file of open_clip weights `name`/`tag` if already downloaded, else None."""
+    from huggingface_hub import try_to_load_from_cache
+
+    cfg = _pretrained_cfg(name, tag)
+    if cfg.get("file"):
+        return Path(cfg["file"]) if Path(cfg["file"]).exists() else None
+    if cfg.get("hf_hub"):
+        repo_id, filename = os.path.split(cfg["hf_hub"])  # "org/repo/" or "org/repo/file.bin"
+        names = [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+        if filename.endswith(".bin"):
+            names.insert(0, filename[: -len(".bin")].replace("pytorch_model", "model") + ".safetensors")
+        for fname in names:
+            hit = try_to_load_from_cache(repo_id, fname)
+            if isinstance(hit, str) and Path(hit).exists():
+                return Path(hit)
+    if cfg.get("url"):
+        path = Path(os.path.expanduser("~/.cache/clip")) / os.path.basename(cfg["url"])
+        if path.exists():
+            return path
+    return None
+
+
+def network_available(host: str = "huggingface.co", port: int = 443, timeout: float = 1.5) -> bool:
+    """True if we may download: not offline by setting, and the host answers within `timeout` s."""
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0", "false", "False"):
+        return False
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def _unavailable_message(name: str, tag: str) -> str:
+    return (
+        f"Pretrained weights {name}/{tag} are not in the cache folder {hf_cache_dir()} "
+        "and cannot be downloaded now (offline or HF_HUB_OFFLINE=1). "
+        "Connect to the internet and run again to download them (about 600 MB for ViT-B-32), "
+        f"or use the offline tiny model: load_clip({TINY_NAME!r})."
+    )
+
+
+# ---------------------------------------------------------------- loading
+
+
+def _tiny_model_config_registered() -> None:
+    import open_clip
+
+    if TINY_NAME not in open_clip.list_models():
+        if not TINY_CONFIG.exists():
+            raise FileNotFoundError(
+                f"The tiny CLIP config {TINY_CONFIG} is missing. Rebuild it: python -m utils train clip"
+            )
+        open_clip.add_model_config(TINY_CONFIG)
+
+
+def _create(name: str, checkpoint: Path | None, device: torch.device, cfg: dict | None = None):
+    """Build the open_clip model `name` and load `checkpoint` the way open_clip does."""
+    import open_clip
+
+    kwargs = {}
+    if cfg:
+        for ours, theirs in (("image_mean", "mean"), ("image_std", "std"),
+                             ("image_interpolation", "interpolation"), ("image_resize_mode", "resize_mode")):
+            if cfg.get(theirs) is not None:
+                kwargs[ours] = cfg[theirs]
+    try:
+        model, _, preprocess = open_clip.create_model_and_transforms(
+            name, pretrained=str(checkpoint) if checkpoint else None, device=device, **kwargs
+        )
+    except (RuntimeError, OSError, ValueError, KeyError, EOFError, Exception) as err:
+        if checkpoint is None or isinstance(err, (ImportError, MemoryError)):
+            raise
+        raise CheckpointError(
+            f"Could not load checkpoint {checkpoint} into model {name!r}: {type(err).__name__}: "
+            f"{str(err).splitlines()[0][:300] if str(err) else ''}. The file may be truncated or corrupt "
+            "(delete it and download again), or made for another model."
+        ) from err
+    model.eval()
+    return model, preprocess, open_clip.get_tokenizer(name)
+
+
+def load_clip(
+    name: str = "auto",
+    pretrained: str = "auto",
+    device: str | torch.device = "auto",
+    verbose: bool = True,
+) -> CLIP:
+    """Load a CLIP model and everything needed to use it.
+
+    name: an open_clip model name ("ViT-B-32"), "tiny-shapes" (bundled, offline), or "auto".
+    pretrained: an open_clip tag ("laion2b_s34b_b79k"), a local checkpoint file
+        (.safetensors, or .pt/.bin loaded with weights_only=True), or "auto"
+        (the default tag if cached or downloadable, else the tiny model).
+    """
+    dev = pick_device(device)
+    if name == TINY_NAME or (name == "auto" and pretrained == TINY_NAME):
+        return _load_tiny(dev)
+    if name == "auto":
+        name = DEFAULT_MODEL
+
+    if pretrained not in ("auto", None, "") and (
+        str(pretrained).endswith(CHECKPOINT_SUFFIXES) or os.sep in str(pretrained)
+    ):
+        path = Path(pretrained).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"Checkpoint file {path} does not exist.")
+        model, preprocess, tokenizer = _create(name, path, dev)
+        desc = f"{name} with weights from local file {path} on {dev}"
+        return CLIP(model, preprocess, tokenizer, name, str(path), desc, dev)
+
+    tag = pretrained
+    if tag in ("auto", None, ""):
+        import open_clip
+
+        tags = open_clip.list_pretrained_tags_by_model(name)
+        if not tags:
+            raise ValueError(f"open_clip knows no model {name!r}; see open_clip.list_models().")
+        tag = DEFAULT_PRETRAINED if DEFAULT_PRETRAINED in tags else tags[0]
+    cfg = _pretrained_cfg(name, tag)
+    path = cached_weights(name, tag)
+    if path is None:
+        if not network_available():
+            if pretrained == "auto":
+                clip = _load_tiny(dev)
+                if verbose:
+                    print(f"Offline: {name}/{tag} is not cached, using the tiny shapes-world CLIP instead.",
+                          file=sys.stderr)
+                return clip
+            raise PretrainedUnavailable(_unavailable_message(name, tag))
+        # Online: let open_clip download into its cache (huggingface_hub shows a progress bar).
+        from open_clip.pretrained import download_pretrained
+
+        path = Path(download_pretrained(cfg))
+    model, preprocess, tokenizer = _create(name, path, dev, cfg)
+    desc = f"{name} pretrained on {tag} (weights: {path}) on {dev}"
+    return CLIP(model, preprocess, tokenizer, name, tag, desc, dev)
+
+
+def _load_tiny(device: torch.device) -> CLIP:
+    _tiny_model_config_registered()
+    if not TINY_WEIGHTS.exists():
+        raise FileNotFoundError(
+            f"The tiny CLIP weights {TINY_WEIGHTS} are missing. Rebuild them: python -m utils train clip"
+        )
+    model, preprocess, tokenizer = _create(TINY_NAME, TINY_WEIGHTS, device)
+    desc = (f"{TINY_NAME}: the tiny CLIP trained on the shapes world, bundled with the course "
+            f"(weights: {TINY_WEIGHTS.name}) on {device}")
+    return CLIP(model, preprocess, tokenizer, TINY_NAME, TINY_NAME, desc, device, is_tiny=True)
+
+
+def available_worlds() -> dict:
+    """Which CLIP worlds can load right now, without downloading anything."""
+    from huggingface_hub import try_to_load_from_cache
+
+    tiny_ok = TINY_CONFIG.exists() and TINY_WEIGHTS.exists()
+    cached = None
+    for fname in ("open_clip_model.safetensors", "open_clip_pytorch_model.bin"):
+        hit = try_to_load_from_cache(DEFAULT_HF_REPO, fname)
+        if isinstance(hit, str) and Path(hit).exists():
+            cached = hit
+            break
+    return {
+        "tiny": {"available": tiny_ok, "weights": str(TINY_WEIGHTS)},
+        "pretrained": {
+            "available": cached is not None,
+            "model": f"{DEFAULT_MODEL}/{DEFAULT_PRETRAINED}",
+            "weights": str(cached) if cached else None,
+            "cache_dir": str(hf_cache_dir()),
+        },
+    }
