@@ -6,25 +6,31 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 LAB_ARGS ?=
 PYTEST_ARGS ?=
+# Every built notebook in every language (student versions of exercises are tested by tests/).
+NOTEBOOKS = $(wildcard notebooks/*/[0-9][0-9]-*.ipynb)
+# Jupyter's runtime files (kernel connection files) stay inside .venv too.
+JUPYTER_ENV := JUPYTER_RUNTIME_DIR=$(CURDIR)/$(VENV)/share/jupyter/runtime
 # Tests never touch the network.
-TEST_ENV := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 MPLBACKEND=Agg COURSE_TESTING=1 PYTHONHASHSEED=0
+TEST_ENV := $(JUPYTER_ENV) HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 MPLBACKEND=Agg COURSE_TESTING=1 PYTHONHASHSEED=0
 
 .PHONY: lab test unit notebooks check-notebooks exercises bench doctor lint clean install
 
 $(STAMP): pyproject.toml constraints.txt
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet -c constraints.txt -e ".[test,lab]"
 	touch $(STAMP)
 
 install: $(STAMP)
 
+# Jupyter refuses to run as root without --allow-root (containers, Binder-like machines).
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
+
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab --notebook-dir=. --ServerApp.root_dir=. $(LAB_ARGS) notebooks/en/00-setup.ipynb
+	$(JUPYTER_ENV) $(VENV)/bin/jupyter lab --ServerApp.root_dir=. $(ROOT_FLAG) $(LAB_ARGS) notebooks/en/00-setup.ipynb
 
 test: $(STAMP)
-	$(TEST_ENV) $(PY) -m pytest -n 2 --dist loadfile tests $(PYTEST_ARGS)
-	$(TEST_ENV) $(PY) -m pytest -n 2 --dist loadfile --nbval-lax --nbval-cell-timeout=120 --durations=0 -p no:cacheprovider notebooks/ $(PYTEST_ARGS)
+	$(TEST_ENV) $(PY) -m pytest -n 2 --dist loadfile --nbval-lax --nbval-cell-timeout=120 \
+		--durations=25 tests $(NOTEBOOKS) $(PYTEST_ARGS)
 
 unit: $(STAMP)
 	$(TEST_ENV) $(PY) -m pytest -n 2 --dist loadfile tests $(PYTEST_ARGS)

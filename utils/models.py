@@ -17,12 +17,12 @@ import socket
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
-
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from .assets import ASSETS_DIR
+
+if TYPE_CHECKING:  # torch and open_clip are imported lazily: failing offline must take < 2 s
+    import torch
 
 DEFAULT_MODEL = "ViT-B-32"
 DEFAULT_PRETRAINED = "laion2b_s34b_b79k"
@@ -78,9 +78,9 @@ class CLIP:
     def __repr__(self) -> str:
         return f"CLIP({self.description})"
 
-    @torch.no_grad()
     def encode_images(self, images, batch_size: int = 64, progress: bool = False) -> torch.Tensor:
         """Embed images: a list of PIL images, or a preprocessed (N, 3, H, W) tensor."""
+        import torch
         from tqdm.auto import tqdm
 
         if isinstance(images, torch.Tensor) and images.ndim == 3:
@@ -95,13 +95,15 @@ class CLIP:
             chunk = images[start : start + batch_size]
             if not isinstance(chunk, torch.Tensor):
                 chunk = torch.stack([self.preprocess(_as_rgb(im)) for im in chunk])
-            feats = self.model.encode_image(chunk.to(self.device))
-            out.append(F.normalize(feats.float(), dim=-1).cpu())
+            with torch.no_grad():
+                feats = self.model.encode_image(chunk.to(self.device))  # (B, D)
+            out.append(torch.nn.functional.normalize(feats.float(), dim=-1).cpu())
         return torch.cat(out)
 
-    @torch.no_grad()
     def encode_texts(self, texts: str | Sequence[str], batch_size: int = 256) -> torch.Tensor:
         """Embed texts with the model's own tokenizer; returns (N, D), L2-normalised."""
+        import torch
+
         if isinstance(texts, str):
             texts = [texts]
         texts = list(texts)
@@ -110,9 +112,10 @@ class CLIP:
         self.model.eval()
         out = []
         for start in range(0, len(texts), batch_size):
-            tokens = self.tokenizer(texts[start : start + batch_size]).to(self.device)
-            feats = self.model.encode_text(tokens)
-            out.append(F.normalize(feats.float(), dim=-1).cpu())
+            tokens = self.tokenizer(texts[start : start + batch_size]).to(self.device)  # (B, T)
+            with torch.no_grad():
+                feats = self.model.encode_text(tokens)  # (B, D)
+            out.append(torch.nn.functional.normalize(feats.float(), dim=-1).cpu())
         return torch.cat(out)
 
     def similarity(self, images, texts) -> torch.Tensor:
@@ -130,6 +133,8 @@ def _as_rgb(image):
 
 def pick_device(device: str | torch.device = "auto") -> torch.device:
     """'auto' -> cuda if available, else mps, else cpu."""
+    import torch
+
     if str(device) != "auto":
         return torch.device(device)
     if torch.cuda.is_available():
@@ -166,7 +171,10 @@ def cached_weights(name: str, tag: str) -> Path | None:
     """The local file of open_clip weights `name`/`tag` if already downloaded, else None."""
     from huggingface_hub import try_to_load_from_cache
 
-    cfg = _pretrained_cfg(name, tag)
+    if (name, tag) == (DEFAULT_MODEL, DEFAULT_PRETRAINED):
+        cfg = {"hf_hub": DEFAULT_HF_REPO + "/"}  # known without importing open_clip
+    else:
+        cfg = _pretrained_cfg(name, tag)
     if cfg.get("file"):
         return Path(cfg["file"]) if Path(cfg["file"]).exists() else None
     if cfg.get("hf_hub"):
@@ -258,9 +266,8 @@ def load_clip(
         (.safetensors, or .pt/.bin loaded with weights_only=True), or "auto"
         (the default tag if cached or downloadable, else the tiny model).
     """
-    dev = pick_device(device)
     if name == TINY_NAME or (name == "auto" and pretrained == TINY_NAME):
-        return _load_tiny(dev)
+        return _load_tiny(pick_device(device))
     if name == "auto":
         name = DEFAULT_MODEL
 
@@ -270,24 +277,26 @@ def load_clip(
         path = Path(pretrained).expanduser()
         if not path.is_file():
             raise FileNotFoundError(f"Checkpoint file {path} does not exist.")
+        dev = pick_device(device)
         model, preprocess, tokenizer = _create(name, path, dev)
         desc = f"{name} with weights from local file {path} on {dev}"
         return CLIP(model, preprocess, tokenizer, name, str(path), desc, dev)
 
     tag = pretrained
-    if tag in ("auto", None, ""):
+    if tag in ("auto", None, "") and name == DEFAULT_MODEL:
+        tag = DEFAULT_PRETRAINED
+    elif tag in ("auto", None, ""):
         import open_clip
 
         tags = open_clip.list_pretrained_tags_by_model(name)
         if not tags:
             raise ValueError(f"open_clip knows no model {name!r}; see open_clip.list_models().")
         tag = DEFAULT_PRETRAINED if DEFAULT_PRETRAINED in tags else tags[0]
-    cfg = _pretrained_cfg(name, tag)
     path = cached_weights(name, tag)
     if path is None:
         if not network_available():
             if pretrained == "auto":
-                clip = _load_tiny(dev)
+                clip = _load_tiny(pick_device(device))
                 if verbose:
                     print(f"Offline: {name}/{tag} is not cached, using the tiny shapes-world CLIP instead.",
                           file=sys.stderr)
@@ -296,7 +305,9 @@ def load_clip(
         # Online: let open_clip download into its cache (huggingface_hub shows a progress bar).
         from open_clip.pretrained import download_pretrained
 
-        path = Path(download_pretrained(cfg))
+        path = Path(download_pretrained(_pretrained_cfg(name, tag)))
+    cfg = _pretrained_cfg(name, tag)
+    dev = pick_device(device)
     model, preprocess, tokenizer = _create(name, path, dev, cfg)
     desc = f"{name} pretrained on {tag} (weights: {path}) on {dev}"
     return CLIP(model, preprocess, tokenizer, name, tag, desc, dev)

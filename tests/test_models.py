@@ -1,0 +1,195 @@
+"""load_clip: every checkpoint format, the offline failure, and the CLIP object's contract."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from utils import models
+from utils.models import CheckpointError, PretrainedUnavailable, load_clip
+
+IMAGES = [Image.new("RGB", (40, 30), c) for c in ("red", "navy", "gold")]
+TEXTS = ["a red square", "a blue circle", "a yellow triangle"]
+
+
+def _random_model(name: str, seed: int = 0):
+    import open_clip
+
+    torch.manual_seed(seed)
+    return open_clip.create_model(name)
+
+
+def _save(state: dict, path: Path, fmt: str) -> None:
+    if fmt == "safetensors":
+        from safetensors.torch import save_file
+
+        save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    elif fmt == "wrapped":  # a training checkpoint: {"state_dict": {"module.x": ...}}
+        torch.save({"epoch": 3, "state_dict": {f"module.{k}": v for k, v in state.items()}}, path)
+    else:
+        torch.save(state, path)
+
+
+@pytest.mark.parametrize("fmt,suffix", [("safetensors", ".safetensors"), ("plain", ".pt"),
+                                        ("plain", ".bin"), ("wrapped", ".pt")])
+def test_local_checkpoint_reloads_to_identical_embeddings(small_clip_name, tmp_path, fmt, suffix):
+    reference = _random_model(small_clip_name).eval()
+    path = tmp_path / f"weights{suffix}"
+    _save(reference.state_dict(), path, fmt)
+
+    clip = load_clip(small_clip_name, pretrained=str(path), device="cpu")
+    assert str(path) in clip.description
+    assert not clip.is_tiny
+
+    # Same model, same inputs: identical embeddings to the reference's own forward pass.
+    batch = torch.stack([clip.preprocess(im) for im in IMAGES])
+    with torch.no_grad():
+        ref_img = torch.nn.functional.normalize(reference.encode_image(batch), dim=-1)
+        ref_txt = torch.nn.functional.normalize(reference.encode_text(clip.tokenizer(TEXTS)), dim=-1)
+    assert torch.allclose(clip.encode_images(IMAGES), ref_img, atol=1e-6)
+    assert torch.allclose(clip.encode_texts(TEXTS), ref_txt, atol=1e-6)
+
+
+def test_embeddings_are_normalised_and_batched(small_clip_name, tmp_path):
+    path = tmp_path / "w.safetensors"
+    _save(_random_model(small_clip_name, seed=1).state_dict(), path, "safetensors")
+    clip = load_clip(small_clip_name, pretrained=str(path), device="cpu")
+    many = IMAGES * 7  # 21 images in batches of 4 must equal one batch of 21
+    small_batches = clip.encode_images(many, batch_size=4)
+    assert small_batches.shape == (21, 32)
+    assert torch.allclose(small_batches.norm(dim=-1), torch.ones(21), atol=1e-5)
+    assert torch.allclose(small_batches, clip.encode_images(many, batch_size=64), atol=1e-5)
+    assert not small_batches.requires_grad
+    # Grayscale / RGBA inputs are converted, not rejected.
+    odd = [IMAGES[0].convert("L"), IMAGES[1].convert("RGBA")]
+    assert clip.encode_images(odd).shape == (2, 32)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage"])
+def test_corrupt_checkpoint_names_the_file(small_clip_name, tmp_path, damage):
+    path = tmp_path / "broken.safetensors"
+    _save(_random_model(small_clip_name).state_dict(), path, "safetensors")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 3] if damage == "truncate" else b"not a checkpoint" * 10)
+    with pytest.raises(CheckpointError, match="broken.safetensors"):
+        load_clip(small_clip_name, pretrained=str(path), device="cpu")
+
+
+def test_checkpoint_of_another_model_is_refused_clearly(small_clip_name, tmp_path):
+    path = tmp_path / "other.pt"
+    torch.save({"visual.conv1.weight": torch.zeros(3, 3)}, path)
+    with pytest.raises(CheckpointError, match="other.pt"):
+        load_clip(small_clip_name, pretrained=str(path), device="cpu")
+
+
+def test_missing_local_file_is_clear(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.safetensors"):
+        load_clip("ViT-B-32", pretrained=str(tmp_path / "nope.safetensors"))
+
+
+def test_default_repo_constant_matches_open_clip():
+    import open_clip
+
+    cfg = open_clip.get_pretrained_cfg(models.DEFAULT_MODEL, models.DEFAULT_PRETRAINED)
+    assert cfg["hf_hub"].rstrip("/") == models.DEFAULT_HF_REPO
+
+
+def test_uncached_pretrained_fails_fast_offline(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setattr(models, "hf_cache_dir", lambda: tmp_path / "empty-cache")
+    monkeypatch.setattr(models, "cached_weights", lambda name, tag: None)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    start = time.perf_counter()
+    with pytest.raises(PretrainedUnavailable) as info:
+        load_clip("ViT-B-32", "laion2b_s34b_b79k", device="cpu")
+    assert time.perf_counter() - start < 2.0
+    message = str(info.value)
+    assert "ViT-B-32/laion2b_s34b_b79k" in message
+    assert str(tmp_path / "empty-cache") in message
+    assert "tiny-shapes" in message
+
+
+def test_unreachable_network_fails_fast_without_offline_flag(monkeypatch):
+    # No HF_HUB_OFFLINE, but nothing answers: the 1.5 s connect timeout decides, not 45 s of retries.
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(models, "cached_weights", lambda name, tag: None)
+
+    def refuse(*args, **kwargs):
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(models.socket, "create_connection", refuse)
+    start = time.perf_counter()
+    with pytest.raises(PretrainedUnavailable):
+        load_clip("ViT-B-32", "laion2b_s34b_b79k", device="cpu")
+    assert time.perf_counter() - start < 2.0
+
+
+def test_unknown_tag_lists_the_known_ones():
+    with pytest.raises(ValueError, match="laion2b_s34b_b79k"):
+        load_clip("ViT-B-32", "no-such-tag", device="cpu")
+
+
+def test_cached_open_clip_tag_loads_offline_through_hf_cache(small_clip_name, tmp_path, monkeypatch):
+    """A tag whose file sits in the Hugging Face cache loads with HF_HUB_OFFLINE=1.
+
+    We lay out a real HF cache folder (models--org--repo/snapshots/<rev>/file) holding random
+    weights, and point open_clip's table for our small model at that repo.
+    """
+    from open_clip import pretrained as oc_pretrained
+
+    repo = "course-test/small-clip"
+    cache = tmp_path / "hub"
+    snap = cache / "models--course-test--small-clip" / "snapshots" / ("0" * 40)
+    snap.mkdir(parents=True)
+    (cache / "models--course-test--small-clip" / "refs").mkdir()
+    (cache / "models--course-test--small-clip" / "refs" / "main").write_text("0" * 40)
+    reference = _random_model(small_clip_name, seed=5).eval()
+    _save(reference.state_dict(), snap / "open_clip_model.safetensors", "safetensors")
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    import huggingface_hub.constants as hf_constants
+
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setitem(oc_pretrained._PRETRAINED, small_clip_name,
+                        {"fake_tag": {"hf_hub": f"{repo}/", "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)}})
+    found = models.cached_weights(small_clip_name, "fake_tag")
+    assert found is not None and found.name == "open_clip_model.safetensors"
+
+    clip = load_clip(small_clip_name, "fake_tag", device="cpu")
+    assert "fake_tag" in clip.description
+    batch = torch.stack([clip.preprocess(im) for im in IMAGES])
+    with torch.no_grad():
+        ref = torch.nn.functional.normalize(reference.encode_image(batch), dim=-1)
+    assert torch.allclose(clip.encode_images(IMAGES), ref, atol=1e-6)
+
+
+def test_auto_falls_back_to_tiny_offline_with_one_line(monkeypatch, capsys):
+    if not models.TINY_WEIGHTS.exists():
+        pytest.skip("tiny model not built yet")
+    monkeypatch.setattr(models, "cached_weights", lambda name, tag: None)
+    clip = load_clip("auto", device="cpu")
+    assert clip.is_tiny
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "tiny" in err[0]
+
+
+def test_doctor_json_offline_is_fast_and_reports_worlds():
+    start = time.perf_counter()
+    out = subprocess.run([sys.executable, "-m", "utils", "doctor", "--json"], capture_output=True,
+                         text=True, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin",
+                                         "HF_HUB_CACHE": "/nonexistent-cache"}, timeout=60)
+    elapsed = time.perf_counter() - start
+    import json
+
+    report = json.loads(out.stdout)
+    assert report["worlds"]["pretrained"]["available"] is False
+    assert report["worlds"]["pretrained"]["cache_dir"] == "/nonexistent-cache"
+    assert report["worlds"]["tiny"]["available"] is models.TINY_WEIGHTS.exists()
+    assert report["network"] is False
+    assert elapsed < 5.0, f"doctor took {elapsed:.1f} s"

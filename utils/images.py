@@ -1,0 +1,222 @@
+"""Opening any image file as an RGB picture, or saying clearly why we cannot.
+
+Real folders hold more than tidy RGB JPEGs: grayscale scans, PNGs with transparency,
+palette GIFs (some animated), 16-bit TIFFs from microscopes, CMYK JPEGs from print
+work, phone photos stored sideways with an EXIF "rotate me" flag, and broken files
+(empty, cut short, a web page saved as `.jpg`). CLIP wants an RGB image; this module
+turns each of those into one, or raises `ImageLoadError(path, reason)` with a reason
+a person can act on. Search (lesson 03), classify (lesson 02) and the widgets use it.
+
+    image = open_image("photo.jpg")           # PIL.Image in mode "RGB", upright
+    image = to_rgb(pil_image_or_array)        # the same conversion for in-memory images
+    files = list_images("my_folder")          # sorted image paths, hidden folders skipped
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+# 64 megapixels (e.g. 8000 x 8000): bigger than any phone photo, small enough that decoding
+# cannot eat the machine's memory. A file claiming more is a "decompression bomb" or a scan
+# that should be shrunk first.
+DEFAULT_MAX_PIXELS = 64_000_000
+IMAGE_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
+)
+BACKGROUND = (255, 255, 255)  # transparent pixels are shown on white, as an image viewer does
+
+
+class ImageLoadError(Exception):
+    """An image file that cannot be used, with the reason in words.
+
+    `error.path` is the file, `error.reason` says what is wrong and what to do.
+    """
+
+    def __init__(self, path: str | os.PathLike, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+    def __reduce__(self):  # picklable, so worker processes can send it back
+        return (type(self), (self.path, self.reason))
+
+
+def open_image(
+    path: str | os.PathLike,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    draft_size: int | None = None,
+) -> Image.Image:
+    """Read an image file as an upright RGB `PIL.Image`, fully loaded (the file is closed).
+
+    max_pixels: refuse images with more than width * height pixels (None: only Pillow's own
+        decompression-bomb limit applies).
+    draft_size: for JPEGs, let the decoder shrink by 1/2, 1/4 or 1/8 while keeping both
+        sides >= draft_size: much faster when the image is resized to e.g. 224 px anyway.
+    Raises ImageLoadError(path, reason) for missing, empty, non-image, truncated, corrupt or
+    too-large files.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ImageLoadError(path, "the file does not exist.")
+    if path.is_dir():
+        raise ImageLoadError(path, "this is a folder, not an image file.")
+    if path.stat().st_size == 0:
+        raise ImageLoadError(path, "the file is empty (0 bytes): it was never written or the "
+                                   "copy/download failed. Copy it again.")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # we check below
+            image = Image.open(path)
+    except UnidentifiedImageError:
+        raise ImageLoadError(path, _not_an_image_reason(path)) from None
+    except Image.DecompressionBombError as err:
+        raise ImageLoadError(path, f"the image is too large to open safely ({err}). "
+                                   "Shrink it first.") from None
+    except OSError as err:
+        raise ImageLoadError(path, f"the file cannot be read ({err}).") from None
+
+    with image:
+        width, height = image.size
+        if max_pixels is not None and width * height > max_pixels:
+            raise ImageLoadError(
+                path,
+                f"the image is {width} x {height} = {width * height:,} pixels, over the limit of "
+                f"{max_pixels:,} (a 'decompression bomb' guard). Shrink it first, or pass a "
+                "larger max_pixels if you trust the file.",
+            )
+        if draft_size and image.format == "JPEG":
+            image.draft("RGB", (draft_size, draft_size))
+        # Animated GIF/PNG/WebP: Image.open leaves us on frame 0, which is the frame we keep.
+        try:
+            image.load()
+        except (OSError, SyntaxError, ValueError) as err:
+            hint = ("the file is cut short (truncated): the copy or download did not finish. "
+                    if "truncated" in str(err) else "the image data is corrupt. ")
+            if ImageFile.LOAD_TRUNCATED_IMAGES:
+                hint += "(ImageFile.LOAD_TRUNCATED_IMAGES is on.) "
+            raise ImageLoadError(path, hint + f"Pillow says: {err}. Copy the file again.") from None
+        image = _upright(image, path)
+        rgb = to_rgb(image)
+        return rgb.copy() if rgb is image else rgb
+
+
+def _upright(image: Image.Image, path: Path) -> Image.Image:
+    """Apply the EXIF Orientation tag (phones store photos sideways plus a 'rotate' flag)."""
+    try:
+        return ImageOps.exif_transpose(image)
+    except Exception as err:  # a malformed EXIF block must not cost us the picture
+        warnings.warn(f"{path}: EXIF orientation ignored, it is unreadable ({err}).", stacklevel=3)
+        return image
+
+
+def _not_an_image_reason(path: Path) -> str:
+    head = path.read_bytes()[:256]
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and all(c.isprintable() or c in "\r\n\t" for c in text):
+        if "<html" in text.lower() or "<!doctype" in text.lower():
+            what = "a web page (HTML) saved under an image name, not an image"
+        else:
+            what = "text, not an image"
+        start = text.strip().splitlines()[0][:40] if text.strip() else ""
+        return f"the file holds {what} (it starts with {start!r}). Replace it with the real image."
+    return (f"Pillow does not recognise this as an image (first bytes {head[:8]!r}); it is "
+            f"corrupt or in a format Pillow cannot read. Convert it to PNG or JPEG.")
+
+
+def to_rgb(image, background: tuple[int, int, int] = BACKGROUND) -> Image.Image:
+    """Convert an in-memory image (PIL image or numpy array) to a PIL image in mode "RGB".
+
+    - transparency (RGBA, LA, palette with a transparent colour): composited on `background`
+    - 16-bit (I;16, I;16B, I;16L) : v8 = round(v16 / 257), so 65535 -> 255
+    - 32-bit int "I": 16-bit data if its maximum is > 255 (16-bit PGM/PNG), else already 8-bit
+    - float "F" or float arrays: [0, 1] -> [0, 255] if the maximum is <= 1, else clipped
+    - grayscale, 1-bit, CMYK, YCbCr, LAB, HSV: Pillow's own conversion
+    An RGB image is returned as is (not copied).
+    """
+    if isinstance(image, np.ndarray):
+        image = _array_to_pil(image)
+    if not isinstance(image, Image.Image):
+        raise TypeError(f"to_rgb needs a PIL image or a numpy array, got {type(image).__name__}.")
+    mode = image.mode
+    if mode == "RGB":
+        return image
+    if mode.startswith("I;16") or mode == "I":
+        values = np.asarray(image).astype(np.float64)  # (H, W)
+        if mode == "I" and values.max(initial=0) <= 255 and values.min(initial=0) >= 0:
+            scaled = values
+        elif mode == "I" and (values.max(initial=0) > 65535 or values.min(initial=0) < 0):
+            lo, hi = values.min(), values.max()  # not 16-bit data: stretch its range to 0..255
+            scaled = (values - lo) * (255.0 / max(hi - lo, 1e-12))
+        else:
+            scaled = values / 257.0
+        gray = np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+        return Image.fromarray(gray, mode="L").convert("RGB")
+    if mode == "F":
+        return _array_to_pil(np.asarray(image)).convert("RGB")
+    if mode == "P":
+        has_alpha = "transparency" in image.info or image.palette.mode == "RGBA"
+        image = image.convert("RGBA" if has_alpha else "RGB")
+        mode = image.mode
+        if mode == "RGB":
+            return image
+    if mode in ("PA", "La", "RGBa"):
+        image = image.convert("RGBA")
+        mode = "RGBA"
+    if mode in ("RGBA", "LA"):
+        rgba = image.convert("RGBA")
+        canvas = Image.new("RGBA", rgba.size, (*background, 255))
+        return Image.alpha_composite(canvas, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def _array_to_pil(array: np.ndarray) -> Image.Image:
+    """uint8 (H, W) / (H, W, 3|4), uint16, or float (values in [0, 1] or [0, 255]) -> PIL."""
+    array = np.asarray(array)
+    if array.ndim == 3 and array.shape[0] in (1, 3, 4) and array.shape[-1] not in (1, 3, 4):
+        array = np.moveaxis(array, 0, -1)  # (C, H, W) -> (H, W, C)
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in (3, 4)):
+        raise ValueError(f"Cannot read an array of shape {array.shape} as an image; expected "
+                         "(H, W), (H, W, 3) or (H, W, 4).")
+    if array.dtype == np.uint16:
+        array = np.rint(array / 257.0).astype(np.uint8)
+    elif array.dtype.kind == "f":
+        top = 1.0 if np.nanmax(array, initial=0) <= 1.0 else 255.0
+        array = np.clip(np.rint(np.nan_to_num(array) * (255.0 / top)), 0, 255).astype(np.uint8)
+    elif array.dtype == np.bool_:
+        array = array.astype(np.uint8) * 255
+    elif array.dtype != np.uint8:
+        array = np.clip(array, 0, 255).astype(np.uint8)
+    return Image.fromarray(array)
+
+
+def list_images(folder: str | os.PathLike, recursive: bool = True) -> list[Path]:
+    """Image files in `folder` (by suffix, case-insensitive), sorted; hidden files and
+    folders (names starting with '.', e.g. the search cache `.clip-index/`) are skipped.
+
+    Files are not opened here: a broken file with an image suffix is listed, and
+    open_image says what is wrong with it.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder} is not a folder. Pass the folder that holds your images.")
+    found = []
+    if recursive:
+        walker = os.walk(folder)
+    else:
+        walker = [(str(folder), [], [p.name for p in folder.iterdir() if p.is_file()])]
+    for root, dirs, files in walker:
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in files:
+            if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES:
+                found.append(Path(root) / name)
+    return sorted(found)
