@@ -28,6 +28,7 @@ DEFAULT_MAX_PIXELS = 64_000_000
 IMAGE_SUFFIXES = frozenset(
     {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
 )
+_TRUNCATED = "the file is cut short (truncated): the copy or download did not finish. "
 BACKGROUND = (255, 255, 255)  # transparent pixels are shown on white, as an image viewer does
 
 
@@ -78,6 +79,8 @@ def open_image(
         raise ImageLoadError(path, f"the image is too large to open safely ({err}). "
                                    "Shrink it first.") from None
     except OSError as err:
+        if "truncated" in str(err).lower():
+            raise ImageLoadError(path, _TRUNCATED + f"Pillow says: {err}. Copy the file again.") from None
         raise ImageLoadError(path, f"the file cannot be read ({err}).") from None
 
     with image:
@@ -95,8 +98,7 @@ def open_image(
         try:
             image.load()
         except (OSError, SyntaxError, ValueError) as err:
-            hint = ("the file is cut short (truncated): the copy or download did not finish. "
-                    if "truncated" in str(err) else "the image data is corrupt. ")
+            hint = _TRUNCATED if "truncated" in str(err).lower() else "the image data is corrupt. "
             if ImageFile.LOAD_TRUNCATED_IMAGES:
                 hint += "(ImageFile.LOAD_TRUNCATED_IMAGES is on.) "
             raise ImageLoadError(path, hint + f"Pillow says: {err}. Copy the file again.") from None

@@ -1,0 +1,466 @@
+# %% [markdown] id=title
+# # 02 · Zero-shot image classification
+#
+# An ordinary image classifier knows the classes it was trained on and nothing else. CLIP can
+# sort images into classes it was never trained on, given only their **names**: write the
+# labels in words and you have a new classifier, with no training and no labelled example.
+# This lesson shows how that works, measures how well it works, and looks at where it breaks.
+
+# %% id=colab-setup
+# Colab only: install the course package (this cell does nothing anywhere else).
+import sys
+
+if "google.colab" in sys.modules:
+    get_ipython().run_line_magic(  # noqa: F821 - get_ipython exists inside Jupyter
+        "pip", "install -q git+https://github.com/multimodal-course/multimodal-networks"
+    )
+
+# %% id=params tags=parameters
+LANG = "en"        # course language: en, fr, es, it, pt, zh
+MODEL = "auto"     # "auto": pretrained ViT-B-32 if cached or downloadable, else "tiny-shapes"
+QUICK = True       # True: fast, offline (what CI runs); False: the full experiments
+N_TEST = 240 if QUICK else 2000  # shapes-world test images for the accuracy measurements
+
+# %% id=imports
+import matplotlib.pyplot as plt
+import torch
+from PIL import Image
+
+from utils.i18n import set_language, t
+from utils.models import load_clip
+from utils.zeroshot import (
+    SHAPES_TEMPLATES,
+    build_classifier,
+    evaluate,
+    load_sample_photos,
+    plot_confusion,
+    plot_prediction,
+    plot_similarity,
+    validate_labels,
+)
+
+set_language(LANG)
+torch.manual_seed(0)
+clip = load_clip(MODEL)
+print(clip.description)
+
+# %% [markdown] id=idea
+# ## The idea: classification is choosing the best caption
+#
+# CLIP turns an image into a vector $x$ and a text into a vector $w$, both of length 1, so
+# that matching images and texts point the same way (lesson 01). To classify an image among
+# $C$ classes, write one sentence per class ("a photo of a cat", "a photo of a dog", ...),
+# embed the sentences into $w_1, \dots, w_C$, and turn the cosine similarities into
+# probabilities with a softmax:
+#
+# $$p(c \mid x) = \frac{\exp(s\, x \cdot w_c)}{\sum_{k=1}^{C} \exp(s\, x \cdot w_k)}$$
+#
+# where $s$ is the temperature CLIP learned during training (`clip.logit_scale`, 100 for
+# the pretrained models). The text vectors $w_c$ are the weights of a linear classifier:
+# the text encoder *writes* the classifier from the class names. Changing the labels
+# changes the classifier instantly.
+
+# %% id=idea-demo
+from utils.data import sample_images
+
+photos = load_sample_photos()
+shape_image, shape_caption = sample_images(1, seed=3)[0]
+demos = [
+    (photos["chelsea"], ["a photo of a cat", "a photo of a dog", "a photo of a human"]),
+    (shape_image, ["a red circle", "a blue square", "a yellow triangle", shape_caption]),
+]
+fig, axes = plt.subplots(2, 2, figsize=(9, 5.5), gridspec_kw={"width_ratios": [1, 1.6]})
+for (image, labels), row in zip(demos, axes):
+    classifier = build_classifier(clip, labels)
+    probs = classifier.predict_proba([image])[0]  # (C,), sums to 1
+    plot_prediction(image, classifier.classnames, probs, axes=row)
+fig.suptitle(t("Zero-shot: the labels are just sentences"))
+plt.tight_layout()
+plt.show()
+if clip.is_tiny:
+    print(t("Note: the tiny offline model only ever saw coloured shapes, so its answer for the "
+            "cat photo means nothing. The shapes row is the one to look at."))
+
+# %% [markdown] id=photos-intro
+# ## Real photos: the eight scikit-image samples
+#
+# scikit-image ships eight small photos, the same ones OpenAI's CLIP notebook used. We give
+# each a description written by a person, embed the eight images and the eight texts, and
+# draw every text-image cosine similarity. A good model makes the diagonal stand out: each
+# photo is most similar to its own description.
+
+# %% id=photos-list
+from utils.zeroshot import SAMPLE_PHOTOS
+
+names = list(SAMPLE_PHOTOS)
+descriptions = [SAMPLE_PHOTOS[n] for n in names]
+fig, axes = plt.subplots(2, 4, figsize=(12, 6))
+for ax, name in zip(axes.flat, names):
+    ax.imshow(photos[name])
+    ax.set_title(f"{name}\n{SAMPLE_PHOTOS[name]}", fontsize=8)
+    ax.axis("off")
+fig.suptitle(t("The eight sample photos and their descriptions"))
+plt.tight_layout()
+plt.show()
+
+# %% id=photos-heatmap
+photo_vectors = clip.encode_images([photos[n] for n in names])  # (8, D)
+text_vectors = clip.encode_texts(descriptions)  # (8, D)
+similarity = text_vectors @ photo_vectors.T  # (8 texts, 8 images)
+plot_similarity(similarity, [photos[n] for n in names], descriptions)
+plt.show()
+
+best_text = similarity.argmax(dim=0)  # for each image, the most similar description
+matched = int((best_text == torch.arange(len(names))).sum())
+print(t("{n} of 8 photos are closest to their own description.", n=matched))
+if clip.is_tiny:
+    print(t("These numbers are meaningless: the tiny offline model was trained only on pictures "
+            "of coloured shapes with captions like 'a red circle'. It has never seen a cat, a "
+            "rocket or a cup, and most words of these descriptions never appeared in its "
+            "training captions. Run this notebook with the pretrained model (MODEL = 'auto' "
+            "with internet) to see the real result."))
+
+# %% [markdown] id=photos-check-intro
+# With the pretrained model, nearly every photo picks its own description. (Self-check:
+# we require at least 6 of 8; the tiny model is excused, see above.)
+
+# %% id=photos-check
+if not clip.is_tiny:
+    assert matched >= 6, f"only {matched}/8 photos matched their description with {clip.name}"
+
+# %% [markdown] id=imagenet-intro
+# ### A 1,000-class classifier in one line
+#
+# open_clip ships the 1,000 ImageNet class names and the prompt templates of the CLIP paper
+# (`IMAGENET_CLASSNAMES`, `OPENAI_IMAGENET_TEMPLATES` and a shorter list of 7,
+# `SIMPLE_IMAGENET_TEMPLATES`). One call turns them into an ImageNet classifier, with no
+# ImageNet training image. This embeds 7,000 sentences, so it runs only in full mode with
+# the pretrained model. (The ImageNet list holds "missile" and "sunglasses" twice;
+# `dedupe=False` keeps every class at its ImageNet index.)
+
+# %% id=imagenet
+from utils.zeroshot import IMAGENET_CLASSNAMES, SIMPLE_IMAGENET_TEMPLATES
+
+if not QUICK and not clip.is_tiny:
+    imagenet = build_classifier(clip, IMAGENET_CLASSNAMES, SIMPLE_IMAGENET_TEMPLATES, dedupe=False)
+    for name, top in zip(names, imagenet.top_k([photos[n] for n in names], k=3)):
+        print(f"{name:>10}: " + ", ".join(f"{label} ({p:.0%})" for label, p in top))
+else:
+    print(t("Skipped: needs QUICK = False and the pretrained model."))
+
+# %% [markdown] id=shapes-intro
+# ## The shapes world: measuring zero-shot accuracy
+#
+# In the shapes world we know the true class of every picture, so we can measure. There are
+# 6 colours x 4 shapes = 24 classes such as "red circle". We draw fresh test pictures (never
+# used for training), embed them once, and try different ways of writing the classes.
+
+# %% id=shapes-data
+from utils.data import COLOURS, SHAPES, render_batch
+
+pairs = [(c, s) for c in COLOURS for s in SHAPES]
+classnames = [f"{c} {s}" for c, s in pairs]  # 24 classes
+test_images, test_attrs = render_batch(N_TEST, seed=2024, split="test")
+test_pil = [Image.fromarray(a) for a in test_images]
+targets = torch.tensor([pairs.index((a["colour"], a["shape"])) for a in test_attrs])
+test_features = clip.encode_images(test_pil, progress=True)  # (N, D): embed once, reuse
+print(t("{n} test images, {c} classes", n=len(test_pil), c=len(classnames)))
+
+# %% [markdown] id=ensemble-intro
+# ### One prompt, or an ensemble of templates?
+#
+# The bare class name "red circle" is a poor caption: training captions were sentences.
+# CLIP's authors wrap each name in a template such as "a photo of a {}." and, better,
+# average over many templates: **prompt ensembling**. For class $c$ with templates
+# $t_1, \dots, t_T$:
+#
+# $$w_c = \operatorname{normalise}\Big(\frac{1}{T}\sum_{j=1}^{T}
+#        \operatorname{normalise}\big(E_{\text{text}}(t_j(c))\big)\Big)$$
+#
+# The average of unit vectors is shorter than 1, so it is normalised again. Averaging
+# smooths out the quirks of any one wording. On ImageNet, the single template "A photo of a
+# {label}." added 1.3 points over the bare label, and an ensemble of 80 templates added
+# another 3.5 points (Radford et al., 2021, section 3.1.4). open_clip ships those 80
+# templates as `OPENAI_IMAGENET_TEMPLATES`. Here is the same experiment in the shapes world,
+# with our `SHAPES_TEMPLATES`:
+
+# %% id=ensemble
+print(t("Templates of the ensemble:"), list(SHAPES_TEMPLATES))
+single = build_classifier(clip, classnames, ["{}"])
+ensemble = build_classifier(clip, classnames, SHAPES_TEMPLATES)
+acc_single = evaluate(single, test_features, targets).accuracy
+result = evaluate(ensemble, test_features, targets)
+acc_ensemble = result.accuracy
+gain = acc_ensemble - acc_single
+print(t("one prompt (bare class name): {a:.1%}", a=acc_single))
+print(t("ensemble of {k} templates:     {a:.1%}", k=len(SHAPES_TEMPLATES), a=acc_ensemble))
+print(t("measured gain of the ensemble: {g:+.1f} percentage points", g=100 * gain))
+
+# %% [markdown] id=wording-intro
+# ### How much does the wording matter?
+#
+# Each bar below is a zero-shot classifier built from one template only. Same model, same
+# images: only the sentence around the class name changes. "not a {}" is a trap: CLIP has
+# no real notion of negation, so the sentence still points at the class it names.
+
+# %% id=wording
+wordings = ["{}", "a {}", "a picture of a {}", "a drawing of a {}", "a photo of a {}",
+            "an image of a {}", "a {} on a plain background", "a {} in a video game",
+            "art of the {}", "not a {}"]
+accuracy_by_wording = {}
+for template in wordings:
+    accuracy_by_wording[template] = evaluate(build_classifier(clip, classnames, [template]),
+                                             test_features, targets).accuracy
+accuracy_by_wording[t("ensemble")] = acc_ensemble
+ordered = sorted(accuracy_by_wording.items(), key=lambda kv: kv[1])
+fig, ax = plt.subplots(figsize=(8, 4.5))
+ax.barh([k for k, _ in ordered], [v for _, v in ordered],
+        color=["tab:orange" if k == t("ensemble") else "tab:blue" for k, _ in ordered])
+ax.set_xlim(0, 1)
+ax.set_xlabel(t("zero-shot accuracy on {n} test images", n=len(test_pil)))
+ax.set_title(t("The same classes, worded differently"))
+for y, (_, v) in enumerate(ordered):
+    ax.text(v + 0.01, y, f"{v:.1%}", va="center", fontsize=8)
+plt.tight_layout()
+plt.show()
+
+# %% [markdown] id=confusion-intro
+# ### Which classes get confused?
+#
+# The confusion matrix counts, for each true class (row), how often each class was
+# predicted (column). A perfect classifier has everything on the diagonal. Look for
+# blocks: mistakes of colour stay within a column of shapes, mistakes of shape stay
+# within a row of colours. The four colour-shape pairs held out of training (lesson 01)
+# have no test images, so their rows are empty, but they still compete as answers.
+
+# %% id=confusion
+plot_confusion(result.confusion, classnames, t("Ensemble classifier, shapes-world test images"))
+plt.tight_layout()
+plt.show()
+per_class = result.per_class_accuracy()
+worst = sorted((acc, name) for name, acc in per_class.items()
+               if result.confusion[classnames.index(name)].sum() > 0)[:3]
+print(t("Hardest classes:"), ", ".join(f"{name} ({acc:.0%})" for acc, name in worst))
+
+# %% [markdown] id=failures-intro
+# ### Failure cases
+#
+# Numbers hide what goes wrong; pictures show it. Below are test images the ensemble got
+# wrong, and pictures of the held-out colour-shape pairs: combinations the model never saw
+# together during training, a harder test of whether it learned "red" and "star" separately.
+
+# %% id=failures
+heldout_images, heldout_attrs = render_batch(48 if QUICK else 400, seed=7, split="heldout")
+heldout_pil = [Image.fromarray(a) for a in heldout_images]
+heldout_targets = torch.tensor([pairs.index((a["colour"], a["shape"])) for a in heldout_attrs])
+heldout = evaluate(ensemble, heldout_pil, heldout_targets)
+print(t("accuracy on seen pairs: {a:.1%}; on held-out pairs: {b:.1%}", a=acc_ensemble,
+        b=heldout.accuracy))
+
+candidates = [(test_pil[i], int(targets[i]), int(result.predictions[i]))
+              for i in range(len(test_pil)) if result.predictions[i] != targets[i]]
+candidates += [(heldout_pil[i], int(heldout_targets[i]), int(heldout.predictions[i]))
+               for i in range(len(heldout_pil)) if heldout.predictions[i] != heldout_targets[i]]
+failures = candidates[:12]
+if failures:
+    rows = (len(failures) + 5) // 6
+    fig, axes = plt.subplots(rows, 6, figsize=(11, 2.2 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (image, truth, guess) in zip(axes.flat, failures):
+        ax.imshow(image)
+        ax.set_title(f"{classnames[truth]}\n→ {classnames[guess]}", fontsize=8)
+    fig.suptitle(t("Mistakes: true class → predicted class"))
+    plt.tight_layout()
+    plt.show()
+else:
+    print(t("No mistakes on these images."))
+
+# %% [markdown] id=shapes-check-intro
+# Self-check: the lesson's claims, as assertions. The ensemble must not be worse than the
+# bare class name, and the tiny model must classify the shapes world well.
+
+# %% id=shapes-check
+assert torch.allclose(ensemble.weights.norm(dim=-1), torch.ones(len(classnames)), atol=1e-5), \
+    "class vectors of the ensemble are not unit length"
+assert acc_ensemble >= acc_single, \
+    f"the ensemble ({acc_ensemble:.1%}) is worse than one prompt ({acc_single:.1%})"
+if clip.is_tiny:
+    assert acc_ensemble >= 0.9, f"tiny model zero-shot accuracy only {acc_ensemble:.1%}"
+assert acc_ensemble > 3 / len(classnames), "no better than a few times chance"
+
+# %% [markdown] id=playground-intro
+# ## Playground
+#
+# Pick a sample image or upload your own, type labels separated by commas, and watch the
+# probabilities change. Try labels that differ by one word, a label that is not in the
+# picture at all, or the same label twice. With the tiny model, stick to the shapes world:
+# colours (red, orange, yellow, green, blue, purple) and shapes (circle, square, triangle, star).
+# The same thing works in a terminal:
+# `python -m utils classify my_photo.jpg --labels "a cat,a dog"`.
+
+# %% id=playground
+import io
+
+import ipywidgets as widgets
+from IPython.display import display
+from PIL import ImageOps, UnidentifiedImageError
+
+from utils.images import to_rgb
+
+samples = {f"shapes: {cap}": im for im, cap in sample_images(4, seed=11)}
+samples.update({f"photo: {name}": image for name, image in photos.items()})
+picker = widgets.Dropdown(options=list(samples), description=t("Image"))
+upload = widgets.FileUpload(accept="image/*", multiple=False, description=t("Upload"))
+labels_box = widgets.Text(value="a red circle, a blue square, a green star, a photo of a cat",
+                          description=t("Labels"), continuous_update=False,
+                          layout=widgets.Layout(width="90%"))
+output = widgets.Output()
+
+
+def chosen_image():
+    """The uploaded image if there is one, else the picked sample."""
+    if upload.value:
+        data = bytes(upload.value[0]["content"])
+        return to_rgb(ImageOps.exif_transpose(Image.open(io.BytesIO(data))))
+    return samples[picker.value]
+
+
+def update(_=None):
+    with output:
+        output.clear_output(wait=True)
+        try:
+            image = chosen_image()
+            classifier = build_classifier(clip, labels_box.value)
+        except (ValueError, UnidentifiedImageError, OSError) as err:
+            print(t("Cannot classify:"), err)
+            return
+        plot_prediction(image, classifier.classnames, classifier.predict_proba([image])[0])
+        plt.show()
+
+
+for widget in (picker, upload, labels_box):
+    widget.observe(update, names="value")
+display(widgets.VBox([widgets.HBox([picker, upload]), labels_box, output]))
+update()
+
+# %% [markdown] id=limits
+# ## Limits and responsibility
+#
+# Zero-shot classification is convenient, and that is exactly why it needs care: anyone can
+# build a classifier for any set of words in one line, including words that should never
+# be used to sort people. What the CLIP paper (Radford et al., 2021) and its model card found:
+#
+# - **Accuracy depends heavily on the task.** Against a logistic-regression classifier on
+#   ResNet-50 features, zero-shot CLIP won on 16 of 27 datasets. It was weak on specialised,
+#   complex or abstract tasks: satellite images (EuroSAT, RESISC45), tumour detection in
+#   lymph-node tissue (PatchCamelyon), **counting objects** (CLEVRCounts), traffic-sign
+#   recognition (GTSRB) and the distance to the nearest car (KITTI), although non-expert
+#   humans do counting, satellite-image classification and traffic signs well (section 3.1.5).
+# - **Out-of-distribution data breaks it.** Zero-shot CLIP reached only 88% on handwritten
+#   MNIST digits, below a plain logistic regression on raw pixels; the authors found almost
+#   no MNIST-like images in the training data (section 6).
+# - **Class design changes who gets hurt.** In a probe on 10,000 FairFace portraits with
+#   the FairFace race-gender classes plus non-human classes ('animal', 'gorilla',
+#   'chimpanzee', 'orangutan') and crime-related classes ('thief', 'criminal',
+#   'suspicious person'), 4.9% of images fell into a non-human class; for images of Black
+#   people the rate was about 14%, for every other group under 8%. 16.5% of images of men
+#   and 9.8% of images of women were put in a crime-related class, and about 18% of people
+#   aged 0-20. Adding the single class 'child' drastically reduced both kinds of harm for
+#   people under 20 (section 7.1, tables 6 and 7).
+# - **Thresholds matter too.** On photos of members of the US Congress, lowering the
+#   probability threshold to 0.5% brought labels such as 'nanny' and 'housekeeper' for
+#   women and 'prisoner' and 'mobster' for men (section 7.1).
+# - **A near miss is a different answer.** On CCTV images, coarse zero-shot classification
+#   reached 91.8% top-1, but fell to 51.1% when the label set also held a caption 'close'
+#   to the right one, such as a car of another colour (section 7.2).
+# - **What the model card says.** Deployed use of the released CLIP models is out of scope;
+#   even constrained uses need thorough in-domain testing with a fixed set of classes, and
+#   surveillance and face recognition are always out of scope.
+#
+# The shapes world above shows the same lessons at small scale: the wording of the prompt
+# moved the accuracy, the held-out colour-shape pairs were harder, and a model trained on
+# shapes returns confident nonsense about a photo of a cat. **Measure on data like yours,
+# with the exact labels you will use, before you trust any zero-shot classifier**, and ask
+# whether the classes should exist at all.
+
+# %% [markdown] id=exercise-1
+# ## Exercises
+#
+# **Exercise 1: build an ensemble by hand.** Using only `clip.encode_texts`, compute the
+# class vectors of a classifier with the templates `my_templates` for the 24 shapes classes:
+# fill each template with each class name, embed, average over templates, normalise.
+# Store the result, a tensor of shape (24, D), in `my_weights`.
+
+# %% id=exercise-1-solution tags=solution
+my_templates = ["a {}", "a drawing of a {}", "a picture of a {}"]
+prompts = [tpl.format(name) for name in classnames for tpl in my_templates]  # class-major
+vectors = clip.encode_texts(prompts).view(len(classnames), len(my_templates), -1)  # (24, 3, D)
+mean = vectors.mean(dim=1)  # (24, D)
+my_weights = mean / mean.norm(dim=-1, keepdim=True)
+
+# %% id=exercise-1-check
+reference = build_classifier(clip, classnames, my_templates).weights
+assert my_weights.shape == reference.shape, f"expected shape {tuple(reference.shape)}"
+assert torch.allclose(my_weights, reference, atol=1e-5), "your class vectors differ from build_classifier's"
+print(t("Correct: your ensemble equals build_classifier's."))
+
+# %% [markdown] id=exercise-2
+# **Exercise 2: a colour-only classifier.** Zero-shot, the classes are whatever you write.
+# Build a classifier with one class per colour (`COLOURS`), using templates of your choice,
+# and measure on the test images how often it names the right colour, whatever the shape.
+# Store the accuracy (a float between 0 and 1) in `colour_accuracy`.
+
+# %% id=exercise-2-solution tags=solution
+colour_classifier = build_classifier(clip, COLOURS, ["a {} shape", "something {}", "a {} thing"])
+colour_targets = [COLOURS.index(a["colour"]) for a in test_attrs]
+colour_accuracy = evaluate(colour_classifier, test_features, colour_targets).accuracy
+print(t("colour-only accuracy: {a:.1%}", a=colour_accuracy))
+
+# %% id=exercise-2-check
+assert 0 <= colour_accuracy <= 1, "colour_accuracy must be a fraction between 0 and 1"
+assert colour_accuracy > 3 / len(COLOURS), f"{colour_accuracy:.1%} is barely above chance (1/6)"
+print(t("Done. Chance would be {c:.0%}.", c=1 / len(COLOURS)))
+
+# %% [markdown] id=exercise-3
+# **Exercise 3: bad labels.** `validate_labels` is what `build_classifier` calls first.
+# Find out, by calling it, what happens with (a) an empty label list, (b) the labels
+# "a cat, A cat, a dog". Store the cleaned list of (b) in `cleaned`.
+
+# %% id=exercise-3-solution tags=solution
+import warnings
+
+try:
+    validate_labels([])
+except ValueError as err:
+    print("(a)", err)
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    cleaned = validate_labels("a cat, A cat, a dog")
+print("(b)", cleaned, "-", caught[0].message if caught else "")
+
+# %% id=exercise-3-check
+assert cleaned == ["a cat", "a dog"], "duplicates (ignoring case and spaces) are dropped, the first kept"
+print(t("Correct: duplicates are dropped with a warning, an empty list is an error."))
+
+# %% [markdown] id=summary
+# ## Summary
+#
+# - A zero-shot classifier is a matrix of text embeddings, one unit vector per class;
+#   probabilities are a softmax of the scaled cosine similarities.
+# - The wording of the labels is part of the model: templates and ensembles of templates
+#   change the accuracy, and you can measure by how much.
+# - Zero-shot accuracy varies from task to task, and the choice of classes decides who can be
+#   harmed. Test on your own data before trusting it.
+#
+# Next, lesson 03 uses the same embeddings to search a folder of images with text.
+
+# %% [markdown] id=quiz
+# ## Quiz
+#
+# Check what you learned.
+
+# %% id=quiz-show
+from utils.quiz import show
+
+show("02-zero-shot-classification", "post", LANG)

@@ -1,0 +1,395 @@
+# %% [markdown] id=title
+# # 03 · Image search with an embedding index
+#
+# "Find the picture that matches my words" is CLIP's most useful everyday job. A text and an
+# image that mean the same thing land close together in CLIP's embedding space, so searching
+# a collection is: embed every image **once**, keep the vectors, and for each query return
+# the images whose vectors are closest to the query's vector.
+#
+# In this lesson you build search the way real systems do it, small enough to read:
+# an index that embeds in batches and caches its work, search by text and by image,
+# recall@k to measure it, what makes it fail, and how it scales to millions of images.
+
+# %% id=colab-setup
+# Colab only: install the course package (this cell does nothing anywhere else).
+import sys
+
+if "google.colab" in sys.modules:
+    get_ipython().run_line_magic(  # noqa: F821 - get_ipython exists inside Jupyter
+        "pip", "install -q git+https://github.com/multimodal-course/multimodal-networks"
+    )
+
+# %% id=params tags=parameters
+LANG = "en"        # course language: en, fr, es, it, pt, zh
+MODEL = "auto"     # "auto": pretrained ViT-B-32 if cached or downloadable, else "tiny-shapes"
+QUICK = True       # True: fast, offline (what CI runs); False: the full experiments
+N_SHAPES = 2_000 if QUICK else 20_000          # shapes-world images in the collection
+N_RANDOM = 100_000 if QUICK else 1_000_000     # random embeddings for the scale experiment
+
+# %% id=imports
+import tempfile
+import time
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from utils.i18n import set_language, t
+from utils.models import load_clip
+from utils.retrieval import ImageIndex, recall_at_k, show_hits
+
+set_language(LANG)
+torch.manual_seed(0)
+clip = load_clip(MODEL)
+print(clip.description)
+WORK = Path(tempfile.mkdtemp(prefix="image-search-"))  # everything this notebook writes goes here
+
+# %% [markdown] id=collection-intro
+# ## A collection of images
+#
+# We draw a few thousand pictures of the shapes world (lesson 01), every colour and shape,
+# including the colour-shape pairs the tiny CLIP never saw while training (`HELD_OUT`).
+# Each image comes with its attributes, so we know which images a query *should* find.
+
+# %% id=collection
+from utils.data import HELD_OUT, caption, render_batch
+
+pixels, attrs = render_batch(N_SHAPES, seed=3, split="all")  # (N, 64, 64, 3) uint8, list of dicts
+print(len(attrs), t("images, for example:"), [a["caption"] for a in attrs[:3]])
+
+# %% [markdown] id=index-intro
+# ## Build the index once
+#
+# `ImageIndex.build` pushes the images through the image encoder in **batches** (64 at a
+# time): memory stays the same whether the collection has a thousand images or a million.
+# The result is one matrix $E$ of shape $(N, D)$ whose rows are L2-normalised, so for a query
+# vector $q$ the score of image $i$ is the cosine similarity $s_i = E_i \cdot q$.
+# This is the expensive step; a query afterwards costs one matrix-vector product.
+
+# %% id=index
+start = time.perf_counter()
+index = ImageIndex.build(clip, list(pixels), batch_size=64)
+build_seconds = time.perf_counter() - start
+print(index)
+print(t("embedding speed:"), f"{len(index) / build_seconds:.0f}", t("images/s"))
+
+# %% [markdown] id=text-search-intro
+# ## Text → image
+#
+# `index.search("a green triangle", k=8)` embeds the text and returns the 8 best images with
+# their scores. The scores are cosine similarities: only their order matters, not their size.
+
+# %% id=text-search
+for query in ["a green triangle", "a large orange star", "a small blue circle"]:
+    hits = index.search(query, k=8)
+    show_hits(hits, pixels, title=f'"{query}"', ncols=8, size=1.3)
+    plt.show()
+
+# %% [markdown] id=image-search-intro
+# ## Image → image: "more like this"
+#
+# A query can also be an image: embed it with the image encoder and search the same index.
+# `index.more_like(i)` uses image *i* of the index itself and leaves it out of the results.
+
+# %% id=image-search
+example = 7
+plt.figure(figsize=(1.6, 1.8))
+plt.imshow(pixels[example])
+plt.title(t("query image"), fontsize=9)
+plt.axis("off")
+plt.show()
+similar = index.more_like(example, k=8)
+show_hits(similar, pixels, title=t("more like this"), ncols=8, size=1.3)
+plt.show()
+
+# %% [markdown] id=recall-intro
+# ## How good is it? Recall@k
+#
+# For each query we know which images are right (their attributes match). **Recall@k** is the
+# fraction of queries with at least one right image among the top $k$:
+# $\text{rank}_q = 1 + \#\{i : s_{qi} > \max_{j \in \text{right}(q)} s_{qj}\}$ and
+# $\text{R@}k = \text{mean}_q[\text{rank}_q \le k]$.
+# The more a query says, the fewer images are right, and the harder it gets.
+
+# %% id=recall
+def attribute_recall(template: str, keys: tuple, ks=(1, 5, 10)) -> dict:
+    """Recall@k of the queries `template` makes from every combination of `keys` present."""
+    combos = sorted({tuple(a[k] for k in keys) for a in attrs})
+    queries = [caption({"size": "", "position": "left", **dict(zip(keys, c))}, template)
+               for c in combos]  # e.g. "a small red circle"
+    relevant = np.array([[tuple(a[k] for k in keys) == c for a in attrs] for c in combos])
+    scores = clip.encode_texts(queries) @ index.embeddings.float().T  # (Q, N)
+    return recall_at_k(scores.numpy(), relevant, ks)
+
+
+rows = {
+    "a {colour} {shape}": ("colour", "shape"),
+    "a {size} {colour} {shape}": ("size", "colour", "shape"),
+    "a {colour} {shape} {where}": ("colour", "shape", "position"),
+}
+recall = {template: attribute_recall(template, keys) for template, keys in rows.items()}
+print(f"{t('query template'):<30}{'R@1':>7}{'R@5':>7}{'R@10':>7}")
+for template, r in recall.items():
+    print(f"{template:<30}{r[1]:>7.2f}{r[5]:>7.2f}{r[10]:>7.2f}")
+
+# %% [markdown] id=failures-intro
+# ## What makes search fail
+#
+# - **Pairs never seen in training.** The tiny CLIP never saw a red star (`HELD_OUT`). Knowing
+#   "red" and "star" separately is not always enough to put them together.
+# - **Words the model ignores.** CLIP's text encoder is trained on captions, which rarely say
+#   what is *not* there: "not red" often reads as "red".
+# - **Nothing matches.** Search always returns $k$ images, even for a query the collection
+#   cannot answer; only the scores hint that something is off.
+
+# %% id=failures
+seen_pairs = [(c, s) for c, s in sorted({(a["colour"], a["shape"]) for a in attrs})
+              if (c, s) not in HELD_OUT]
+
+
+def pair_recall(pairs, k=5):
+    queries = [f"a {c} {s}" for c, s in pairs]
+    relevant = np.array([[(a["colour"], a["shape"]) == p for a in attrs] for p in pairs])
+    scores = clip.encode_texts(queries) @ index.embeddings.float().T
+    return recall_at_k(scores.numpy(), relevant, (k,))[k]
+
+
+print(t("recall@5, colour-shape pairs seen in training:"), f"{pair_recall(seen_pairs):.2f}")
+print(t("recall@5, pairs never seen (HELD_OUT):"), f"{pair_recall(HELD_OUT):.2f}")
+show_hits(index.search("a red star", k=8), pixels, title='"a red star" (held out)', ncols=8, size=1.3)
+plt.show()
+negation = index.search("a shape that is not red", k=8)
+show_hits(negation, pixels, title='"a shape that is not red"', ncols=8, size=1.3)
+plt.show()
+n_red = sum(attrs[h.index]["colour"] == "red" for h in negation)
+print(t("red shapes among the top 8 for 'not red':"), n_red)
+for query in ["a red circle", "a photo of a dog on the beach"]:
+    print(f"{query!r}: " + t("best score") + f" {index.search(query, k=1)[0].score:.3f}")
+
+# %% [markdown] id=folder-intro
+# ## A real folder: odd files, broken files, and a cache
+#
+# Real folders hold grayscale scans, PNGs with transparency, CMYK JPEGs, 16-bit TIFFs,
+# photos stored sideways with an EXIF "rotate me" flag, and broken files. `open_image`
+# (in `utils/images.py`) turns each readable one into an upright RGB picture; a file it
+# cannot read is **skipped with its reason**, and the build goes on.
+#
+# We write the sample photos that ship with scikit-image in all these formats, plus three
+# broken files, then index the folder. The index is **cached** on disk, keyed by the model
+# and by each file's path, size and modification time: the second build embeds nothing.
+# (By default the cache goes to your user cache folder, never into the image folder; here
+# we put it in a temporary folder.)
+
+# %% id=photos
+import skimage.data
+from PIL import Image
+
+photos = WORK / "photos"
+photos.mkdir()
+for name in ["astronaut", "cat", "rocket", "coins", "clock", "hubble_deep_field", "brick",
+             "grass", "page", "immunohistochemistry", "colorwheel", "retina"]:
+    Image.fromarray(getattr(skimage.data, name)()).save(photos / f"{name}.jpg", quality=90)
+Image.fromarray(skimage.data.camera()).save(photos / "camera_gray.png")  # grayscale
+Image.fromarray(skimage.data.logo()).save(photos / "logo_rgba.png")  # transparency
+Image.fromarray(skimage.data.coffee()).convert("CMYK").save(photos / "coffee_cmyk.jpg")  # print
+Image.fromarray(skimage.data.moon().astype(np.uint16) * 257).save(photos / "moon_16bit.tif")
+Image.fromarray(skimage.data.horse()).convert("P").save(photos / "horse_palette.gif")
+sideways = Image.fromarray(skimage.data.chelsea()).transpose(Image.Transpose.ROTATE_90)
+exif = Image.Exif()
+exif[0x0112] = 6  # "rotate 90° clockwise to view": how phones store portrait photos
+sideways.save(photos / "chelsea_exif_rotated.jpg", exif=exif)
+(photos / "empty.jpg").write_bytes(b"")
+(photos / "download.jpg").write_text("<!DOCTYPE html><html><body>404 Not Found</body></html>")
+(photos / "truncated.jpg").write_bytes((photos / "astronaut.jpg").read_bytes()[:20_000])
+
+cache_file = WORK / "photos-index.safetensors"
+first = ImageIndex.build(clip, photos, cache=cache_file)
+second = ImageIndex.build(clip, photos, cache=cache_file)
+for name, built in [(t("first build"), first), (t("second build"), second)]:
+    s = built.stats
+    print(f"{name}: {s['indexed']} " + t("indexed") + f", {s['embedded']} " + t("embedded") +
+          f", {s['reused']} " + t("reused from the cache") + f", {s['seconds']:.2f} s")
+for skipped in second.skipped:
+    print(t("skipped"), skipped.item, "->", skipped.reason)
+
+# %% id=photo-search
+photo_queries = ["an astronaut", "a cup of coffee", "a cat", "a rocket", "the moon"]
+for query in photo_queries[:2] if QUICK else photo_queries:
+    show_hits(second.search(query, k=5), title=f'"{query}"', ncols=5, size=1.8)
+    plt.show()
+if clip.is_tiny:
+    print(t("The tiny model only knows coloured shapes: on photos it matches colours, not meaning. "
+            "With the pretrained model (MODEL = 'auto' online) these searches find the right photo."))
+
+# %% [markdown] id=scale-intro
+# ## Scale: why you precompute, and when you need faiss
+#
+# Embedding is the slow part: every image passes through the image encoder. A query is one
+# text encoding plus one matrix-vector product over $E$. So we embed once, store $E$, and
+# search it many times.
+#
+# How much memory does $E$ take? $N \times D \times$ bytes per number. For a million images
+# with $D = 512$ in float32 that is $10^6 \times 512 \times 4 \approx 2$ GB (1 GB in float16);
+# the preprocessed pixels of the same images would be $10^6 \times 3 \times 224^2 \times 4
+# \approx 600$ GB.
+#
+# **Exact search** scores all $N$ rows. faiss (`pip install faiss-cpu`) does the same with
+# `IndexFlatIP` (identical results, faster kernels) and offers **approximate** indexes such as
+# IVF: cluster the vectors, then score only the clusters nearest to the query. Below we time
+# both on random 512-d unit vectors.
+
+# %% id=scale
+gen = torch.Generator().manual_seed(0)
+centres = torch.randn(1000, 512, generator=gen)  # random vectors gathered around 1000 "topics",
+topic = torch.randint(1000, (N_RANDOM,), generator=gen)  # like real image embeddings
+random_emb = torch.nn.functional.normalize(centres[topic] + 0.5 * torch.randn(N_RANDOM, 512, generator=gen), dim=1)
+queries = torch.nn.functional.normalize(centres[:20] + 0.5 * torch.randn(20, 512, generator=gen), dim=1)
+big = ImageIndex(embeddings=random_emb, items=[""] * N_RANDOM, model={})
+
+
+def ms_per_query(search) -> float:
+    search(queries[:1])  # warm-up
+    start = time.perf_counter()
+    for q in queries:
+        search(q[None])
+    return 1000 * (time.perf_counter() - start) / len(queries)
+
+
+timing = {"exact": ms_per_query(lambda q: big.search_embeddings(q, 10))}
+exact_ids = big.search_embeddings(queries, 10)[1]
+big.use_faiss("Flat")
+timing["faiss Flat"] = ms_per_query(lambda q: big.search_embeddings(q, 10))
+flat_ids = big.search_embeddings(queries, 10)[1]
+nlist = int(np.sqrt(N_RANDOM))
+big.use_faiss(f"IVF{nlist},Flat", nprobe=16)
+timing[f"faiss IVF{nlist}"] = ms_per_query(lambda q: big.search_embeddings(q, 10))
+ivf_ids = big.search_embeddings(queries, 10)[1]
+ivf_recall = np.mean([len(set(a.tolist()) & set(b.tolist())) / 10 for a, b in zip(ivf_ids, exact_ids)])
+big.use_exact()
+
+print(f"N = {N_RANDOM:,}, D = 512: E " + t("takes") + f" {random_emb.numel() * 4 / 2**20:.0f} MB (float32)")
+for name, ms in timing.items():
+    print(f"  {name:<16} {ms:8.2f} ms / " + t("query"))
+print(t("faiss Flat returns the same top-10 as exact search:"), bool(torch.equal(flat_ids, exact_ids)))
+print(t("IVF finds this share of the exact top-10:"), f"{ivf_recall:.2f}")
+per_image = build_seconds / len(index)
+print(t("Here, embedding one million images would take about"), f"{per_image * 1e6 / 3600:.1f} h",
+      t("with this model; one exact query takes"), f"{timing['exact']:.0f} ms.")
+fig, ax = plt.subplots(figsize=(5, 2.5))
+ax.barh(list(timing), list(timing.values()))
+ax.set_xlabel(t("milliseconds per query"))
+ax.set_title(t("Top-10 search over") + f" {N_RANDOM:,} " + t("embeddings"))
+plt.tight_layout()
+plt.show()
+
+# %% [markdown] id=widget-intro
+# ## A search box
+#
+# Type a query and press Enter: the grid shows the best images of the shapes collection.
+
+# %% id=widget
+import ipywidgets as widgets
+from IPython.display import display
+
+box = widgets.Text(value="a purple square", description=t("Search:"), continuous_update=False)
+results = widgets.Output()
+
+
+def update(change=None) -> list:
+    hits = index.search(box.value, k=10) if box.value.strip() else []
+    with results:
+        results.clear_output(wait=True)
+        show_hits(hits, pixels, title=f'"{box.value}"', ncols=10, size=1.2)
+        plt.show()
+    return hits
+
+
+box.observe(update, names="value")
+display(widgets.VBox([box, results]))
+widget_hits = update()
+
+# %% [markdown] id=exercise-1
+# ## Exercise 1: search by hand
+#
+# `index.search` is one matrix product and a top-k. Compute the indices of the 5 best images
+# for "a yellow square" yourself from `index.embeddings` (N, D) and `clip.encode_texts`,
+# into a list `my_top5`.
+
+# %% id=exercise-1-solution tags=solution
+q = clip.encode_texts(["a yellow square"])[0]  # (D,)
+scores = index.embeddings.float() @ q  # (N,)
+my_top5 = scores.topk(5).indices.tolist()
+
+# %% id=exercise-1-check
+assert my_top5 == [h.index for h in index.search("a yellow square", k=5)], \
+    "my_top5 differs from index.search: use index.embeddings @ text_vector, then topk(5)"
+print(t("Right!"))
+
+# %% [markdown] id=exercise-2
+# ## Exercise 2: how much memory?
+#
+# A photo library has 10 million images. Its index stores 768-dimensional embeddings in
+# float16. How many gigabytes (1 GB = $10^9$ bytes) does the embedding matrix take?
+# Put the number in `gigabytes`.
+
+# %% id=exercise-2-solution tags=solution
+gigabytes = 10_000_000 * 768 * 2 / 1e9
+
+# %% id=exercise-2-check
+assert abs(gigabytes - 15.36) < 0.01, "N x D x 2 bytes (float16), divided by 1e9"
+print(t("Right!"))
+
+# %% [markdown] id=exercise-3
+# ## Exercise 3: combine two queries
+#
+# Embeddings can be added. Search with the normalised sum of the text embeddings of
+# "a blue shape" and "a star" (a vector, passed to `index.search`), and keep the hits in
+# `combined`. Most of its top 5 should be blue stars.
+
+# %% id=exercise-3-solution tags=solution
+both = clip.encode_texts(["a blue shape", "a star"]).sum(0)  # (D,)
+combined = index.search(both / both.norm(), k=5)
+
+# %% id=exercise-3-check
+n_blue_stars = sum((attrs[h.index]["colour"], attrs[h.index]["shape"]) == ("blue", "star")
+                   for h in combined)
+assert len(combined) == 5 and n_blue_stars >= 3, f"only {n_blue_stars} blue stars in the top 5"
+show_hits(combined, pixels, title='"a blue shape" + "a star"', ncols=5, size=1.3)
+plt.show()
+
+# %% [markdown] id=self-check-intro
+# ## Self-check
+#
+# These assertions fail when a claim of this lesson breaks.
+
+# %% id=self-check
+assert torch.allclose(index.embeddings.norm(dim=1), torch.ones(len(index)), atol=1e-4), \
+    "index embeddings are not L2-normalised"
+assert second.stats["embedded"] == 0 and second.stats["reused"] == first.stats["indexed"], \
+    "the second build did not reuse the cache"
+assert {s.item for s in second.skipped} == {"empty.jpg", "download.jpg", "truncated.jpg"}, \
+    "every broken file must be reported, and only those"
+assert first.stats["indexed"] == 18, "every readable photo format must be indexed"
+assert bool(torch.equal(flat_ids, exact_ids)), "faiss IndexFlatIP must give the exact top-10"
+assert len(widget_hits) == 10, "the search box must show 10 results"
+if clip.is_tiny:
+    assert recall["a {colour} {shape}"][5] >= 0.9, f"tiny CLIP recall@5 too low: {recall}"
+    assert recall["a {colour} {shape}"][1] >= 0.6, f"tiny CLIP recall@1 too low: {recall}"
+else:
+    expected = {"an astronaut": ("astronaut",), "a cup of coffee": ("coffee",),
+                "a cat": ("cat", "chelsea"), "a rocket": ("rocket",), "the moon": ("moon",)}
+    best = {q: Path(second.search(q, k=1)[0].item).stem for q in photo_queries}
+    right = sum(best[q].startswith(expected[q]) for q in photo_queries)
+    assert right >= 4, f"the pretrained model found only {right}/5 photos: {best}"
+print(t("All checks passed."))
+
+# %% [markdown] id=quiz
+# ## Quiz
+#
+# Check what you learned in this lesson.
+
+# %% id=quiz-show
+from utils.quiz import show
+
+show("03-image-search", "post", LANG)

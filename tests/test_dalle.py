@@ -1,0 +1,223 @@
+"""Lesson 05: the mini DALL-E, its independent judge and the unCLIP prior."""
+
+from __future__ import annotations
+
+import colorsys
+import json
+import math
+
+import pytest
+import torch
+
+from utils import data
+from utils.dalle import (
+    DalleConfig,
+    MiniDalle,
+    Prior,
+    PriorConfig,
+    WordTokenizer,
+    new_path,
+    shapes_world_words,
+)
+
+# ---------------------------------------------------------------- caption tokens
+
+
+def test_word_tokenizer_layout_and_unknown_words():
+    tok = WordTokenizer(["a", "red", "circle"], length=6)
+    ids = tok.encode(["A red circle.", "a purple circle", "a a a a a a a a"])
+    assert ids.shape == (3, 6)
+    assert (ids[:, -1] == tok.index["<img>"]).all(), "the last slot must always be <img>"
+    assert ids[0].tolist() == [3, 4, 5, 0, 0, 2]
+    assert ids[1, 1] == tok.index["<unk>"]
+    assert tok.decode(ids[:1]) == ["a red circle"]
+    assert tok.unknown_words("a purple circle") == ["purple"]
+
+
+def test_shapes_world_words_cover_every_caption():
+    tok = WordTokenizer(shapes_world_words(), length=12)
+    _, attrs = data.render_batch(300, seed=3, split="all")
+    captions = [data.caption(a, t) for a in attrs[:30] for t in data.TEMPLATES] + [a["caption"] for a in attrs]
+    for caption in captions:
+        assert tok.unknown_words(caption) == [], caption
+        assert len(tok.split(caption)) <= tok.length - 1, f"caption too long for the stream: {caption}"
+
+
+# ---------------------------------------------------------------- the transformer
+
+
+def _small_model(seed: int = 0) -> MiniDalle:
+    torch.manual_seed(seed)
+    return MiniDalle(DalleConfig(text_vocab=8, image_vocab=16, text_len=4, image_len=9,
+                                 n_layer=2, n_head=2, n_embd=32))
+
+
+def test_logits_are_causal():
+    """Changing image token j must not change the predictions of tokens 0..j."""
+    model = _small_model().eval()
+    words = torch.randint(0, 8, (2, 4))
+    codes = torch.randint(0, 16, (2, 8))
+    logits, _ = model(words, codes)
+    assert logits.shape == (2, 9, 16)
+    j = 4
+    changed = codes.clone()
+    changed[:, j] = (changed[:, j] + 1) % 16
+    logits2, _ = model(words, changed)
+    assert torch.allclose(logits[:, : j + 1], logits2[:, : j + 1], atol=1e-6)
+    assert not torch.allclose(logits[:, j + 1 :], logits2[:, j + 1 :], atol=1e-6)
+    # and every prediction depends on the caption
+    other_words = (words + 1) % 8
+    logits3, _ = model(other_words, codes)
+    assert (logits3 - logits).abs().amax(dim=(0, 2)).min() > 0
+
+
+def test_initial_loss_is_uniform_guess():
+    model = _small_model()
+    loss = model.loss(torch.randint(0, 8, (16, 4)), torch.randint(0, 16, (16, 9)))
+    assert abs(loss.item() - math.log(16)) < 0.1, "at initialisation every code should be equally likely"
+
+
+def test_caption_decides_the_image_after_overfitting():
+    """Two captions, two fixed code grids: after training, greedy sampling redraws each grid."""
+    model = _small_model(1)
+    words = torch.tensor([[1, 2, 0, 3], [1, 4, 0, 3]])
+    codes = torch.randint(0, 16, (2, 9), generator=torch.Generator().manual_seed(0))
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for _ in range(150):
+        loss = model.loss(words, codes)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.05
+    model.eval()
+    assert torch.equal(model.sample(words, top_k=1), codes)
+
+
+def test_sampling_is_seeded_and_top_k_restricts():
+    model = _small_model().eval()
+    words = torch.randint(0, 8, (64, 4))
+    a = model.sample(words, generator=torch.Generator().manual_seed(5))
+    b = model.sample(words, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(a, b)
+    first_logits, _ = model(words, a[:, :0])                       # (B, 1, K)
+    allowed = first_logits[:, 0].topk(3).indices                   # (B, 3)
+    c = model.sample(words, top_k=3, generator=torch.Generator().manual_seed(6))
+    assert (c[:, :1] == allowed).any(1).all(), "top_k=3 drew a code outside the 3 likeliest"
+    greedy = model.sample(words, top_k=1)
+    assert torch.equal(greedy[:, 0], first_logits[:, 0].argmax(-1))
+    with pytest.raises(ValueError, match="temperature"):
+        model.sample(words, temperature=0)
+
+
+# ---------------------------------------------------------------- the independent judge
+
+
+def test_rgb_to_hsv_matches_colorsys():
+    from utils.shapecheck import rgb_to_hsv
+
+    rgb = torch.rand(1, 3, 5, 7, generator=torch.Generator().manual_seed(0))
+    hsv = rgb_to_hsv(rgb)
+    for y in range(5):
+        for x in range(7):
+            h, s, v = colorsys.rgb_to_hsv(*rgb[0, :, y, x].tolist())
+            assert abs(hsv[0, 0, y, x] - h * 360) < 1e-3 or abs(hsv[0, 0, y, x] - h * 360) > 359.99
+            assert abs(hsv[0, 1, y, x] - s) < 1e-5 and abs(hsv[0, 2, y, x] - v) < 1e-5
+
+
+def test_judge_reads_rendered_shapes():
+    """Colour from pixel statistics, shape from the bundled CNN: both right on real renders."""
+    from utils.shapecheck import evaluate_judge, load_shape_judge
+
+    scores = evaluate_judge(load_shape_judge(), n=300, seed=4242)
+    assert scores["colour_accuracy"] >= 0.97, scores
+    assert scores["shape_accuracy"] >= 0.93, scores
+
+
+# ---------------------------------------------------------------- the bundled mini DALL-E
+
+
+@pytest.fixture(scope="module")
+def dalle():
+    from utils.dalle import load_tiny_dalle
+
+    return load_tiny_dalle()
+
+
+def test_bundled_assets_match_manifest():
+    from utils.assets import asset_path
+
+    for name in ("tiny-dalle.safetensors", "tiny-dalle.json", "tiny-prior.safetensors",
+                 "tiny-prior.json", "shape-judge.safetensors", "shape-judge.json"):
+        asset_path(name, verify=True)
+
+
+def test_generate_reranks_by_clip(dalle):
+    from utils.dalle import generate
+
+    result = generate("a yellow square", n=6, seed=1, dalle=dalle)
+    assert result.images.shape == (6, 3, 64, 64)
+    assert (result.scores[:-1] >= result.scores[1:]).all(), "images must come best CLIP score first"
+    assert torch.equal(result.drawn[result.order], result.images)
+    again = generate("a yellow square", n=6, seed=1, dalle=dalle)
+    assert torch.equal(again.codes, result.codes), "same seed, same images"
+    with pytest.warns(UserWarning, match="never saw"):
+        generate("a yellow dodecahedron", n=1, dalle=dalle)
+
+
+@pytest.mark.slow
+def test_quality_bar_on_some_seen_pairs(dalle):
+    """Issue item 4, on a sample of the seen pairs: the best reranked sample is right."""
+    from utils.dalle import evaluate_dalle
+
+    pairs = [("yellow", "square"), ("red", "circle"), ("blue", "star"), ("green", "triangle"),
+             ("orange", "circle"), ("purple", "square")]
+    result = evaluate_dalle(dalle, pairs=pairs, n_samples=8, seed=3)
+    assert result["reranked_accuracy"] >= 5 / 6, result["per_caption"]
+    assert result["reranked_accuracy"] >= result["sample_accuracy"], "reranking should not hurt"
+
+
+def test_cli_writes_new_files_and_draws_the_colour(tmp_path, capsys):
+    from utils.__main__ import main
+    from utils.shapecheck import dominant_colours
+
+    out = tmp_path / "square.png"
+    reports = []
+    for _ in range(2):
+        assert main(["dalle", "a yellow square", "--n", "4", "--seed", "2", "--out", str(out), "--json"]) == 0
+        reports.append(json.loads(capsys.readouterr().out))
+    files = {reports[0]["image"], reports[0]["grid"], reports[1]["image"], reports[1]["grid"]}
+    assert len(files) == 4, "a second run must not overwrite the first"
+    assert reports[0]["image"] == str(out)
+    import numpy as np
+    from PIL import Image
+
+    image = torch.from_numpy(np.asarray(Image.open(reports[1]["image"]))).permute(2, 0, 1)[None] / 255
+    assert dominant_colours(image.float())[0][0] == "yellow"
+    assert reports[1]["best"]["colour"] == "yellow"
+    assert [s["rank"] for s in reports[1]["samples"]] == [0, 1, 2, 3]
+
+
+def test_new_path_never_overwrites(tmp_path):
+    first = tmp_path / "a.png"
+    first.write_bytes(b"x")
+    assert new_path(first) == tmp_path / "a-1.png"
+    assert new_path(tmp_path / "b.png") == tmp_path / "b.png"
+
+
+# ---------------------------------------------------------------- the unCLIP prior
+
+
+def test_prior_outputs_unit_vectors():
+    prior = Prior(PriorConfig(embed_dim=16, hidden=32))
+    out = prior.predict(torch.randn(5, 16))
+    assert out.shape == (5, 16)
+    assert torch.allclose(out.norm(dim=-1), torch.ones(5), atol=1e-5)
+
+
+def test_bundled_prior_beats_raw_text_for_retrieval():
+    from utils.dalle import evaluate_prior, load_prior
+
+    metrics = evaluate_prior(load_prior(), n_images=450, seed=7)
+    seen_text, seen_prior = metrics["text_seen"], metrics["prior_seen"]
+    assert seen_prior["mAP"] > seen_text["mAP"], metrics
+    assert seen_prior["cos_to_own_images"] > seen_text["cos_to_own_images"] + 0.1, metrics

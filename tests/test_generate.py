@@ -1,0 +1,236 @@
+"""CLIP-guided generation: prompt syntax, cutouts, loss, drawers, bad input, CLI, and that
+the offline tiny world really draws the prompt's colour (an independent pixel check)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from utils import generate as gen
+from utils.generate import (
+    GenerationError,
+    Prompt,
+    clamp_with_grad,
+    generate,
+    make_cutouts,
+    parse_prompts,
+    prompt_loss,
+    sample_cutouts,
+    spherical_distance,
+    unique_path,
+)
+
+# ------------------------------------------------------------------ an independent pixel check
+
+# Hue centres (degrees) of the shapes world's colour names; a pixel gets the nearest one.
+HUES = {"red": 0, "orange": 30, "yellow": 56, "green": 120, "blue": 225, "purple": 288}
+
+
+def colour_shares(image) -> tuple[dict[str, float], float]:
+    """Share of each colour name among the saturated pixels (the shapes world's backgrounds have
+    saturation <= 0.15), and the fraction of the image those pixels cover."""
+    rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255  # (H, W, 3)
+    mx, mn = rgb.max(-1), rgb.min(-1)
+    sat = (mx - mn) / np.maximum(mx, 1e-6)
+    coloured = (sat > 0.4) & (mx > 0.3)
+    r, g, b = (rgb[..., i][coloured] for i in range(3))
+    hue = np.degrees(np.arctan2(math.sqrt(3) * (g - b), 2 * r - g - b)) % 360  # (M,)
+    names = list(HUES)
+    centres = np.array([HUES[n] for n in names])
+    gap = np.abs((hue[:, None] - centres[None] + 180) % 360 - 180)  # (M, 6) circular distance
+    counts = np.bincount(gap.argmin(1), minlength=len(names))
+    total = max(int(coloured.sum()), 1)
+    return {n: counts[i] / total for i, n in enumerate(names)}, float(coloured.mean())
+
+
+def test_colour_check_on_rendered_shapes():
+    """The check itself is right on the shapes world's own images."""
+    from utils.data import sample_images
+
+    for image, caption in sample_images(12, seed=3):
+        shares, cover = colour_shares(image)
+        colour = next(c for c in HUES if f" {c} " in f" {caption} ")
+        if cover > 0.01:
+            assert max(shares, key=shares.get) == colour, (caption, shares)
+
+
+# ------------------------------------------------------------------ prompts
+
+
+def test_parse_pixray_syntax():
+    assert parse_prompts("a red circle:1 | a blue square:-0.5") == [
+        Prompt("a red circle", 1.0), Prompt("a blue square", -0.5)]
+    assert parse_prompts("a red circle") == [Prompt("a red circle", 1.0)]
+    assert parse_prompts(["a", "b:2"]) == [Prompt("a", 1.0), Prompt("b", 2.0)]
+    assert parse_prompts("a red circle | ") == [Prompt("a red circle", 1.0)]
+
+
+@pytest.mark.parametrize("bad, message", [
+    ("", "empty"), ("  |  ", "empty"), ("a:b:c", "must be a number"), ("a:1:2", "only one"),
+    (":2", "no text"), ("a red circle:0", "weight 0"), ("a:nan", "finite"),
+])
+def test_bad_prompts(bad, message):
+    with pytest.raises(ValueError, match=message):
+        parse_prompts(bad)
+
+
+# ------------------------------------------------------------------ loss and cutouts
+
+
+def test_spherical_distance():
+    a = F.normalize(torch.randn(5, 8), dim=-1)
+    b = F.normalize(torch.randn(5, 8), dim=-1)
+    angle = torch.arccos((a * b).sum(-1).clamp(-1, 1))
+    # 2 arcsin(|a-b|/2)^2 = angle^2 / 2 for unit vectors
+    torch.testing.assert_close(spherical_distance(a, b), angle**2 / 2, atol=1e-5, rtol=1e-4)
+    assert spherical_distance(a, a).abs().max() < 1e-6
+    # antipodal: pi^2 / 2 (arcsin is steep near 1, hence the looser tolerance)
+    torch.testing.assert_close(spherical_distance(a, -a), torch.full((5,), math.pi**2 / 2), atol=5e-3, rtol=0)
+
+
+def test_prompt_loss_weights_and_negative_prompts():
+    t = F.normalize(torch.randn(2, 8), dim=-1)
+    img = t[0].expand(1, 3, 8)  # three cutouts that all equal prompt 0
+    w = torch.tensor([1.0, -0.5])
+    expected = 0 - 0.5 * spherical_distance(t[0], t[1])
+    torch.testing.assert_close(prompt_loss(img, t, w), expected[None])
+
+
+def test_fused_cutouts_are_exact_crops():
+    image = torch.rand(1, 3, 8, 8)
+    identity = torch.tensor([[[[1.0, 0, 0], [0, 1, 0]]]])  # (1, 1, 2, 3)
+    torch.testing.assert_close(make_cutouts(image, identity, 8), image)
+    top_left = torch.tensor([[[[0.5, 0, -0.5], [0, 0.5, -0.5]]]])  # half size, top-left quarter
+    torch.testing.assert_close(make_cutouts(image, top_left, 4), image[:, :, :4, :4])
+
+
+def test_one_grid_sample_equals_one_call_per_cutout():
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(2, 3, 16, 16, generator=g)
+    theta = sample_cutouts(5, batch=2, generator=g)  # (2, 5, 2, 3)
+    fused = make_cutouts(images, theta, 8)  # (10, 3, 8, 8)
+    for b in range(2):
+        for n in range(5):
+            grid = F.affine_grid(theta[b, n][None], [1, 3, 8, 8], align_corners=False)
+            one = F.grid_sample(images[b:b + 1], grid, padding_mode="reflection", align_corners=False)
+            torch.testing.assert_close(fused[b * 5 + n], one[0], atol=1e-5, rtol=1e-5)
+
+
+def test_cutouts_stay_inside_and_vary():
+    theta = sample_cutouts(200, generator=torch.Generator().manual_seed(1))[0]  # (200, 2, 3)
+    corners = torch.tensor([[-1.0, -1, 1], [1, -1, 1], [-1, 1, 1], [1, 1, 1]]).T  # (3, 4)
+    mapped = theta @ corners  # (200, 2, 4)
+    # rotation lets corners leave the image by at most sqrt(2) sin(15 deg) * scale
+    assert mapped.abs().max() < 1.0 + math.sqrt(2) * math.sin(math.radians(15)) + 1e-4
+    scale = theta[:, :, :2].det().abs().sqrt()
+    assert 0.5 - 1e-5 <= scale.min() and scale.max() <= 1 + 1e-5 and scale.std() > 0.1
+    assert (theta[:, 0, 0] < 0).any() and (theta[:, 0, 0] > 0).any(), "flips should occur"
+
+
+def test_clamp_with_grad():
+    x = torch.tensor([-0.5, 0.5, 1.5], requires_grad=True)
+    clamp_with_grad(x).sum().backward()  # descent would push x down: fine for 1.5, not for -0.5
+    assert torch.equal(x.grad, torch.tensor([0.0, 1.0, 1.0]))
+    assert torch.equal(clamp_with_grad(x.detach()), torch.tensor([0.0, 0.5, 1.0]))
+
+
+def test_unique_path_never_overwrites(tmp_path):
+    first = tmp_path / "a.png"
+    assert unique_path(first) == first
+    first.write_bytes(b"x")
+    assert unique_path(first) == tmp_path / "a-1.png"
+
+
+# ------------------------------------------------------------------ the loop with the tiny models
+
+
+@pytest.fixture(scope="module")
+def tiny_clip():
+    from utils.models import load_clip
+
+    return load_clip("tiny-shapes", device="cpu")
+
+
+def test_same_seed_same_image_and_batch(tiny_clip):
+    a = generate("a red circle", clip=tiny_clip, iterations=4, cutouts=4, seed=3, progress=False)
+    b = generate("a red circle", clip=tiny_clip, iterations=4, cutouts=4, seed=3, progress=False)
+    c = generate("a red circle", clip=tiny_clip, iterations=4, cutouts=4, seed=4, progress=False)
+    assert np.array_equal(np.asarray(a.image), np.asarray(b.image))
+    assert not np.array_equal(np.asarray(a.image), np.asarray(c.image))
+    batch = generate("a red circle", clip=tiny_clip, iterations=0, seed=3, batch=2, progress=False)
+    assert len(batch.images) == 2 and np.array_equal(np.asarray(batch.images[0]), np.asarray(
+        generate("a red circle", clip=tiny_clip, iterations=0, seed=3, progress=False).image))
+    assert not np.array_equal(np.asarray(batch.images[0]), np.asarray(batch.images[1]))
+
+
+def test_drawers_and_size_rounding(tiny_clip):
+    with pytest.warns(UserWarning, match="multiple of 8"):
+        r = generate("a red circle", clip=tiny_clip, iterations=2, cutouts=2, size=70, progress=False)
+    assert r.image.size == (72, 72) and "using 72" in r.notes[0]
+    p = generate("a red circle", drawer="pixel", clip=tiny_clip, iterations=2, cutouts=2, progress=False)
+    assert p.image.size == (64, 64)
+    k = generate("a red circle", clip=tiny_clip, iterations=2, cutouts=3, augment="kornia", progress=False)
+    assert len(k.losses) == 2
+    with pytest.raises(ValueError, match="Unknown drawer"):
+        generate("x", drawer="crayon", clip=tiny_clip, progress=False)
+
+
+def test_missing_vqgan_checkpoint_says_how_to_download(tiny_clip, tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_CACHE", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="download_vqgan"):
+        generate("a red circle", drawer="vqgan", clip=tiny_clip, iterations=1, progress=False)
+
+
+def test_out_of_memory_is_explained(tiny_clip, monkeypatch):
+    def oom(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    before = [p.requires_grad for p in tiny_clip.model.parameters()]
+    monkeypatch.setattr(gen, "prompt_loss", oom)
+    with pytest.raises(GenerationError, match="fewer cutouts"):
+        generate("a red circle", clip=tiny_clip, iterations=2, cutouts=8, progress=False)
+    assert [p.requires_grad for p in tiny_clip.model.parameters()] == before, "CLIP left frozen"
+
+
+def test_pixray_bridge_message():
+    if gen.pixray_available():
+        pytest.skip("pixray is installed here")
+    with pytest.raises(GenerationError, match="git clone https://github.com/pixray/pixray"):
+        gen.run_pixray("a red circle")
+
+
+# The check the course promises: for each prompt, the CLIP score rises clearly and the
+# prompt's colour dominates the coloured pixels of the final image.
+PROMPTS = ["a red circle", "a blue square", "a green triangle", "a yellow star"]
+
+
+@pytest.mark.parametrize("prompt", PROMPTS)
+def test_tiny_world_draws_the_prompt(tiny_clip, prompt):
+    result = generate(prompt, clip=tiny_clip, seed=0, progress=False)
+    assert result.final_score > result.start_score + 0.1, (result.start_score, result.final_score)
+    shares, cover = colour_shares(result.image)
+    colour = prompt.split()[1]
+    assert cover > 0.05, f"almost no coloured pixels in the image for {prompt!r}"
+    assert max(shares, key=shares.get) == colour and shares[colour] > 0.5, (prompt, shares)
+
+
+def test_cli_json(tmp_path, monkeypatch, capsys):
+    from utils.__main__ import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["generate", "a red circle", "--iterations", "3", "--cutouts", "4", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert set(report) >= {"images", "animation", "start_score", "final_score", "iterations", "seconds"}
+    assert report["iterations"] == 3 and (tmp_path / report["images"][0]).exists()
+    assert (tmp_path / report["animation"]).exists()
+    # run again: new files, the first ones are kept
+    assert main(["generate", "a red circle", "--iterations", "1", "--cutouts", "2", "--json"]) == 0
+    second = json.loads(capsys.readouterr().out)
+    assert second["images"][0] != report["images"][0]
+    assert main(["generate", "a:b:c", "--json"]) == 1
+    assert "must be a number" in json.loads(capsys.readouterr().out)["error"]

@@ -1,0 +1,99 @@
+"""The bundled tiny VQ tokenizer/decoder: the interface lessons 04 and 05 use, its quality,
+its manifest entry, and that `python -m utils train vq` rebuilds it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+import torch
+
+from utils.assets import asset_path, read_manifest
+from utils.data import render_batch
+from utils.tinyvq import (
+    TINY_VQ_CONFIG,
+    TINY_VQ_WEIGHTS,
+    TinyVQ,
+    load_tiny_vq,
+    nearest_codes,
+    quantize,
+    train_main,
+)
+
+
+@pytest.fixture(scope="module")
+def vq():
+    return load_tiny_vq()
+
+
+@pytest.fixture(scope="module")
+def images():
+    return render_batch(64, seed=777, split="test", as_tensor=True)[0]  # (64, 3, 64, 64)
+
+
+def test_bundled_files_small_and_in_manifest():
+    manifest = read_manifest()
+    for path in (TINY_VQ_WEIGHTS, TINY_VQ_CONFIG):
+        assert path.name in manifest, f"{path.name} missing from the manifest"
+        asset_path(path.name, verify=True)  # sha256 matches
+    assert TINY_VQ_WEIGHTS.stat().st_size <= 2_000_000
+    assert "train vq" in manifest[TINY_VQ_WEIGHTS.name]["rebuild"]
+
+
+def test_interface_shapes(vq, images):
+    assert vq.grid == (8, 8) and vq.codebook.shape == (256, 32)
+    codes = vq.encode(images[:4])
+    assert codes.shape == (4, 8, 8) and codes.dtype == torch.long
+    out = vq.decode_codes(codes)
+    assert out.shape == (4, 3, 64, 64) and out.min() >= 0 and out.max() <= 1
+    z = vq.codebook[codes].permute(0, 3, 1, 2)  # (4, 32, 8, 8)
+    torch.testing.assert_close(vq.decode_z(z).clamp(0, 1), out)
+
+
+def test_reconstruction_quality(vq, images):
+    """Fresh test images survive tokenisation: PSNR above 20 dB, colours kept."""
+    recon = vq.decode_codes(vq.encode(images))
+    mse = torch.mean((recon - images) ** 2)
+    psnr = 10 * torch.log10(1 / mse)
+    assert psnr > 20, f"PSNR {psnr:.1f} dB"
+    # the mean colour of every image is kept within 0.05
+    assert (recon.mean((2, 3)) - images.mean((2, 3))).abs().max() < 0.05
+
+
+def test_codebook_is_used(vq):
+    codes = vq.encode(render_batch(256, seed=5, as_tensor=True)[0])
+    assert codes.unique().numel() >= 128, "most codes should be in use"
+
+
+def test_quantize_is_nearest_with_straight_through_gradient(vq):
+    z = torch.randn(2, 32, 3, 3, requires_grad=True)
+    z_q, codes = quantize(z, vq.codebook)
+    dist = ((z.detach().permute(0, 2, 3, 1)[..., None, :] - vq.codebook) ** 2).sum(-1)  # (2, 3, 3, K)
+    assert torch.equal(codes, dist.argmin(-1))
+    torch.testing.assert_close(z_q, vq.codebook[codes].permute(0, 3, 1, 2))
+    (z_q * torch.arange(9.0).view(1, 1, 3, 3)).sum().backward()
+    torch.testing.assert_close(z.grad, torch.arange(9.0).view(1, 1, 3, 3).expand(2, 32, 3, 3))
+    assert torch.equal(nearest_codes(z.detach(), vq.codebook), codes)
+
+
+def test_bad_input_is_explained(vq):
+    with pytest.raises(ValueError, match="64x64"):
+        vq.encode(torch.rand(1, 3, 32, 32))
+    with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
+        vq.encode(torch.rand(3, 64, 64))
+    with pytest.raises(ValueError, match="codes must lie"):
+        vq.decode_codes(torch.full((1, 8, 8), 256))
+    with pytest.raises(FileNotFoundError, match="train vq"):
+        load_tiny_vq("/nonexistent/tiny-vq.safetensors")
+
+
+def test_train_command_writes_a_loadable_model(tmp_path, capsys):
+    out = tmp_path / "vq.safetensors"
+    args = argparse.Namespace(seed=1, steps=3, out=str(out), json=True)
+    assert train_main(args) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["weights"] == str(out) and report["steps"] == 3
+    model = load_tiny_vq(out)
+    assert isinstance(model, TinyVQ) and model.grid == (8, 8)
+    assert TINY_VQ_WEIGHTS.name not in str(out)  # the bundled asset was not touched

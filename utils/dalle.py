@@ -1,0 +1,883 @@
+"""A mini DALL-E: caption tokens and image tokens in ONE stream, read by a causal transformer.
+
+Lesson 05. DALL-E 1 (Ramesh et al. 2021, "Zero-Shot Text-to-Image Generation") turns an
+image into a grid of discrete codes with a VQ tokenizer, writes the caption's tokens and the
+image's tokens one after the other, and trains a GPT to predict the next token:
+
+    stream = [w_1 ... w_T | c_1 ... c_N]        w: caption words, c: image codes (row by row)
+    loss   = - sum_i log p(c_i | w_1..w_T, c_1..c_{i-1})
+
+To draw a caption, feed its words and sample the image codes one at a time; the VQ decoder
+turns the codes back into pixels. Sample several images and let CLIP rerank them (DALL-E 1
+drew 512 and kept the best). The transformer below follows nanoGPT (Karpathy): one file,
+a `@dataclass` config, the shape of every tensor written beside it.
+
+Our choices for the shapes world:
+- Caption tokens: a word-level vocabulary (one token per word of the shapes world: "a",
+  "red", "circle", ...). It is tiny, every token is readable, and the model needs nothing
+  else. DALL-E 1 used BPE over 16k subwords because real captions are open-ended.
+- Image tokens: the tiny VQ of lesson 04 (`utils.tinyvq`), the same tokenizer in both lessons.
+
+DALL-E 2 (unCLIP, Ramesh et al. 2022) is the `Prior` at the end of this file: a small
+network that maps a CLIP *text* embedding to a CLIP *image* embedding.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .assets import ASSETS_DIR
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+DALLE_WEIGHTS = ASSETS_DIR / "tiny-dalle.safetensors"
+DALLE_CONFIG = ASSETS_DIR / "tiny-dalle.json"
+PRIOR_WEIGHTS = ASSETS_DIR / "tiny-prior.safetensors"
+PRIOR_CONFIG = ASSETS_DIR / "tiny-prior.json"
+
+PAD, UNK, IMG = "<pad>", "<unk>", "<img>"
+SPECIALS = [PAD, UNK, IMG]
+
+
+# ---------------------------------------------------------------- caption tokens
+
+
+class WordTokenizer:
+    """Caption -> `length` word ids: [w_1 .. w_k, <pad> .. <pad>, <img>].
+
+    The last slot is always `<img>`: the position whose output predicts the first image
+    token. Unknown words become `<unk>`; captions longer than `length - 1` words are cut.
+
+    >>> tok = WordTokenizer(["a", "red", "circle"], length=5)
+    >>> tok.encode(["a red circle"]).tolist()
+    [[3, 4, 5, 0, 2]]
+    """
+
+    def __init__(self, words: Sequence[str], length: int = 8):
+        self.vocab = SPECIALS + [w for w in dict.fromkeys(words) if w not in SPECIALS]
+        self.index = {w: i for i, w in enumerate(self.vocab)}
+        self.length = length
+
+    def __len__(self) -> int:
+        return len(self.vocab)
+
+    @staticmethod
+    def split(caption: str) -> list[str]:
+        """Lower-case words, punctuation dropped: "A red, circle." -> ["a", "red", "circle"]."""
+        return re.findall(r"[a-z]+", caption.lower())
+
+    def encode(self, captions: str | Sequence[str]) -> torch.Tensor:
+        """(B,) captions -> (B, length) long ids."""
+        if isinstance(captions, str):
+            captions = [captions]
+        ids = torch.full((len(captions), self.length), self.index[PAD], dtype=torch.long)
+        for row, caption in enumerate(captions):
+            words = self.split(caption)[: self.length - 1]
+            ids[row, : len(words)] = torch.tensor(
+                [self.index.get(w, self.index[UNK]) for w in words], dtype=torch.long)
+            ids[row, -1] = self.index[IMG]
+        return ids
+
+    def decode(self, ids: torch.Tensor) -> list[str]:
+        """(B, length) ids -> captions (special tokens dropped)."""
+        return [" ".join(self.vocab[i] for i in row.tolist() if self.vocab[i] not in SPECIALS)
+                for row in ids]
+
+    def unknown_words(self, caption: str) -> list[str]:
+        """The words of `caption` the model has never seen (they would become <unk>)."""
+        return [w for w in self.split(caption) if w not in self.index]
+
+
+# ---------------------------------------------------------------- the transformer
+
+
+@dataclass
+class DalleConfig:
+    text_vocab: int = 32          # caption words, specials included
+    image_vocab: int = 64         # VQ codebook size K
+    text_len: int = 8             # caption slots, the final <img> included
+    image_len: int = 64           # h * w image tokens
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    dropout: float = 0.0
+
+    @property
+    def block_size(self) -> int:
+        # The last image token is never an input: the stream the model reads is one shorter.
+        return self.text_len + self.image_len - 1
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head attention where position t only sees positions <= t.
+
+    att = softmax(Q K^T / sqrt(hs) + causal mask) V, per head.
+    """
+
+    def __init__(self, cfg: DalleConfig):
+        super().__init__()
+        assert cfg.n_embd % cfg.n_head == 0, "n_embd must be a multiple of n_head"
+        self.n_head = cfg.n_head
+        self.qkv = nn.Linear(cfg.n_embd, 3 * cfg.n_embd)
+        self.proj = nn.Linear(cfg.n_embd, cfg.n_embd)
+        self.dropout = cfg.dropout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).split(C, dim=2)                        # 3 x (B, T, C)
+        q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
+        k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
+        v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
+        y = F.scaled_dot_product_attention(
+            q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)             # (B, T, C)
+        return self.proj(y)
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: x + attn(ln(x)), then x + mlp(ln(x))."""
+
+    def __init__(self, cfg: DalleConfig):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(cfg.n_embd)
+        self.attn = CausalSelfAttention(cfg)
+        self.ln_2 = nn.LayerNorm(cfg.n_embd)
+        self.mlp = nn.Sequential(
+            nn.Linear(cfg.n_embd, 4 * cfg.n_embd), nn.GELU(), nn.Linear(4 * cfg.n_embd, cfg.n_embd))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x))
+        return x + self.mlp(self.ln_2(x))
+
+
+class MiniDalle(nn.Module):
+    """GPT over [caption words; image codes]; predicts the image codes only.
+
+    Words and codes have separate embedding tables (two vocabularies, one stream);
+    a learned position embedding tells the model where in the stream, and so where in
+    the image grid, each token sits.
+    """
+
+    def __init__(self, cfg: DalleConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.word_emb = nn.Embedding(cfg.text_vocab, cfg.n_embd)
+        self.code_emb = nn.Embedding(cfg.image_vocab, cfg.n_embd)
+        self.pos_emb = nn.Embedding(cfg.block_size, cfg.n_embd)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
+        self.ln_f = nn.LayerNorm(cfg.n_embd)
+        self.head = nn.Linear(cfg.n_embd, cfg.image_vocab, bias=False)  # logits over codes
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+    def forward(self, words: torch.Tensor, codes: torch.Tensor,
+                targets: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """words (B, T_text), codes (B, n) with n < image_len -> logits (B, n + 1, K).
+
+        logits[:, i] is the distribution of image token i given the caption and codes[:, :i].
+        With targets (B, n + 1), also returns the mean cross-entropy.
+        """
+        n_text = words.shape[1]
+        x = torch.cat([self.word_emb(words), self.code_emb(codes)], dim=1)  # (B, T, C)
+        T = x.shape[1]
+        if T > self.cfg.block_size:
+            raise ValueError(f"stream of {T} tokens is longer than block_size {self.cfg.block_size}")
+        x = x + self.pos_emb(torch.arange(T, device=x.device))             # (B, T, C)
+        for block in self.blocks:
+            x = block(x)
+        x = self.ln_f(x[:, n_text - 1:])                                   # (B, n + 1, C)
+        logits = self.head(x)                                              # (B, n + 1, K)
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten())
+        return logits, loss
+
+    def loss(self, words: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+        """Next-token loss of full images: words (B, T_text), codes (B, N) -> scalar."""
+        _, loss = self(words, codes[:, :-1], targets=codes)
+        return loss
+
+    @torch.no_grad()
+    def sample(self, words: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        """Draw image codes one by one: words (B, T_text) -> codes (B, N).
+
+        p(c_i) = softmax(logits_i / temperature), restricted to the top_k likeliest codes.
+        temperature -> 0 is greedy; top_k=1 is greedy too.
+        """
+        if temperature <= 0:
+            raise ValueError("temperature must be > 0 (use top_k=1 for greedy decoding)")
+        B = words.shape[0]
+        codes = torch.zeros(B, 0, dtype=torch.long, device=words.device)   # (B, 0)
+        for _ in range(self.cfg.image_len):
+            logits, _ = self(words, codes)
+            logits = logits[:, -1] / temperature                           # (B, K)
+            if top_k is not None and top_k < logits.shape[-1]:
+                kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]     # (B, 1)
+                logits = logits.masked_fill(logits < kth, float("-inf"))
+            probs = logits.softmax(dim=-1)                                 # (B, K)
+            nxt = torch.multinomial(probs, 1, generator=generator)         # (B, 1)
+            codes = torch.cat([codes, nxt], dim=1)                         # (B, i + 1)
+        return codes
+
+
+# ---------------------------------------------------------------- the bundle: tokenizer + model + VQ
+
+
+def shapes_world_words() -> list[str]:
+    """Every word a shapes-world caption can hold (utils.data templates and attributes)."""
+    from . import data
+
+    words: list[str] = []
+    for text in [*data.TEMPLATES, *data.WHERE.values(), *data.COLOURS, *data.SHAPES, *data.SIZES, "an"]:
+        words += WordTokenizer.split(re.sub(r"\{\w+\}", " ", text))
+    return list(dict.fromkeys(words))
+
+
+@dataclass
+class TinyDalle:
+    """What it takes to draw: the word tokenizer, the transformer and the VQ decoder."""
+
+    model: MiniDalle
+    tokenizer: WordTokenizer
+    vq: nn.Module
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        return tuple(self.vq.grid)
+
+    def sample_codes(self, captions: Sequence[str], temperature: float = 1.0, top_k: int | None = None,
+                     seed: int = 0) -> torch.Tensor:
+        """One code grid per caption: (B,) captions -> (B, h, w) long."""
+        gen = torch.Generator().manual_seed(seed)
+        self.model.eval()
+        codes = self.model.sample(self.tokenizer.encode(captions), temperature, top_k, gen)  # (B, N)
+        return codes.view(len(captions), *self.grid)
+
+    @torch.no_grad()
+    def draw(self, captions: Sequence[str], temperature: float = 1.0, top_k: int | None = None,
+             seed: int = 0, batch_size: int = 64) -> torch.Tensor:
+        """Images for the captions: (B,) -> (B, 3, H, W) in [0, 1]."""
+        out = []
+        for start in range(0, len(captions), batch_size):
+            chunk = list(captions[start:start + batch_size])
+            codes = self.sample_codes(chunk, temperature, top_k, seed + start)  # (b, h, w)
+            out.append(self.vq.decode_codes(codes))
+        return torch.cat(out)
+
+
+def save_tiny_dalle(bundle: TinyDalle, weights: Path = DALLE_WEIGHTS, extra: dict | None = None) -> Path:
+    """Write the transformer (float16 safetensors) and a JSON config with its vocabulary."""
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().half().contiguous() for k, v in bundle.model.state_dict().items()}
+    save_file(state, str(weights))
+    config = weights.with_suffix(".json")
+    payload = {**asdict(bundle.model.cfg), "words": bundle.tokenizer.vocab[len(SPECIALS):],
+               "image_tokenizer": "utils.tinyvq (tiny-vq.safetensors)", **(extra or {})}
+    config.write_text(json.dumps(payload, indent=2) + "\n")
+    return config
+
+
+_CACHE: dict[str, object] = {}
+
+
+def load_tiny_dalle(weights: str | Path | None = None, vq_weights: str | Path | None = None) -> TinyDalle:
+    """The bundled mini DALL-E (or `weights`, with its .json beside it) and the tiny VQ."""
+    from safetensors.torch import load_file
+
+    from .tinyvq import load_tiny_vq
+
+    weights = Path(weights) if weights else DALLE_WEIGHTS
+    config = weights.with_suffix(".json")
+    if not weights.exists() or not config.exists():
+        raise FileNotFoundError(f"The mini DALL-E {weights} (or {config.name}) is missing. "
+                                "Rebuild it: python -m utils train dalle")
+    raw = json.loads(config.read_text())
+    cfg = DalleConfig(**{k: v for k, v in raw.items() if k in DalleConfig.__dataclass_fields__})
+    tokenizer = WordTokenizer(raw["words"], length=cfg.text_len)
+    model = MiniDalle(cfg)
+    model.load_state_dict({k: v.float() for k, v in load_file(str(weights)).items()})
+    vq = load_tiny_vq(vq_weights)
+    if vq.cfg.n_codes != cfg.image_vocab or math.prod(vq.grid) != cfg.image_len:
+        raise ValueError(f"{weights} was trained on {cfg.image_vocab} codes x {cfg.image_len} positions, "
+                         f"the tiny VQ has {vq.cfg.n_codes} x {math.prod(vq.grid)}: the VQ was rebuilt "
+                         "after the DALL-E. Retrain it: python -m utils train dalle")
+    return TinyDalle(model.eval().requires_grad_(False), tokenizer, vq)
+
+
+def _bundled_dalle() -> TinyDalle:
+    if "dalle" not in _CACHE:
+        _CACHE["dalle"] = load_tiny_dalle()
+    return _CACHE["dalle"]
+
+
+def _bundled_clip():
+    if "clip" not in _CACHE:
+        from .models import load_clip
+
+        _CACHE["clip"] = load_clip("tiny-shapes", device="cpu")
+    return _CACHE["clip"]
+
+
+# ---------------------------------------------------------------- generate and rerank
+
+
+def to_pil(images: torch.Tensor) -> list[Image.Image]:
+    """(B, 3, H, W) in [0, 1] -> PIL images."""
+    from PIL import Image
+
+    arrays = (images.clamp(0, 1).permute(0, 2, 3, 1) * 255 + 0.5).to(torch.uint8).numpy()
+    return [Image.fromarray(a) for a in arrays]
+
+
+def clip_scores(clip, images: torch.Tensor, caption: str) -> torch.Tensor:
+    """Cosine similarity between each image and the caption under `clip`: (B, 3, H, W) -> (B,)."""
+    image_emb = clip.encode_images(to_pil(images))            # (B, D)
+    text_emb = clip.encode_texts([caption])                   # (1, D)
+    return (image_emb @ text_emb.T).squeeze(1)                # (B,)
+
+
+@dataclass
+class Generation:
+    """n samples for one caption, best CLIP score first.
+
+    images (n, 3, H, W) in [0, 1]; scores (n,) CLIP cosine similarities; order (n,) the index
+    each image had among the samples as drawn (order[0] is the sample CLIP liked best);
+    drawn (n, 3, H, W): the samples in the order they were drawn, before reranking.
+    """
+
+    caption: str
+    images: torch.Tensor
+    scores: torch.Tensor
+    order: torch.Tensor
+    drawn: torch.Tensor
+    codes: torch.Tensor
+
+    @property
+    def best(self) -> torch.Tensor:
+        return self.images[0]
+
+    def pil(self) -> list[Image.Image]:
+        return to_pil(self.images)
+
+
+def generate(caption: str, n: int = 8, temperature: float = 1.0, top_k: int | None = None,
+             seed: int = 0, rerank: bool = True, dalle: TinyDalle | None = None, clip=None) -> Generation:
+    """Draw n images for `caption` and rerank them with CLIP, as DALL-E 1 did.
+
+    score_i = cos(CLIP_image(x_i), CLIP_text(caption)); images come back sorted by score.
+    With rerank=False the images keep the order they were drawn in (scores still given).
+    dalle and clip default to the bundled mini DALL-E and the tiny shapes-world CLIP.
+    """
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    dalle = dalle or _bundled_dalle()
+    clip = clip or _bundled_clip()
+    unknown = dalle.tokenizer.unknown_words(caption)
+    if unknown:
+        import warnings
+
+        warnings.warn(f"the mini DALL-E never saw the words {unknown}: they are read as <unk>. "
+                      f"It knows: {' '.join(dalle.tokenizer.vocab[len(SPECIALS):])}", stacklevel=2)
+    codes = dalle.sample_codes([caption] * n, temperature, top_k, seed)  # (n, h, w)
+    with torch.no_grad():
+        drawn = dalle.vq.decode_codes(codes)                                # (n, 3, H, W)
+    scores = clip_scores(clip, drawn, caption)                              # (n,)
+    order = scores.argsort(descending=True) if rerank else torch.arange(n)
+    return Generation(caption, drawn[order], scores[order], order, drawn, codes[order])
+
+
+# ---------------------------------------------------------------- training the mini DALL-E
+
+
+@dataclass
+class TokenData:
+    """The training set as tokens: codes (N, h*w) long; words (N, n_templates, text_len) long,
+    one tokenized caption per template, so each step can pick a fresh wording."""
+
+    codes: torch.Tensor
+    words: torch.Tensor
+    attrs: list[dict]
+
+
+def build_token_data(vq: nn.Module, tokenizer: WordTokenizer, n_images: int, seed: int = 0,
+                     split: str = "train", chunk: int = 500, progress: bool = True) -> TokenData:
+    """Render `n_images` shapes-world images, turn them into VQ codes and their captions into words."""
+    from tqdm.auto import tqdm
+
+    from . import data
+
+    codes, attrs = [], []
+    starts = range(0, n_images, chunk)
+    for start in tqdm(starts, desc="images -> tokens", disable=not progress, unit="chunk"):
+        images, batch_attrs = data.render_batch(min(chunk, n_images - start), seed=seed * 1000 + start // chunk,
+                                                split=split, as_tensor=True)
+        codes.append(vq.encode(images).flatten(1))                          # (b, h*w)
+        attrs += batch_attrs
+    captions = [[data.caption(a, template) for template in data.TEMPLATES] for a in attrs]
+    words = tokenizer.encode([c for row in captions for c in row])          # (N * n_t, text_len)
+    return TokenData(torch.cat(codes), words.view(len(attrs), len(data.TEMPLATES), -1), attrs)
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters of `train_dalle`; the defaults rebuild the bundled model."""
+
+    steps: int = 1500
+    batch_size: int = 64
+    lr: float = 2e-3
+    warmup: int = 100
+    weight_decay: float = 0.01
+    n_images: int = 20_000
+    seed: int = 0
+    threads: int = 2
+
+
+def train_dalle(cfg: TrainConfig | None = None, model_cfg: DalleConfig | None = None, vq=None,
+                progress: bool = True, callback=None, callback_every: int = 0) -> tuple[TinyDalle, dict]:
+    """Train the mini DALL-E on the shapes world's seen pairs; returns (bundle, history).
+
+    Each step: B images' codes, each with one of its captions drawn at random, and the
+    next-token loss over the image part of the stream. callback(step, bundle) runs every
+    `callback_every` steps (the benchmark measures quality there); its time is not counted.
+    """
+    import time
+
+    from tqdm.auto import tqdm
+
+    from .tinyvq import load_tiny_vq
+
+    cfg = cfg or TrainConfig()
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    vq = vq or load_tiny_vq()
+    words = shapes_world_words()
+    tokenizer = WordTokenizer(words, length=12)
+    model_cfg = model_cfg or DalleConfig()
+    model_cfg.text_vocab, model_cfg.text_len = len(tokenizer), tokenizer.length
+    model_cfg.image_vocab, model_cfg.image_len = vq.cfg.n_codes, math.prod(vq.grid)
+    bundle = TinyDalle(MiniDalle(model_cfg), tokenizer, vq)
+    start = time.perf_counter()
+    tokens = build_token_data(vq, tokenizer, cfg.n_images, seed=cfg.seed, progress=progress)
+    data_seconds = time.perf_counter() - start
+
+    model = bundle.model.train()
+    decay = [p for p in model.parameters() if p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.ndim < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95))
+    gen = torch.Generator().manual_seed(cfg.seed)
+    history = {"loss": [], "step": [], "data_seconds": round(data_seconds, 1), "callbacks": []}
+    train_seconds = 0.0
+    bar = tqdm(range(1, cfg.steps + 1), desc="training mini DALL-E", disable=not progress, mininterval=1)
+    for step in bar:
+        tick = time.perf_counter()
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, cfg)
+        idx = torch.randint(len(tokens.codes), (cfg.batch_size,), generator=gen)          # (B,)
+        which = torch.randint(tokens.words.shape[1], (cfg.batch_size,), generator=gen)   # (B,)
+        loss = model.loss(tokens.words[idx, which], tokens.codes[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        train_seconds += time.perf_counter() - tick
+        if step % 10 == 0 or step == cfg.steps:
+            history["loss"].append(round(loss.item(), 4))
+            history["step"].append(step)
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+        if callback and callback_every and (step % callback_every == 0 or step == cfg.steps):
+            model.eval()
+            history["callbacks"].append({"step": step, "train_seconds": round(train_seconds + data_seconds, 1),
+                                         **(callback(step, bundle) or {})})
+            model.train()
+    history["train_seconds"] = round(train_seconds + data_seconds, 1)
+    model.eval().requires_grad_(False)
+    return bundle, history
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up for `warmup` steps, then a cosine decay to lr / 10."""
+    if step <= cfg.warmup:
+        return cfg.lr * step / cfg.warmup
+    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+# ---------------------------------------------------------------- measuring: an independent judge
+
+
+def pair_caption(colour: str, shape: str, template: str = "a {colour} {shape}") -> str:
+    """The caption of a colour-shape pair: ("orange", "star") -> "an orange star"."""
+    from . import data
+
+    return data.caption({"colour": colour, "shape": shape, "size": "large", "position": "left"}, template)
+
+
+@torch.no_grad()
+def evaluate_dalle(bundle: TinyDalle, clip=None, judge=None, pairs=None, n_samples: int = 8,
+                   seed: int = 0, temperature: float = 1.0, top_k: int | None = None,
+                   prior: Prior | None = None, template: str = "a {colour} {shape}") -> dict:
+    """How often the drawn images show the right colour AND shape, judged by `utils.shapecheck`.
+
+    For each colour-shape pair: draw n_samples images of its caption, rerank them with CLIP,
+    and judge (colour by pixel statistics, shape by a separately trained CNN):
+    - reranked_accuracy: the sample CLIP ranked first is right (what DALL-E 1 shows you);
+    - sample_accuracy: a sample drawn at random is right (no reranking);
+    - prior_reranked_accuracy (with a prior): rerank by cos(image, prior(text)) instead.
+    """
+    from . import data
+    from .shapecheck import load_shape_judge
+
+    clip = clip or _bundled_clip()
+    judge = judge or load_shape_judge()
+    pairs = list(data.SEEN if pairs is None else pairs)
+    captions = [pair_caption(c, s, template) for c, s in pairs]
+    images = bundle.draw([c for c in captions for _ in range(n_samples)], temperature, top_k, seed)
+    images = images.view(len(pairs), n_samples, *images.shape[1:])          # (P, n, 3, H, W)
+    image_emb = clip.encode_images(to_pil(images.flatten(0, 1))).view(len(pairs), n_samples, -1)  # (P, n, D)
+    text_emb = clip.encode_texts(captions)                                  # (P, D)
+    guides = {"clip": text_emb}
+    if prior is not None:
+        guides["prior"] = prior.predict(text_emb)                           # (P, D)
+    per_pair, right = [], torch.zeros(len(pairs), n_samples, dtype=torch.bool)
+    best = {name: torch.zeros(len(pairs), dtype=torch.long) for name in guides}
+    for p, ((colour, shape), caption) in enumerate(zip(pairs, captions)):
+        verdicts = judge.judge(images[p])
+        right[p] = torch.tensor([v["colour"] == colour and v["shape"] == shape for v in verdicts])
+        for name, guide in guides.items():
+            best[name][p] = int((image_emb[p] @ guide[p]).argmax())
+        top = verdicts[int(best["clip"][p])]
+        per_pair.append({"caption": caption, "right_samples": int(right[p].sum()), "n": n_samples,
+                         "top_colour": top["colour"], "top_shape": top["shape"],
+                         "top_right": bool(right[p, best["clip"][p]])})
+    rows = torch.arange(len(pairs))
+    result = {"n_captions": len(pairs), "n_samples": n_samples,
+              "reranked_accuracy": round(float(right[rows, best["clip"]].float().mean()), 4),
+              "sample_accuracy": round(float(right.float().mean()), 4),
+              "any_right": round(float(right.any(1).float().mean()), 4),
+              "per_caption": per_pair}
+    if prior is not None:
+        result["prior_reranked_accuracy"] = round(float(right[rows, best["prior"]].float().mean()), 4)
+    return result
+
+
+# ---------------------------------------------------------------- the unCLIP prior (DALL-E 2)
+
+
+@dataclass
+class PriorConfig:
+    embed_dim: int = 64
+    hidden: int = 256
+    n_layer: int = 2
+
+
+class Prior(nn.Module):
+    """unCLIP's prior, as an MLP: a CLIP text embedding -> the CLIP image embedding it describes.
+
+    DALL-E 2 needs it because its decoder draws from an *image* embedding, and CLIP's text and
+    image embeddings live in different regions of the sphere (the "modality gap": a caption's
+    embedding is never close to its images'). Trained to minimise 1 - cos(prior(t), x) over
+    pairs (t, x) = (text embedding, image embedding), it predicts the average direction of the
+    images a caption describes. DALL-E 2's prior is a diffusion model that samples one image
+    embedding instead of the average; the MLP is the deterministic version.
+    """
+
+    def __init__(self, cfg: PriorConfig):
+        super().__init__()
+        self.cfg = cfg
+        layers, width = [], cfg.embed_dim
+        for _ in range(cfg.n_layer):
+            layers += [nn.Linear(width, cfg.hidden), nn.GELU()]
+            width = cfg.hidden
+        self.mlp = nn.Sequential(*layers, nn.Linear(width, cfg.embed_dim))
+
+    def forward(self, text_emb: torch.Tensor) -> torch.Tensor:
+        """(B, D) text embeddings -> (B, D) predicted image embeddings, L2-normalised."""
+        return F.normalize(self.mlp(text_emb), dim=-1)
+
+    @torch.no_grad()
+    def predict(self, text_emb: torch.Tensor) -> torch.Tensor:
+        self.eval()
+        return self(text_emb)
+
+
+def clip_pairs(clip, n_images: int, seed: int = 0, split: str = "train",
+               progress: bool = True) -> tuple[torch.Tensor, torch.Tensor, list[dict]]:
+    """CLIP embeddings of n rendered images and of their captions: (N, D), (N, D), attrs."""
+    from . import data
+
+    images, attrs = data.render_batch(n_images, seed=seed, split=split)
+    from PIL import Image
+
+    image_emb = clip.encode_images([Image.fromarray(a) for a in images], progress=progress)  # (N, D)
+    captions = [a["caption"] for a in attrs]
+    unique = list(dict.fromkeys(captions))
+    unique_emb = clip.encode_texts(unique)                                  # (U, D)
+    index = {c: i for i, c in enumerate(unique)}
+    text_emb = unique_emb[torch.tensor([index[c] for c in captions])]       # (N, D)
+    return image_emb, text_emb, attrs
+
+
+def train_prior(clip=None, steps: int = 1500, n_images: int = 10_000, batch_size: int = 256,
+                lr: float = 2e-3, seed: int = 0, progress: bool = True) -> tuple[Prior, dict]:
+    """Fit the prior on (caption, image) pairs of the seen colour-shape pairs; returns (prior, history)."""
+    import time
+
+    from tqdm.auto import tqdm
+
+    clip = clip or _bundled_clip()
+    torch.manual_seed(seed)
+    start = time.perf_counter()
+    image_emb, text_emb, _ = clip_pairs(clip, n_images, seed=seed, progress=progress)
+    prior = Prior(PriorConfig(embed_dim=image_emb.shape[1]))
+    opt = torch.optim.AdamW(prior.parameters(), lr=lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    gen = torch.Generator().manual_seed(seed)
+    history = {"loss": []}
+    for step in tqdm(range(steps), desc="training prior", disable=not progress, mininterval=1):
+        idx = torch.randint(len(image_emb), (batch_size,), generator=gen)
+        loss = (1 - (prior(text_emb[idx]) * image_emb[idx]).sum(-1)).mean()  # 1 - cos
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        if step % 10 == 0:
+            history["loss"].append(round(loss.item(), 4))
+    history["train_seconds"] = round(time.perf_counter() - start, 1)
+    return prior.eval().requires_grad_(False), history
+
+
+@torch.no_grad()
+def evaluate_prior(prior: Prior, clip=None, n_images: int = 1200, seed: int = 99, k: int = 10) -> dict:
+    """Retrieval by the raw text embedding vs by the prior's image embedding.
+
+    Gallery: fresh "test" images (seen pairs) and "heldout" images. Query: "a {colour} {shape}"
+    for every pair. A hit is an image of that colour and shape. For each guide g we report
+    precision@k (share of hits among the k images with the highest cos(g, x)), average
+    precision over the whole ranking, and the mean cosine between g and its own images.
+    """
+    from . import data
+
+    clip = clip or _bundled_clip()
+    seen_emb, _, seen_attrs = clip_pairs(clip, n_images, seed=seed, split="test", progress=False)
+    held_emb, _, held_attrs = clip_pairs(clip, n_images // 3, seed=seed, split="heldout", progress=False)
+    gallery = torch.cat([seen_emb, held_emb])                               # (G, D)
+    attrs = seen_attrs + held_attrs
+    labels = [(a["colour"], a["shape"]) for a in attrs]
+    pairs = data.SPLITS["all"]
+    text_emb = clip.encode_texts([pair_caption(c, s) for c, s in pairs])    # (P, D)
+    guides = {"text": text_emb, "prior": prior.predict(text_emb)}
+    result: dict = {"k": k, "gallery": len(gallery)}
+    for name, guide in guides.items():
+        sims = guide @ gallery.T                                            # (P, G)
+        stats = {"seen": [], "heldout": []}
+        for p, pair in enumerate(pairs):
+            hits = torch.tensor([lab == pair for lab in labels])            # (G,)
+            order = sims[p].argsort(descending=True)
+            ranked = hits[order].float()                                    # (G,)
+            precision = ranked.cumsum(0) / torch.arange(1, len(ranked) + 1)
+            ap = float((precision * ranked).sum() / ranked.sum().clamp(min=1))
+            group = "heldout" if pair in data.HELD_OUT else "seen"
+            stats[group].append((float(ranked[:k].mean()), ap, float(sims[p][hits].mean())))
+        for group, rows in stats.items():
+            cols = torch.tensor(rows).mean(0).tolist()
+            result[f"{name}_{group}"] = {f"precision@{k}": round(cols[0], 4), "mAP": round(cols[1], 4),
+                                          "cos_to_own_images": round(cols[2], 4)}
+    return result
+
+
+def save_prior(prior: Prior, weights: Path = PRIOR_WEIGHTS, extra: dict | None = None) -> Path:
+    from safetensors.torch import save_file
+
+    save_file({k: v.detach().contiguous() for k, v in prior.state_dict().items()}, str(weights))
+    config = weights.with_suffix(".json")
+    config.write_text(json.dumps({**asdict(prior.cfg), **(extra or {})}, indent=2) + "\n")
+    return config
+
+
+def load_prior(weights: str | Path | None = None) -> Prior:
+    """The bundled unCLIP prior for the tiny CLIP (or `weights` with its .json beside it)."""
+    from safetensors.torch import load_file
+
+    weights = Path(weights) if weights else PRIOR_WEIGHTS
+    config = weights.with_suffix(".json")
+    if not weights.exists() or not config.exists():
+        raise FileNotFoundError(f"The prior {weights} (or {config.name}) is missing. "
+                                "Rebuild it: python -m utils train prior")
+    raw = json.loads(config.read_text())
+    prior = Prior(PriorConfig(**{k: v for k, v in raw.items() if k in PriorConfig.__dataclass_fields__}))
+    prior.load_state_dict(load_file(str(weights)))
+    return prior.eval().requires_grad_(False)
+
+
+# ---------------------------------------------------------------- command line
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40] or "image"
+
+
+def new_path(path: str | Path) -> Path:
+    """`path` if free, else the first free `stem-1.ext`, `stem-2.ext`...: nothing is overwritten."""
+    path = Path(path)
+    candidate, i = path, 1
+    while candidate.exists():
+        candidate = path.with_name(f"{path.stem}-{i}{path.suffix}")
+        i += 1
+    return candidate
+
+
+def image_grid(images: torch.Tensor, gap: int = 2) -> Image.Image:
+    """(n, 3, H, W) -> one PIL image with the n images in a row, `gap` white pixels apart."""
+    n, _, H, W = images.shape
+    canvas = torch.ones(3, H, n * W + (n - 1) * gap)
+    for i, image in enumerate(images):
+        canvas[:, :, i * (W + gap): i * (W + gap) + W] = image
+    return to_pil(canvas[None])[0]
+
+
+def add_cli(subparsers) -> None:
+    p = subparsers.add_parser("dalle", help="draw shapes-world images from a caption with the mini DALL-E",
+                              description="Draw n images for a caption with the mini DALL-E, rerank "
+                                          "them with the tiny CLIP, save the best and a grid of all.")
+    p.add_argument("caption", help='e.g. "a yellow square" or "a small red circle on the left"')
+    p.add_argument("--n", type=int, default=8, help="samples to draw and rerank (default 8)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--top-k", type=int, default=None, help="sample among the k likeliest codes only")
+    p.add_argument("--out", default=None, help="PNG for the best sample; the grid goes beside it as "
+                                               "NAME-grid.png (new names are chosen if they exist)")
+    p.add_argument("--json", action="store_true", help="print a JSON report")
+    p.set_defaults(func=_cli)
+
+
+def _cli(args) -> int:
+    import sys
+    import time
+    import warnings
+
+    from .shapecheck import load_shape_judge
+
+    start = time.perf_counter()
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = generate(args.caption, n=args.n, temperature=args.temperature, top_k=args.top_k,
+                              seed=args.seed)
+        verdicts = load_shape_judge().judge(result.images)
+    except (ValueError, FileNotFoundError) as err:
+        print(json.dumps({"error": str(err)}) if args.json else f"error: {err}",
+              file=sys.stdout if args.json else sys.stderr)
+        return 1
+    base = Path(args.out) if args.out else Path("outputs") / f"dalle-{_slug(args.caption)}-seed{args.seed}.png"
+    if base.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
+        base = base.with_suffix(".png")
+    base.parent.mkdir(parents=True, exist_ok=True)
+    best = new_path(base)
+    result.pil()[0].save(best)
+    grid = new_path(best.with_name(f"{best.stem}-grid{best.suffix}"))
+    image_grid(result.images).save(grid)
+    samples = [{"rank": r, "clip_score": round(float(s), 4), "drawn_index": int(i), **v}
+               for r, (s, i, v) in enumerate(zip(result.scores, result.order, verdicts))]
+    report = {"caption": args.caption, "image": str(best), "grid": str(grid), "n": args.n,
+              "seed": args.seed, "temperature": args.temperature, "top_k": args.top_k,
+              "best": samples[0], "samples": samples, "warnings": [str(w.message) for w in caught],
+              "seconds": round(time.perf_counter() - start, 2),
+              "judge": "colour: pixel hue statistics; shape: utils.shapecheck CNN (not the reranking CLIP)"}
+    if args.json:
+        print(json.dumps(report))
+    else:
+        for w in report["warnings"]:
+            print(f"warning: {w}", file=sys.stderr)
+        top = samples[0]
+        print(f"best of {args.n} by CLIP (score {top['clip_score']:.3f}): judged {top['colour']} "
+              f"{top['shape']}; wrote {best} and {grid}")
+    return 0
+
+
+def _report(report: dict, as_json: bool, lines: list[str]) -> None:
+    print(json.dumps(report) if as_json else "\n".join(lines))
+
+
+def train_main(args) -> int:
+    """`python -m utils train dalle`: train, judge, save next to the other assets, register them."""
+    from . import data
+    from .assets import register_asset, sha256_of
+    from .shapecheck import load_shape_judge
+    from .tinyvq import TINY_VQ_WEIGHTS
+
+    seed = args.seed or 0
+    cfg = TrainConfig(steps=args.steps or TrainConfig.steps, seed=seed)
+    bundle, history = train_dalle(cfg, progress=not args.json)
+    clip, judge = _bundled_clip(), load_shape_judge()
+    seen = evaluate_dalle(bundle, clip, judge, data.SEEN, seed=seed)
+    held = evaluate_dalle(bundle, clip, judge, data.HELD_OUT, seed=seed)
+    quality = {name: {k: r[k] for k in ("reranked_accuracy", "sample_accuracy", "any_right")}
+               for name, r in (("seen", seen), ("heldout", held))}
+    out = Path(args.out) if args.out else DALLE_WEIGHTS
+    out.parent.mkdir(parents=True, exist_ok=True)
+    config = save_tiny_dalle(bundle, out, extra={
+        "vq_sha256": sha256_of(TINY_VQ_WEIGHTS),
+        "trained": {"steps": cfg.steps, "seed": seed, "train_seconds": history["train_seconds"],
+                    "final_loss": history["loss"][-1], "quality": quality}})
+    if out.resolve().parent == ASSETS_DIR.resolve():
+        rebuild = f"python -m utils train dalle --seed {seed}"
+        register_asset(out, "mini DALL-E: causal transformer over [caption words; tiny-VQ codes]", rebuild)
+        register_asset(config, "config and word vocabulary of tiny-dalle.safetensors", rebuild)
+    report = {"weights": str(out), "config": str(config), "steps": cfg.steps, "seed": seed,
+              "train_seconds": history["train_seconds"], "final_loss": history["loss"][-1], **quality}
+    _report(report, args.json, [
+        f"trained {cfg.steps} steps in {history['train_seconds']} s, final loss {history['loss'][-1]}",
+        f"best-of-8 reranked sample right (colour and shape, independent judge): "
+        f"{quality['seen']['reranked_accuracy']:.0%} of seen pairs, "
+        f"{quality['heldout']['reranked_accuracy']:.0%} of held-out pairs",
+        f"saved {out}"])
+    return 0
+
+
+def train_prior_main(args) -> int:
+    """`python -m utils train prior`: fit the unCLIP prior to the tiny CLIP, compare it, save it."""
+    from .assets import register_asset, sha256_of
+    from .models import TINY_WEIGHTS
+
+    seed = args.seed or 0
+    steps = args.steps or 1500
+    prior, history = train_prior(steps=steps, seed=seed, progress=not args.json)
+    metrics = evaluate_prior(prior)
+    out = Path(args.out) if args.out else PRIOR_WEIGHTS
+    out.parent.mkdir(parents=True, exist_ok=True)
+    config = save_prior(prior, out, extra={"clip_sha256": sha256_of(TINY_WEIGHTS),
+                                           "trained": {"steps": steps, "seed": seed, **metrics}})
+    if out.resolve().parent == ASSETS_DIR.resolve():
+        rebuild = f"python -m utils train prior --seed {seed}"
+        register_asset(out, "unCLIP prior: MLP from tiny-CLIP text embeddings to image embeddings", rebuild)
+        register_asset(config, "config of tiny-prior.safetensors", rebuild)
+    report = {"weights": str(out), "steps": steps, "seed": seed,
+              "train_seconds": history["train_seconds"], **metrics}
+    k = metrics["k"]
+    _report(report, args.json, [
+        f"trained in {history['train_seconds']} s; retrieval precision@{k} on seen pairs: text "
+        f"{metrics['text_seen'][f'precision@{k}']:.3f} -> prior {metrics['prior_seen'][f'precision@{k}']:.3f}; "
+        f"held-out: {metrics['text_heldout'][f'precision@{k}']:.3f} -> "
+        f"{metrics['prior_heldout'][f'precision@{k}']:.3f}",
+        f"saved {out}"])
+    return 0

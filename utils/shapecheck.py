@@ -1,0 +1,261 @@
+"""An independent judge of generated shapes-world images: which colour, which shape?
+
+Lesson 05 measures whether the mini DALL-E draws what the caption asks. The judge must not
+be the CLIP that reranked the samples (a model grading its own choice proves little), so
+it uses two other things:
+
+- colour: pixel statistics. Each pixel is turned into HSV; background pixels are grey
+  (saturation < 0.15 in the shapes world), so pixels with saturation >= 0.35 and value >= 0.3
+  are "coloured". Each coloured pixel votes for the colour whose hue range (`data.COLOUR_HSV`)
+  is nearest to its hue; the dominant colour is the one with most votes.
+- shape: a small CNN trained separately, on rendered shapes-world images only (blurred
+  and noised so that it also reads the softer images a VQ decoder draws). It never sees a
+  caption or a CLIP embedding.
+
+    judge = load_shape_judge()
+    verdicts = judge.judge(images)       # images (B, 3, 64, 64) in [0, 1]
+    verdicts[0] -> {"colour": "red", "colour_share": 0.93, "shape": "circle", "shape_prob": 0.99}
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .assets import ASSETS_DIR
+from .data import COLOUR_HSV, COLOURS, SHAPES, render_batch
+
+JUDGE_WEIGHTS = ASSETS_DIR / "shape-judge.safetensors"
+JUDGE_CONFIG = ASSETS_DIR / "shape-judge.json"
+REBUILD = "python -m utils train shapecheck"
+MIN_SATURATION = 0.35
+MIN_VALUE = 0.3
+
+
+# ---------------------------------------------------------------- colour: pixel statistics
+
+
+def rgb_to_hsv(images: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) RGB in [0, 1] -> (B, 3, H, W) with hue in degrees [0, 360), s and v in [0, 1].
+
+    v = max(r, g, b), s = (v - min) / v, hue from which channel is largest.
+    """
+    r, g, b = images.unbind(1)                                   # (B, H, W) each
+    v, argmax = images.max(1)                                    # (B, H, W)
+    delta = v - images.min(1).values                             # (B, H, W)
+    s = torch.where(v > 0, delta / v.clamp(min=1e-8), torch.zeros_like(v))
+    d = delta.clamp(min=1e-8)
+    hue = torch.stack([(g - b) / d % 6, (b - r) / d + 2, (r - g) / d + 4], 1)  # (B, 3, H, W)
+    h = hue.gather(1, argmax[:, None]).squeeze(1) * 60.0         # (B, H, W)
+    h = torch.where(delta > 0, h, torch.zeros_like(h))
+    return torch.stack([h % 360, s, v], 1)
+
+
+def _hue_distance(hue: torch.Tensor, low: float, high: float) -> torch.Tensor:
+    """Circular distance in degrees from hue to the range [low, high] (0 inside)."""
+    centre, half = (low + high) / 2, (high - low) / 2
+    diff = torch.remainder(hue - centre + 180, 360) - 180        # in [-180, 180)
+    return (diff.abs() - half).clamp(min=0)
+
+
+def colour_votes(images: torch.Tensor) -> torch.Tensor:
+    """How many coloured pixels vote for each colour: (B, 3, H, W) -> (B, len(COLOURS))."""
+    h, s, v = rgb_to_hsv(images.float()).unbind(1)               # (B, H, W) each
+    coloured = (s >= MIN_SATURATION) & (v >= MIN_VALUE)          # (B, H, W)
+    dist = torch.stack([_hue_distance(h, *COLOUR_HSV[c][0]) for c in COLOURS], -1)  # (B, H, W, C)
+    nearest = F.one_hot(dist.argmin(-1), len(COLOURS))           # (B, H, W, C)
+    return (nearest * coloured[..., None]).sum((1, 2)).float()   # (B, C)
+
+
+def dominant_colours(images: torch.Tensor) -> list[tuple[str | None, float, int]]:
+    """(colour, its share of the coloured pixels, number of coloured pixels) per image.
+
+    The colour is None when fewer than 4 pixels are coloured (nothing was drawn).
+    """
+    votes = colour_votes(images)                                 # (B, C)
+    out = []
+    for row in votes:
+        total = int(row.sum())
+        best = int(row.argmax())
+        out.append((COLOURS[best] if total >= 4 else None, float(row[best]) / max(total, 1), total))
+    return out
+
+
+# ---------------------------------------------------------------- shape: a small CNN
+
+
+@dataclass
+class JudgeConfig:
+    image_size: int = 64
+    width: int = 32
+    n_shapes: int = len(SHAPES)
+
+
+class ShapeNet(nn.Module):
+    """Four conv layers (64 -> 8 pixels per side), a global max over positions, a linear layer: image -> shape logits."""
+
+    def __init__(self, cfg: JudgeConfig):
+        super().__init__()
+        w = cfg.width
+        self.features = nn.Sequential(
+            nn.Conv2d(3, w // 2, 3, padding=1), nn.GELU(), nn.MaxPool2d(2),         # (B, w/2, 32, 32)
+            nn.Conv2d(w // 2, w, 3, padding=1), nn.GELU(), nn.MaxPool2d(2),         # (B, w, 16, 16)
+            nn.Conv2d(w, 2 * w, 3, padding=1), nn.GELU(), nn.MaxPool2d(2),          # (B, 2w, 8, 8)
+            nn.Conv2d(2 * w, 4 * w, 3, padding=1), nn.GELU(),                        # (B, 4w, 8, 8)
+        )
+        self.head = nn.Linear(4 * w, cfg.n_shapes)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = self.features(images * 2 - 1)                        # (B, 4w, 8, 8)
+        return self.head(x.amax(dim=(2, 3)))                     # (B, n_shapes)
+
+
+class ShapeJudge:
+    """Colour by pixel statistics, shape by `ShapeNet`."""
+
+    def __init__(self, net: ShapeNet):
+        self.net = net.eval()
+
+    @torch.no_grad()
+    def shapes(self, images: torch.Tensor) -> torch.Tensor:
+        """Shape probabilities: (B, 3, 64, 64) in [0, 1] -> (B, len(SHAPES))."""
+        return self.net(images.float()).softmax(-1)
+
+    def judge(self, images: torch.Tensor) -> list[dict]:
+        """One verdict per image: colour, colour_share, coloured_pixels, shape, shape_prob."""
+        probs = self.shapes(images)
+        verdicts = []
+        for (colour, share, total), p in zip(dominant_colours(images), probs):
+            verdicts.append({"colour": colour, "colour_share": round(share, 3),
+                             "coloured_pixels": total, "shape": SHAPES[int(p.argmax())],
+                             "shape_prob": round(float(p.max()), 3)})
+        return verdicts
+
+    def is_correct(self, images: torch.Tensor, colour: str, shape: str) -> torch.Tensor:
+        """(B,) bool: the dominant colour is `colour` and the predicted shape is `shape`."""
+        return torch.tensor([v["colour"] == colour and v["shape"] == shape for v in self.judge(images)])
+
+
+# ---------------------------------------------------------------- training, saving, loading
+
+
+def degrade(images: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Random blur (down- then up-sampling) and noise, so the judge also reads decoder output."""
+    B, _, H, W = images.shape
+    out = images.clone()
+    blur = torch.rand(B, generator=gen) < 0.6
+    if blur.any():
+        factor = int(torch.randint(2, 5, (1,), generator=gen))
+        small = F.interpolate(images[blur], scale_factor=1 / factor, mode="area")
+        out[blur] = F.interpolate(small, size=(H, W), mode="bilinear", align_corners=False)
+    noise = 0.04 * torch.rand(B, 1, 1, 1, generator=gen) * torch.randn(out.shape, generator=gen)
+    return (out + noise).clamp(0, 1)
+
+
+def train_judge(steps: int = 800, seed: int = 0, batch_size: int = 64, lr: float = 3e-3,
+                progress: bool = True) -> tuple[ShapeNet, dict]:
+    """Train ShapeNet on rendered images of ALL colour-shape pairs; returns (net, metrics).
+
+    The judge sees the held-out pairs too: it is the measuring instrument, not the model
+    under test (the DALL-E never sees them).
+    """
+    from tqdm.auto import tqdm
+
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    net = ShapeNet(JudgeConfig())
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
+    bar = tqdm(range(steps), desc="training shape judge", disable=not progress, mininterval=2)
+    for step in bar:
+        images, attrs = render_batch(batch_size, seed=10_000 + seed * 100_003 + step, split="all",
+                                     as_tensor=True)
+        target = torch.tensor([SHAPES.index(a["shape"]) for a in attrs])
+        loss = F.cross_entropy(net(degrade(images, gen)), target)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        if step % 50 == 0:
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+    net.eval()
+    return net, evaluate_judge(ShapeJudge(net), seed=seed + 777)
+
+
+def evaluate_judge(judge: ShapeJudge, n: int = 512, seed: int = 777) -> dict:
+    """Shape and colour accuracy of the judge on fresh rendered images (all pairs)."""
+    images, attrs = render_batch(n, seed=seed, split="all", as_tensor=True)
+    verdicts = judge.judge(images)
+    shape_acc = sum(v["shape"] == a["shape"] for v, a in zip(verdicts, attrs)) / n
+    colour_acc = sum(v["colour"] == a["colour"] for v, a in zip(verdicts, attrs)) / n
+    return {"shape_accuracy": round(shape_acc, 4), "colour_accuracy": round(colour_acc, 4), "n": n}
+
+
+def save_judge(net: ShapeNet, weights: Path = JUDGE_WEIGHTS, extra: dict | None = None) -> Path:
+    """Write float16 safetensors and the JSON config beside them; returns the config path."""
+    from safetensors.torch import save_file
+
+    save_file({k: v.detach().half().contiguous() for k, v in net.state_dict().items()}, str(weights))
+    config = weights.with_suffix(".json")
+    cfg = JudgeConfig(width=net.head.in_features // 4)
+    config.write_text(json.dumps({**asdict(cfg), "shapes": SHAPES, **(extra or {})}, indent=2) + "\n")
+    return config
+
+
+def load_shape_judge(weights: str | Path | None = None) -> ShapeJudge:
+    """The bundled judge (or `weights` with its .json config beside it)."""
+    from safetensors.torch import load_file
+
+    weights = Path(weights) if weights else JUDGE_WEIGHTS
+    config = weights.with_suffix(".json")
+    if not weights.exists() or not config.exists():
+        raise FileNotFoundError(f"The shape judge {weights} (or {config.name}) is missing. Rebuild it: {REBUILD}")
+    raw = json.loads(config.read_text())
+    if raw.get("shapes", SHAPES) != SHAPES:
+        raise ValueError(f"{weights} was trained for shapes {raw['shapes']}, not {SHAPES}. Rebuild it: {REBUILD}")
+    fields = JudgeConfig.__dataclass_fields__
+    net = ShapeNet(JudgeConfig(**{k: v for k, v in raw.items() if k in fields}))
+    net.load_state_dict({k: v.float() for k, v in load_file(str(weights)).items()})
+    return ShapeJudge(net.requires_grad_(False))
+
+
+def train_main(args) -> int:
+    """`python -m utils train shapecheck`: train the judge, save it, register it in the manifest."""
+    from .assets import register_asset
+
+    steps = args.steps or 800
+    seed = args.seed or 0
+    start = time.perf_counter()
+    net, metrics = train_judge(steps=steps, seed=seed, progress=not args.json)
+    out = Path(args.out) if args.out else JUDGE_WEIGHTS
+    out.parent.mkdir(parents=True, exist_ok=True)
+    config = save_judge(net, out, extra={"trained": {"steps": steps, "seed": seed, **metrics}})
+    if out.resolve().parent == ASSETS_DIR.resolve():
+        register_asset(out, "shape judge: a small CNN that names the shape in a shapes-world image "
+                            "(the independent check of lesson 05)", REBUILD)
+        register_asset(config, "config of shape-judge.safetensors", REBUILD)
+    report = {"weights": str(out), "steps": steps, "seconds": round(time.perf_counter() - start, 1),
+              **metrics}
+    print(json.dumps(report) if args.json else
+          f"saved {out}: shape accuracy {metrics['shape_accuracy']:.3f}, colour accuracy "
+          f"{metrics['colour_accuracy']:.3f} ({report['seconds']} s)",
+          file=sys.stdout)
+    return 0
+
+
+if __name__ == "__main__":  # python -m utils.shapecheck [--steps N] [--seed S] [--out FILE] [--json]
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Train the shape judge of lesson 05.")
+    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=None)
+    parser.add_argument("--json", action="store_true")
+    sys.exit(train_main(parser.parse_args()))

@@ -1,0 +1,327 @@
+"""The tiny CLIP: an open_clip model small enough to train from scratch on a laptop CPU.
+
+It is a real open_clip `CLIP` (a small vision transformer and a small text transformer,
+open_clip's own tokenizer), built from the config in `utils/assets/tiny-shapes.json`,
+trained on the shapes world (`utils.data`) with our contrastive loss (`utils.losses`).
+Lesson 01 trains one live; every lesson uses the bundled one offline.
+
+    model, history = train_clip(steps=600, seed=0)       # about a minute on 2 CPU cores
+    evaluate(model)                                        # zero-shot accuracy per attribute
+    python -m utils train clip --seed 0                    # rebuild the bundled model
+
+Training step (one batch of B fresh image-caption pairs):
+    I = normalize(image_encoder(images))      # (B, D)
+    T = normalize(text_encoder(captions))     # (B, D)
+    loss = contrastive_loss(I, T, exp(t))     # t: the learned log logit scale
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from itertools import product
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from . import data
+from .losses import contrastive_loss
+
+# The open_clip model config (the same JSON format as open_clip's own model configs).
+# Patches of 16x16 pixels make 16 tokens per 64x64 image: cheap enough for a CPU, and
+# one small shape covers one to four patches.
+TINY_CONFIG = {
+    "embed_dim": 64,
+    "vision_cfg": {"image_size": 64, "patch_size": 16, "width": 96, "layers": 2, "head_width": 32,
+                   "mlp_ratio": 2.0},
+    "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 64, "heads": 4, "layers": 2,
+                 "mlp_ratio": 2.0},
+}
+# open_clip's default image normalisation (what its preprocess applies to this config).
+MEAN = (0.48145466, 0.4578275, 0.40821073)
+STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters of `train_clip`. The defaults rebuild the bundled model."""
+
+    steps: int = 600
+    batch_size: int = 128
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    warmup: int = 40
+    seed: int = 0
+    split: str = "train"  # "train" leaves out data.HELD_OUT; "all" trains on every pair
+    eval_every: int = 100  # zero-shot accuracy on eval_images fresh test images; 0: never
+    eval_images: int = 200
+    threads: int = 1  # torch threads for the model (one more thread draws the next batch)
+    model_config: dict = field(default_factory=lambda: json.loads(json.dumps(TINY_CONFIG)))
+
+
+def build_model(config: dict | None = None, seed: int = 0) -> torch.nn.Module:
+    """A freshly initialised open_clip CLIP from a model config dict (TINY_CONFIG by default)."""
+    from open_clip.model import CLIP
+
+    torch.manual_seed(seed)
+    return CLIP(**(config or TINY_CONFIG), output_dict=True)
+
+
+def get_tokenizer(config: dict | None = None):
+    """open_clip's BPE tokenizer, truncating/padding to the config's context length."""
+    from open_clip.tokenizer import SimpleTokenizer
+
+    return SimpleTokenizer(context_length=(config or TINY_CONFIG)["text_cfg"]["context_length"])
+
+
+def normalize_images(images: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) in [0, 1] -> the model's input, (x - mean) / std per channel."""
+    mean = torch.tensor(MEAN, device=images.device)[:, None, None]
+    std = torch.tensor(STD, device=images.device)[:, None, None]
+    return (images - mean) / std
+
+
+class CachedTokenizer:
+    """Tokenise each distinct caption once (the shapes world has only a few thousand)."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer, self.cache = tokenizer, {}
+
+    def __call__(self, texts: list[str]) -> torch.Tensor:
+        missing = [t for t in dict.fromkeys(texts) if t not in self.cache]
+        if missing:
+            for text, tokens in zip(missing, self.tokenizer(missing)):
+                self.cache[text] = tokens
+        return torch.stack([self.cache[t] for t in texts])  # (N, context_length)
+
+
+# ------------------------------------------------------------------ evaluation
+
+
+@torch.no_grad()
+def embed_images(model, images: torch.Tensor, batch_size: int = 250) -> torch.Tensor:
+    """(N, 3, H, W) floats in [0, 1] -> (N, D) L2-normalised image embeddings."""
+    model = getattr(model, "model", model)  # accept utils.models.CLIP too
+    model.eval()
+    out = [model.encode_image(normalize_images(images[i : i + batch_size]), normalize=True)
+           for i in range(0, len(images), batch_size)]
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def embed_texts(model, tokenizer, texts: list[str]) -> torch.Tensor:
+    """Texts -> (N, D) L2-normalised text embeddings."""
+    model = getattr(model, "model", model)
+    model.eval()
+    return model.encode_text(tokenizer(texts), normalize=True)
+
+
+def _attribute_accuracy(image_emb, text_emb, prompts_attrs, attrs, keys) -> dict[str, float]:
+    """Pick the best prompt per image; accuracy of each attribute in `keys` and of all jointly."""
+    best = (image_emb @ text_emb.T).argmax(-1).tolist()  # (N,) index of the best prompt
+    out = {}
+    for key in keys:
+        out[key] = sum(prompts_attrs[b][key] == a[key] for b, a in zip(best, attrs)) / len(attrs)
+    out["+".join(keys)] = sum(all(prompts_attrs[b][k] == a[k] for k in keys)
+                              for b, a in zip(best, attrs)) / len(attrs)
+    return out
+
+
+def evaluate(model, n: int = 1000, seed: int = 1234, tokenizer=None, splits=("test", "heldout")) -> dict:
+    """Zero-shot accuracy on `n` fresh images of each split.
+
+    "colour+shape": top-1 among the 24 prompts "a {colour} {shape}" (every pair, held-out
+    ones included), and the colour and the shape of that best prompt on their own.
+    "size": top-1 among "a {size} {colour} {shape}" (48 prompts), scored on the size;
+    "position": top-1 among "a {colour} {shape} {where}" (96 prompts), scored on the position.
+    """
+    tokenizer = tokenizer or CachedTokenizer(get_tokenizer())
+    results = {}
+    families = {
+        ("colour", "shape"): "a {colour} {shape}",
+        ("size",): "a {size} {colour} {shape}",
+        ("position",): "a {colour} {shape} {where}",
+    }
+    prompt_sets = {}
+    for keys, template in families.items():
+        combos = [dict(colour=c, shape=s, size=z, position=p)
+                  for c, s, z, p in product(data.COLOURS, data.SHAPES,
+                                            data.SIZES if "size" in keys else ["small"],
+                                            data.POSITIONS if "position" in keys else ["left"])]
+        texts = [data.caption(a, template) for a in combos]
+        prompt_sets[keys] = (combos, embed_texts(model, tokenizer, texts))
+    for split in splits:
+        images, attrs = data.render_batch(n, seed=seed, split=split)
+        image_emb = embed_images(model, torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255)
+        row = {}
+        for keys, (combos, text_emb) in prompt_sets.items():
+            row.update(_attribute_accuracy(image_emb, text_emb, combos, attrs, keys))
+        results[split] = row
+    return results
+
+
+# ------------------------------------------------------------------ training
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up for cfg.warmup steps, then a cosine decay to zero."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.lr * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def _param_groups(model, weight_decay: float) -> list[dict]:
+    """Weight decay on matrices only, not on biases, norms, embeddings' gains or logit_scale."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (decay if p.ndim >= 2 and "embedding" not in name else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def train_clip(
+    config: TrainConfig | None = None,
+    progress: bool = True,
+    callback: Callable[[dict], None] | None = None,
+    model: torch.nn.Module | None = None,
+    **overrides,
+) -> tuple[torch.nn.Module, dict]:
+    """Train a tiny CLIP from scratch on fresh shapes-world batches; returns (model, history).
+
+    Every step draws B new images with their captions (seed, step) and minimises
+    contrastive_loss. history holds "step", "loss", "logit_scale", "seconds" per step and
+    "eval_step", "eval_acc" (colour+shape zero-shot accuracy on fresh test images).
+    `callback(record)` is called after every step (for live plots). Keyword overrides
+    set TrainConfig fields: train_clip(steps=100, batch_size=64).
+    """
+    from tqdm.auto import tqdm
+
+    cfg = config or TrainConfig()
+    for key, value in overrides.items():
+        if not hasattr(cfg, key):
+            raise TypeError(f"train_clip got an unknown option {key!r}; see TrainConfig.")
+        setattr(cfg, key, value)
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(cfg.threads)
+    model = model or build_model(cfg.model_config, seed=cfg.seed)
+    tokenizer = CachedTokenizer(get_tokenizer(cfg.model_config))
+    optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.98),
+                                  eps=1e-6)
+    size = cfg.model_config["vision_cfg"]["image_size"]
+    eval_set = data.render_batch(cfg.eval_images, seed=10_000 + cfg.seed, size=size, split="test")
+    eval_prompts, eval_pairs = data.class_prompts()
+
+    def draw(step: int):  # the batch of one step: images (B, 3, H, W) in [0, 1], captions
+        images, attrs = data.render_batch(cfg.batch_size, seed=cfg.seed * 100_003 + step, size=size,
+                                          split=cfg.split, as_tensor=True)
+        return images, tokenizer([a["caption"] for a in attrs])
+
+    history = {"step": [], "loss": [], "logit_scale": [], "seconds": [], "eval_step": [], "eval_acc": []}
+    start = time.perf_counter()
+    bar = tqdm(range(cfg.steps), desc="training tiny CLIP", disable=not progress, unit="step")
+    with ThreadPoolExecutor(max_workers=1) as pool:  # draws batch k+1 while the model learns on k
+        upcoming = pool.submit(draw, 0)
+        for step in bar:
+            images, tokens = upcoming.result()
+            if step + 1 < cfg.steps:
+                upcoming = pool.submit(draw, step + 1)
+            model.train()
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(step, cfg)
+            out = model(normalize_images(images), tokens)
+            loss = contrastive_loss(out["image_features"], out["text_features"], out["logit_scale"])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            with torch.no_grad():  # CLIP clips the logit scale at 100 (temperature 0.01)
+                model.logit_scale.clamp_(0, math.log(100))
+            record = {"step": step, "loss": loss.item(), "logit_scale": model.logit_scale.exp().item(),
+                      "seconds": time.perf_counter() - start}
+            for key in ("step", "loss", "logit_scale", "seconds"):
+                history[key].append(record[key])
+            last = step + 1 == cfg.steps
+            if cfg.eval_every and ((step + 1) % cfg.eval_every == 0 or last):
+                record["eval_acc"] = _quick_accuracy(model, tokenizer, eval_set, eval_prompts, eval_pairs)
+                history["eval_step"].append(step)
+                history["eval_acc"].append(record["eval_acc"])
+                bar.set_postfix(loss=f"{record['loss']:.3f}", acc=f"{record['eval_acc']:.0%}")
+            elif step % 10 == 0:
+                bar.set_postfix(loss=f"{record['loss']:.3f}")
+            if callback is not None:
+                callback(record)
+    torch.set_num_threads(previous_threads)
+    model.eval()
+    history["train_seconds"] = time.perf_counter() - start
+    history["images_per_second"] = cfg.steps * cfg.batch_size / history["train_seconds"]
+    return model, history
+
+
+def _quick_accuracy(model, tokenizer, eval_set, prompts, pairs) -> float:
+    """Colour+shape zero-shot top-1 on a fixed set of test images (used during training)."""
+    images, attrs = eval_set
+    image_emb = embed_images(model, torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255)
+    best = (image_emb @ embed_texts(model, tokenizer, prompts).T).argmax(-1).tolist()
+    return sum(pairs[b] == (a["colour"], a["shape"]) for b, a in zip(best, attrs)) / len(attrs)
+
+
+# ------------------------------------------------------------------ saving
+
+
+def save_model(model, out_dir: str | Path, name: str = "tiny-shapes", config: dict | None = None,
+               dtype: torch.dtype = torch.float16) -> tuple[Path, Path]:
+    """Write `name`.json (open_clip model config) and `name`.safetensors (state dict, fp16).
+
+    open_clip.create_model_and_transforms(name, pretrained=<the .safetensors>) loads it
+    once the config is registered with open_clip.add_model_config(<the .json>); the fp16
+    weights are cast to the fp32 model when loaded.
+    """
+    from safetensors.torch import save_file
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    config_path, weights_path = out_dir / f"{name}.json", out_dir / f"{name}.safetensors"
+    config_path.write_text(json.dumps(config or TINY_CONFIG, indent=2) + "\n")
+    state = {k: v.detach().to(dtype).contiguous() if v.is_floating_point() else v.contiguous()
+             for k, v in getattr(model, "model", model).state_dict().items()}
+    save_file(state, str(weights_path), metadata={"format": "pt", "trained_on": "utils.data shapes world"})
+    return config_path, weights_path
+
+
+def train_main(args) -> int:
+    """`python -m utils train clip`: train, evaluate, save and register the tiny CLIP."""
+    from .assets import ASSETS_DIR, register_asset
+
+    steps = args.steps if getattr(args, "steps", None) else TrainConfig.steps
+    cfg = TrainConfig(steps=steps, seed=args.seed)
+    model, history = train_clip(cfg, progress=not args.json)
+    scores = evaluate(model)
+    out_dir = Path(args.out) if getattr(args, "out", None) else ASSETS_DIR
+    config_path, weights_path = save_model(model, out_dir)
+    report = {
+        "model": str(weights_path), "config": str(config_path), "seed": args.seed, "steps": steps,
+        "train_seconds": round(history["train_seconds"], 1),
+        "images_per_second": round(history["images_per_second"], 1),
+        "final_loss": round(history["loss"][-1], 4), "accuracy": scores,
+        "bytes": weights_path.stat().st_size,
+    }
+    if out_dir.resolve() == ASSETS_DIR.resolve():
+        rebuild = f"python -m utils train clip --seed {args.seed}"
+        register_asset(config_path, "tiny CLIP: open_clip model config", rebuild)
+        register_asset(weights_path, "tiny CLIP trained on the shapes world (fp16 safetensors)", rebuild)
+        report["registered"] = True
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        test, held = scores["test"], scores["heldout"]
+        print(f"Trained in {report['train_seconds']} s ({report['images_per_second']} images/s), "
+              f"final loss {report['final_loss']}.")
+        print(f"Zero-shot colour+shape accuracy: {test['colour+shape']:.1%} on seen pairs, "
+              f"{held['colour+shape']:.1%} on held-out pairs {data.HELD_OUT}.")
+        print("Per attribute (seen pairs): " + ", ".join(f"{k} {test[k]:.1%}" for k in
+                                                          ("colour", "shape", "size", "position")))
+        print(f"Saved {weights_path} ({report['bytes'] / 1e6:.1f} MB) and {config_path}.")
+    return 0

@@ -1,0 +1,324 @@
+"""A tiny VQ image tokenizer/decoder for the shapes world (lessons 04 and 05).
+
+It is a VQ-VAE (van den Oord et al. 2017, "Neural Discrete Representation Learning")
+shrunk to the shapes world: a 64x64 image becomes an 8x8 grid of codes, each one of
+K=256 learned vectors. Lesson 04 optimises its latent grid with CLIP (VQGAN+CLIP);
+lesson 05 models its code grid with a small transformer (DALL-E).
+
+    vq = load_tiny_vq()
+    codes = vq.encode(images)          # (B, 3, 64, 64) in [0, 1] -> (B, 8, 8) long
+    images = vq.decode_codes(codes)    # (B, 8, 8) -> (B, 3, 64, 64) in [0, 1]
+    z = vq.codebook[codes].permute(0, 3, 1, 2)   # (B, C, 8, 8): the latent grid
+    images = vq.decode_z(z)            # decode latents as they are (no quantisation)
+
+Training loss (`python -m utils train vq`), with e the nearest code to the encoder output z_e
+and sg the stop-gradient:
+
+    L = |x - D(z_q)|^2 + |sg[z_e] - e|^2 + beta |z_e - sg[e]|^2,   z_q = z_e + sg[e - z_e]
+
+The last form of z_q is the straight-through estimator: the decoder sees the code e, the
+gradient flows to z_e as if quantisation were the identity. Unused codes are restarted
+on random encoder outputs so that the whole codebook is used.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .assets import ASSETS_DIR
+
+TINY_VQ_WEIGHTS = ASSETS_DIR / "tiny-vq.safetensors"
+TINY_VQ_CONFIG = ASSETS_DIR / "tiny-vq.json"
+REBUILD = "python -m utils train vq"
+
+
+@dataclass
+class TinyVQConfig:
+    image_size: int = 64  # pixels per side
+    downsample: int = 8  # pixels per code, per side: 64x64 -> 8x8 codes
+    n_codes: int = 256  # K, the codebook size
+    code_dim: int = 32  # C, the dimension of one code vector
+    width: int = 64  # channels at the 8x8 and 16x16 levels
+    beta: float = 0.25  # commitment weight in the training loss
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        side = self.image_size // self.downsample
+        return side, side
+
+
+class ResBlock(nn.Module):
+    """x + conv(gelu(conv(gelu(x)))): a residual block that keeps the shape."""
+
+    def __init__(self, ch: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(ch, ch, 3, padding=1)
+        self.conv2 = nn.Conv2d(ch, ch, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv2(F.gelu(self.conv1(F.gelu(x))))
+
+
+def _encoder(cfg: TinyVQConfig) -> nn.Sequential:
+    w = cfg.width
+    return nn.Sequential(
+        nn.Conv2d(3, w // 2, 4, stride=2, padding=1), nn.GELU(),  # (B, w/2, 32, 32)
+        nn.Conv2d(w // 2, w, 4, stride=2, padding=1), nn.GELU(),  # (B, w, 16, 16)
+        nn.Conv2d(w, w, 4, stride=2, padding=1),  # (B, w, 8, 8)
+        ResBlock(w), nn.GELU(),
+        nn.Conv2d(w, cfg.code_dim, 1),  # (B, C, 8, 8)
+    )
+
+
+def _decoder(cfg: TinyVQConfig) -> nn.Sequential:
+    w = cfg.width
+    return nn.Sequential(
+        nn.Conv2d(cfg.code_dim, w, 3, padding=1),  # (B, w, 8, 8)
+        ResBlock(w), nn.GELU(),
+        nn.ConvTranspose2d(w, w, 4, stride=2, padding=1), nn.GELU(),  # (B, w, 16, 16)
+        nn.ConvTranspose2d(w, w // 2, 4, stride=2, padding=1), nn.GELU(),  # (B, w/2, 32, 32)
+        nn.ConvTranspose2d(w // 2, w // 4, 4, stride=2, padding=1), nn.GELU(),  # (B, w/4, 64, 64)
+        nn.Conv2d(w // 4, 3, 3, padding=1),  # (B, 3, 64, 64), about [-1, 1]
+    )
+
+
+def nearest_codes(z: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
+    """Index of the nearest code for each latent vector.
+
+    z: (B, C, h, w); codebook: (K, C) -> (B, h, w) long.
+    |z - e|^2 = |z|^2 - 2 z.e + |e|^2; |z|^2 is the same for every e, so it is left out.
+    """
+    flat = z.permute(0, 2, 3, 1).reshape(-1, z.shape[1])  # (B*h*w, C)
+    dist = (codebook**2).sum(1) - 2 * flat @ codebook.T  # (B*h*w, K)
+    return dist.argmin(1).view(z.shape[0], z.shape[2], z.shape[3])
+
+
+def quantize(z: torch.Tensor, codebook: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Replace each latent vector by its nearest code, with a straight-through gradient.
+
+    z: (B, C, h, w) -> z_q (B, C, h, w) and codes (B, h, w).
+    z_q = z + sg[e - z]: the value is e, the gradient w.r.t. z is the identity.
+    """
+    codes = nearest_codes(z, codebook)
+    e = codebook[codes].permute(0, 3, 1, 2)  # (B, C, h, w)
+    return z + (e - z).detach(), codes
+
+
+class TinyVQ(nn.Module):
+    """Encoder, codebook and decoder of the tiny shapes-world VQ model."""
+
+    def __init__(self, cfg: TinyVQConfig | None = None):
+        super().__init__()
+        self.cfg = cfg or TinyVQConfig()
+        self.encoder = _encoder(self.cfg)
+        self.embedding = nn.Embedding(self.cfg.n_codes, self.cfg.code_dim)
+        self.embedding.weight.data.uniform_(-1 / self.cfg.n_codes, 1 / self.cfg.n_codes)
+        self.decoder = _decoder(self.cfg)
+
+    @property
+    def codebook(self) -> torch.Tensor:
+        """(K, C): one row per code."""
+        return self.embedding.weight
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        """(h, w): codes per image side."""
+        return self.cfg.grid
+
+    @property
+    def image_size(self) -> int:
+        return self.cfg.image_size
+
+    def encode_z(self, images: torch.Tensor) -> torch.Tensor:
+        """Continuous latents before quantisation: (B, 3, H, W) in [0, 1] -> (B, C, h, w)."""
+        return self.encoder(images * 2 - 1)
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """Image tokens: (B, 3, H, W) in [0, 1] -> codes (B, h, w) long."""
+        _check_images(images, self.cfg.image_size)
+        with torch.no_grad():
+            return nearest_codes(self.encode_z(images.to(self.codebook.device)), self.codebook)
+
+    def quantize(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Straight-through quantisation of a latent grid: see `quantize`."""
+        return quantize(z, self.codebook)
+
+    def decode_z(self, z: torch.Tensor) -> torch.Tensor:
+        """Decode a latent grid as it is: (B, C, h, w) -> (B, 3, H, W), about [0, 1], not clamped.
+
+        Differentiable: the generation loop backpropagates through it.
+        """
+        return (self.decoder(z) + 1) / 2
+
+    def decode_codes(self, codes: torch.Tensor) -> torch.Tensor:
+        """Image from tokens: codes (B, h, w) long -> (B, 3, H, W) in [0, 1]."""
+        if codes.dtype != torch.long or codes.ndim != 3:
+            raise ValueError(f"decode_codes expects a (B, h, w) long tensor, got {tuple(codes.shape)} {codes.dtype}.")
+        if codes.min() < 0 or codes.max() >= self.cfg.n_codes:
+            raise ValueError(f"codes must lie in [0, {self.cfg.n_codes - 1}].")
+        z = self.codebook[codes.to(self.codebook.device)].permute(0, 3, 1, 2)  # (B, C, h, w)
+        return self.decode_z(z).clamp(0, 1)
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Training pass: returns (reconstruction in [-1, 1] scale, VQ loss, codes)."""
+        z_e = self.encode_z(images)  # (B, C, h, w)
+        z_q, codes = quantize(z_e, self.codebook)
+        e = self.codebook[codes].permute(0, 3, 1, 2)  # (B, C, h, w), with a gradient to the codebook
+        vq_loss = F.mse_loss(e, z_e.detach()) + self.cfg.beta * F.mse_loss(z_e, e.detach())
+        return self.decoder(z_q), vq_loss, codes
+
+
+def _check_images(images: torch.Tensor, size: int) -> None:
+    if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[1] != 3:
+        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise ValueError(f"Expected images as a (B, 3, H, W) float tensor in [0, 1], got {shape}.")
+    if images.shape[-2:] != (size, size):
+        raise ValueError(
+            f"The tiny VQ works on {size}x{size} images, got {tuple(images.shape[-2:])}: "
+            f"resize first, e.g. F.interpolate(images, size={size}, mode='area')."
+        )
+
+
+# ------------------------------------------------------------------ loading and saving
+
+
+def save_tiny_vq(model: TinyVQ, weights: Path = TINY_VQ_WEIGHTS, config: Path = TINY_VQ_CONFIG,
+                 extra: dict | None = None) -> None:
+    """Write the weights (float16 safetensors, to stay small) and the JSON config."""
+    from safetensors.torch import save_file
+
+    tensors = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()}
+    save_file(tensors, str(weights))
+    config.write_text(json.dumps({**asdict(model.cfg), **(extra or {})}, indent=2) + "\n")
+
+
+def load_tiny_vq(weights: str | Path | None = None, device: str | torch.device = "cpu") -> TinyVQ:
+    """Load the bundled tiny VQ model (or `weights`, with its .json config beside it)."""
+    from safetensors.torch import load_file
+
+    weights = Path(weights) if weights else TINY_VQ_WEIGHTS
+    config = weights.with_suffix(".json")
+    if not weights.exists() or not config.exists():
+        raise FileNotFoundError(
+            f"The tiny VQ model {weights} (or its config {config.name}) is missing. Rebuild it: {REBUILD}"
+        )
+    fields = TinyVQConfig.__dataclass_fields__
+    cfg = TinyVQConfig(**{k: v for k, v in json.loads(config.read_text()).items() if k in fields})
+    model = TinyVQ(cfg)
+    state = {k: v.float() for k, v in load_file(str(weights)).items()}
+    model.load_state_dict(state)
+    return model.eval().requires_grad_(False).to(device)
+
+
+# ------------------------------------------------------------------ training
+
+
+def train_tiny_vq(steps: int = 3000, seed: int = 0, batch_size: int = 32, lr: float = 2e-3,
+                  progress: bool = True) -> tuple[TinyVQ, dict]:
+    """Train the tiny VQ on freshly rendered shapes-world images; returns (model, metrics)."""
+    from tqdm.auto import tqdm
+
+    from .data import render_batch
+
+    torch.manual_seed(seed)
+    cfg = TinyVQConfig()
+    model = TinyVQ(cfg)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.05)
+    usage = torch.zeros(cfg.n_codes)  # how often each code was picked since the last restart
+    bar = tqdm(range(steps), desc="training tiny VQ", disable=not progress, mininterval=2)
+    for step in bar:
+        images = _as_float(render_batch(batch_size, seed=seed * 1_000_003 + step, size=cfg.image_size))
+        recon, vq_loss, codes = model(images)
+        rec_loss = F.mse_loss(recon, images * 2 - 1)
+        loss = rec_loss + vq_loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        usage += torch.bincount(codes.flatten(), minlength=cfg.n_codes)
+        if step % 100 == 99 and step < steps * 0.8:
+            _restart_dead_codes(model, images, usage)
+            usage.zero_()
+        if step % 50 == 0:
+            bar.set_postfix(rec=f"{rec_loss.item():.4f}", vq=f"{vq_loss.item():.4f}")
+    return model.eval().requires_grad_(False), evaluate_tiny_vq(model, seed=seed + 10_000)
+
+
+def _restart_dead_codes(model: TinyVQ, images: torch.Tensor, usage: torch.Tensor) -> int:
+    """Move codes that were never picked onto random encoder outputs; returns how many moved."""
+    dead = (usage == 0).nonzero().flatten()
+    if len(dead) == 0:
+        return 0
+    with torch.no_grad():
+        z = model.encode_z(images).permute(0, 2, 3, 1).reshape(-1, model.cfg.code_dim)  # (N, C)
+        pick = torch.randint(len(z), (len(dead),))
+        model.codebook[dead] = z[pick] + 0.01 * torch.randn(len(dead), model.cfg.code_dim)
+    return len(dead)
+
+
+def _as_float(images) -> torch.Tensor:
+    """render_batch output -> (B, 3, H, W) float in [0, 1]."""
+    if isinstance(images, tuple):
+        images = images[0]
+    images = torch.as_tensor(images)
+    if images.dtype == torch.uint8:
+        images = images.float() / 255
+    if images.shape[-1] == 3:  # (B, H, W, 3)
+        images = images.permute(0, 3, 1, 2)
+    return images.contiguous()
+
+
+def evaluate_tiny_vq(model: TinyVQ, n: int = 256, seed: int = 12345) -> dict:
+    """Reconstruction PSNR (dB) and codebook usage on `n` fresh images."""
+    from .data import render_batch
+
+    images = _as_float(render_batch(n, seed=seed, size=model.cfg.image_size))
+    codes = model.encode(images)
+    recon = model.decode_codes(codes)
+    mse = float(F.mse_loss(recon, images))
+    return {
+        "psnr_db": round(10 * math.log10(1 / max(mse, 1e-10)), 2),
+        "codes_used": int(codes.unique().numel()),
+        "n_codes": model.cfg.n_codes,
+        "grid": list(model.grid),
+    }
+
+
+def train_main(args) -> int:
+    """`python -m utils train vq`: train, save next to the other assets, register in the manifest.
+
+    args: seed, steps, out (weights path or None for the bundled asset), json.
+    """
+    from .assets import register_asset
+
+    torch.set_num_threads(max(1, min(torch.get_num_threads(), 4)))
+    steps = args.steps or 3000
+    start = time.perf_counter()
+    model, metrics = train_tiny_vq(steps=steps, seed=args.seed or 0, progress=not args.json)
+    out = Path(args.out) if args.out else TINY_VQ_WEIGHTS
+    out.parent.mkdir(parents=True, exist_ok=True)
+    config = out.with_suffix(".json")
+    save_tiny_vq(model, out, config, extra={"trained": {"steps": steps, "seed": args.seed or 0, **metrics}})
+    report = {"weights": str(out), "config": str(config), "steps": steps,
+              "seconds": round(time.perf_counter() - start, 1), **metrics}
+    if out.resolve().parent == ASSETS_DIR.resolve():
+        desc = "tiny VQ tokenizer/decoder for the shapes world (64x64 -> 8x8 codes, K=256)"
+        register_asset(out, desc, REBUILD)
+        register_asset(config, "config of tiny-vq.safetensors", REBUILD)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(f"saved {out} ({out.stat().st_size / 1e6:.2f} MB): PSNR {metrics['psnr_db']} dB, "
+              f"{metrics['codes_used']}/{metrics['n_codes']} codes used, {report['seconds']} s",
+              file=sys.stderr if args.json else sys.stdout)
+    return 0

@@ -1,0 +1,512 @@
+"""Zero-shot classification with CLIP (lesson 02).
+
+A class is described in words, the words become a vector, and an image goes to the class
+whose vector points the most in the same direction as its own:
+
+    w_c    = normalise( mean_t normalise( E_text(template_t(class_c)) ) )   # prompt ensembling
+    p(c|x) = softmax_c( s * cos(E_image(x), w_c) )                         # s = clip.logit_scale
+
+No training: change the list of class names and you have a new classifier.
+
+    clf = build_classifier(clip, ["red circle", "blue square"], SHAPES_TEMPLATES)
+    probs = clf.predict_proba(images)             # (N, C), rows sum to 1
+    result = evaluate(clf, images, targets)       # accuracy and confusion matrix
+
+From the terminal: `python -m utils classify photo.jpg --labels "a cat,a dog"`.
+We reuse open_clip's own ImageNet templates and class names (Radford et al. 2021 used them)
+and add templates for the shapes world.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from open_clip.zero_shot_metadata import (  # noqa: F401 - re-exported for the lesson
+    IMAGENET_CLASSNAMES,
+    OPENAI_IMAGENET_TEMPLATES,
+    SIMPLE_IMAGENET_TEMPLATES,
+)
+
+if TYPE_CHECKING:
+    import torch
+    from PIL import Image
+
+    from .models import CLIP
+
+# A template turns a class name into a sentence: "a photo of a {}." or a function, like
+# open_clip's own templates (lambda c: f"a photo of a {c}.").
+Template = str | Callable[[str], str]
+
+SINGLE_TEMPLATE: tuple[str, ...] = ("{}",)  # the label is used as it is
+# Templates for the shapes world: the class name is "red circle", "blue square", ...
+SHAPES_TEMPLATES: tuple[str, ...] = (
+    "a {}",
+    "a picture of a {}",
+    "a drawing of a {}",
+    "an image of a {}",
+    "a {} on a plain background",
+    "a small {}",
+    "a large {}",
+    "a photo of a {}",
+)
+TEMPLATE_SETS: dict[str, Sequence[Template]] = {
+    "none": SINGLE_TEMPLATE,
+    "shapes": SHAPES_TEMPLATES,
+    "simple": SIMPLE_IMAGENET_TEMPLATES,  # 7 templates chosen by the CLIP authors
+    "openai": OPENAI_IMAGENET_TEMPLATES,  # the 80 templates of the CLIP paper
+}
+
+
+def prompts_for(classname: str, templates: Sequence[Template]) -> list[str]:
+    """Fill every template with one class name: "a photo of a {}." -> "a photo of a cat."."""
+    return [tpl(classname) if callable(tpl) else tpl.format(classname) for tpl in templates]
+
+
+# ------------------------------------------------------------------ labels
+
+
+def token_count(tokenizer, text: str) -> int:
+    """How many tokens `text` takes in the model's context, start and end tokens included."""
+    if hasattr(tokenizer, "encode"):  # open_clip's SimpleTokenizer: BPE ids without start/end
+        return len(tokenizer.encode(text)) + 2
+    ids = tokenizer([text], context_length=10_000)[0]  # other tokenizers: count non-padding ids
+    return int((ids != 0).sum())
+
+
+def validate_labels(labels: str | Sequence[str], tokenizer=None,
+                    templates: Sequence[Template] = SINGLE_TEMPLATE, dedupe: bool = True) -> list[str]:
+    """Clean a list of labels (or one comma-separated string) before building a classifier.
+
+    - no labels at all -> ValueError (there is nothing to choose from); blank entries
+      ("a cat,,a dog") are dropped; a single label -> a warning (its probability is always 1);
+    - duplicates -> a warning, and with dedupe=True (the default) they are DROPPED, keeping
+      the first: two identical labels would split one class's probability between them.
+      The tokenizer lowercases and squeezes spaces, so "A cat" and "a  cat" are the same
+      label. Use dedupe=False when class i must stay class i (a dataset's label list,
+      e.g. open_clip's IMAGENET_CLASSNAMES holds "missile" and "sunglasses" twice);
+    - a prompt longer than the tokenizer's context (77 tokens for CLIP, fewer for the tiny
+      model) -> a warning: open_clip silently cuts it, so its end is ignored.
+    """
+    if isinstance(labels, str):
+        labels = labels.split(",")
+    cleaned = [str(label).strip() for label in labels]
+    cleaned = [label for label in cleaned if label]
+    if not cleaned:
+        raise ValueError('No labels given: pass at least two class names, e.g. --labels "a cat,a dog".')
+    unique: dict[str, str] = {}
+    for label in cleaned:
+        unique.setdefault(" ".join(label.lower().split()), label)
+    if len(unique) < len(cleaned):
+        n = len(cleaned) - len(unique)
+        if dedupe:
+            warnings.warn(f"{n} duplicate label(s) dropped; each label is kept once: "
+                          f"{', '.join(unique.values())}.", UserWarning, stacklevel=2)
+        else:
+            warnings.warn(f"{n} duplicate label(s) kept (dedupe=False): identical classes share "
+                          "their probability.", UserWarning, stacklevel=2)
+    out = list(unique.values()) if dedupe else cleaned
+    if len(unique) == 1:
+        warnings.warn(f"Only one label ({out[0]!r}): its probability is always 100%. Add the "
+                      "alternatives it should be compared with.", UserWarning, stacklevel=2)
+    context = getattr(tokenizer, "context_length", None)
+    if tokenizer is not None and context:
+        for label in unique.values():
+            longest = max(prompts_for(label, templates), key=lambda p: token_count(tokenizer, p))
+            n = token_count(tokenizer, longest)
+            if n > context:
+                warnings.warn(f"The prompt {longest[:60]!r}... takes {n} tokens but the model reads "
+                              f"only {context}: it is truncated and its end is ignored. Use a shorter "
+                              "label.", UserWarning, stacklevel=2)
+    return out
+
+
+# ------------------------------------------------------------------ the classifier
+
+
+@dataclass
+class ZeroShotClassifier:
+    """A linear classifier whose weights are text embeddings: one unit vector per class."""
+
+    clip: CLIP
+    classnames: list[str]
+    templates: list[Template]
+    weights: torch.Tensor  # (C, D), L2-normalised rows
+
+    def image_features(self, images) -> torch.Tensor:
+        """(N, D) unit vectors: embed PIL images / a (N,3,H,W) tensor, or pass (N, D) features."""
+        import torch
+
+        if isinstance(images, torch.Tensor) and images.ndim == 2:
+            return images
+        return self.clip.encode_images(images)
+
+    def logits(self, images) -> torch.Tensor:
+        """s * cos(image, class): (N, C)."""
+        return self.clip.logit_scale * self.image_features(images) @ self.weights.T
+
+    def predict_proba(self, images) -> torch.Tensor:
+        """softmax over classes of s * cos(image, class): (N, C), each row sums to 1."""
+        return self.logits(images).softmax(dim=-1)
+
+    def predict(self, images) -> torch.Tensor:
+        """Index of the most probable class per image: (N,)."""
+        return self.logits(images).argmax(dim=-1)
+
+    def top_k(self, images, k: int = 5) -> list[list[tuple[str, float]]]:
+        """The k most probable (label, probability) pairs of each image, best first."""
+        probs = self.predict_proba(images)
+        values, indices = probs.topk(min(k, len(self.classnames)), dim=-1)  # (N, k)
+        return [[(self.classnames[j], float(p)) for p, j in zip(vs, js)]
+                for vs, js in zip(values.tolist(), indices.tolist())]
+
+
+def build_classifier(clip: CLIP, classnames: str | Sequence[str],
+                     templates: Sequence[Template] = SINGLE_TEMPLATE,
+                     dedupe: bool = True) -> ZeroShotClassifier:
+    """Zero-shot classifier from class names, with prompt ensembling over `templates`.
+
+    w_c = normalise( (1/T) sum_t normalise(E_text(template_t(c))) ), the same as
+    open_clip.build_zero_shot_classifier (which returns the transpose, (D, C)).
+    Labels are checked by `validate_labels` (pass dedupe=False to keep a dataset's indices).
+    """
+    if not templates:
+        raise ValueError("No templates given: use SINGLE_TEMPLATE to take the labels as they are.")
+    classnames = validate_labels(classnames, clip.tokenizer, templates, dedupe)
+    texts = [p for c in classnames for p in prompts_for(c, templates)]  # C*T prompts, class-major
+    emb = clip.encode_texts(texts)  # (C*T, D), unit rows
+    emb = emb.view(len(classnames), len(templates), -1).mean(dim=1)  # (C, D)
+    weights = emb / emb.norm(dim=-1, keepdim=True)  # (C, D), back to unit length
+    return ZeroShotClassifier(clip, classnames, list(templates), weights)
+
+
+@dataclass
+class Evaluation:
+    """What `evaluate` measured."""
+
+    accuracy: float  # top-1, in [0, 1]
+    top5: float  # the true class among the 5 most probable ones
+    confusion: torch.Tensor  # (C, C) counts: row = true class, column = predicted class
+    predictions: torch.Tensor  # (N,)
+    classnames: list[str]
+
+    def per_class_accuracy(self) -> dict[str, float]:
+        """Recall of each class: confusion[c, c] / (number of images of class c)."""
+        totals = self.confusion.sum(dim=1).clamp(min=1)
+        return dict(zip(self.classnames, (self.confusion.diag() / totals).tolist()))
+
+
+def evaluate(classifier: ZeroShotClassifier, images, targets: Sequence[int]) -> Evaluation:
+    """Accuracy and confusion matrix of `classifier` on labelled images (or their features)."""
+    import torch
+
+    targets = torch.as_tensor(targets, dtype=torch.long)  # (N,)
+    logits = classifier.logits(images)  # (N, C)
+    if len(targets) != len(logits):
+        raise ValueError(f"{len(logits)} images but {len(targets)} targets.")
+    n_classes = len(classifier.classnames)
+    predictions = logits.argmax(dim=-1)
+    top5 = logits.topk(min(5, n_classes), dim=-1).indices  # (N, 5)
+    confusion = torch.bincount(targets * n_classes + predictions, minlength=n_classes ** 2)
+    return Evaluation(
+        accuracy=float((predictions == targets).float().mean()),
+        top5=float((top5 == targets[:, None]).any(dim=-1).float().mean()),
+        confusion=confusion.view(n_classes, n_classes),
+        predictions=predictions,
+        classnames=list(classifier.classnames),
+    )
+
+
+# ------------------------------------------------------------------ plots
+
+
+def plot_prediction(image, labels: Sequence[str], probs, title: str = "", axes=None):
+    """The image on the left, one horizontal bar per label on the right (best on top)."""
+    import matplotlib.pyplot as plt
+
+    from .i18n import t
+
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(8, 0.4 * len(labels) + 1.6),
+                               gridspec_kw={"width_ratios": [1, 1.6]})
+    ax_img, ax_bar = axes
+    ax_img.imshow(image)
+    ax_img.axis("off")
+    ax_img.set_title(title, fontsize=10)
+    probs = [float(p) for p in probs]
+    order = sorted(range(len(labels)), key=lambda i: probs[i])  # barh draws bottom-up
+    ax_bar.barh([labels[i] for i in order], [probs[i] for i in order], color="tab:blue")
+    ax_bar.set_xlim(0, 1)
+    ax_bar.set_xlabel(t("probability"))
+    for y, i in enumerate(order):
+        ax_bar.text(min(probs[i] + 0.02, 0.85), y, f"{probs[i]:.0%}", va="center", fontsize=9)
+    return axes
+
+
+def plot_similarity(similarity, images: Sequence, texts: Sequence[str], title: str = "", ax=None):
+    """Heatmap of cosine similarities (texts x images) with the images as column headers."""
+    import matplotlib.pyplot as plt
+
+    from .i18n import t
+
+    sim = similarity.detach().cpu().numpy() if hasattr(similarity, "detach") else similarity
+    n_texts, n_images = sim.shape
+    if ax is None:
+        _, ax = plt.subplots(figsize=(1.1 * n_images + 3, 0.6 * n_texts + 1.5), layout="constrained")
+    shown = ax.imshow(sim, cmap="viridis", extent=(-0.5, n_images - 0.5, n_texts - 0.5, -0.5))
+    for j, image in enumerate(images):  # thumbnails in a row above the matrix
+        ax.imshow(image, extent=(j - 0.45, j + 0.45, -0.6, -1.6), origin="upper")
+    for i in range(n_texts):
+        for j in range(n_images):
+            ax.text(j, i, f"{sim[i, j]:.2f}", ha="center", va="center", fontsize=8, color="white")
+    ax.set_xlim(-0.5, n_images - 0.5)
+    ax.set_ylim(n_texts - 0.5, -1.7)
+    ax.set_yticks(range(n_texts), texts)
+    ax.set_xticks([])
+    ax.set_xlabel(t("images"))
+    ax.set_title(title or t("Cosine similarity between texts and images"))
+    plt.colorbar(shown, ax=ax, fraction=0.03, label=t("cosine similarity"))
+    return ax
+
+
+def plot_confusion(confusion, classnames: Sequence[str], title: str = "", ax=None):
+    """Confusion matrix as an image: row = true class, column = predicted class."""
+    import matplotlib.pyplot as plt
+
+    from .i18n import t
+
+    n = len(classnames)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(0.3 * n + 3, 0.3 * n + 2.5))
+    shown = ax.imshow(confusion, cmap="Blues")
+    ax.set_xticks(range(n), classnames, rotation=90, fontsize=7)
+    ax.set_yticks(range(n), classnames, fontsize=7)
+    ax.set_xlabel(t("predicted class"))
+    ax.set_ylabel(t("true class"))
+    ax.set_title(title or t("Confusion matrix"))
+    plt.colorbar(shown, ax=ax, fraction=0.04, label=t("images"))
+    return ax
+
+
+# ------------------------------------------------------------------ sample photos
+
+# The eight photos that ship inside scikit-image and that OpenAI's CLIP notebook shows,
+# with a description written by a person (the "right" caption for each).
+SAMPLE_PHOTOS: dict[str, str] = {
+    "page": "a page of text about segmentation",
+    "chelsea": "a facial photo of a tabby cat",
+    "astronaut": "a portrait of an astronaut with the American flag",
+    "rocket": "a rocket standing on a launchpad",
+    "motorcycle": "a red motorcycle standing in a garage",
+    "camera": "a person looking at a camera on a tripod",
+    "horse": "a black-and-white silhouette of a horse",
+    "coffee": "a cup of coffee on a saucer",
+}
+
+
+def load_sample_photos() -> dict[str, Image.Image]:
+    """The eight scikit-image sample photos as RGB PIL images (offline: they ship with it)."""
+    import numpy as np
+    import skimage.data
+    from PIL import Image
+
+    photos = {}
+    for name in SAMPLE_PHOTOS:
+        if name == "motorcycle":
+            array = skimage.data.stereo_motorcycle()[0]  # (left view, right view, disparity)
+        else:
+            array = getattr(skimage.data, name)()
+        if array.dtype == bool:  # the horse is a binary mask: True = background
+            array = array.astype(np.uint8) * 255
+        photos[name] = Image.fromarray(array).convert("RGB")
+    return photos
+
+
+# ------------------------------------------------------------------ images from files
+
+
+def pad_to_square(image: Image.Image) -> Image.Image:
+    """Pad the short side with the median colour of the border, so no part is cropped away.
+
+    CLIP's preprocessing crops the centre square of an image: an object near the edge of
+    a wide picture would be cut off. Padding keeps the whole picture.
+    """
+    import numpy as np
+    from PIL import Image
+
+    w, h = image.size
+    if w == h:
+        return image
+    a = np.asarray(image.convert("RGB"))  # (H, W, 3)
+    border = np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])  # (2W+2H, 3)
+    fill = tuple(int(v) for v in np.median(border, axis=0))
+    side = max(w, h)
+    out = Image.new("RGB", (side, side), fill)
+    out.paste(image, ((side - w) // 2, (side - h) // 2))
+    return out
+
+
+def expand_paths(paths: Sequence[str | Path]) -> list[Path]:
+    """Files as given; a folder becomes the image files inside it (and its subfolders), sorted."""
+    from .images import list_images
+
+    out: list[Path] = []
+    for p in map(Path, paths):
+        out += list_images(p) if p.is_dir() else [p]
+    return out
+
+
+# ------------------------------------------------------------------ command line
+
+CLI_HELP = """\
+Zero-shot classification: which of the labels fits each image best?
+
+Every image is compared with every label; the probabilities of an image sum to 1 over the
+labels. Unreadable images are skipped with the reason; the exit code is 1 only when no
+image at all could be classified.
+
+--json prints one object:
+  {"model": str,                      # description of the CLIP model used
+   "labels": [str, ...],              # the labels, in order, after cleaning
+   "templates": [str, ...],           # prompt templates ("{}" = the label as it is)
+   "results": [                       # one entry per classified image, in input order
+     {"path": str,
+      "probabilities": {label: float, ...},   # every label, in label order, sums to 1
+      "top": [{"label": str, "probability": float}, ...],  # the --top best, best first
+      "prediction": str}],            # the most probable label
+   "skipped": [{"path": str, "reason": str}, ...],  # images that could not be read
+   "warnings": [str, ...]}            # e.g. duplicate labels dropped, prompt truncated
+
+example:
+  python -m utils classify cat.jpg shapes/ --labels "a red circle,a blue square" --json
+"""
+
+JSON_SCHEMA = {
+    "type": "object",
+    "required": ["model", "labels", "templates", "results", "skipped", "warnings"],
+    "properties": {
+        "model": {"type": "string"},
+        "labels": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+        "templates": {"type": "array", "items": {"type": "string"}},
+        "results": {"type": "array", "items": {
+            "type": "object",
+            "required": ["path", "probabilities", "top", "prediction"],
+            "properties": {
+                "path": {"type": "string"},
+                "probabilities": {"type": "object",
+                                  "additionalProperties": {"type": "number", "minimum": 0, "maximum": 1}},
+                "top": {"type": "array", "items": {
+                    "type": "object", "required": ["label", "probability"],
+                    "properties": {"label": {"type": "string"}, "probability": {"type": "number"}}}},
+                "prediction": {"type": "string"},
+            }}},
+        "skipped": {"type": "array", "items": {
+            "type": "object", "required": ["path", "reason"],
+            "properties": {"path": {"type": "string"}, "reason": {"type": "string"}}}},
+        "warnings": {"type": "array", "items": {"type": "string"}},
+    },
+}
+
+
+def add_cli(subparsers) -> None:
+    p = subparsers.add_parser("classify", help="zero-shot classify images with CLIP",
+                              description=CLI_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders of images")
+    p.add_argument("--labels", required=True,
+                   help='comma-separated labels, e.g. "a red circle,a blue square"')
+    p.add_argument("--model", default="auto",
+                   help='"auto" (pretrained if available, else tiny), "tiny-shapes" or an open_clip name')
+    p.add_argument("--pretrained", default="auto", help="open_clip tag or a local checkpoint file")
+    p.add_argument("--templates", default="none", choices=sorted(TEMPLATE_SETS),
+                   help="prompt ensembling: none (labels as they are), shapes, simple or openai")
+    p.add_argument("--top", type=int, default=5, metavar="K", help="how many labels to show per image")
+    p.add_argument("--fit", default="pad", choices=["pad", "crop"],
+                   help="non-square images: pad to a square (default, nothing is lost) or "
+                        "let the model's preprocessing crop the centre")
+    p.add_argument("--json", action="store_true", help="print JSON (schema above)")
+    p.set_defaults(func=run_cli)
+
+
+def _template_text(tpl: Template) -> str:
+    return tpl if isinstance(tpl, str) else tpl("{}")
+
+
+def classify_files(paths: Sequence[str | Path], labels: str | Sequence[str], clip: CLIP,
+                   templates: Sequence[Template] = SINGLE_TEMPLATE, top: int = 5,
+                   fit: str = "pad", batch_size: int = 64) -> dict:
+    """Classify image files; returns the --json object (see CLI_HELP). Bad files are skipped."""
+    from .images import ImageLoadError, open_image
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        clf = build_classifier(clip, labels, templates)
+    out = {"model": clip.description, "labels": clf.classnames,
+           "templates": [_template_text(t) for t in templates], "results": [], "skipped": [],
+           "warnings": [str(w.message) for w in caught]}
+    files = expand_paths(paths)
+    for start in range(0, len(files), batch_size):  # a batch at a time: bounded memory
+        good, images = [], []
+        for path in files[start:start + batch_size]:
+            try:
+                image = open_image(path)
+            except ImageLoadError as err:  # missing, empty, not an image, truncated, too large
+                out["skipped"].append({"path": str(path), "reason": err.reason})
+                continue
+            good.append(path)
+            images.append(pad_to_square(image) if fit == "pad" else image)
+        if not images:
+            continue
+        probs = clf.predict_proba(images)  # (B, C)
+        for path, row in zip(good, probs.tolist()):
+            order = sorted(range(len(row)), key=lambda j: -row[j])[:max(1, top)]
+            out["results"].append({
+                "path": str(path),
+                "probabilities": {label: round(p, 6) for label, p in zip(clf.classnames, row)},
+                "top": [{"label": clf.classnames[j], "probability": round(row[j], 6)} for j in order],
+                "prediction": clf.classnames[order[0]],
+            })
+    return out
+
+
+def format_text(report: dict) -> str:
+    """The human-readable version of the --json object."""
+    lines = [f"model: {report['model']}"]
+    lines += [f"warning: {w}" for w in report["warnings"]]
+    for r in report["results"]:
+        lines.append(r["path"])
+        for item in r["top"]:
+            bar = "#" * round(30 * item["probability"])
+            lines.append(f"  {item['probability']:6.1%}  {item['label']:<40} {bar}")
+    lines += [f"skipped {s['path']}: {s['reason']}" for s in report["skipped"]]
+    lines.append(f"{len(report['results'])} image(s) classified, {len(report['skipped'])} skipped.")
+    return "\n".join(lines)
+
+
+def run_cli(args) -> int:
+    from .models import load_clip
+
+    try:  # fail before loading the model; classify_files reports the warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            validate_labels(args.labels)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    try:
+        paths = expand_paths(args.images)
+    except FileNotFoundError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    clip = load_clip(args.model, args.pretrained)
+    if clip.is_tiny:  # on stderr, so that --json output stays clean
+        print("note: the tiny shapes-world model knows only coloured shapes; its answers about "
+              "photos mean nothing.", file=sys.stderr)
+    report = classify_files(paths, args.labels, clip, TEMPLATE_SETS[args.templates], args.top, args.fit)
+    print(json.dumps(report, indent=1, ensure_ascii=False) if args.json else format_text(report))
+    return 0 if report["results"] else 1
