@@ -260,6 +260,26 @@ def test_chunked_exact_search_and_faiss_agree():
     assert torch.allclose(f_scores, exact[0], atol=1e-5)
 
 
+def test_folder_of_only_broken_files_gives_an_empty_index(clip, tmp_path):
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    broken = _broken_files(folder)
+    index = ImageIndex.build(clip, folder, max_pixels=10**6, progress=False)
+    assert len(index) == 0 and {s.item for s in index.skipped} == set(broken)
+    assert index.search("a red circle", k=5) == []
+    again = ImageIndex.build(clip, folder, max_pixels=10**6, progress=False)
+    assert again.stats["embedded"] == 0 and len(again.skipped) == len(broken)
+
+
+def test_unwritable_cache_warns_but_builds(clip, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the cache folder should be")
+    with pytest.warns(UserWarning, match="Could not write"):
+        index = ImageIndex.build(clip, _folder(tmp_path), cache=blocker / "ix.safetensors",
+                                 progress=False)
+    assert len(index) == 5
+
+
 def test_query_of_the_wrong_size_is_explained(clip, tmp_path):
     index = ImageIndex.build(clip, _folder(tmp_path), progress=False)
     with pytest.raises(ValueError, match="dimension"):

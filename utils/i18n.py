@@ -78,14 +78,53 @@ _ID = re.compile(r"[A-Za-z0-9-]{1,64}")
 
 _current = {"lang": SOURCE_LANG}
 _catalogs: dict[str, dict[str, str]] = {}
+_warned: set[str] = set()
 
 
 def set_language(lang: str) -> str:
-    """Choose the language of `t()`; returns it. Unknown codes raise with the list."""
+    """Choose the language of `t()` (and, for zh, a font that plots can draw it with).
+
+    Returns the language; unknown codes raise with the list."""
     if lang not in LANGUAGES:
         raise ValueError(f"Unknown language {lang!r}; choose one of {', '.join(LANGUAGES)}.")
     _current["lang"] = lang
+    if lang == "zh":
+        use_cjk_font()
     return lang
+
+
+# Fonts that draw Chinese, most common first (Linux, macOS, Windows).
+_CJK_FONTS = ("Noto Sans CJK SC", "Noto Sans SC", "Source Han Sans SC", "WenQuanYi Zen Hei",
+              "WenQuanYi Micro Hei", "Droid Sans Fallback", "PingFang SC", "Heiti SC",
+              "Microsoft YaHei", "SimHei", "Arial Unicode MS")
+
+
+def use_cjk_font() -> str | None:
+    """Put an installed Chinese font first in matplotlib's sans-serif list; returns its name.
+
+    Without one, plot labels in Chinese would show as empty boxes: say so once, with the fix."""
+    try:
+        from matplotlib import font_manager, rcParams
+    except ImportError:
+        return None
+    installed = {f.name for f in font_manager.fontManager.ttflist}
+    if not installed.intersection(_CJK_FONTS):  # installed after matplotlib built its cache?
+        for path in font_manager.findSystemFonts():
+            if re.search(r"cjk|wqy|wenquanyi|droidsansfallback|notosanssc", Path(path).name, re.I):
+                font_manager.fontManager.addfont(path)
+        installed = {f.name for f in font_manager.fontManager.ttflist}
+    font = next((name for name in _CJK_FONTS if name in installed), None)
+    if font is None:
+        if "font" not in _warned:
+            _warned.add("font")
+            print("提示：未找到中文字体，图中的中文会显示为方框。请安装 fonts-noto-cjk"
+                  "（Colab：!apt-get -qq install fonts-noto-cjk），然后重启内核。\n"
+                  "(No Chinese font for plots: install fonts-noto-cjk, then restart the kernel.)")
+        return None
+    rcParams["font.family"] = "sans-serif"
+    rcParams["font.sans-serif"] = [font] + [f for f in rcParams["font.sans-serif"] if f != font]
+    rcParams["axes.unicode_minus"] = False  # CJK fonts often lack the minus sign glyph
+    return font
 
 
 def get_language() -> str:
@@ -535,10 +574,12 @@ def terms_advice(root: Path = ROOT, langs: list[str] | None = None) -> list[str]
                 text = fresh_text(found.get(item_id), english)
                 if not text:
                     continue
+                text = " ".join(text.lower().split())
                 for entry in glossary.values():
                     en_forms, forms = term_forms(entry, SOURCE_LANG), term_forms(entry, lang)
                     used = any(re.search(rf"\b{re.escape(f)}", english, re.I) for f in en_forms)
-                    if used and forms and not any(f.lower() in text.lower() for f in forms):
+                    # The English term itself is fine too: a loanword, or a cited title.
+                    if used and forms and not any(f.lower() in text for f in forms + en_forms):
                         advice.append(f"{lang}: {_rel(src, root)}: {kind} {item_id!r} uses "
                                       f"{en_forms[0]!r}; the glossary says {forms[0]!r}")
     return advice
@@ -547,23 +588,25 @@ def terms_advice(root: Path = ROOT, langs: list[str] | None = None) -> list[str]
 # ------------------------------------------------------------------ t() catalogs
 
 
-def _imports_t(tree: ast.AST) -> bool:
-    return any(isinstance(node, ast.ImportFrom) and (node.module or "").endswith("i18n")
-               and any(a.name == "t" for a in node.names) for node in ast.walk(tree))
+def _t_names(tree: ast.AST) -> set[str]:
+    """Names under which a file imports `t` from utils.i18n (`t`, or an alias)."""
+    return {alias.asname or alias.name for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and (node.module or "").endswith("i18n")
+            for alias in node.names if alias.name == "t"}
 
 
 def t_strings(path: Path) -> list[tuple[str | None, int]]:
     """(literal, line) of every `t(...)` call in a Python file; literal None for an f-string.
 
-    Counts `t(...)` where the file imports `t` from `utils.i18n`, and `i18n.t(...)`."""
+    Counts `t(...)` where the file imports `t` from `utils.i18n` (or its alias), and `i18n.t(...)`."""
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-    bare = _imports_t(tree) or path.name == "i18n.py"
+    names = _t_names(tree) | ({"t"} if path.name == "i18n.py" else set())
     found = []
     for node in ast.walk(tree):
         if not isinstance(node, ast.Call) or not node.args:
             continue
         func = node.func
-        named_t = (isinstance(func, ast.Name) and func.id == "t" and bare) or (
+        named_t = (isinstance(func, ast.Name) and func.id in names) or (
             isinstance(func, ast.Attribute) and func.attr == "t"
             and isinstance(func.value, ast.Name) and func.value.id == "i18n")
         if not named_t:

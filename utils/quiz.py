@@ -339,7 +339,7 @@ def _stage_title(quiz: Quiz, stage: str, lang: str) -> str:
 
 def to_html(text: str) -> str:
     """Escape text for HTML (a '<script>' shows as text), then `code` -> <code>code</code>."""
-    out = html.escape(text, quote=True)
+    out = html.escape(text, quote=False)  # text nodes: &, <, > are enough
     out = re.sub(r"`([^`]+)`", r"<code>\1</code>", out)
     return out.replace("\n", "<br>")
 

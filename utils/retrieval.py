@@ -376,7 +376,12 @@ class ImageIndex:
                 files=[stat[i] for i in kept], clip=clip,
             )
             if cache_path and (todo or set(old) != set(stat) or not cache_path.exists()):
-                index.save(cache_path, float16=float16)
+                try:
+                    index.save(cache_path, float16=float16)
+                except OSError as err:  # the embeddings are still good: warn, do not fail
+                    warnings.warn(f"Could not write the index cache {cache_path} ({err}); the "
+                                  "next build will embed everything again. Pass another cache "
+                                  "file (--cache) or cache=None.", stacklevel=2)
         index.stats = {
             "total": len(entries), "indexed": len(kept), "embedded": embedded, "reused": reused,
             "skipped": len(index.skipped), "removed": len(set(old) - set(stat)),
@@ -412,9 +417,12 @@ class ImageIndex:
 
     # ---------------------------------------------------------------- searching
 
-    def use_faiss(self, factory: str = "Flat", nprobe: int = 16) -> ImageIndex:
+    def use_faiss(self, factory: str = "Flat", nprobe: int = 16,
+                  train_size: int | None = None) -> ImageIndex:
         """Search with faiss from now on. "Flat" (IndexFlatIP) is exact: the same hits as
-        exact search. "IVF1024,Flat" or "HNSW32" are approximate and much faster on millions."""
+        exact search. "IVF1024,Flat" (k-means into 1024 lists, search the `nprobe` nearest
+        lists) or "HNSW32" are approximate and much faster on millions of images.
+        train_size: train IVF's k-means on a random sample of this many rows (faster)."""
         try:
             import faiss
         except ImportError:
@@ -423,7 +431,11 @@ class ImageIndex:
         data = np.ascontiguousarray(self.embeddings.float().numpy())  # (N, D) float32
         index = faiss.index_factory(self.dim, factory, faiss.METRIC_INNER_PRODUCT)
         if not index.is_trained:
-            index.train(data)
+            sample = data
+            if train_size and train_size < len(data):
+                rows = np.random.default_rng(0).choice(len(data), train_size, replace=False)
+                sample = data[np.sort(rows)]
+            index.train(sample)
         index.add(data)
         if hasattr(index, "nprobe"):
             index.nprobe = nprobe
@@ -444,12 +456,12 @@ class ImageIndex:
         queries = torch.as_tensor(queries, dtype=torch.float32)
         if queries.ndim == 1:
             queries = queries[None]  # (1, D)
+        if len(self) == 0:  # nothing indexed (e.g. every file was broken): no hits
+            return torch.zeros(len(queries), 0), torch.zeros(len(queries), 0, dtype=torch.long)
         if queries.shape[1] != self.dim:
             raise ValueError(f"Query has dimension {queries.shape[1]}, the index {self.dim}: "
                              "embed the query with the model that built the index.")
         k = min(k, len(self))
-        if k == 0:
-            return torch.zeros(len(queries), 0), torch.zeros(len(queries), 0, dtype=torch.long)
         if self._faiss is not None:
             scores, ids = self._faiss.search(np.ascontiguousarray(queries.numpy()), k)
             return torch.from_numpy(scores), torch.from_numpy(ids).long()

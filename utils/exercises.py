@@ -1,0 +1,229 @@
+"""Student versions of the notebooks: the solutions come out, placeholders go in.
+
+    python -m utils.exercises build     # notebooks/<lang>/NN-x.ipynb -> notebooks/<lang>/exercises/NN-x.ipynb
+    python -m utils.exercises check     # report student versions that are missing or stale
+
+An exercise in a notebook source is three cells: a markdown cell with the task, a code cell
+tagged `solution`, then a code cell of asserts that checks it. In the student version:
+
+- the solution cell becomes a placeholder. Imports and leading comments stay; each top-level
+  function (or method of a class) keeps its signature and docstring, and its body becomes
+  `raise NotImplementedError("Exercise: ...")`. Any other top-level statement is replaced by
+  one such `raise` at the end of the cell, which is then tagged `raises-exception`.
+- the next code cell (the check) is tagged `raises-exception`: nbval accepts the error the
+  placeholder causes there until the student writes a solution.
+
+A first comment line `# Exercise: <what to do>` in the solution becomes the error message.
+Student versions sit one folder below the full ones, so relative links in markdown get one
+more `../`. Cells after the check must not need the solution: they would fail until it is done.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import copy
+import json
+import re
+import sys
+from pathlib import Path
+
+from .i18n import LANGUAGES, dumps_notebook
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = ROOT / "notebooks"
+FOLDER = "exercises"  # notebooks/<lang>/exercises/
+
+STUDENT_NOTE = {
+    "en": "**Student version.** Code cells marked *Exercise* raise `NotImplementedError` until you "
+          "write your solution; the check after each one tells you when it is right. The complete "
+          "notebook, with solutions: [{stem}](../{stem}.ipynb).",
+    "fr": "**Version étudiant.** Les cellules de code marquées *Exercise* lèvent `NotImplementedError` "
+          "tant que vous n'avez pas écrit votre solution ; la vérification qui suit chacune vous dit "
+          "quand elle est juste. Le notebook complet, avec les solutions : [{stem}](../{stem}.ipynb).",
+    "es": "**Versión para estudiantes.** Las celdas de código marcadas como *Exercise* lanzan "
+          "`NotImplementedError` hasta que escribas tu solución; la comprobación que sigue a cada una "
+          "te dice cuándo es correcta. El notebook completo, con las soluciones: [{stem}](../{stem}.ipynb).",
+    "it": "**Versione per studenti.** Le celle di codice segnate *Exercise* sollevano "
+          "`NotImplementedError` finché non scrivi la tua soluzione; il controllo che segue ciascuna ti "
+          "dice quando è giusta. Il notebook completo, con le soluzioni: [{stem}](../{stem}.ipynb).",
+    "pt": "**Versão do estudante.** As células de código marcadas com *Exercise* lançam "
+          "`NotImplementedError` até você escrever sua solução; a verificação depois de cada uma diz "
+          "quando ela está certa. O notebook completo, com as soluções: [{stem}](../{stem}.ipynb).",
+    "zh": "**学生版。** 标有 *Exercise* 的代码单元在你写出答案之前会抛出 `NotImplementedError`；"
+          "每个单元后面的检查会告诉你答案是否正确。带答案的完整 notebook：[{stem}](../{stem}.ipynb)。",
+}
+
+
+class ExerciseError(ValueError):
+    """A notebook's exercise cells are not laid out as solution cell + check cell."""
+
+
+def _source(cell: dict) -> str:
+    src = cell.get("source", "")
+    return "".join(src) if isinstance(src, list) else src
+
+
+def _tags(cell: dict) -> list[str]:
+    return list(cell.get("metadata", {}).get("tags", []))
+
+
+def _raise(message: str) -> ast.stmt:
+    return ast.Raise(exc=ast.Call(func=ast.Name("NotImplementedError", ast.Load()),
+                                  args=[ast.Constant(message)], keywords=[]), cause=None)
+
+
+def _docstring(body: list[ast.stmt]) -> list[ast.stmt]:
+    first = body[0] if body else None
+    is_doc = isinstance(first, ast.Expr) and isinstance(getattr(first, "value", None), ast.Constant) \
+        and isinstance(first.value.value, str)
+    return [first] if is_doc else []
+
+
+def _stub(node: ast.stmt, hint: str) -> ast.stmt | None:
+    """A function keeps signature + docstring and raises; a class keeps its declarations and
+    stubs its methods; anything else is not kept (None)."""
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        stub = copy.deepcopy(node)
+        stub.body = _docstring(node.body) + [_raise(hint or f"Exercise: complete {node.name}()")]
+        return stub
+    if isinstance(node, ast.ClassDef):
+        stub = copy.deepcopy(node)
+        body = []
+        for item in node.body:
+            if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                body.append(_stub(item, hint or f"Exercise: complete {node.name}.{item.name}()"))
+            elif isinstance(item, (ast.AnnAssign, ast.Assign, ast.Expr, ast.Pass)):
+                body.append(item)  # fields, docstring: the interface the checks rely on
+        stub.body = body or [ast.Pass()]
+        return stub
+    return None
+
+
+def placeholder(solution: str) -> tuple[str, bool]:
+    """(placeholder code, whether it raises when the cell runs) for one solution cell."""
+    lines = solution.splitlines()
+    comments = []
+    for line in lines:  # the leading comment block usually restates the task: keep it
+        if line.startswith("#") or not line.strip():
+            comments.append(line)
+        else:
+            break
+    hint = next((m.group(1).strip() for ln in comments
+                 if (m := re.match(r"#\s*(Exercise:.*)", ln))), "")
+    fallback = hint or "Exercise: write your solution here (see the task above)"
+    try:
+        tree = ast.parse(solution)
+    except SyntaxError:  # IPython magics and the like: replace the whole cell
+        tree = None
+    kept, raises = [], tree is None
+    for node in tree.body if tree else []:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            kept.append(ast.get_source_segment(solution, node))
+        elif (stub := _stub(node, hint)) is not None:
+            kept.append(ast.unparse(ast.fix_missing_locations(stub)))
+        else:
+            raises = True
+    if raises:
+        kept.append(ast.unparse(_raise(fallback)))
+    head = [ln for ln in comments if ln.strip()]
+    if not any(re.match(r"#\s*Exercise:", ln) for ln in head):
+        head.insert(0, f"# {fallback}")
+    return "\n".join(head + ["\n\n".join(kept)]).strip() + "\n", raises
+
+
+def _deeper_links(markdown: str, lang_stem: tuple[str, str]) -> str:
+    """Relative links gain one '../' (the student version is one folder down); the language
+    links (../fr/x.ipynb) point to the student version in that language."""
+    _, stem = lang_stem
+    codes = "|".join(LANGUAGES)
+    markdown = re.sub(rf"\]\(\.\./({codes})/{re.escape(stem)}\.ipynb\)",
+                      rf"](../../\1/{FOLDER}/{stem}.ipynb)", markdown)
+    markdown = re.sub(r"(\]\(|src=\")(?!\.\./\.\./(?:" + codes + rf")/{FOLDER}/)"
+                      r"(?![a-z][a-z0-9+.-]*:|#|/)([^)\s\"]+)", r"\1../\2", markdown)
+    # Colab / Binder badges open the student version too
+    return re.sub(rf"notebooks/({codes})/{re.escape(stem)}\.ipynb",
+                  rf"notebooks/\1/{FOLDER}/{stem}.ipynb", markdown)
+
+
+def student_notebook(nb: dict, lang: str, stem: str) -> dict:
+    """The student version of one built notebook (a new dict; `nb` is not changed)."""
+    out = copy.deepcopy(nb)
+    cells = out["cells"]
+    solutions = [i for i, c in enumerate(cells)
+                 if c["cell_type"] == "code" and "solution" in _tags(c)]
+    for i in solutions:
+        check = next((j for j in range(i + 1, len(cells)) if cells[j]["cell_type"] == "code"), None)
+        if check is None or "solution" in _tags(cells[check]):
+            raise ExerciseError(f"{lang}/{stem}: solution cell {cells[i].get('id')!r} has no check "
+                                "cell after it (a code cell of asserts)")
+        code, raises = placeholder(_source(cells[i]))
+        tags = [t for t in _tags(cells[i]) if t != "solution"] + ["exercise"]
+        if raises:
+            tags.append("raises-exception")
+        cells[i]["source"] = code.splitlines(keepends=True)
+        cells[i]["metadata"]["tags"] = tags
+        check_tags = _tags(cells[check])
+        if "raises-exception" not in check_tags:
+            cells[check].setdefault("metadata", {})["tags"] = check_tags + ["raises-exception"]
+    for cell in cells:
+        if cell["cell_type"] == "code":
+            cell["outputs"], cell["execution_count"] = [], None
+        else:
+            cell["source"] = _deeper_links(_source(cell), (lang, stem)).splitlines(keepends=True)
+    note = {"cell_type": "markdown", "id": "student-note", "metadata": {},
+            "source": STUDENT_NOTE.get(lang, STUDENT_NOTE["en"]).format(stem=stem)}
+    after = next((k + 1 for k, c in enumerate(cells) if c.get("id") == "title"), min(1, len(cells)))
+    cells.insert(after, note)
+    return out
+
+
+def _pairs(langs: list[str] | None, root: Path):
+    for lang in langs or LANGUAGES:
+        for path in sorted((root / lang).glob("[0-9][0-9]-*.ipynb")):
+            yield lang, path, root / lang / FOLDER / path.name
+
+
+def build(langs: list[str] | None = None, root: Path = NOTEBOOKS) -> list[Path]:
+    """Write notebooks/<lang>/exercises/<stem>.ipynb for every built notebook; returns the
+    files that changed. Notebooks without solution cells get a student version too, so
+    every lesson has one."""
+    written = []
+    for lang, src, dst in _pairs(langs, root):
+        nb = json.loads(src.read_text(encoding="utf-8"))
+        text = dumps_notebook(student_notebook(nb, lang, src.stem))
+        if not dst.exists() or dst.read_text(encoding="utf-8") != text:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            dst.write_text(text, encoding="utf-8")
+            written.append(dst)
+    return written
+
+
+def check(langs: list[str] | None = None, root: Path = NOTEBOOKS) -> list[str]:
+    """Student versions that are missing or differ from a fresh build."""
+    problems = []
+    for lang, src, dst in _pairs(langs, root):
+        nb = json.loads(src.read_text(encoding="utf-8"))
+        if not dst.exists():
+            problems.append(f"{dst.relative_to(root.parent)}: missing (run make exercises)")
+        elif dst.read_text(encoding="utf-8") != dumps_notebook(student_notebook(nb, lang, src.stem)):
+            problems.append(f"{dst.relative_to(root.parent)}: stale (run make exercises)")
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m utils.exercises", description=__doc__.splitlines()[0])
+    parser.add_argument("action", choices=["build", "check"])
+    parser.add_argument("--lang", action="append", choices=list(LANGUAGES), help="only these languages")
+    args = parser.parse_args(argv)
+    if args.action == "build":
+        for path in build(args.lang):
+            print(f"wrote {path.relative_to(ROOT)}")
+        return 0
+    problems = check(args.lang)
+    print("\n".join(problems + [f"{len(problems)} problem(s)"]))
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
