@@ -279,6 +279,20 @@ def test_export_then_import_round_trip(repo, tmp_path):
         i18n.import_translation(src, "zh", translated)
 
 
+def test_import_stores_notebook_cells_under_their_hash(repo, tmp_path):
+    src = repo / "notebooks" / "src" / "00-setup.py"
+    _edit(src, "# ## Self-check", "# ## Check yourself")
+    todo = i18n.export_text(src, "it")
+    assert todo.startswith("<!-- i18n: self-check-intro -->\n## Check yourself")
+    translated = tmp_path / "it.md"
+    translated.write_text(todo.replace("## Check yourself", "## Verifica"), encoding="utf-8")
+    path = i18n.import_translation(src, "it", translated)
+    entry = json.loads(path.read_text(encoding="utf-8"))["cells"]["self-check-intro"]
+    english = next(c.source for c in i18n.parse_source(src) if c.id == "self-check-intro")
+    assert entry["hash"] == text_hash(english) and entry["text"].startswith("## Verifica")
+    assert not [p for p in check_all(root=repo, parts=("notebooks",)) if p.startswith("it:")]
+
+
 # ------------------------------------------------------------------ t() and its catalogs
 
 
@@ -304,7 +318,7 @@ def test_chinese_gets_a_font_for_plots_or_one_clear_message(monkeypatch, capsys)
     first, second = i18n.use_cjk_font(), i18n.use_cjk_font()
     printed = capsys.readouterr().out
     if first is None:  # no Chinese font on this machine: say so once, with the fix
-        assert second is None and printed.count("fonts-noto-cjk") == 2, printed  # zh + en line
+        assert second is None and printed.count("No Chinese font for plots") == 1, printed
     else:
         assert rcParams["font.sans-serif"][0] == first == second and not printed
 

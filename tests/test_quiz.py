@@ -347,7 +347,7 @@ def test_gift_export_is_well_formed_in_every_language(lesson):
                     assert html.unescape(p["feedback"]) == Q.tr(q.explanation, lang)
                     continue
                 assert p["kind"] == "choice" and len(p["answers"]) == len(q.options)
-                for k, (weight, answer, feedback, _) in enumerate(p["answers"]):
+                for k, (_, answer, feedback, _) in enumerate(p["answers"]):
                     assert html.unescape(answer) == Q.tr(q.options[k].text, lang)
                     assert html.unescape(feedback) == Q.tr(q.options[k].explanation, lang)
                 right = [k for k, a in enumerate(p["answers"]) if a[0] > 0]

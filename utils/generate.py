@@ -61,6 +61,7 @@ TINY_PRESETS = {
 }
 # Adam learning rates per drawer; a VQ latent moves in units of the codebook's spread.
 DEFAULT_LR = {"tiny-vq": 0.15, "pixel": 0.05, "vqgan": 0.1}
+INIT = "codes"
 DEFAULT_SIZE = {"tiny-vq": 64, "pixel": 64, "vqgan": 256}
 
 
@@ -255,16 +256,19 @@ class VQDrawer(torch.nn.Module):
     name = "vq"
 
     def __init__(self, vq, batch: int, grid: tuple[int, int], generator: torch.Generator,
-                 init_image: torch.Tensor | None = None):
+                 init_image: torch.Tensor | None = None, init: str = "codes"):
         super().__init__()
         self.vq = vq
         codebook = vq.codebook.detach()  # (K, C)
         if init_image is not None:
             with torch.no_grad():
                 z = vq.encode_z(init_image.to(codebook.device)).repeat(batch, 1, 1, 1)
-        else:  # noise: a random code in every cell (as the VQGAN+CLIP notebooks do)
+        elif init == "codes":  # noise: a random code in every cell (as the VQGAN+CLIP notebooks do)
             codes = torch.randint(len(codebook), (batch, *grid), generator=generator).to(codebook.device)
             z = codebook[codes].permute(0, 3, 1, 2)  # (B, C, h, w)
+        else:  # noise: Gaussian latents with the codebook's mean and spread
+            noise = torch.randn(batch, codebook.shape[1], *grid, generator=generator).to(codebook.device)
+            z = codebook.mean(0)[None, :, None, None] + float(init) * codebook.std(0)[None, :, None, None] * noise
         self.z = torch.nn.Parameter(z.clone())
         self.latent = self.z  # what the optimiser changes
         # z is kept inside the box spanned by the codebook, channel by channel
@@ -336,7 +340,7 @@ def make_drawer(name: str, size: int, batch: int, generator: torch.Generator, de
     if fixed != size:
         notes.append(f"size {size} is not a multiple of {f} (one code per {f}x{f} pixels): using {fixed}.")
     grid = (fixed // f, fixed // f)
-    return VQDrawer(vq, batch, grid, generator, _resize(init_image, fixed)), fixed, notes
+    return VQDrawer(vq, batch, grid, generator, _resize(init_image, fixed), init=INIT), fixed, notes
 
 
 def _resize(image: torch.Tensor | None, size: int) -> torch.Tensor | None:

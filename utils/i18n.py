@@ -21,12 +21,17 @@ Lesson pages
         {"blocks": {"<block id>": {"hash": "<text_hash(english)>", "text": "<translation>"}}}
 
     The build writes `lessons/<lang>/<name>.md`: a language line linking the other
-    languages, then the blocks. Two macros keep links right in every language:
-    `{{notebook 01-contrastive-learning}}` becomes a link to that notebook in the page's
-    language with its Colab and Binder badges; `{{quiz overview pre}}` becomes the quiz
-    command and a link to `quiz/overview.json`. Write them unchanged in translations.
-    `lessons/glossary.json` ({term id: {lang: term or [term, inflections...]}}) keeps terms
-    consistent; the build writes it as `lessons/<lang>/glossary.md`.
+    languages and the glossary, then the blocks. Two macros keep links right in every
+    language: `{{notebook 01-contrastive-learning}}` becomes a link to that notebook in the
+    page's language with its Colab and Binder badges; `{{quiz overview pre}}` becomes the
+    quiz command and a link to `quiz/overview.json`. Write them unchanged in translations.
+    Headings are translated, so their anchors differ by language: link within a page to an
+    `<a id="name"></a>` written in the block instead.
+
+Glossary
+    `lessons/glossary.json` keeps terms consistent: {"page": {title, intro per language},
+    "terms": {term id: {lang: "term" or ["term", other accepted forms...]}}}. The build
+    writes it as `lessons/<lang>/glossary.md`; `terms` lists translations that do not use it.
 
 Strings shown by code
     `t("English")` looks the string up in `utils/locales/<lang>.json` ({English: translation}).
@@ -43,6 +48,10 @@ images and macros. Missing and stale translations fall back to English in the bu
     python -m utils.i18n terms --lang fr  # advice: glossary terms a translation does not use
     python -m utils.i18n export --lang fr lessons/src/x.md > x.fr.md   # what fr lacks, as blocks
     python -m utils.i18n import --lang fr lessons/src/x.md x.fr.md     # store the translated blocks
+
+`export`/`import` work for notebook sources too (`notebooks/src/NN-name.py`): translators edit
+a markdown file of `<!-- i18n: id -->` blocks instead of escaped JSON, and `import` stores each
+block with the hash of the English it translates.
 """
 
 from __future__ import annotations

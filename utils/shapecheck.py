@@ -8,9 +8,11 @@ it uses two other things:
   (saturation < 0.15 in the shapes world), so pixels with saturation >= 0.35 and value >= 0.3
   are "coloured". Each coloured pixel votes for the colour whose hue range (`data.COLOUR_HSV`)
   is nearest to its hue; the dominant colour is the one with most votes.
-- shape: a small CNN trained separately, on rendered shapes-world images only (blurred
-  and noised so that it also reads the softer images a VQ decoder draws). It never sees a
-  caption or a CLIP embedding.
+- shape: a small CNN trained separately on rendered shapes-world images, half of them as
+  they are (blurred and noised at random), half after a round trip through the tiny VQ
+  (`vq.decode_codes(vq.encode(x))`), so that it reads the softer, rounder shapes the VQ
+  decoder draws. Its labels come from the renderer; it never sees a caption or a CLIP
+  embedding. Rebuild it after the tiny VQ: `python -m utils train shapecheck`.
 
     judge = load_shape_judge()
     verdicts = judge.judge(images)       # images (B, 3, 64, 64) in [0, 1]
@@ -160,9 +162,10 @@ def degrade(images: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 
 
 def train_judge(steps: int = 800, seed: int = 0, batch_size: int = 64, lr: float = 3e-3,
-                progress: bool = True) -> tuple[ShapeNet, dict]:
+                vq=None, progress: bool = True) -> tuple[ShapeNet, dict]:
     """Train ShapeNet on rendered images of ALL colour-shape pairs; returns (net, metrics).
 
+    With a `vq` (the tiny VQ), half of each batch goes through vq.decode_codes(vq.encode(x)).
     The judge sees the held-out pairs too: it is the measuring instrument, not the model
     under test (the DALL-E never sees them).
     """
@@ -178,7 +181,10 @@ def train_judge(steps: int = 800, seed: int = 0, batch_size: int = 64, lr: float
         images, attrs = render_batch(batch_size, seed=10_000 + seed * 100_003 + step, split="all",
                                      as_tensor=True)
         target = torch.tensor([SHAPES.index(a["shape"]) for a in attrs])
-        loss = F.cross_entropy(net(degrade(images, gen)), target)
+        if vq is not None:  # the VQ round trip of the clean image, for half of the batch
+            images[: batch_size // 2] = vq.decode_codes(vq.encode(images[: batch_size // 2]))
+        images = degrade(images, gen)
+        loss = F.cross_entropy(net(images), target)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -186,16 +192,25 @@ def train_judge(steps: int = 800, seed: int = 0, batch_size: int = 64, lr: float
         if step % 50 == 0:
             bar.set_postfix(loss=f"{loss.item():.3f}")
     net.eval()
-    return net, evaluate_judge(ShapeJudge(net), seed=seed + 777)
+    return net, evaluate_judge(ShapeJudge(net), seed=seed + 777, vq=vq)
 
 
-def evaluate_judge(judge: ShapeJudge, n: int = 512, seed: int = 777) -> dict:
-    """Shape and colour accuracy of the judge on fresh rendered images (all pairs)."""
+def evaluate_judge(judge: ShapeJudge, n: int = 512, seed: int = 777, vq=None) -> dict:
+    """Shape and colour accuracy of the judge on fresh rendered images (all pairs).
+
+    With a `vq`, also on their VQ round trips (`vq_` keys): the best a VQ-drawn image can do.
+    """
     images, attrs = render_batch(n, seed=seed, split="all", as_tensor=True)
-    verdicts = judge.judge(images)
-    shape_acc = sum(v["shape"] == a["shape"] for v, a in zip(verdicts, attrs)) / n
-    colour_acc = sum(v["colour"] == a["colour"] for v, a in zip(verdicts, attrs)) / n
-    return {"shape_accuracy": round(shape_acc, 4), "colour_accuracy": round(colour_acc, 4), "n": n}
+    out = {"n": n}
+    versions = {"": images}
+    if vq is not None:
+        versions["vq_"] = vq.decode_codes(vq.encode(images))
+    for prefix, batch in versions.items():
+        verdicts = judge.judge(batch)
+        for key in ("shape", "colour"):
+            right = sum(v[key] == a[key] for v, a in zip(verdicts, attrs)) / n
+            out[f"{prefix}{key}_accuracy"] = round(right, 4)
+    return out
 
 
 def save_judge(net: ShapeNet, weights: Path = JUDGE_WEIGHTS, extra: dict | None = None) -> Path:
@@ -229,11 +244,12 @@ def load_shape_judge(weights: str | Path | None = None) -> ShapeJudge:
 def train_main(args) -> int:
     """`python -m utils train shapecheck`: train the judge, save it, register it in the manifest."""
     from .assets import register_asset
+    from .tinyvq import load_tiny_vq
 
     steps = args.steps or 800
     seed = args.seed or 0
     start = time.perf_counter()
-    net, metrics = train_judge(steps=steps, seed=seed, progress=not args.json)
+    net, metrics = train_judge(steps=steps, seed=seed, vq=load_tiny_vq(), progress=not args.json)
     out = Path(args.out) if args.out else JUDGE_WEIGHTS
     out.parent.mkdir(parents=True, exist_ok=True)
     config = save_judge(net, out, extra={"trained": {"steps": steps, "seed": seed, **metrics}})
