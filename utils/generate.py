@@ -223,6 +223,15 @@ def prompt_loss(image_embeds: torch.Tensor, text_embeds: torch.Tensor, weights: 
     return (d.mean(1) * weights).sum(-1)
 
 
+def colourfulness(images: torch.Tensor) -> torch.Tensor:
+    """Mean chroma max(r, g, b) - min(r, g, b) of each image: (B, 3, H, W) -> (B,).
+
+    0 for greys. Used as pixray's saturation loss: a small penalty keeps colour only
+    where CLIP asks for it.
+    """
+    return (images.amax(1) - images.amin(1)).mean((1, 2))
+
+
 class ClampWithGrad(torch.autograd.Function):
     """clamp(x, lo, hi) whose gradient still flows where following it brings x back in range.
 
@@ -476,6 +485,7 @@ def generate(
     min_scale: float = 0.5,
     noise: float = 0.05,
     tf32: bool = True,
+    saturation: float | None = None,
 ) -> GenerationResult:
     """Generate images for `prompts` by optimising a drawer's parameters against CLIP.
 
@@ -511,6 +521,8 @@ def generate(
         raise ValueError(f"augment must be 'fused', 'kornia' or 'none', not {augment!r}.")
     size = size or DEFAULT_SIZE.get(drawer, 64)
     lr = DEFAULT_LR.get(drawer, 0.1) if lr is None else lr
+    if saturation is None:
+        saturation = presets[quality].get("saturation", 0.0)
     frame_every = frame_every or max(1, iterations // 30)
 
     generator = torch.Generator().manual_seed(seed)  # init and cutout positions, on the CPU
@@ -549,7 +561,10 @@ def generate(
 
     def forward(theta, noise_t) -> tuple[torch.Tensor, torch.Tensor]:
         images = model()
-        return images, loss_of(images, theta, noise_t)
+        loss = loss_of(images, theta, noise_t)
+        if saturation:
+            loss = loss + saturation * colourfulness(images)
+        return images, loss
 
     if compile:  # the backward pass is compiled too (AOTAutograd); CUDA graphs on a GPU
         forward = torch.compile(forward, mode="reduce-overhead" if device.type == "cuda" else "default")
