@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import statistics
 import sys
 import tempfile
@@ -57,6 +58,7 @@ def random_vit_b_32() -> CLIP:
     import open_clip
 
     torch.manual_seed(0)
+    logging.getLogger().setLevel(logging.ERROR)  # open_clip warns that the weights are random
     model, _, preprocess = open_clip.create_model_and_transforms("ViT-B-32", pretrained=None)
     model.eval()
     return CLIP(model, preprocess, open_clip.get_tokenizer("ViT-B-32"), "ViT-B-32", "random",

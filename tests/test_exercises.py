@@ -213,6 +213,24 @@ def test_later_cells_that_need_the_solution_are_tagged_and_only_those():
     assert sorted(k for k, err in errors.items() if err is not None) == sorted(tagged)
 
 
+@pytest.mark.parametrize("markdown, title", [
+    ("## Exercises\n\n**Exercise 1: build an ensemble by hand.** Using only…", "Exercise 1: build an ensemble by hand"),
+    ("## Exercice 2 : combien de mémoire ?\n\nUne photothèque…", "Exercise 2: combien de mémoire ?"),
+    ("**练习 3：带过滤的检索。** 真正的搜索引擎……", "Exercise 3: 带过滤的检索"),
+    ("## Exercises\n\nNo numbered title here.", None),
+])
+def test_task_title_is_found_in_any_language(markdown, title):
+    assert E.task_title(markdown) == title
+
+
+def test_without_an_exercise_comment_the_message_is_the_task_title():
+    source = SOURCE.replace("# Exercise: write double(x)\n", "").replace(
+        "# ## Exercise\n# Write", "# **Exercise 1: doubling.** Write")
+    student = E.student_notebook(build_notebook_from(source), "en", "07-doubling")
+    assert text(cell(student, "solution")).startswith("# Exercise 1: doubling\n")
+    assert str(run_cells(student)["check"]) == "Exercise 1: doubling"
+
+
 def test_a_solution_without_a_check_cell_is_an_error():
     source = SOURCE.split("# %% id=check")[0]
     with pytest.raises(E.ExerciseError, match="solution cell 'solution' has no check cell"):

@@ -437,10 +437,15 @@ def test_widget_grades_retries_reveals_and_scores():
     widget.inputs[numeric].value = "4,16"  # a decimal comma is accepted
     assert widget.check(numeric) is True
     multi = next(i for i, q in enumerate(widget.questions) if q.type == "multiple")
-    for k in widget.questions[multi].correct:
+    right = sorted(widget.questions[multi].correct)
+    assert len(right) >= 2
+    widget.inputs[multi][right[0]].value = True  # right, but not all of them
+    assert widget.check(multi) is False
+    assert "mais il en manque" in widget.feedback[multi].value
+    for k in right:
         widget.inputs[multi][k].value = True
     assert widget.check(multi) is True
-    assert widget.score.value == f"<b>Score : 2/{n} justes du premier coup, 3/{n} répondues</b>"
+    assert widget.score.value == f"<b>Score : 1/{n} justes du premier coup, 3/{n} répondues</b>"
 
 
 # ------------------------------------------------------------------ terminal and exports

@@ -14,7 +14,8 @@ tagged `solution`, then a code cell of asserts that checks it. In the student ve
   placeholder causes there until the student writes a solution. So is every later code cell
   that reads a name only a solution defines (found with `ast`, through chains of cells).
 
-A first comment line `# Exercise: <what to do>` in the solution becomes the error message.
+The error message names the task: a first comment line `# Exercise: <what to do>` in the
+solution, else the numbered title of the task cell (`**Exercise 2: …**` or `## Exercise 2: …`).
 Only notebooks with solution cells get a student version. It sits one folder below the full
 one, so relative links in markdown get one more `../`. A student version that was run or edited is never
 overwritten by `build` (it records a hash of the cells it wrote); `--force` overwrites it.
@@ -103,8 +104,21 @@ def _stub(node: ast.stmt, hint: str) -> ast.stmt | None:
     return None
 
 
-def placeholder(solution: str) -> tuple[str, bool]:
-    """(placeholder code, whether it raises when the cell runs) for one solution cell."""
+def task_title(markdown: str) -> str | None:
+    """'Exercise 2: a colour-only classifier' from a task cell whose bold text or heading
+    reads 'Exercise 2: …' (or 'Exercice 2 : …', '练习 2：…': any language), else None."""
+    for pattern in (r"\*\*(.+?)\*\*", r"^#+\s*(.+)$"):
+        for match in re.finditer(pattern, markdown, flags=re.M):
+            numbered = re.match(r"\s*\S+\s*(\d+)\s*[:：.]\s*(.+?)[.。]?\s*$", match.group(1))
+            if numbered:
+                return f"Exercise {numbered.group(1)}: {numbered.group(2)}"
+    return None
+
+
+def placeholder(solution: str, task: str | None = None) -> tuple[str, bool]:
+    """(placeholder code, whether it raises when the cell runs) for one solution cell.
+
+    The error message is the solution's `# Exercise: …` comment, else `task`, else generic."""
     lines = solution.splitlines()
     comments = []
     for line in lines:  # the leading comment block usually restates the task: keep it
@@ -113,7 +127,7 @@ def placeholder(solution: str) -> tuple[str, bool]:
         else:
             break
     hint = next((m.group(1).strip() for ln in comments
-                 if (m := re.match(r"#\s*(Exercise:.*)", ln))), "")
+                 if (m := re.match(r"#\s*(Exercise:.*)", ln))), task or "")
     fallback = hint or "Exercise: write your solution here (see the task above)"
     try:
         tree = ast.parse(solution)
@@ -130,7 +144,7 @@ def placeholder(solution: str) -> tuple[str, bool]:
     if raises:
         kept.append(ast.unparse(_raise(fallback)))
     head = [ln for ln in comments if ln.strip()]
-    if not any(re.match(r"#\s*Exercise:", ln) for ln in head):
+    if not any(re.match(r"#\s*Exercise\b", ln) for ln in head):
         head.insert(0, f"# {fallback}")
     return "\n".join(head + ["\n\n".join(kept)]).strip() + "\n", raises
 
@@ -263,7 +277,9 @@ def student_notebook(nb: dict, lang: str, stem: str) -> dict:
         if check is None or "solution" in _tags(cells[check]):
             raise ExerciseError(f"{lang}/{stem}: solution cell {cells[i].get('id')!r} has no check "
                                 "cell after it (a code cell of asserts)")
-        code, raises = placeholder(_source(cells[i]))
+        task = next((_source(cells[j]) for j in range(i - 1, -1, -1)
+                     if cells[j]["cell_type"] == "markdown"), "")
+        code, raises = placeholder(_source(cells[i]), task_title(task))
         tags = [t for t in _tags(cells[i]) if t != "solution"] + ["exercise"]
         if raises:
             tags.append("raises-exception")

@@ -272,6 +272,9 @@ class VQDrawer(torch.nn.Module):
         if init_image is not None:
             with torch.no_grad():
                 z = vq.encode_z(init_image.to(codebook.device)).repeat(batch, 1, 1, 1)
+        elif init == "grey":  # the codes of a picture of grey noise: no colour to start with
+            with torch.no_grad():
+                z = vq.encode_z(grey_noise(batch, grid[0] * vq.cfg.downsample, generator).to(codebook.device))
         elif init == "codes":  # noise: a random code in every cell (as the VQGAN+CLIP notebooks do)
             codes = torch.randint(len(codebook), (batch, *grid), generator=generator).to(codebook.device)
             z = codebook[codes].permute(0, 3, 1, 2)  # (B, C, h, w)
@@ -316,6 +319,14 @@ class PixelDrawer(torch.nn.Module):
     @torch.no_grad()
     def clamp_(self) -> None:
         self.cells.clamp_(0, 1)
+
+
+def grey_noise(batch: int, size: int, generator: torch.Generator, cells: int = 8) -> torch.Tensor:
+    """Pictures of grey noise (B, 3, size, size): random grey blotches plus fine grain."""
+    coarse = 0.25 + 0.65 * torch.rand(batch, 1, cells, cells, generator=generator)
+    grey = F.interpolate(coarse, size=size, mode="bilinear", align_corners=False)
+    grey = grey + 0.05 * torch.randn(batch, 1, size, size, generator=generator)
+    return grey.clamp(0, 1).expand(batch, 3, size, size)
 
 
 def make_drawer(name: str, size: int, batch: int, generator: torch.Generator, device: torch.device,

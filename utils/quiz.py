@@ -319,15 +319,15 @@ def load_quiz(lesson: str | Path) -> Quiz:
     return parse_quiz(data, path)
 
 
+_cache: dict[str, dict] = {}
+
+
 def ui(key: str, lang: str, **values) -> str:
     """A localised interface string from quiz/ui.json ('check' -> 'Vérifier')."""
     if "ui" not in _cache:
         _cache["ui"] = json.loads(quiz_file("ui").read_text(encoding="utf-8"))
     text = _cache["ui"][key].get(lang) or _cache["ui"][key][SOURCE_LANG]
     return text.format(**values) if values else text
-
-
-_cache: dict[str, dict] = {}
 
 
 def _stage_title(quiz: Quiz, stage: str, lang: str) -> str:
@@ -442,7 +442,7 @@ def explanations(q: Question, response, lang: str, reveal: bool) -> list[str]:
     if q.type == "numeric":
         return [tr(q.explanation, lang)] if reveal and q.explanation else []
     chosen = {int(response)} if q.type == "single" else {int(k) for k in response}
-    notes = []
+    notes = [] if reveal or not chosen < q.correct else [ui("missing_some", lang)]
     for k, option in enumerate(q.options):
         if reveal or (k in chosen and k not in q.correct):
             mark = "✔" if k in q.correct else "✘"
@@ -456,7 +456,7 @@ def _hint(q: Question, lang: str) -> str:
     key = {"single": "pick_one", "multiple": "pick_many", "numeric": "type_number"}[q.type]
     text = ui(key, lang)
     if q.type == "numeric" and q.tolerance:
-        text += " " + ui("tolerance", lang, tolerance=fmt_number(q.tolerance))
+        text += ui("tolerance", lang, tolerance=fmt_number(q.tolerance))
     return text
 
 
@@ -517,6 +517,8 @@ def take_quiz(quiz: Quiz, stage: str, lang: str, stdin: TextIO | None = None,
             stdout.write(ui("prompt", lang))
             stdout.flush()
             line = stdin.readline()
+            if line and not stdin.isatty():  # piped answers: echo them so the log reads well
+                stdout.write(line if line.endswith("\n") else line + "\n")
             if not line:  # end of input: stop and give the score so far
                 say()
                 say(ui("stopped", lang))

@@ -1,0 +1,477 @@
+# %% [markdown] id=title
+# # 01 · Contrastive learning: the loss that trains CLIP
+#
+# CLIP learns from pairs of an image and its caption, and from one loss. This lesson takes
+# that loss apart: you will see a batch of pairs and its similarity matrix, write the loss
+# step by step, train a tiny CLIP from scratch on this computer while its curves update,
+# and run the experiments that explain why CLIP needs huge batches.
+
+# %% id=colab-setup
+# Colab only: install the course package (this cell does nothing anywhere else).
+import sys
+
+if "google.colab" in sys.modules:
+    get_ipython().run_line_magic(  # noqa: F821 - get_ipython exists inside Jupyter
+        "pip", "install -q git+https://github.com/multimodal-course/multimodal-networks"
+    )
+
+# %% id=params tags=parameters
+LANG = "en"        # course language: en, fr, es, it, pt, zh
+MODEL = "auto"     # the CLIP of the last comparison: "auto", "tiny-shapes" or an open_clip name
+QUICK = True       # True: fast, offline (what CI runs); False: the full experiments
+SEED = 0           # the same seed gives the same images and the same training run
+TRAIN_STEPS = 60 if QUICK else 1500   # 1500 steps rebuild the bundled tiny CLIP's quality
+BATCH = 64 if QUICK else 128          # image-caption pairs per training step
+
+# %% id=imports
+import inspect
+
+import matplotlib.pyplot as plt
+import torch
+import torch.nn.functional as F
+from IPython.display import Code, display
+from PIL import Image
+
+from utils import data
+from utils.i18n import set_language, t
+from utils.losses import check_distributed, contrastive_loss, normalize, similarity_logits
+from utils.models import load_clip
+from utils.tinyclip import (
+    build_model,
+    embed_images,
+    embed_texts,
+    evaluate,
+    get_tokenizer,
+    normalize_images,
+    train_clip,
+)
+
+set_language(LANG)
+torch.manual_seed(SEED)
+tiny = load_clip("tiny-shapes")  # the tiny CLIP bundled with the course, trained on the shapes world
+print(tiny.description)
+
+# %% [markdown] id=idea
+# ## The idea: find your partner in the batch
+#
+# A training batch holds $N$ images and their $N$ captions. Image $i$ belongs with
+# caption $i$, and with no other caption of the batch. CLIP embeds every image with an
+# image encoder and every caption with a text encoder, into vectors of the same length,
+# and compares all of them with all of them: an $N \times N$ matrix of similarities.
+# Training pushes the **diagonal** (the true pairs) up and everything else down.
+#
+# Here is a batch of 8 pairs from the *shapes world*, the pictures the course draws itself
+# (`utils.data`): each holds one coloured shape, and its caption says what is there.
+
+# %% id=batch
+pool, pool_attrs = data.render_batch(64, seed=SEED, split="test")
+chosen, seen_pairs = [], set()
+for i, a in enumerate(pool_attrs):  # 8 images with 8 different colour-shape pairs
+    if (a["colour"], a["shape"]) not in seen_pairs and len(chosen) < 8:
+        chosen.append(i)
+        seen_pairs.add((a["colour"], a["shape"]))
+pixels = torch.from_numpy(pool[chosen]).permute(0, 3, 1, 2).float() / 255  # (8, 3, 64, 64) in [0, 1]
+captions = [pool_attrs[i]["caption"] for i in chosen]
+N = len(captions)
+
+fig, axes = plt.subplots(1, N, figsize=(14, 2.6))
+for i, ax in enumerate(axes):
+    ax.imshow(pool[chosen[i]])
+    ax.set_title(f"{i}: " + captions[i].replace(" on ", "\non ").replace(" at ", "\nat "), fontsize=8)
+    ax.axis("off")
+fig.suptitle(t("A batch of {n} image-caption pairs", n=N))
+plt.show()
+
+# %% [markdown] id=matrix-intro
+# Below, the similarity matrix of that batch, twice: for a CLIP with random weights
+# (before training) and for the tiny CLIP (after training). Entry $(i, j)$ is the cosine
+# similarity between image $i$ and caption $j$. After training, the diagonal lights up.
+
+# %% id=matrix
+def plot_similarity(ax, sim: torch.Tensor, title: str) -> None:
+    """Heatmap of an (images x captions) similarity matrix with its values."""
+    im = ax.imshow(sim, cmap="viridis", vmin=float(sim.min()), vmax=float(sim.max()))
+    ax.set_xticks(range(len(captions)), [str(j) for j in range(len(captions))])
+    ax.set_yticks(range(len(captions)), [str(i) for i in range(len(captions))])
+    ax.set_xlabel(t("caption j"))
+    ax.set_ylabel(t("image i"))
+    ax.set_title(title)
+    for i in range(sim.shape[0]):
+        for j in range(sim.shape[1]):
+            ax.text(j, i, f"{sim[i, j]:.2f}", ha="center", va="center", fontsize=7, color="white")
+    plt.colorbar(im, ax=ax, fraction=0.046, label=t("cosine similarity"))
+
+
+random_model = build_model(seed=SEED)  # same architecture as the tiny CLIP, random weights
+tokenizer = get_tokenizer()
+sim_before = embed_images(random_model, pixels) @ embed_texts(random_model, tokenizer, captions).T
+sim_after = embed_images(tiny, pixels) @ embed_texts(tiny, tokenizer, captions).T  # (8, 8)
+
+fig, axes = plt.subplots(1, 2, figsize=(13, 5.2))
+plot_similarity(axes[0], sim_before, t("Before training (random weights)"))
+plot_similarity(axes[1], sim_after, t("After training (tiny CLIP)"))
+plt.tight_layout()
+plt.show()
+
+# %% [markdown] id=loss-intro
+# ## The loss, step by step
+#
+# Here is the whole loss, from `utils/losses.py`:
+
+# %% id=loss-source
+display(Code(inspect.getsource(contrastive_loss), language="python"))
+
+# %% [markdown] id=loss-steps
+# Four steps, run one at a time on our batch with the tiny CLIP:
+#
+# 1. **Normalise.** Divide every embedding by its length, so that the dot product of an
+#    image vector and a text vector is their cosine similarity, between -1 and 1.
+# 2. **Similarity matrix.** $S = I\,T^\top$, an $N \times N$ matrix ($I$: images in rows,
+#    $T$: captions in rows).
+# 3. **Temperature.** Multiply by the *logit scale* $s = 1/\tau$. Cosines live in
+#    $[-1, 1]$, too narrow for a sharp softmax; CLIP learns $s$ (it starts at
+#    $1/0.07 \approx 14$ and is capped at 100).
+# 4. **Cross-entropy both ways.** Each row of $sS$ is a classification problem: which of
+#    the $N$ captions is image $i$'s? The right answer is $i$. Each column is the same
+#    problem for a caption choosing among the images. The loss averages both:
+#
+# $$\mathcal{L} = \frac{1}{2}\left[\frac{1}{N}\sum_i -\log\frac{e^{s S_{ii}}}{\sum_j e^{s S_{ij}}}
+# + \frac{1}{N}\sum_i -\log\frac{e^{s S_{ii}}}{\sum_j e^{s S_{ji}}}\right]$$
+
+# %% id=loss-steps-code
+with torch.no_grad():
+    image_features = tiny.model.encode_image(normalize_images(pixels))  # (N, D), not normalised yet
+    text_features = tiny.model.encode_text(tiny.tokenizer(captions))
+print(t("1. lengths before normalising:"), image_features.norm(dim=-1)[:4].numpy().round(2), "...")
+img, txt = normalize(image_features), normalize(text_features)  # (N, D) each
+print(t("   lengths after:"), img.norm(dim=-1)[:4].numpy().round(2), "...")
+S = img @ txt.T  # (N, N) cosine similarities
+print(t("2. similarity matrix:"), tuple(S.shape), t("diagonal:"), S.diag().numpy().round(2))
+scale = tiny.logit_scale
+logits = similarity_logits(img, txt, scale)  # (N, N) = scale * S
+print(t("3. logit scale s = {s:.1f}, temperature 1/s = {tau:.4f}", s=scale, tau=1 / scale))
+targets = torch.arange(N)  # the right answer of row i (and of column i) is i
+loss_image_to_text = F.cross_entropy(logits, targets)  # rows: each image picks a caption
+loss_text_to_image = F.cross_entropy(logits.T, targets)  # columns: each caption picks an image
+loss = (loss_image_to_text + loss_text_to_image) / 2
+print(t("4. image->text {a:.4f}, text->image {b:.4f}, loss {c:.4f}",
+        a=loss_image_to_text.item(), b=loss_text_to_image.item(), c=loss.item()))
+print(t("   a random guess costs log(N) = {v:.4f}", v=torch.log(torch.tensor(float(N))).item()))
+
+# %% [markdown] id=check-open-clip
+# **Self-check: ours equals open_clip's.** open_clip, the library that trains CLIP models
+# at scale, has its own `ClipLoss`. Same inputs, same number, to a millionth:
+
+# %% id=check-open-clip-code
+from open_clip.loss import ClipLoss
+
+ours = contrastive_loss(img, txt, scale)
+theirs = ClipLoss()(img, txt, torch.tensor(scale))
+print(t("ours {a:.6f}, open_clip {b:.6f}", a=ours.item(), b=theirs.item()))
+assert abs(ours.item() - theirs.item()) < 1e-6, "our contrastive loss differs from open_clip's ClipLoss"
+assert abs(ours.item() - loss.item()) < 1e-6, "the step-by-step loss differs from contrastive_loss"
+
+# %% [markdown] id=train-intro
+# ## Train a tiny CLIP, live
+#
+# Now train one from scratch. The model is a real open_clip `CLIP` (a small ResNet for
+# images, a small transformer for text, open_clip's own tokenizer), built from
+# `utils/assets/tiny-shapes.json`. Every step draws a fresh batch of shapes with their
+# captions and takes one gradient step on `contrastive_loss`. Left: the loss. Right: the
+# zero-shot accuracy on new test images, choosing among the 24 prompts "a {colour} {shape}".
+# With `QUICK = True` this runs a few seconds; set `QUICK = False` for the full run.
+
+# %% id=train
+curves = {"step": [], "loss": [], "eval_step": [], "eval_acc": []}
+fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 3.5))
+handle = display(fig, display_id=True)
+
+
+def redraw() -> None:
+    ax_loss.clear()
+    ax_acc.clear()
+    ax_loss.plot(curves["step"], curves["loss"], lw=1)
+    ax_loss.axhline(torch.log(torch.tensor(float(BATCH))).item(), color="grey", ls="--",
+                    label=t("random guess, log(batch size)"))
+    ax_loss.set(xlabel=t("step"), ylabel=t("contrastive loss"), title=t("Training loss"))
+    ax_loss.legend(loc="upper right", fontsize=8)
+    ax_acc.plot(curves["eval_step"], curves["eval_acc"], marker="o")
+    ax_acc.axhline(1 / 24, color="grey", ls="--", label=t("chance (1/24)"))
+    ax_acc.set(xlabel=t("step"), ylabel=t("zero-shot accuracy"), ylim=(0, 1),
+               title=t("Colour + shape accuracy on test images"))
+    ax_acc.legend(loc="upper left", fontsize=8)
+    handle.update(fig)
+
+
+def on_step(record: dict) -> None:
+    curves["step"].append(record["step"])
+    curves["loss"].append(record["loss"])
+    if "eval_acc" in record:
+        curves["eval_step"].append(record["step"])
+        curves["eval_acc"].append(record["eval_acc"])
+    if record["step"] % 10 == 9 or "eval_acc" in record:
+        redraw()
+
+
+model, history = train_clip(steps=TRAIN_STEPS, batch_size=BATCH, seed=SEED, callback=on_step,
+                            eval_every=20 if QUICK else 100, eval_images=100 if QUICK else 500,
+                            warmup=10 if QUICK else 100, threads=2)
+redraw()
+plt.close(fig)
+print(t("{steps} steps in {s:.0f} s ({ips:.0f} images/s)", steps=TRAIN_STEPS,
+        s=history["train_seconds"], ips=history["images_per_second"]))
+
+# %% [markdown] id=learning-check
+# **Self-check: learning happens.** The loss must fall, and the model must name colours
+# far better than chance (1 in 6) on images it never saw.
+
+# %% id=learning-check-code
+first, last = sum(history["loss"][:10]) / 10, sum(history["loss"][-10:]) / 10
+scores = evaluate(model, n=200 if QUICK else 1000, splits=("test",))["test"]
+print(t("loss {a:.2f} -> {b:.2f}; colour accuracy {c:.0%}, colour+shape accuracy {d:.0%}",
+        a=first, b=last, c=scores["colour"], d=scores["colour+shape"]))
+assert last < first - 0.3, "the loss did not fall: training is broken"
+assert scores["colour"] > 0.5, "the trained model names colours no better than chance"
+
+# %% [markdown] id=temperature-intro
+# ## Experiment 1: the temperature
+#
+# The softmax of one row turns similarities into probabilities over the captions. Divide the
+# similarities by a temperature $\tau$ before the softmax: a small $\tau$ (a large logit
+# scale) makes the distribution sharp, a large one makes it flat. Move the slider.
+
+# %% id=temperature
+import ipywidgets as widgets
+
+row = sim_after[0]  # image 0 against the 8 captions, cosine similarities
+
+
+def plot_row(temperature: float = 0.07, ax=None) -> None:
+    show = ax is None
+    if show:
+        fig, ax = plt.subplots(figsize=(6, 2.8))
+    probs = (row / temperature).softmax(-1)
+    ax.bar(range(N), probs, color=["tab:green" if j == 0 else "tab:grey" for j in range(N)])
+    ax.set(xlabel=t("caption j"), ylabel=t("probability"), ylim=(0, 1),
+           title=t("softmax(similarity / {tau})", tau=f"{temperature:.3g}"))
+    ax.set_xticks(range(N))
+    if show:
+        plt.show()
+
+
+slider = widgets.FloatLogSlider(value=0.07, base=10, min=-2.5, max=0.5, step=0.05,
+                                description=t("temperature"))
+display(widgets.interactive(plot_row, temperature=slider))
+fig, axes = plt.subplots(1, 3, figsize=(13, 2.8))
+for ax, tau in zip(axes, (1.0, 0.07, 0.01)):
+    plot_row(tau, ax)
+plt.tight_layout()
+plt.show()
+
+# %% [markdown] id=temperature-conclusion
+# At $\tau = 1$ the row is almost uniform, so the loss cannot tell a good model from a bad
+# one; at $\tau = 0.01$ it is nearly one-hot. CLIP learns $\tau$ and it ends at the cap,
+# $0.01$ (logit scale 100).
+
+# %% [markdown] id=negatives-intro
+# ## Experiment 2: batch size and the number of negatives
+#
+# With $N$ pairs in a batch, every image must beat $N - 1$ wrong captions (its negatives).
+# More negatives make the task harder and the signal richer. Below, the trained tiny CLIP
+# picks captions in batches of growing size: the accuracy of "find your caption" falls and
+# the loss grows, while a random guess would cost $\log N$.
+
+# %% id=negatives
+pool_n = 256
+neg_images, neg_attrs = data.render_batch(pool_n, seed=SEED + 1, split="test", as_tensor=True)
+neg_I = embed_images(tiny, neg_images)  # (256, D)
+neg_T = embed_texts(tiny, tokenizer, [a["caption"] for a in neg_attrs])  # (256, D)
+sizes, accuracies, losses = [2, 4, 8, 16, 32, 64, 128, 256], [], []
+for n in sizes:
+    acc, lo = [], []
+    for start in range(0, pool_n, n):  # split the 256 pairs into batches of n
+        i_b, t_b = neg_I[start : start + n], neg_T[start : start + n]
+        acc.append(((i_b @ t_b.T).argmax(-1) == torch.arange(n)).float().mean().item())
+        lo.append(contrastive_loss(i_b, t_b, tiny.logit_scale).item())
+    accuracies.append(sum(acc) / len(acc))
+    losses.append(sum(lo) / len(lo))
+
+fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.4))
+ax1.plot(sizes, accuracies, marker="o")
+ax1.set(xscale="log", xlabel=t("batch size N"), ylabel=t("image -> caption accuracy"), ylim=(0, 1.05),
+        title=t("Finding your caption among N"))
+ax2.plot(sizes, losses, marker="o", label=t("tiny CLIP"))
+ax2.plot(sizes, [torch.log(torch.tensor(float(n))).item() for n in sizes], ls="--", label=t("random guess, log N"))
+ax2.set(xscale="log", xlabel=t("batch size N"), ylabel=t("contrastive loss"), title=t("Loss against batch size"))
+ax2.legend()
+plt.tight_layout()
+plt.show()
+
+# %% [markdown] id=negatives-conclusion
+# In a batch of 2 the model only has to tell two shapes apart; in a batch of 256 it must
+# tell apart captions that differ by one word, so a big batch teaches fine distinctions.
+# That is why CLIP trains with 32,768 pairs per batch.
+
+# %% [markdown] id=duplicates-intro
+# ## Experiment 3: duplicate captions are false negatives
+#
+# The loss assumes caption $j$ is wrong for image $i$ whenever $j \ne i$. If two images of
+# the batch are both "a red circle", each is pushed *away* from a caption that describes
+# it perfectly: a **false negative**. We measure it: 24 images, each caption repeated $k$
+# times ($24/k$ different captions). Even a perfect model cannot tell the $k$ copies apart,
+# so the loss cannot go below $\log k$.
+
+# %% id=duplicates
+prompts, pairs_all = data.class_prompts()  # the 24 prompts "a {colour} {shape}"
+by_pair = {}
+dup_images, dup_attrs = data.render_batch(400, seed=SEED + 2, split="all", as_tensor=True)
+for img, a in zip(dup_images, dup_attrs):
+    by_pair.setdefault((a["colour"], a["shape"]), []).append(img)
+prompt_emb = dict(zip(pairs_all, embed_texts(tiny, tokenizer, prompts)))
+ks, dup_losses = [1, 2, 3, 4, 6, 8], []
+for k in ks:
+    batch_pairs = [p for p in pairs_all if p not in data.HELD_OUT][: 24 // k]  # 24/k captions...
+    imgs = torch.stack([by_pair[p][c] for p in batch_pairs for c in range(k)])  # ...k images each
+    texts = torch.stack([prompt_emb[p] for p in batch_pairs for _ in range(k)])
+    dup_losses.append(contrastive_loss(embed_images(tiny, imgs), texts, tiny.logit_scale).item())
+
+fig, ax = plt.subplots(figsize=(6, 3.4))
+ax.plot(ks, dup_losses, marker="o", label=t("tiny CLIP, measured"))
+ax.plot(ks, [torch.log(torch.tensor(float(k))).item() for k in ks], ls="--", label=t("floor: log k"))
+ax.set(xlabel=t("copies k of each caption in a batch of 24"), ylabel=t("contrastive loss"),
+       title=t("Duplicates raise the loss"))
+ax.legend()
+plt.show()
+print(t("loss with unique captions {a:.2f}, with every caption 8 times {b:.2f}", a=dup_losses[0], b=dup_losses[-1]))
+
+# %% [markdown] id=duplicates-conclusion
+# The measured loss climbs with $k$ and stays above $\log k$: part of the loss of a batch
+# with duplicates is not an error of the model but a wrong label. With 400 million varied
+# web captions, exact duplicates are rare; in our small world they are common, which is
+# one reason the tiny CLIP's training loss never gets near zero.
+
+# %% [markdown] id=composition-intro
+# ## Experiment 4: compositional generalisation
+#
+# The tiny CLIP never saw four colour-shape pairs during training (`data.HELD_OUT`): no red
+# star, no green square, no blue triangle, no purple circle. It saw red things and stars.
+# Does it recognise a red star?
+
+# %% id=composition
+print(t("held-out pairs:"), ", ".join(f"{c} {s}" for c, s in data.HELD_OUT))
+comp = evaluate(tiny, n=200 if QUICK else 1000, splits=("test", "heldout"))
+keys = ["colour", "shape", "colour+shape"]
+fig, ax = plt.subplots(figsize=(7, 3.4))
+width = 0.38
+for k, (split, label) in enumerate((("test", t("pairs seen in training")), ("heldout", t("held-out pairs")))):
+    ax.bar([x + k * width for x in range(3)], [comp[split][key] for key in keys], width, label=label)
+ax.set_xticks([x + width / 2 for x in range(3)], [t(key) for key in keys])
+ax.set(ylabel=t("zero-shot accuracy"), ylim=(0, 1.05), title=t("Seen and never-seen colour-shape pairs"))
+ax.legend(loc="lower left")
+plt.show()
+print(t("colour+shape accuracy: {a:.0%} on seen pairs, {b:.0%} on held-out pairs",
+        a=comp["test"]["colour+shape"], b=comp["heldout"]["colour+shape"]))
+
+# %% [markdown] id=composition-conclusion
+# Read the numbers above honestly: if the held-out bar is close to the seen one, the model
+# learned "red" and "star" as separate ideas and combines them; if it is lower, part of
+# what it learned is tied to the pairs it saw. Real CLIP models are known to be weak at
+# composition (which object has which colour) for exactly this reason.
+
+# %% [markdown] id=scale-intro
+# ## How CLIP trains at scale
+#
+# The original CLIP saw 400 million image-caption pairs, in batches of 32,768 spread over
+# hundreds of GPUs. Each GPU encodes only its own share of the batch, say 128 pairs. But the
+# loss needs the **whole** $32768 \times 32768$ similarity matrix, so every GPU sends its
+# embeddings to all the others (an *all-gather*): each GPU then holds all 32,768 image and
+# text vectors, computes the same loss, and gets gradients for its own 128 pairs. Only the
+# embeddings travel (32,768 x 512 numbers), never the images.
+#
+# `utils.losses.distributed_contrastive_loss` does this with `torch.distributed`. The cell
+# below starts 2 processes on this CPU (the `gloo` backend), gives each half of a batch,
+# and compares their loss and gradients with one process holding the whole batch.
+
+# %% id=scale
+result = check_distributed(world_size=2, n_per_process=4)
+print(t("one process, whole batch: {a:.6f}", a=result["single_loss"]))
+print(t("two processes, all-gather: {b}", b=", ".join(f"{x:.6f}" for x in result["process_losses"][::2])))
+print(t("largest gradient difference: {g:.1e}", g=result["max_grad_diff"]))
+assert result["max_loss_diff"] < 1e-6 and result["max_grad_diff"] < 1e-6, \
+    "the distributed loss does not match the single-process loss"
+
+# %% [markdown] id=exercise-1
+# ## Exercises
+#
+# **Exercise 1.** Write the image-to-text half of the loss without `F.cross_entropy`: for
+# each row $i$ of `logits`, take the log-softmax over the row and keep the entry of the
+# right caption, then average minus those over the rows.
+
+# %% id=exercise-1-solution tags=solution
+def image_to_text_loss(logits: torch.Tensor) -> torch.Tensor:
+    log_probs = logits.log_softmax(dim=1)  # (N, N): each row sums to 1 after exp
+    rows = torch.arange(len(logits))
+    return -log_probs[rows, rows].mean()
+
+
+# %% id=exercise-1-check
+assert torch.allclose(image_to_text_loss(logits), F.cross_entropy(logits, torch.arange(N)), atol=1e-6), \
+    "image_to_text_loss differs from F.cross_entropy(logits, arange(N))"
+print(t("Exercise 1 passed."))
+
+# %% [markdown] id=exercise-2
+# **Exercise 2.** Predict, then compute: with the similarities `row` of image 0 (above),
+# what is the largest probability of the softmax at temperature 0.01, and at temperature
+# 1? Store them in `p_cold` and `p_hot`.
+
+# %% id=exercise-2-solution tags=solution
+p_cold = (row / 0.01).softmax(-1).max().item()
+p_hot = (row / 1.0).softmax(-1).max().item()
+
+# %% id=exercise-2-check
+print(t("temperature 0.01: {a:.3f}; temperature 1: {b:.3f}", a=p_cold, b=p_hot))
+assert p_cold > 0.9, "at temperature 0.01 the softmax should be nearly one-hot"
+assert p_hot < 0.3, "at temperature 1 the softmax over 8 captions should be nearly flat"
+
+# %% [markdown] id=exercise-3
+# **Exercise 3.** CLIP trained with 32,768 pairs per batch on 256 GPUs. How many pairs does
+# each GPU encode (`per_gpu`), and how many negatives does each image have in the loss
+# (`negatives`)?
+
+# %% id=exercise-3-solution tags=solution
+per_gpu = 32768 // 256
+negatives = 32768 - 1
+
+# %% id=exercise-3-check
+assert per_gpu == 128, "each GPU encodes its share of the batch"
+assert negatives == 32767, "after the all-gather, every caption of the global batch but one is a negative"
+print(t("Exercise 3 passed."))
+
+# %% [markdown] id=final-check
+# ## Self-check: the trained diagonal
+#
+# The tiny CLIP must match each image of our first batch with its own caption, with a clear
+# margin between the true pairs (diagonal) and the wrong ones. The last line computes the
+# same loss with the model chosen by `MODEL` (the pretrained CLIP when available).
+
+# %% id=final-check-code
+diag = sim_after.diag()
+off = sim_after[~torch.eye(N, dtype=torch.bool)]
+print(t("mean similarity: true pairs {a:.2f}, wrong pairs {b:.2f}", a=diag.mean().item(), b=off.mean().item()))
+assert (sim_after.argmax(-1) == torch.arange(N)).sum() >= N - 1, "the tiny CLIP mismatched its batch"
+assert diag.mean() - off.mean() > 0.2, "the trained diagonal does not stand out"
+other = tiny if MODEL == "tiny-shapes" else load_clip(MODEL)
+pil_images = [Image.fromarray(pool[i]) for i in chosen]
+other_loss = contrastive_loss(other.encode_images(pil_images), other.encode_texts(captions), other.logit_scale)
+print(t("{name}: loss {v:.3f} on this batch (random guess: {r:.3f})", name=other.name, v=other_loss.item(),
+        r=torch.log(torch.tensor(float(N))).item()))
+
+# %% [markdown] id=quiz
+# ## Quiz
+#
+# Check what you learned.
+
+# %% id=quiz-show
+from utils.quiz import show
+
+show("01-contrastive-learning", "post", LANG)

@@ -1,0 +1,150 @@
+"""The tiny CLIP: it learns, the bundled one is good, and it knows shapes drawn by others."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+from utils import data
+from utils.assets import asset_path, read_manifest
+from utils.tinyclip import TINY_CONFIG, evaluate, save_model, train_clip
+
+# Named colours another program might use for each of our colour words.
+PIL_COLOURS = {
+    "red": ["red", "crimson", (200, 20, 20), "firebrick"],
+    "orange": ["orange", "darkorange", (255, 120, 0)],
+    "yellow": ["yellow", "gold", (240, 220, 30)],
+    "green": ["green", "limegreen", "forestgreen", (0, 180, 0)],
+    "blue": ["blue", "royalblue", "mediumblue", (30, 90, 200)],
+    "purple": ["purple", "darkviolet", "rebeccapurple", (140, 50, 180)],
+}
+
+
+def draw_with_pil(colour: str, shape: str, rng, size: int = 128) -> Image.Image:
+    """A single filled shape on a plain light background, drawn the usual PIL way."""
+    bg = tuple(int(rng.integers(225, 256)) for _ in range(3))
+    image = Image.new("RGB", (size, size), bg)
+    draw = ImageDraw.Draw(image)
+    fill = PIL_COLOURS[colour][int(rng.integers(len(PIL_COLOURS[colour])))]
+    r = rng.uniform(0.12, 0.32) * size
+    cx, cy = rng.uniform(r + 2, size - r - 2), rng.uniform(r + 2, size - r - 2)
+    if shape == "circle":
+        draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=fill)
+    elif shape == "square":
+        draw.rectangle([cx - r * 0.85, cy - r * 0.85, cx + r * 0.85, cy + r * 0.85], fill=fill)
+    elif shape == "triangle":
+        draw.polygon([(cx, cy - r), (cx - r, cy + r * 0.8), (cx + r, cy + r * 0.8)], fill=fill)
+    elif shape == "star":
+        points = []
+        for k in range(10):
+            radius = r if k % 2 == 0 else r * 0.45
+            angle = -math.pi / 2 + k * math.pi / 5
+            points.append((cx + radius * math.cos(angle), cy + radius * math.sin(angle)))
+        draw.polygon(points, fill=fill)
+    return image
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    from utils.models import load_clip
+
+    return load_clip("tiny-shapes", device="cpu")
+
+
+def test_short_training_learns():
+    model, history = train_clip(steps=60, batch_size=64, eval_every=0, warmup=10, seed=1,
+                                progress=False)
+    losses = history["loss"]
+    assert len(losses) == 60 and all(math.isfinite(x) for x in losses)
+    first, last = sum(losses[:10]) / 10, sum(losses[-10:]) / 10
+    assert last < first - 0.3, (first, last)
+    scores = evaluate(model, n=300, splits=("test",))["test"]
+    assert scores["colour"] > 0.6, scores  # chance: 1/6
+    assert scores["colour+shape"] > 0.15, scores  # chance: 1/24
+
+
+def test_same_seed_same_training():
+    _, h1 = train_clip(steps=3, batch_size=16, eval_every=0, progress=False, seed=3)
+    _, h2 = train_clip(steps=3, batch_size=16, eval_every=0, progress=False, seed=3)
+    assert h1["loss"] == h2["loss"]
+
+
+def test_save_load_roundtrip_through_open_clip(tmp_path):
+    import open_clip
+
+    model, _ = train_clip(steps=1, batch_size=8, eval_every=0, progress=False)
+    config_path, weights_path = save_model(model, tmp_path, name="tiny-roundtrip")
+    open_clip.add_model_config(config_path)
+    loaded, _, preprocess = open_clip.create_model_and_transforms(
+        "tiny-roundtrip", pretrained=str(weights_path))
+    images, _ = data.render_batch(4, seed=0, as_tensor=True)
+    from utils.tinyclip import embed_images
+
+    a, b = embed_images(model, images), embed_images(loaded, images)
+    assert (a - b).abs().max() < 2e-2  # fp16 storage
+
+
+def test_bundled_model_files_and_manifest():
+    manifest = read_manifest()
+    for name in ("tiny-shapes.json", "tiny-shapes.safetensors"):
+        assert name in manifest, f"{name} is not in the manifest: run python -m utils train clip"
+        path = asset_path(name, verify=True)  # raises if the sha256 differs
+        assert manifest[name]["bytes"] == path.stat().st_size
+    assert asset_path("tiny-shapes.safetensors").stat().st_size <= 10_000_000
+    assert json.loads(asset_path("tiny-shapes.json").read_text()) == TINY_CONFIG
+
+
+def test_bundled_model_reaches_95_percent(tiny):
+    scores = evaluate(tiny, n=1000, seed=2024, splits=("test",))["test"]
+    assert scores["colour+shape"] >= 0.95, scores
+
+
+def test_bundled_model_through_pil_and_preprocess(tiny):
+    pairs = data.sample_images(48, seed=77, split="test")
+    prompts, classes = data.class_prompts()
+    probs = (tiny.logit_scale * tiny.encode_images([im for im, _ in pairs])
+             @ tiny.encode_texts(prompts).T).softmax(-1)
+    _, attrs = data.render_batch(48, seed=77, split="test")
+    hits = sum(classes[i] == (a["colour"], a["shape"]) for i, a in zip(probs.argmax(-1).tolist(), attrs))
+    assert hits / 48 >= 0.9
+
+
+def test_bundled_model_knows_shapes_drawn_with_pil(tiny):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    prompts, classes = data.class_prompts()
+    truth = [classes[i % len(classes)] for i in range(240)]
+    images = [draw_with_pil(c, s, rng, size=int(rng.choice([64, 128, 224]))) for c, s in truth]
+    best = (tiny.encode_images(images) @ tiny.encode_texts(prompts).T).argmax(-1).tolist()
+    accuracy = sum(classes[b] == t for b, t in zip(best, truth)) / len(truth)
+    assert accuracy >= 0.9, accuracy
+
+
+def test_cli_trains_into_a_folder(tmp_path, capsys):
+    from utils.__main__ import main
+
+    assert main(["train", "clip", "--steps", "2", "--out", str(tmp_path), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (tmp_path / "tiny-shapes.safetensors").exists() and report["steps"] == 2
+    assert set(report["accuracy"]) == {"test", "heldout"}
+    assert "registered" not in report  # a folder other than utils/assets leaves the manifest alone
+
+
+def test_unknown_option_is_reported():
+    with pytest.raises(TypeError, match="unknown option"):
+        train_clip(stepz=3)
+
+
+def test_gpu_or_cpu_choice_does_not_matter_for_a_forward_pass():
+    model, _ = train_clip(steps=1, batch_size=8, eval_every=0, progress=False)
+    images, _ = data.render_batch(2, seed=0, as_tensor=True)
+    from utils.tinyclip import embed_images
+
+    emb = embed_images(model, images)
+    assert emb.shape == (2, TINY_CONFIG["embed_dim"])
+    assert torch.allclose(emb.norm(dim=-1), torch.ones(2), atol=1e-5)
