@@ -113,6 +113,10 @@ def test_search_by_text_image_and_embedding(clip, tmp_path):
     best = index.search(folder / "blue_square.png", k=1)[0]
     assert best.item == "blue_square.png" and best.score == pytest.approx(1.0, abs=1e-5)
     assert index.search(index.embeddings[2], k=1)[0].index == 2
+    big_jpeg = folder / "big.jpg"  # decoded at reduced size (JPEG draft) in build and query alike
+    Image.open(folder / "red_circle.png").resize((512, 512)).save(big_jpeg)
+    with_jpeg = ImageIndex.build(clip, folder, cache=None, progress=False)
+    assert with_jpeg.search(big_jpeg, k=1)[0].score == pytest.approx(1.0, abs=1e-5)
     # "More like this" leaves the image itself out.
     assert all(h.index != 2 for h in index.more_like(2, k=4)) and len(index.more_like(2, k=4)) == 4
 

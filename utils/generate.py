@@ -35,6 +35,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -455,6 +456,61 @@ def clip_normalization(clip) -> tuple[torch.Tensor, torch.Tensor]:
             torch.tensor(std, device=clip.device).view(1, 3, 1, 1))
 
 
+class CLIPObjective:
+    """What the loop minimises, per image: the weighted spherical distance between CLIP's
+    embeddings of N random cutouts and the prompts, plus optional pixray-style penalties.
+
+        loss(x) = sum_p w_p * mean_n d(CLIP(cut_n(x)), t_p) + saturation * colourfulness(x)
+    """
+
+    def __init__(self, clip, prompts: list[Prompt], cutouts: int, augment: str = "fused",
+                 min_scale: float = 0.5, noise: float = 0.05, saturation: float = 0.0):
+        if augment not in ("fused", "kornia", "none"):
+            raise ValueError(f"augment must be 'fused', 'kornia' or 'none', not {augment!r}.")
+        self.clip, self.prompts, self.n = clip, prompts, cutouts
+        self.augment, self.min_scale, self.noise, self.saturation = augment, min_scale, noise, saturation
+        self.device = clip.device
+        self.size = clip.image_size  # cutouts are made at CLIP's input size
+        self.mean, self.std = clip_normalization(clip)
+        self.text = clip.encode_texts([p.text for p in prompts]).to(self.device)  # (P, D) unit vectors
+        self.weights = torch.tensor([p.weight for p in prompts], device=self.device)  # (P,)
+        # the score we report: cosine with the first prompt of positive weight
+        self.main = next((i for i, p in enumerate(prompts) if p.weight > 0), 0)
+        self.kornia = KorniaCutouts(self.size, cutouts, min_scale, noise) if augment == "kornia" else None
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """(M, 3, S, S) in [0, 1] -> (M, D) unit vectors (differentiable)."""
+        return F.normalize(self.clip.model.visual((images - self.mean) / self.std).float(), dim=-1)
+
+    def sample(self, batch: int, generator: torch.Generator, noise_generator: torch.Generator):
+        """The random part of one step: cutout transforms (batch, N, 2, 3) and noise, on the device."""
+        theta = sample_cutouts(self.n, batch, self.min_scale, generator=generator, device=self.device)
+        if not self.noise or self.augment != "fused":
+            return theta, None
+        m = batch * self.n  # each cutout gets Gaussian noise of its own strength in [0, noise)
+        fac = torch.rand(m, 1, 1, 1, generator=noise_generator, device=self.device) * self.noise
+        return theta, fac * torch.randn(m, 3, self.size, self.size, generator=noise_generator, device=self.device)
+
+    def loss(self, images: torch.Tensor, theta: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
+        """images (B, 3, H, W) in [0, 1] -> loss per image (B,)."""
+        b = images.shape[0]
+        if self.augment == "none":  # CLIP sees the whole picture once
+            cuts, n = _resize(images, self.size), 1
+        elif self.kornia is not None:
+            cuts, n = self.kornia(images), self.n
+        else:
+            cuts, n = make_cutouts(images, theta, self.size, noise), self.n
+        loss = prompt_loss(self.embed(cuts).view(b, n, -1), self.text, self.weights)  # (B,)
+        if self.saturation:
+            loss = loss + self.saturation * colourfulness(images)
+        return loss
+
+    @torch.no_grad()
+    def score(self, images: torch.Tensor) -> list[float]:
+        """CLIP score of each whole picture: cosine with the main prompt."""
+        return (self.embed(_resize(images, self.size)) @ self.text[self.main]).tolist()
+
+
 def _to_pil(image: torch.Tensor):
     from PIL import Image
 
@@ -465,12 +521,30 @@ def _to_pil(image: torch.Tensor):
 def _as_image_tensor(image, device) -> torch.Tensor:
     """PIL image, path, or (3, H, W)/(1, 3, H, W) tensor in [0, 1] -> (1, 3, H, W) float."""
     if isinstance(image, (str, Path)):
-        from PIL import Image
+        from .images import open_image
 
-        image = Image.open(image).convert("RGB")
+        image = open_image(image)
     if not isinstance(image, torch.Tensor):
         image = torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32) / 255).permute(2, 0, 1)
     return (image[None] if image.ndim == 3 else image).float().to(device)
+
+
+@contextmanager
+def _frozen(modules, keep: torch.Tensor, tf32: bool):
+    """Gradients flow through CLIP and the decoder into `keep`, not into their weights;
+    TF32 matmuls on a GPU if asked. Everything is restored afterwards."""
+    params = [p for m in modules for p in m.parameters() if p is not keep]
+    before = [p.requires_grad for p in params]
+    tf32_before = torch.backends.cuda.matmul.allow_tf32
+    for p in params:
+        p.requires_grad_(False)
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = tf32_before
+        for p, flag in zip(params, before):
+            p.requires_grad_(flag)
 
 
 def generate(
@@ -495,22 +569,22 @@ def generate(
     checkpoint: str | None = None,
     min_scale: float = 0.5,
     noise: float = 0.05,
-    tf32: bool = True,
     saturation: float | None = None,
+    tf32: bool = True,
 ) -> GenerationResult:
     """Generate images for `prompts` by optimising a drawer's parameters against CLIP.
 
     prompts: pixray syntax, "a red circle:1 | a blue square:-0.5".
     drawer: "tiny-vq" (bundled, offline), "pixel" (no model), "vqgan" (taming checkpoint).
     clip: a `utils.models.CLIP`; None loads the tiny shapes-world CLIP.
-    quality: preset for iterations and cutouts (draft / normal / better / best); explicit
-        `iterations` / `cutouts` win.
-    batch: images per step, seeds seed, seed+1, ... (all share the cutout positions).
+    quality: preset for iterations, cutouts and saturation (draft / normal / better / best);
+        explicit arguments win.
+    batch: images per step, from seeds seed, seed+1, ... (they share the cutout positions).
     augment: "fused" (one grid_sample, ours), "kornia" (the canonical per-cutout version),
-        or "none" (no cutouts: CLIP sees the whole image; expect adversarial results).
-    compile: torch.compile the step (CUDA graphs on a GPU).
-    tf32: on a GPU, let float32 matmuls use TF32 tensor cores (restored afterwards).
-    callback(iteration, images (B, 3, H, W), loss) is called after every step.
+        or "none" (CLIP sees the whole image; expect adversarial results).
+    saturation: weight of pixray's saturation penalty (colour only where the prompt needs it).
+    compile: torch.compile the step (CUDA graphs on a GPU). tf32: TF32 matmuls on a GPU.
+    callback(iteration, images (B, 3, H, W), loss of image 0) is called after every step.
     Same seed, same result on CPU.
     """
     from tqdm.auto import tqdm
@@ -524,25 +598,25 @@ def generate(
     presets = TINY_PRESETS if getattr(clip, "is_tiny", False) else PRESETS
     if quality not in presets:
         raise ValueError(f"Unknown quality {quality!r}; choose one of {', '.join(presets)}.")
-    iterations = presets[quality]["iterations"] if iterations is None else int(iterations)
-    n_cut = presets[quality]["cutouts"] if cutouts is None else int(cutouts)
-    if iterations < 0 or n_cut < 1 or batch < 1:
+    preset = presets[quality]
+    iterations = preset["iterations"] if iterations is None else int(iterations)
+    cutouts = preset["cutouts"] if cutouts is None else int(cutouts)
+    saturation = preset.get("saturation", 0.0) if saturation is None else saturation
+    if iterations < 0 or cutouts < 1 or batch < 1:
         raise ValueError("iterations must be >= 0, cutouts and batch >= 1.")
-    if augment not in ("fused", "kornia", "none"):
-        raise ValueError(f"augment must be 'fused', 'kornia' or 'none', not {augment!r}.")
     size = size or DEFAULT_SIZE.get(drawer, 64)
     lr = DEFAULT_LR.get(drawer, 0.1) if lr is None else lr
-    if saturation is None:
-        saturation = presets[quality].get("saturation", 0.0)
     frame_every = frame_every or max(1, iterations // 30)
+    objective = CLIPObjective(clip, parsed, cutouts, augment, min_scale, noise, saturation)
 
-    generator = torch.Generator().manual_seed(seed)  # init and cutout positions, on the CPU
+    generator = torch.Generator().manual_seed(seed)  # start and cutout positions, on the CPU
+    noise_generator = torch.Generator(device).manual_seed(seed)  # noise, made where it is used
     torch.manual_seed(seed)  # kornia's augmentations draw from the global generator
     init = _as_image_tensor(init_image, device) if init_image is not None else None
     model, size, notes = make_drawer(drawer, size, batch, generator, device, init, vq=vq, checkpoint=checkpoint)
     for note in notes:
         warnings.warn(note, stacklevel=2)
-    if batch > 1 and init is None:  # one generator per seed, so image i is seed+i's start
+    if batch > 1 and init is None:  # image i starts as seed + i would start alone
         with torch.no_grad():
             for i in range(batch):
                 single, _, _ = make_drawer(drawer, size, 1, torch.Generator().manual_seed(seed + i),
@@ -550,99 +624,53 @@ def generate(
                 model.latent[i] = single.latent[0]
     model.to(device)
 
-    visual = clip.model.visual
-    cut_size = clip.image_size
-    mean, std = clip_normalization(clip)
-    weights = torch.tensor([p.weight for p in parsed], device=device)
-    text = clip.encode_texts([p.text for p in parsed]).to(device)  # (P, D) unit vectors
-    main = next(i for i, p in enumerate(parsed) if p.weight > 0) if any(p.weight > 0 for p in parsed) else 0
-    kornia_cuts = KorniaCutouts(cut_size, n_cut, min_scale, noise) if augment == "kornia" else None
-
-    def embed(cuts: torch.Tensor) -> torch.Tensor:
-        """(M, 3, S, S) in [0, 1] -> (M, D) unit vectors."""
-        return F.normalize(visual((cuts - mean) / std).float(), dim=-1)
-
-    def loss_of(images: torch.Tensor, theta: torch.Tensor | None, noise_t: torch.Tensor | None):
-        """Per-image loss (B,) for images (B, 3, H, W)."""
-        if augment == "none":
-            cuts = F.interpolate(images, size=cut_size, mode="bilinear", antialias=True, align_corners=False)
-            return prompt_loss(embed(cuts)[:, None], text, weights)
-        cuts = make_cutouts(images, theta, cut_size, noise_t) if kornia_cuts is None else kornia_cuts(images)
-        return prompt_loss(embed(cuts).view(images.shape[0], n_cut, -1), text, weights)
-
     def forward(theta, noise_t) -> tuple[torch.Tensor, torch.Tensor]:
-        images = model()
-        loss = loss_of(images, theta, noise_t)
-        if saturation:
-            loss = loss + saturation * colourfulness(images)
-        return images, loss
+        images = model()  # (B, 3, H, W)
+        return images, objective.loss(images, theta, noise_t)
 
     if compile:  # the backward pass is compiled too (AOTAutograd); CUDA graphs on a GPU
         forward = torch.compile(forward, mode="reduce-overhead" if device.type == "cuda" else "default")
-
-    def score(images: torch.Tensor) -> list[float]:
-        with torch.no_grad():
-            full = F.interpolate(images, size=cut_size, mode="bilinear", antialias=True, align_corners=False)
-            return (embed(full) @ text[main]).tolist()
-
-    noise_gen = torch.Generator(device).manual_seed(seed)  # noise is made where it is used
     opt = torch.optim.Adam([model.latent], lr=lr, fused=device.type == "cuda")
-    tf32_before = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = tf32
-    # Gradients flow through CLIP and the decoder into the latent, not into their weights.
-    frozen = [p for p in (*clip.model.parameters(), *model.parameters()) if p is not model.latent]
-    grads_before = [p.requires_grad for p in frozen]
-    for p in frozen:
-        p.requires_grad_(False)
-    clip.model.eval()
-    start = time.perf_counter()
     frames, scores, score_its, losses = [], [], [], []
+    start = time.perf_counter()
     try:
-        with torch.no_grad():
-            images = model()
-        start_scores = score(images)
-        frames.append(_to_pil(images[0]))
-        scores.append(start_scores[0])
-        score_its.append(0)
-        for it in tqdm(range(1, iterations + 1), desc="generating", disable=not progress, unit="it"):
-            theta = sample_cutouts(n_cut, batch, min_scale, generator=generator, device=device)
-            noise_t = None
-            if noise and augment == "fused":
-                m = batch * n_cut
-                fac = torch.rand(m, 1, 1, 1, generator=noise_gen, device=device) * noise
-                noise_t = fac * torch.randn(m, 3, cut_size, cut_size, generator=noise_gen, device=device)
-            opt.zero_grad(set_to_none=False)
-            images, loss = forward(theta, noise_t)
-            loss.sum().backward()  # images are independent: the sum gives each its own gradient
-            opt.step()
-            model.clamp_()
-            loss, images = loss.detach(), images.detach()
-            losses.append(loss[0])  # kept on the device: no wait for the GPU here
-            if callback is not None:
-                callback(it, images, float(loss[0]))
-            if it % frame_every == 0 or it == iterations:
-                with torch.no_grad():
-                    images = model()
-                frames.append(_to_pil(images[0]))
-                scores.append(score(images)[0])
-                score_its.append(it)
-        with torch.no_grad():
-            images = model()
-        final_scores = score(images)
+        with _frozen([clip.model, model], model.latent, tf32):
+            clip.model.eval()
+            with torch.no_grad():
+                images = model()
+            start_scores = objective.score(images)
+            frames.append(_to_pil(images[0]))
+            scores.append(start_scores[0])
+            score_its.append(0)
+            for it in tqdm(range(1, iterations + 1), desc="generating", disable=not progress, unit="it"):
+                theta, noise_t = objective.sample(batch, generator, noise_generator)
+                opt.zero_grad(set_to_none=False)
+                images, loss = forward(theta, noise_t)
+                loss.sum().backward()  # images are independent: the sum gives each its own gradient
+                opt.step()
+                model.clamp_()
+                losses.append(loss.detach()[0])  # kept on the device: no wait for the GPU here
+                if callback is not None:
+                    callback(it, images.detach(), float(losses[-1]))
+                if it % frame_every == 0 or it == iterations:
+                    with torch.no_grad():
+                        images = model()
+                    frames.append(_to_pil(images[0]))
+                    scores.append(objective.score(images)[0])
+                    score_its.append(it)
+            with torch.no_grad():
+                images = model()
+            final_scores = objective.score(images)
     except torch.OutOfMemoryError as err:
         if device.type == "cuda":
             torch.cuda.empty_cache()
         raise GenerationError(
-            f"Out of memory on {device} with size {size}, {n_cut} cutouts, batch {batch}. "
-            f"Try fewer cutouts (e.g. cutouts={max(1, n_cut // 2)}), a smaller size, or batch=1."
+            f"Out of memory on {device} with size {size}, {cutouts} cutouts, batch {batch}. "
+            f"Try fewer cutouts (e.g. cutouts={max(1, cutouts // 2)}), a smaller size, or batch=1."
         ) from err
-    finally:
-        torch.backends.cuda.matmul.allow_tf32 = tf32_before
-        for p, g in zip(frozen, grads_before):
-            p.requires_grad_(g)
-    settings = {"drawer": drawer, "size": size, "iterations": iterations, "cutouts": n_cut, "lr": lr,
+    settings = {"drawer": drawer, "size": size, "iterations": iterations, "cutouts": cutouts, "lr": lr,
                 "seed": seed, "batch": batch, "augment": augment, "quality": quality,
-                "compile": compile, "device": str(device), "clip": clip.description}
+                "saturation": saturation, "compile": compile, "device": str(device), "clip": clip.description}
     return GenerationResult(
         images=[_to_pil(im) for im in images], frames=frames, scores=scores, score_iterations=score_its,
         prompts=parsed, settings=settings, seconds=time.perf_counter() - start,

@@ -368,6 +368,26 @@ def _nb_cell(cell_id: str, kind: str, source: str, tags: list[str] | None = None
     return out
 
 
+def colab_setup_cell() -> str:
+    """The code cell every notebook gets after its title: on Colab, fetch and install the
+    course (package, quizzes, lesson files); anywhere else, do nothing."""
+    from . import COURSE_REPO
+
+    return f"""# Colab only: fetch the course and install it. This cell does nothing anywhere else.
+import sys
+
+if "google.colab" in sys.modules:
+    import os
+    import subprocess
+
+    if not os.path.isdir("/content/course"):
+        subprocess.run(["git", "clone", "--depth", "1",
+                        "https://github.com/{COURSE_REPO}", "/content/course"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "/content/course"],
+                   check=True)
+    sys.path.insert(0, "/content/course")"""
+
+
 def build_notebook(src: Path, lang: str, base: Path = NOTEBOOK_I18N) -> dict:
     """The notebook of `src` in `lang`, as nbformat 4.5 JSON (no outputs).
 
@@ -378,9 +398,13 @@ def build_notebook(src: Path, lang: str, base: Path = NOTEBOOK_I18N) -> dict:
     cells = [_nb_cell("languages", "markdown", header)]
     n_code = 0
     for cell in parse_source(src):
+        if cell.id == "colab-setup":  # generated below, the same in every notebook
+            continue
         if cell.kind == "markdown":
             text = fresh_text(found.get(cell.id), cell.source) or cell.source
             cells.append(_nb_cell(cell.id, "markdown", text, cell.tags))
+            if cell.id == "title":
+                cells.append(_nb_cell("colab-setup", "code", colab_setup_cell()))
         else:
             n_code += 1
             source = cell.source

@@ -479,8 +479,8 @@ class ImageIndex:
         clip = self._checked_clip()
         if isinstance(query, str):
             return clip.encode_texts([query])
-        if isinstance(query, os.PathLike):
-            query = open_image(query)
+        if isinstance(query, os.PathLike):  # decoded as build() decodes: same file, same vector
+            query = open_image(query, draft_size=clip.image_size)
         if isinstance(query, (Image.Image, np.ndarray)):
             return clip.encode_images([to_rgb(query)])
         raise TypeError(f"Cannot search with a {type(query).__name__}: use a text (str), an image "

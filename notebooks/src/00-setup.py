@@ -5,15 +5,6 @@
 # lesson uses: a CLIP model that turns images and texts into vectors you can compare.
 # It takes a few seconds and needs no internet.
 
-# %% id=colab-setup
-# Colab only: install the course package (this cell does nothing anywhere else).
-import sys
-
-if "google.colab" in sys.modules:
-    get_ipython().run_line_magic(  # noqa: F821 - get_ipython exists inside Jupyter
-        "pip", "install -q git+https://github.com/multimodal-course/multimodal-networks"
-    )
-
 # %% id=params tags=parameters
 LANG = "en"        # course language: en, fr, es, it, pt, zh
 MODEL = "auto"     # "auto": pretrained ViT-B-32 if cached or downloadable, else "tiny-shapes"
@@ -104,7 +95,7 @@ print(t("Setup OK:"), clip.description)
 # %% [markdown] id=quiz
 # ## Quiz
 #
-# Check what you know before the first lesson.
+# A few questions on what this setup showed: the two worlds and what an embedding is.
 
 # %% id=quiz-show
 from utils.quiz import show
