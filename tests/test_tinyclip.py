@@ -63,8 +63,8 @@ def test_short_training_learns():
     first, last = sum(losses[:10]) / 10, sum(losses[-10:]) / 10
     assert last < first - 0.3, (first, last)
     scores = evaluate(model, n=300, splits=("test",))["test"]
-    assert scores["colour"] > 0.6, scores  # chance: 1/6
-    assert scores["colour+shape"] > 0.15, scores  # chance: 1/24
+    assert scores["colour"] > 0.45, scores  # chance: 1/6
+    assert scores["colour+shape"] > 0.12, scores  # chance: 1/24
 
 
 def test_same_seed_same_training():

@@ -68,7 +68,7 @@ COLOUR_RGB = {
 }
 
 # Shape radius (centre to farthest point) as a fraction of the image size.
-SIZE_RANGE = {"small": (0.09, 0.17), "large": (0.22, 0.40)}
+SIZE_RANGE = {"small": (0.11, 0.18), "large": (0.23, 0.40)}
 WHERE = {"left": "on the left", "right": "on the right", "top": "at the top", "bottom": "at the bottom"}
 
 TEMPLATES = [

@@ -209,7 +209,7 @@ def on_step(record: dict) -> None:
     if "eval_acc" in record:
         curves["eval_step"].append(record["step"])
         curves["eval_acc"].append(record["eval_acc"])
-    if record["step"] % 10 == 9 or "eval_acc" in record:
+    if "eval_acc" in record:  # redraw when a new accuracy arrives (drawing costs time)
         redraw()
 
 
@@ -231,7 +231,7 @@ scores = evaluate(model, n=200 if QUICK else 1000, splits=("test",))["test"]
 print(t("loss {a:.2f} -> {b:.2f}; colour accuracy {c:.0%}, colour+shape accuracy {d:.0%}",
         a=first, b=last, c=scores["colour"], d=scores["colour+shape"]))
 assert last < first - 0.3, "the loss did not fall: training is broken"
-assert scores["colour"] > 0.5, "the trained model names colours no better than chance"
+assert scores["colour"] > 0.4, "the trained model names colours no better than chance (1/6)"
 
 # %% [markdown] id=temperature-intro
 # ## Experiment 1: the temperature
@@ -261,7 +261,7 @@ def plot_row(temperature: float = 0.07, ax=None) -> None:
 
 slider = widgets.FloatLogSlider(value=0.07, base=10, min=-2.5, max=0.5, step=0.05,
                                 description=t("temperature"))
-display(widgets.interactive(plot_row, temperature=slider))
+display(widgets.interactive(plot_row, temperature=slider, ax=widgets.fixed(None)))
 fig, axes = plt.subplots(1, 3, figsize=(13, 2.8))
 for ax, tau in zip(axes, (1.0, 0.07, 0.01)):
     plot_row(tau, ax)
@@ -282,14 +282,14 @@ plt.show()
 # the loss grows, while a random guess would cost $\log N$.
 
 # %% id=negatives
-pool_n = 256
+pool_n = 128 if QUICK else 512
 neg_images, neg_attrs = data.render_batch(pool_n, seed=SEED + 1, split="test", as_tensor=True)
-neg_I = embed_images(tiny, neg_images)  # (256, D)
-neg_T = embed_texts(tiny, tokenizer, [a["caption"] for a in neg_attrs])  # (256, D)
-sizes, accuracies, losses = [2, 4, 8, 16, 32, 64, 128, 256], [], []
+neg_I = embed_images(tiny, neg_images)  # (pool_n, D)
+neg_T = embed_texts(tiny, tokenizer, [a["caption"] for a in neg_attrs])  # (pool_n, D)
+sizes, accuracies, losses = [n for n in (2, 4, 8, 16, 32, 64, 128, 256, 512) if n <= pool_n], [], []
 for n in sizes:
     acc, lo = [], []
-    for start in range(0, pool_n, n):  # split the 256 pairs into batches of n
+    for start in range(0, pool_n, n):  # split the pool of pairs into batches of n
         i_b, t_b = neg_I[start : start + n], neg_T[start : start + n]
         acc.append(((i_b @ t_b.T).argmax(-1) == torch.arange(n)).float().mean().item())
         lo.append(contrastive_loss(i_b, t_b, tiny.logit_scale).item())
@@ -306,9 +306,10 @@ ax2.set(xscale="log", xlabel=t("batch size N"), ylabel=t("contrastive loss"), ti
 ax2.legend()
 plt.tight_layout()
 plt.show()
+assert accuracies[-1] < accuracies[0] and losses[-1] > losses[0], "more negatives should make the task harder"
 
 # %% [markdown] id=negatives-conclusion
-# In a batch of 2 the model only has to tell two shapes apart; in a batch of 256 it must
+# In a batch of 2 the model only has to tell two shapes apart; in a batch of hundreds it must
 # tell apart captions that differ by one word, so a big batch teaches fine distinctions.
 # That is why CLIP trains with 32,768 pairs per batch.
 
@@ -343,6 +344,9 @@ ax.set(xlabel=t("copies k of each caption in a batch of 24"), ylabel=t("contrast
 ax.legend()
 plt.show()
 print(t("loss with unique captions {a:.2f}, with every caption 8 times {b:.2f}", a=dup_losses[0], b=dup_losses[-1]))
+assert all(lo >= torch.log(torch.tensor(float(k))).item() - 1e-4 for k, lo in zip(ks, dup_losses)), \
+    "a loss fell below its log k floor: the duplicates were not counted right"
+assert dup_losses[-1] > dup_losses[0] + 1.0, "duplicates should raise the loss"
 
 # %% [markdown] id=duplicates-conclusion
 # The measured loss climbs with $k$ and stays above $\log k$: part of the loss of a batch
