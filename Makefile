@@ -29,6 +29,7 @@ lab: $(STAMP)
 	$(JUPYTER_ENV) $(VENV)/bin/jupyter lab --ServerApp.root_dir=. $(ROOT_FLAG) $(LAB_ARGS) notebooks/en/00-setup.ipynb
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check utils tests benchmarks
 	$(TEST_ENV) $(PY) -m pytest -n 2 --dist loadfile --nbval-lax --nbval-cell-timeout=120 \
 		--durations=25 tests $(NOTEBOOKS) $(PYTEST_ARGS)
 
