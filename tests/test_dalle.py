@@ -93,6 +93,31 @@ def test_caption_decides_the_image_after_overfitting():
     assert torch.equal(model.sample(words, top_k=1), codes)
 
 
+def test_kv_cache_sampling_equals_full_recomputation():
+    """The cached sampler must pick what a plain loop over the whole stream picks (greedy)."""
+    model = _small_model(2).eval()
+    words = torch.randint(0, 8, (3, 4))
+    codes = torch.zeros(3, 0, dtype=torch.long)
+    with torch.no_grad():
+        for _ in range(9):
+            logits, _ = model(words, codes)
+            codes = torch.cat([codes, logits[:, -1].argmax(-1, keepdim=True)], dim=1)
+    assert torch.equal(model.sample(words, top_k=1), codes)
+
+
+def test_guidance_one_is_plain_sampling_and_needs_empty_caption():
+    model = _small_model(3).eval()
+    words = torch.randint(0, 8, (4, 4))
+    empty = torch.tensor([[0, 0, 0, 2]])
+    plain = model.sample(words, generator=torch.Generator().manual_seed(1))
+    same = model.sample(words, generator=torch.Generator().manual_seed(1), guidance=1.0, empty=empty)
+    assert torch.equal(plain, same)
+    guided = model.sample(words, top_k=1, guidance=3.0, empty=empty)
+    assert guided.shape == (4, 9)
+    with pytest.raises(ValueError, match="empty caption"):
+        model.sample(words, guidance=2.0)
+
+
 def test_sampling_is_seeded_and_top_k_restricts():
     model = _small_model().eval()
     words = torch.randint(0, 8, (64, 4))

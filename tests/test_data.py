@@ -91,7 +91,7 @@ def test_shape_sits_where_its_position_says_and_size_matches():
         area = far.mean()
         assert (area < 0.12) if a["size"] == "small" else (area > 0.04), (a, area)
         checked += 1
-    assert checked > 80
+    assert checked > 50
 
 
 def test_edges_are_anti_aliased():

@@ -67,7 +67,8 @@ def test_ensemble_equals_open_clip(clip, templates):
 
 
 def test_ensemble_is_the_renormalised_mean_of_prompt_embeddings(clip):
-    clf = build_classifier(clip, ["red circle"], ["a {}", "a drawing of a {}"])
+    with pytest.warns(UserWarning, match="Only one label"):
+        clf = build_classifier(clip, ["red circle"], ["a {}", "a drawing of a {}"])
     e = clip.encode_texts(["a red circle", "a drawing of a red circle"])  # (2, D), unit rows
     mean = e.mean(dim=0)
     assert torch.allclose(clf.weights[0], mean / mean.norm(), atol=1e-6)
@@ -78,7 +79,10 @@ def test_probabilities_are_softmax_of_scaled_cosine(clip):
     clf = build_classifier(clip, LABELS)
     images = [_picture(i) for i in range(4)]
     cos = clip.encode_images(images) @ clip.encode_texts(LABELS).T  # (4, 3)
-    expected = (clip.logit_scale * cos).softmax(dim=-1)
+    with torch.no_grad():
+        scale = clip.logit_scale
+    assert clf.logit_scale == scale
+    expected = (scale * cos).softmax(dim=-1)
     probs = clf.predict_proba(images)
     assert torch.allclose(probs, expected, atol=1e-5)
     assert torch.allclose(probs.sum(dim=-1), torch.ones(4), atol=1e-6)
@@ -107,6 +111,11 @@ def test_evaluate_accuracy_and_confusion(clip):
     assert result.top5 == 1.0  # only three classes: the true one is always in the top 5
     with pytest.raises(ValueError, match="targets"):
         evaluate(clf, feats, [0, 1])
+
+
+def test_template_without_placeholder_is_an_error(clip):
+    with pytest.raises(ValueError, match="no {}"):
+        build_classifier(clip, LABELS, ["a {}", "a photo"])
 
 
 def test_prompts_accept_strings_and_open_clip_callables():

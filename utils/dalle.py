@@ -133,14 +133,22 @@ class CausalSelfAttention(nn.Module):
         self.proj = nn.Linear(cfg.n_embd, cfg.n_embd)
         self.dropout = cfg.dropout
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cache: dict | None = None) -> torch.Tensor:
         B, T, C = x.shape
         q, k, v = self.qkv(x).split(C, dim=2)                        # 3 x (B, T, C)
         q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
         k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
         v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
+        if cache is not None:  # sampling: keep the keys and values of the positions seen so far
+            if "k" in cache:
+                k = torch.cat([cache["k"], k], dim=2)                # (B, nh, T_past + T, hs)
+                v = torch.cat([cache["v"], v], dim=2)
+            cache["k"], cache["v"] = k, v
+        # New positions come last, so they may read every cached one: a mask is needed only
+        # when the queries are the whole stream (training, or the first sampling call).
         y = F.scaled_dot_product_attention(
-            q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0)
+            q, k, v, is_causal=q.shape[2] == k.shape[2],
+            dropout_p=self.dropout if self.training else 0.0)
         y = y.transpose(1, 2).contiguous().view(B, T, C)             # (B, T, C)
         return self.proj(y)
 
@@ -156,8 +164,8 @@ class Block(nn.Module):
         self.mlp = nn.Sequential(
             nn.Linear(cfg.n_embd, 4 * cfg.n_embd), nn.GELU(), nn.Linear(4 * cfg.n_embd, cfg.n_embd))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x))
+    def forward(self, x: torch.Tensor, cache: dict | None = None) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), cache)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -187,6 +195,16 @@ class MiniDalle(nn.Module):
         if isinstance(module, nn.Linear) and module.bias is not None:
             nn.init.zeros_(module.bias)
 
+    def run(self, x: torch.Tensor, start: int = 0, caches: list[dict] | None = None) -> torch.Tensor:
+        """Embedded tokens at stream positions start.. -> final hidden states, (B, T, C)."""
+        T = x.shape[1]
+        if start + T > self.cfg.block_size:
+            raise ValueError(f"stream of {start + T} tokens is longer than block_size {self.cfg.block_size}")
+        x = x + self.pos_emb(torch.arange(start, start + T, device=x.device))  # (B, T, C)
+        for i, block in enumerate(self.blocks):
+            x = block(x, caches[i] if caches is not None else None)
+        return self.ln_f(x)
+
     def forward(self, words: torch.Tensor, codes: torch.Tensor,
                 targets: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """words (B, T_text), codes (B, n) with n < image_len -> logits (B, n + 1, K).
@@ -196,14 +214,8 @@ class MiniDalle(nn.Module):
         """
         n_text = words.shape[1]
         x = torch.cat([self.word_emb(words), self.code_emb(codes)], dim=1)  # (B, T, C)
-        T = x.shape[1]
-        if T > self.cfg.block_size:
-            raise ValueError(f"stream of {T} tokens is longer than block_size {self.cfg.block_size}")
-        x = x + self.pos_emb(torch.arange(T, device=x.device))             # (B, T, C)
-        for block in self.blocks:
-            x = block(x)
-        x = self.ln_f(x[:, n_text - 1:])                                   # (B, n + 1, C)
-        logits = self.head(x)                                              # (B, n + 1, K)
+        h = self.run(x)                                                    # (B, T, C)
+        logits = self.head(h[:, n_text - 1:])                              # (B, n + 1, K)
         loss = None
         if targets is not None:
             loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten())
@@ -216,25 +228,41 @@ class MiniDalle(nn.Module):
 
     @torch.no_grad()
     def sample(self, words: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
-               generator: torch.Generator | None = None) -> torch.Tensor:
+               generator: torch.Generator | None = None, guidance: float = 1.0,
+               empty: torch.Tensor | None = None) -> torch.Tensor:
         """Draw image codes one by one: words (B, T_text) -> codes (B, N).
 
         p(c_i) = softmax(logits_i / temperature), restricted to the top_k likeliest codes.
-        temperature -> 0 is greedy; top_k=1 is greedy too.
+        top_k=1 is greedy decoding. With guidance s != 1 and `empty` (the ids of the empty
+        caption, (1, T_text)), classifier-free guidance:
+            logits = logits(empty) + s * (logits(caption) - logits(empty)).
+        A KV cache keeps each layer's keys and values, so each step processes one new token.
         """
         if temperature <= 0:
             raise ValueError("temperature must be > 0 (use top_k=1 for greedy decoding)")
-        B = words.shape[0]
+        B, n_text = words.shape
+        guided = guidance != 1.0
+        if guided:
+            if empty is None:
+                raise ValueError("classifier-free guidance needs the ids of the empty caption")
+            words = torch.cat([words, empty.expand(B, -1)])                # (2B, T_text)
+        caches = [{} for _ in self.blocks]
+        h = self.run(self.word_emb(words), 0, caches)                      # (B', T_text, C)
         codes = torch.zeros(B, 0, dtype=torch.long, device=words.device)   # (B, 0)
-        for _ in range(self.cfg.image_len):
-            logits, _ = self(words, codes)
-            logits = logits[:, -1] / temperature                           # (B, K)
+        for i in range(self.cfg.image_len):
+            logits = self.head(h[:, -1])                                   # (B', K)
+            if guided:
+                cond, uncond = logits.chunk(2)                             # (B, K) each
+                logits = uncond + guidance * (cond - uncond)
+            logits = logits / temperature
             if top_k is not None and top_k < logits.shape[-1]:
                 kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]     # (B, 1)
                 logits = logits.masked_fill(logits < kth, float("-inf"))
-            probs = logits.softmax(dim=-1)                                 # (B, K)
-            nxt = torch.multinomial(probs, 1, generator=generator)         # (B, 1)
+            nxt = torch.multinomial(logits.softmax(dim=-1), 1, generator=generator)  # (B, 1)
             codes = torch.cat([codes, nxt], dim=1)                         # (B, i + 1)
+            if i + 1 < self.cfg.image_len:
+                fed = torch.cat([nxt, nxt]) if guided else nxt             # (B', 1)
+                h = self.run(self.code_emb(fed), n_text + i, caches)       # (B', 1, C)
         return codes
 
 
@@ -258,27 +286,29 @@ class TinyDalle:
     model: MiniDalle
     tokenizer: WordTokenizer
     vq: nn.Module
+    guidance: float = 1.0  # default classifier-free guidance scale when sampling
 
     @property
     def grid(self) -> tuple[int, int]:
         return tuple(self.vq.grid)
 
     def sample_codes(self, captions: Sequence[str], temperature: float = 1.0, top_k: int | None = None,
-                     seed: int = 0) -> torch.Tensor:
+                     seed: int = 0, guidance: float = 1.0) -> torch.Tensor:
         """One code grid per caption: (B,) captions -> (B, h, w) long."""
         gen = torch.Generator().manual_seed(seed)
         self.model.eval()
-        codes = self.model.sample(self.tokenizer.encode(captions), temperature, top_k, gen)  # (B, N)
+        codes = self.model.sample(self.tokenizer.encode(captions), temperature, top_k, gen,
+                                  guidance, self.tokenizer.encode(""))    # (B, N)
         return codes.view(len(captions), *self.grid)
 
     @torch.no_grad()
     def draw(self, captions: Sequence[str], temperature: float = 1.0, top_k: int | None = None,
-             seed: int = 0, batch_size: int = 64) -> torch.Tensor:
+             seed: int = 0, guidance: float = 1.0, batch_size: int = 64) -> torch.Tensor:
         """Images for the captions: (B,) -> (B, 3, H, W) in [0, 1]."""
         out = []
         for start in range(0, len(captions), batch_size):
             chunk = list(captions[start:start + batch_size])
-            codes = self.sample_codes(chunk, temperature, top_k, seed + start)  # (b, h, w)
+            codes = self.sample_codes(chunk, temperature, top_k, seed + start, guidance)  # (b, h, w)
             out.append(self.vq.decode_codes(codes))
         return torch.cat(out)
 
@@ -291,6 +321,7 @@ def save_tiny_dalle(bundle: TinyDalle, weights: Path = DALLE_WEIGHTS, extra: dic
     save_file(state, str(weights))
     config = weights.with_suffix(".json")
     payload = {**asdict(bundle.model.cfg), "words": bundle.tokenizer.vocab[len(SPECIALS):],
+               "guidance": bundle.guidance,
                "image_tokenizer": "utils.tinyvq (tiny-vq.safetensors)", **(extra or {})}
     config.write_text(json.dumps(payload, indent=2) + "\n")
     return config
@@ -320,7 +351,7 @@ def load_tiny_dalle(weights: str | Path | None = None, vq_weights: str | Path | 
         raise ValueError(f"{weights} was trained on {cfg.image_vocab} codes x {cfg.image_len} positions, "
                          f"the tiny VQ has {vq.cfg.n_codes} x {math.prod(vq.grid)}: the VQ was rebuilt "
                          "after the DALL-E. Retrain it: python -m utils train dalle")
-    return TinyDalle(model.eval().requires_grad_(False), tokenizer, vq)
+    return TinyDalle(model.eval().requires_grad_(False), tokenizer, vq, raw.get("guidance", 1.0))
 
 
 def _bundled_dalle() -> TinyDalle:
@@ -380,12 +411,14 @@ class Generation:
 
 
 def generate(caption: str, n: int = 8, temperature: float = 1.0, top_k: int | None = None,
-             seed: int = 0, rerank: bool = True, dalle: TinyDalle | None = None, clip=None) -> Generation:
+             seed: int = 0, rerank: bool = True, dalle: TinyDalle | None = None, clip=None,
+             guidance: float | None = None) -> Generation:
     """Draw n images for `caption` and rerank them with CLIP, as DALL-E 1 did.
 
     score_i = cos(CLIP_image(x_i), CLIP_text(caption)); images come back sorted by score.
     With rerank=False the images keep the order they were drawn in (scores still given).
-    dalle and clip default to the bundled mini DALL-E and the tiny shapes-world CLIP.
+    dalle and clip default to the bundled mini DALL-E and the tiny shapes-world CLIP;
+    guidance (classifier-free, 1 = none) defaults to the model's `guidance`.
     """
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
@@ -397,7 +430,8 @@ def generate(caption: str, n: int = 8, temperature: float = 1.0, top_k: int | No
 
         warnings.warn(f"the mini DALL-E never saw the words {unknown}: they are read as <unk>. "
                       f"It knows: {' '.join(dalle.tokenizer.vocab[len(SPECIALS):])}", stacklevel=2)
-    codes = dalle.sample_codes([caption] * n, temperature, top_k, seed)  # (n, h, w)
+    guidance = dalle.guidance if guidance is None else guidance
+    codes = dalle.sample_codes([caption] * n, temperature, top_k, seed, guidance)  # (n, h, w)
     with torch.no_grad():
         drawn = dalle.vq.decode_codes(codes)                                # (n, 3, H, W)
     scores = clip_scores(clip, drawn, caption)                              # (n,)
@@ -446,6 +480,7 @@ class TrainConfig:
     lr: float = 2e-3
     warmup: int = 100
     weight_decay: float = 0.01
+    caption_dropout: float = 0.1  # share of captions replaced by the empty one (for guidance)
     n_images: int = 20_000
     seed: int = 0
     threads: int = 2
@@ -485,6 +520,7 @@ def train_dalle(cfg: TrainConfig | None = None, model_cfg: DalleConfig | None = 
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95))
     gen = torch.Generator().manual_seed(cfg.seed)
+    empty = tokenizer.encode("")[0]                                             # (T_text,)
     history = {"loss": [], "step": [], "data_seconds": round(data_seconds, 1), "callbacks": []}
     train_seconds = 0.0
     bar = tqdm(range(1, cfg.steps + 1), desc="training mini DALL-E", disable=not progress, mininterval=1)
@@ -494,7 +530,10 @@ def train_dalle(cfg: TrainConfig | None = None, model_cfg: DalleConfig | None = 
             group["lr"] = lr_at(step, cfg)
         idx = torch.randint(len(tokens.codes), (cfg.batch_size,), generator=gen)          # (B,)
         which = torch.randint(tokens.words.shape[1], (cfg.batch_size,), generator=gen)   # (B,)
-        loss = model.loss(tokens.words[idx, which], tokens.codes[idx])
+        words = tokens.words[idx, which]                                                 # (B, T_text)
+        drop = torch.rand(cfg.batch_size, generator=gen) < cfg.caption_dropout
+        words[drop] = empty                                # learn p(image) too, for guidance
+        loss = model.loss(words, tokens.codes[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -535,7 +574,8 @@ def pair_caption(colour: str, shape: str, template: str = "a {colour} {shape}") 
 @torch.no_grad()
 def evaluate_dalle(bundle: TinyDalle, clip=None, judge=None, pairs=None, n_samples: int = 8,
                    seed: int = 0, temperature: float = 1.0, top_k: int | None = None,
-                   prior: Prior | None = None, template: str = "a {colour} {shape}") -> dict:
+                   prior: Prior | None = None, template: str = "a {colour} {shape}",
+                   guidance: float | None = None) -> dict:
     """How often the drawn images show the right colour AND shape, judged by `utils.shapecheck`.
 
     For each colour-shape pair: draw n_samples images of its caption, rerank them with CLIP,
@@ -551,7 +591,8 @@ def evaluate_dalle(bundle: TinyDalle, clip=None, judge=None, pairs=None, n_sampl
     judge = judge or load_shape_judge()
     pairs = list(data.SEEN if pairs is None else pairs)
     captions = [pair_caption(c, s, template) for c, s in pairs]
-    images = bundle.draw([c for c in captions for _ in range(n_samples)], temperature, top_k, seed)
+    guidance = bundle.guidance if guidance is None else guidance
+    images = bundle.draw([c for c in captions for _ in range(n_samples)], temperature, top_k, seed, guidance)
     images = images.view(len(pairs), n_samples, *images.shape[1:])          # (P, n, 3, H, W)
     image_emb = clip.encode_images(to_pil(images.flatten(0, 1))).view(len(pairs), n_samples, -1)  # (P, n, D)
     text_emb = clip.encode_texts(captions)                                  # (P, D)

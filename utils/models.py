@@ -65,7 +65,7 @@ class CLIP:
     @property
     def logit_scale(self) -> float:
         """exp(learned log-temperature): the factor applied to cosine similarities."""
-        return float(self.model.logit_scale.exp().clamp(max=100))
+        return float(self.model.logit_scale.detach().exp().clamp(max=100))
 
     @property
     def image_size(self) -> int:

@@ -138,6 +138,7 @@ class ZeroShotClassifier:
     classnames: list[str]
     templates: list[Template]
     weights: torch.Tensor  # (C, D), L2-normalised rows
+    logit_scale: float  # s: the model's learned inverse temperature
 
     def image_features(self, images) -> torch.Tensor:
         """(N, D) unit vectors: embed PIL images / a (N,3,H,W) tensor, or pass (N, D) features."""
@@ -149,7 +150,7 @@ class ZeroShotClassifier:
 
     def logits(self, images) -> torch.Tensor:
         """s * cos(image, class): (N, C)."""
-        return self.clip.logit_scale * self.image_features(images) @ self.weights.T
+        return self.logit_scale * self.image_features(images) @ self.weights.T
 
     def predict_proba(self, images) -> torch.Tensor:
         """softmax over classes of s * cos(image, class): (N, C), each row sums to 1."""
@@ -176,14 +177,21 @@ def build_classifier(clip: CLIP, classnames: str | Sequence[str],
     open_clip.build_zero_shot_classifier (which returns the transpose, (D, C)).
     Labels are checked by `validate_labels` (pass dedupe=False to keep a dataset's indices).
     """
+    import torch
+
     if not templates:
         raise ValueError("No templates given: use SINGLE_TEMPLATE to take the labels as they are.")
+    blind = [tpl for tpl in templates if isinstance(tpl, str) and "{}" not in tpl]
+    if blind:  # every class would get the same sentence
+        raise ValueError(f"Template {blind[0]!r} has no {{}} where the class name goes, e.g. 'a photo of a {{}}'.")
     classnames = validate_labels(classnames, clip.tokenizer, templates, dedupe)
     texts = [p for c in classnames for p in prompts_for(c, templates)]  # C*T prompts, class-major
     emb = clip.encode_texts(texts)  # (C*T, D), unit rows
     emb = emb.view(len(classnames), len(templates), -1).mean(dim=1)  # (C, D)
     weights = emb / emb.norm(dim=-1, keepdim=True)  # (C, D), back to unit length
-    return ZeroShotClassifier(clip, classnames, list(templates), weights)
+    with torch.no_grad():  # the scale is a trained parameter; we only read it
+        scale = clip.logit_scale
+    return ZeroShotClassifier(clip, classnames, list(templates), weights, scale)
 
 
 @dataclass
@@ -297,16 +305,16 @@ def plot_confusion(confusion, classnames: Sequence[str], title: str = "", ax=Non
 # ------------------------------------------------------------------ sample photos
 
 # The eight photos that ship inside scikit-image and that OpenAI's CLIP notebook shows,
-# with a description written by a person (the "right" caption for each).
+# each with our own one-line description (the "right" caption for each).
 SAMPLE_PHOTOS: dict[str, str] = {
-    "page": "a page of text about segmentation",
-    "chelsea": "a facial photo of a tabby cat",
-    "astronaut": "a portrait of an astronaut with the American flag",
-    "rocket": "a rocket standing on a launchpad",
-    "motorcycle": "a red motorcycle standing in a garage",
-    "camera": "a person looking at a camera on a tripod",
-    "horse": "a black-and-white silhouette of a horse",
-    "coffee": "a cup of coffee on a saucer",
+    "page": "a page of printed text about image segmentation",
+    "chelsea": "a close-up of a tabby cat's face",
+    "astronaut": "an astronaut in an orange suit in front of a US flag",
+    "rocket": "a rocket on a launch pad at night",
+    "motorcycle": "a red motorbike parked in a workshop",
+    "camera": "a man looking through a camera on a tripod",
+    "horse": "the black silhouette of a horse",
+    "coffee": "a cup of coffee on a red saucer with a spoon",
 }
 
 

@@ -56,8 +56,8 @@ print(clip.description)
 #
 # $$p(c \mid x) = \frac{\exp(s\, x \cdot w_c)}{\sum_{k=1}^{C} \exp(s\, x \cdot w_k)}$$
 #
-# where $s$ is the temperature CLIP learned during training (`clip.logit_scale`, 100 for
-# the pretrained models). The text vectors $w_c$ are the weights of a linear classifier:
+# where $s$ is the inverse temperature CLIP learned in training (`clip.logit_scale`, capped
+# at 100). The text vectors $w_c$ are the weights of a linear classifier:
 # the text encoder *writes* the classifier from the class names. Changing the labels
 # changes the classifier instantly.
 
@@ -95,7 +95,7 @@ from utils.zeroshot import SAMPLE_PHOTOS
 
 names = list(SAMPLE_PHOTOS)
 descriptions = [SAMPLE_PHOTOS[n] for n in names]
-fig, axes = plt.subplots(2, 4, figsize=(12, 6))
+fig, axes = plt.subplots(2, 4, figsize=(12, 6.5))
 for ax, name in zip(axes.flat, names):
     ax.imshow(photos[name])
     ax.set_title(f"{name}\n{SAMPLE_PHOTOS[name]}", fontsize=8)

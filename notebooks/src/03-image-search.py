@@ -24,7 +24,7 @@ LANG = "en"        # course language: en, fr, es, it, pt, zh
 MODEL = "auto"     # "auto": pretrained ViT-B-32 if cached or downloadable, else "tiny-shapes"
 QUICK = True       # True: fast, offline (what CI runs); False: the full experiments
 N_SHAPES = 2_000 if QUICK else 20_000          # shapes-world images in the collection
-N_RANDOM = 100_000 if QUICK else 1_000_000     # random embeddings for the scale experiment
+N_RANDOM = 50_000 if QUICK else 1_000_000      # random embeddings for the scale experiment
 
 # %% id=imports
 import tempfile
@@ -55,6 +55,8 @@ WORK = Path(tempfile.mkdtemp(prefix="image-search-"))  # everything this noteboo
 # %% id=collection
 from utils.data import HELD_OUT, caption, render_batch
 
+if QUICK and not clip.is_tiny and clip.device.type == "cpu":
+    N_SHAPES = min(N_SHAPES, 300)  # a big pretrained model embeds ~10-50 images/s on a CPU
 pixels, attrs = render_batch(N_SHAPES, seed=3, split="all")  # (N, 64, 64, 3) uint8, list of dicts
 print(len(attrs), t("images, for example:"), [a["caption"] for a in attrs[:3]])
 
@@ -136,29 +138,31 @@ for template, r in recall.items():
 # %% [markdown] id=failures-intro
 # ## What makes search fail
 #
-# - **Pairs never seen in training.** The tiny CLIP never saw a red star (`HELD_OUT`). Knowing
-#   "red" and "star" separately is not always enough to put them together.
+# - **Pairs never seen in training.** The tiny CLIP never saw a red star (`HELD_OUT`). Can it
+#   still find one? Compare recall on seen and unseen pairs below: a model that learned colours
+#   and shapes separately scores both alike; a big gap means it memorised the pairs.
 # - **Words the model ignores.** CLIP's text encoder is trained on captions, which rarely say
 #   what is *not* there: "not red" often reads as "red".
 # - **Nothing matches.** Search always returns $k$ images, even for a query the collection
 #   cannot answer. Cosine scores are not probabilities: compare the best score of a query the
-#   collection answers with one it cannot. The gap is small (it may even go the wrong way),
-#   so a fixed score threshold is a fragile way to say "no result".
+#   collection answers with one it cannot. Scores of different queries are not on one scale,
+#   so a fixed threshold is a fragile way to say "no result".
 
 # %% id=failures
 seen_pairs = [(c, s) for c, s in sorted({(a["colour"], a["shape"]) for a in attrs})
               if (c, s) not in HELD_OUT]
 
 
-def pair_recall(pairs, k=5):
-    queries = [f"a {c} {s}" for c, s in pairs]
+def pair_recall(pairs) -> dict:
+    queries = [caption({"colour": c, "shape": s, "size": "", "position": "left"}) for c, s in pairs]
     relevant = np.array([[(a["colour"], a["shape"]) == p for a in attrs] for p in pairs])
-    scores = clip.encode_texts(queries) @ index.embeddings.float().T
-    return recall_at_k(scores.numpy(), relevant, (k,))[k]
+    scores = clip.encode_texts(queries) @ index.embeddings.float().T  # (Q, N)
+    return recall_at_k(scores.numpy(), relevant, (1, 5))
 
 
-print(t("recall@5, colour-shape pairs seen in training:"), f"{pair_recall(seen_pairs):.2f}")
-print(t("recall@5, pairs never seen (HELD_OUT):"), f"{pair_recall(HELD_OUT):.2f}")
+for name, pairs in [(t("pairs seen in training"), seen_pairs), (t("pairs never seen (HELD_OUT)"), HELD_OUT)]:
+    r = pair_recall(pairs)
+    print(f"{name:<32} R@1 {r[1]:.2f}   R@5 {r[5]:.2f}")
 show_hits(index.search("a red star", k=8), pixels, title='"a red star" (held out)', ncols=8, size=1.3)
 plt.show()
 negation = index.search("a shape that is not red", k=8)
@@ -189,8 +193,8 @@ from PIL import Image
 
 photos = WORK / "photos"
 photos.mkdir()
-for name in ["astronaut", "cat", "rocket", "coins", "clock", "hubble_deep_field", "brick",
-             "grass", "page", "immunohistochemistry", "colorwheel", "retina"]:
+for name in ["astronaut", "cat", "rocket", "coins", "clock", "brick", "grass", "page",
+             "immunohistochemistry", "colorwheel"]:
     Image.fromarray(getattr(skimage.data, name)()).save(photos / f"{name}.jpg", quality=90)
 Image.fromarray(skimage.data.camera()).save(photos / "camera_gray.png")  # grayscale
 Image.fromarray(skimage.data.logo()).save(photos / "logo_rgba.png")  # transparency
@@ -373,12 +377,12 @@ assert second.stats["embedded"] == 0 and second.stats["reused"] == first.stats["
     "the second build did not reuse the cache"
 assert {s.item for s in second.skipped} == {"empty.jpg", "download.jpg", "truncated.jpg"}, \
     "every broken file must be reported, and only those"
-assert first.stats["indexed"] == 18, "every readable photo format must be indexed"
+assert first.stats["indexed"] == first.stats["total"] - 3, "every readable photo format must be indexed"
 assert bool(torch.equal(flat_ids, exact_ids)), "faiss IndexFlatIP must give the exact top-10"
 assert len(widget_hits) == 10, "the search box must show 10 results"
 if clip.is_tiny:
     assert recall["a {colour} {shape}"][5] >= 0.9, f"tiny CLIP recall@5 too low: {recall}"
-    assert recall["a {colour} {shape}"][1] >= 0.6, f"tiny CLIP recall@1 too low: {recall}"
+    assert recall["a {colour} {shape}"][1] >= 0.75, f"tiny CLIP recall@1 too low: {recall}"
 else:
     expected = {"an astronaut": ("astronaut",), "a cup of coffee": ("coffee",),
                 "a cat": ("cat", "chelsea"), "a rocket": ("rocket",), "the moon": ("moon",)}

@@ -1,0 +1,137 @@
+"""Mini DALL-E benchmark: training time to the quality bar, and sampling speed.
+
+1. Training time to the bar (issue 8, item 4): train from scratch with the bundled recipe
+   (`utils.dalle.TrainConfig`), and every `--every` steps measure the share of the twenty seen
+   colour-shape captions whose best CLIP-reranked sample (of 8) has the right colour and
+   shape, judged by `utils.shapecheck` (not by the reranking CLIP). Measuring time is not
+   counted. Prints the training seconds (data preparation included) when the share first
+   reaches 90%, and its ratio to the 5-minute goal.
+2. Sampling speed in images/s: the KV-cached sampler vs a plain loop that recomputes the
+   whole stream for every new token (what the model's forward alone gives you), batch 8
+   and 64, plus the full `generate` (sampling, VQ decoding, CLIP reranking) for n=8.
+
+    python benchmarks/bench_dalle.py                 # both parts (about 5-10 minutes on 2 cores)
+    python benchmarks/bench_dalle.py --sampling-only # part 2 only, with the bundled weights
+    python benchmarks/bench_dalle.py --threads 2 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from utils import data  # noqa: E402
+from utils.dalle import (  # noqa: E402
+    TrainConfig,
+    evaluate_dalle,
+    generate,
+    load_tiny_dalle,
+    train_dalle,
+)
+
+GOAL_SECONDS = 300
+BAR = 0.9
+
+
+@torch.no_grad()
+def plain_sample(model, words: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """The reference sampler: recompute the whole stream for every new code (no KV cache)."""
+    codes = torch.zeros(len(words), 0, dtype=torch.long)
+    for _ in range(model.cfg.image_len):
+        logits, _ = model(words, codes)
+        nxt = torch.multinomial(logits[:, -1].softmax(-1), 1, generator=generator)
+        codes = torch.cat([codes, nxt], dim=1)
+    return codes
+
+
+def images_per_second(fn, n_images: int, repeats: int = 2) -> float:
+    fn()  # warm-up
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    return n_images * repeats / (time.perf_counter() - start)
+
+
+def sampling_speed(bundle) -> dict:
+    out = {}
+    for batch in (8, 64):
+        words = bundle.tokenizer.encode(["a yellow square"] * batch)
+        cached = images_per_second(
+            lambda w=words: bundle.model.sample(w, generator=torch.Generator().manual_seed(0)), batch)
+        plain = images_per_second(
+            lambda w=words: plain_sample(bundle.model, w, torch.Generator().manual_seed(0)), batch, repeats=1)
+        out[f"batch{batch}"] = {"kv_cache_images_per_s": round(cached, 1), "plain_images_per_s": round(plain, 1),
+                                "speedup": round(cached / plain, 2)}
+    start = time.perf_counter()
+    for seed in range(3):
+        generate("a yellow square", n=8, seed=seed, dalle=bundle)
+    out["generate_n8_seconds"] = round((time.perf_counter() - start) / 3, 3)
+    return out
+
+
+def time_to_bar(steps: int, every: int, seed: int) -> dict:
+    def measure(step, bundle):
+        result = evaluate_dalle(bundle, pairs=data.SEEN, n_samples=8, seed=seed)
+        print(f"  step {step}: reranked {result['reranked_accuracy']:.0%}, per sample "
+              f"{result['sample_accuracy']:.0%}", file=sys.stderr)
+        return {k: result[k] for k in ("reranked_accuracy", "sample_accuracy")}
+
+    _, history = train_dalle(TrainConfig(steps=steps, seed=seed), progress=True, callback=measure,
+                             callback_every=every)
+    reached = [c for c in history["callbacks"] if c["reranked_accuracy"] >= BAR]
+    first = reached[0] if reached else None
+    return {
+        "bar": BAR, "goal_seconds": GOAL_SECONDS, "checkpoints": history["callbacks"],
+        "data_seconds": history["data_seconds"],
+        "seconds_to_bar": first["train_seconds"] if first else None,
+        "steps_to_bar": first["step"] if first else None,
+        "ratio_to_goal": round(first["train_seconds"] / GOAL_SECONDS, 2) if first else None,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=TrainConfig.steps)
+    parser.add_argument("--every", type=int, default=250, help="measure quality every N steps")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--sampling-only", action="store_true")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    report = {"threads": args.threads, "sampling": sampling_speed(load_tiny_dalle())}
+    if not args.sampling_only:
+        report["training"] = time_to_bar(args.steps, args.every, args.seed)
+        torch.set_num_threads(args.threads)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"== sampling ({args.threads} threads)")
+    for key, row in report["sampling"].items():
+        if key.startswith("batch"):
+            print(f"  {key}: KV cache {row['kv_cache_images_per_s']} images/s, plain "
+                  f"{row['plain_images_per_s']} images/s: x{row['speedup']}")
+    print(f"  generate(n=8) with CLIP reranking: {report['sampling']['generate_n8_seconds']} s")
+    if "training" in report:
+        tr = report["training"]
+        print(f"== training to {BAR:.0%} of seen captions right (best of 8 reranked)")
+        for c in tr["checkpoints"]:
+            print(f"  step {c['step']}: {c['train_seconds']} s, reranked {c['reranked_accuracy']:.0%}, "
+                  f"per sample {c['sample_accuracy']:.0%}")
+        if tr["seconds_to_bar"] is None:
+            print(f"  bar not reached in {args.steps} steps")
+        else:
+            print(f"  reached at step {tr['steps_to_bar']} after {tr['seconds_to_bar']} s "
+                  f"(data {tr['data_seconds']} s included): {tr['ratio_to_goal']} x the {GOAL_SECONDS} s goal")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
