@@ -159,6 +159,8 @@ def test_cache_of_another_model_is_refused(clip, small_clip_name, tmp_path):
         ImageIndex.load(cache, clip=other)
     rebuilt = ImageIndex.build(other, folder, cache=cache, rebuild=True, progress=False)
     assert rebuilt.stats["embedded"] == 5
+    # The automatic cache location is per model and weights: no clash, nothing to refuse.
+    assert retrieval.default_cache_path(folder, clip) != retrieval.default_cache_path(folder, other)
     assert ImageIndex.load(cache, clip=other).model == retrieval.model_identity(other)
 
 
@@ -373,4 +375,5 @@ def test_cli_finds_shapes_drawn_by_another_program(tmp_path, capsys):
     second = _cli(args, capsys)
     assert second["index"]["embedded"] == 0 and second["index"]["reused"] == len(pairs)
     assert second["results"] == first["results"]
+    assert set(second["seconds"]) == {"load_model", "index", "search"}
     assert {s["path"] for s in second["index"]["skipped_files"]} == set(broken)

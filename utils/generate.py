@@ -53,16 +53,21 @@ PRESETS = {
     "better": {"iterations": 300, "cutouts": 64},
     "best": {"iterations": 350, "cutouts": 96},
 }
-# The shapes world is small: the same presets, sized for a laptop CPU.
+# The shapes world is small: the same presets, sized for a laptop CPU. Its backgrounds are
+# grey, and its tiny CLIP does not mind stray colour: a small saturation penalty keeps colour
+# where the prompt needs it.
 TINY_PRESETS = {
-    "draft": {"iterations": 60, "cutouts": 16},
-    "normal": {"iterations": 100, "cutouts": 24},
-    "better": {"iterations": 150, "cutouts": 32},
-    "best": {"iterations": 250, "cutouts": 48},
+    "draft": {"iterations": 60, "cutouts": 16, "saturation": 0.3},
+    "normal": {"iterations": 100, "cutouts": 24, "saturation": 0.3},
+    "better": {"iterations": 150, "cutouts": 32, "saturation": 0.3},
+    "best": {"iterations": 250, "cutouts": 48, "saturation": 0.3},
 }
 # Adam learning rates per drawer; a VQ latent moves in units of the codebook's spread.
 DEFAULT_LR = {"tiny-vq": 0.15, "pixel": 0.05, "vqgan": 0.1}
-INIT = "codes"
+# What the picture starts from when there is no init image (pixray's init_noise):
+# "grey": a picture of grey noise (no colour, so CLIP recognises nothing yet);
+# "random": random codes (VQ) or random colours (pixel), as the VQGAN+CLIP notebooks do.
+DEFAULT_INIT = {"tiny-vq": "grey", "pixel": "grey", "vqgan": "random"}
 DEFAULT_SIZE = {"tiny-vq": 64, "pixel": 64, "vqgan": 256}
 
 
@@ -266,22 +271,21 @@ class VQDrawer(torch.nn.Module):
     name = "vq"
 
     def __init__(self, vq, batch: int, grid: tuple[int, int], generator: torch.Generator,
-                 init_image: torch.Tensor | None = None, init: str = "codes"):
+                 init_image: torch.Tensor | None = None, init_noise: str = "grey"):
         super().__init__()
         self.vq = vq
         codebook = vq.codebook.detach()  # (K, C)
         if init_image is not None:
             with torch.no_grad():
                 z = vq.encode_z(init_image.to(codebook.device)).repeat(batch, 1, 1, 1)
-        elif init == "grey":  # the codes of a picture of grey noise: no colour to start with
+        elif init_noise == "grey":  # the latents of a picture of grey noise
             with torch.no_grad():
                 z = vq.encode_z(grey_noise(batch, grid[0] * vq.cfg.downsample, generator).to(codebook.device))
-        elif init == "codes":  # noise: a random code in every cell (as the VQGAN+CLIP notebooks do)
+        elif init_noise == "random":  # a random code in every cell
             codes = torch.randint(len(codebook), (batch, *grid), generator=generator).to(codebook.device)
             z = codebook[codes].permute(0, 3, 1, 2)  # (B, C, h, w)
-        else:  # noise: Gaussian latents with the codebook's mean and spread
-            noise = torch.randn(batch, codebook.shape[1], *grid, generator=generator).to(codebook.device)
-            z = codebook.mean(0)[None, :, None, None] + float(init) * codebook.std(0)[None, :, None, None] * noise
+        else:
+            raise ValueError(f"init_noise must be 'grey' or 'random', not {init_noise!r}.")
         self.z = torch.nn.Parameter(z.clone())
         self.latent = self.z  # what the optimiser changes
         # z is kept inside the box spanned by the codebook, channel by channel
@@ -304,13 +308,18 @@ class PixelDrawer(torch.nn.Module):
     name = "pixel"
 
     def __init__(self, batch: int, size: int, cells: int, generator: torch.Generator,
-                 init_image: torch.Tensor | None = None, device: str | torch.device = "cpu"):
+                 init_image: torch.Tensor | None = None, device: str | torch.device = "cpu",
+                 init_noise: str = "grey"):
         super().__init__()
         self.size = size
         if init_image is not None:
             grid = F.adaptive_avg_pool2d(init_image, cells).repeat(batch, 1, 1, 1)
-        else:
+        elif init_noise == "grey":
+            grid = F.adaptive_avg_pool2d(grey_noise(batch, size, generator), cells)
+        elif init_noise == "random":
             grid = torch.rand(batch, 3, cells, cells, generator=generator)
+        else:
+            raise ValueError(f"init_noise must be 'grey' or 'random', not {init_noise!r}.")
         self.cells = torch.nn.Parameter(grid.to(device))  # (B, 3, cells, cells)
         self.latent = self.cells  # what the optimiser changes
 
@@ -332,19 +341,20 @@ def grey_noise(batch: int, size: int, generator: torch.Generator, cells: int = 8
 
 def make_drawer(name: str, size: int, batch: int, generator: torch.Generator, device: torch.device,
                 init_image: torch.Tensor | None = None, vq=None, checkpoint: str | None = None,
-                pixel_cell: int = 4) -> tuple[torch.nn.Module, int, list[str]]:
+                pixel_cell: int = 4, init_noise: str | None = None) -> tuple[torch.nn.Module, int, list[str]]:
     """Build drawer `name`; returns (drawer, the size it draws, notes about changes made).
 
     Sizes are rounded to what the drawer can make: a multiple of the pixel cell (pixel), of
     the code size (VQ: 8 px for the tiny VQ, 16 px for the VQGAN).
     """
     notes = []
+    init_noise = init_noise or DEFAULT_INIT.get(name, "grey")
     if name == "pixel":
         fixed = max(pixel_cell, round(size / pixel_cell) * pixel_cell)
         if fixed != size:
             notes.append(f"size {size} is not a multiple of the {pixel_cell}-pixel cells: using {fixed}.")
         init = _resize(init_image, fixed)
-        return PixelDrawer(batch, fixed, fixed // pixel_cell, generator, init, device), fixed, notes
+        return PixelDrawer(batch, fixed, fixed // pixel_cell, generator, init, device, init_noise), fixed, notes
     if name not in ("tiny-vq", "vqgan"):
         raise ValueError(f"Unknown drawer {name!r}; choose one of {', '.join(DRAWERS)}.")
     if vq is None:
@@ -361,7 +371,7 @@ def make_drawer(name: str, size: int, batch: int, generator: torch.Generator, de
     if fixed != size:
         notes.append(f"size {size} is not a multiple of {f} (one code per {f}x{f} pixels): using {fixed}.")
     grid = (fixed // f, fixed // f)
-    return VQDrawer(vq, batch, grid, generator, _resize(init_image, fixed), init=INIT), fixed, notes
+    return VQDrawer(vq, batch, grid, generator, _resize(init_image, fixed), init_noise), fixed, notes
 
 
 def _resize(image: torch.Tensor | None, size: int) -> torch.Tensor | None:
@@ -570,6 +580,7 @@ def generate(
     min_scale: float = 0.5,
     noise: float = 0.05,
     saturation: float | None = None,
+    init_noise: str | None = None,
     tf32: bool = True,
 ) -> GenerationResult:
     """Generate images for `prompts` by optimising a drawer's parameters against CLIP.
@@ -583,6 +594,7 @@ def generate(
     augment: "fused" (one grid_sample, ours), "kornia" (the canonical per-cutout version),
         or "none" (CLIP sees the whole image; expect adversarial results).
     saturation: weight of pixray's saturation penalty (colour only where the prompt needs it).
+    init_noise: the start without init_image: "grey" noise or "random" codes/colours.
     compile: torch.compile the step (CUDA graphs on a GPU). tf32: TF32 matmuls on a GPU.
     callback(iteration, images (B, 3, H, W), loss of image 0) is called after every step.
     Same seed, same result on CPU.
@@ -613,14 +625,15 @@ def generate(
     noise_generator = torch.Generator(device).manual_seed(seed)  # noise, made where it is used
     torch.manual_seed(seed)  # kornia's augmentations draw from the global generator
     init = _as_image_tensor(init_image, device) if init_image is not None else None
-    model, size, notes = make_drawer(drawer, size, batch, generator, device, init, vq=vq, checkpoint=checkpoint)
+    model, size, notes = make_drawer(drawer, size, batch, generator, device, init, vq=vq, checkpoint=checkpoint,
+                                     init_noise=init_noise)
     for note in notes:
         warnings.warn(note, stacklevel=2)
     if batch > 1 and init is None:  # image i starts as seed + i would start alone
         with torch.no_grad():
             for i in range(batch):
                 single, _, _ = make_drawer(drawer, size, 1, torch.Generator().manual_seed(seed + i),
-                                           device, None, vq=getattr(model, "vq", None))
+                                           device, None, vq=getattr(model, "vq", None), init_noise=init_noise)
                 model.latent[i] = single.latent[0]
     model.to(device)
 
@@ -727,6 +740,9 @@ def add_cli(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch", type=int, default=1, help="images per step (seeds seed, seed+1, ...)")
     p.add_argument("--init-image", default=None, help="start from this image instead of noise")
+    p.add_argument("--init-noise", choices=["grey", "random"], default=None,
+                   help="the noise to start from (default: grey for tiny-vq and pixel, random for vqgan)")
+    p.add_argument("--saturation", type=float, default=None, help="weight of the saturation penalty")
     p.add_argument("--model", default="tiny-shapes", help="CLIP: tiny-shapes, auto, or an open_clip name")
     p.add_argument("--checkpoint", default=None, help="VQGAN .ckpt for --drawer vqgan")
     p.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto")
@@ -749,6 +765,7 @@ def _cli(args: argparse.Namespace) -> int:
                               iterations=args.iterations, cutouts=args.cutouts, lr=args.lr,
                               seed=args.seed, init_image=args.init_image, quality=args.quality,
                               batch=args.batch, compile=args.compile, checkpoint=args.checkpoint,
+                              init_noise=args.init_noise, saturation=args.saturation,
                               progress=not args.json)
     except (ValueError, FileNotFoundError, GenerationError, RuntimeError) as err:
         if args.json:

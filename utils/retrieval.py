@@ -16,9 +16,11 @@ Search the way real systems do it, small enough to read:
 
 The cache of a folder lives in the user's cache folder, never inside the image folder:
 `$MULTIMODAL_COURSE_CACHE` if set, else `$XDG_CACHE_HOME/multimodal-course` (default
-`~/.cache/multimodal-course`), in `image-index/<folder name>-<hash of its path>/<model>.safetensors`.
-It is keyed by the model (name, pretrained tag, fingerprint of the weights) and by
-each file's path, size and modification time.
+`~/.cache/multimodal-course`), in
+`image-index/<folder name>-<hash of its path>/<model>-<tag>-<weights fingerprint>.safetensors`,
+so each model (and each version of its weights) has its own cache. Inside, each file is
+keyed by its path, size and modification time. A cache file you name yourself (`cache=`,
+`--cache`) is checked: one made by another model is refused with a message.
 """
 
 from __future__ import annotations
@@ -167,7 +169,8 @@ def default_cache_path(folder: str | os.PathLike, clip: CLIP) -> Path:
     slug = _slug(folder.name) or "root"
     tag = _slug(Path(str(clip.pretrained)).name)
     path_hash = hashlib.sha1(str(folder).encode()).hexdigest()[:10]
-    return Path(root) / "image-index" / f"{slug}-{path_hash}" / f"{_slug(clip.name)}-{tag}.safetensors"
+    name = f"{_slug(clip.name)}-{tag}-{weights_fingerprint(clip)[:8]}.safetensors"
+    return Path(root) / "image-index" / f"{slug}-{path_hash}" / name
 
 
 def _slug(text: str) -> str:
@@ -691,18 +694,22 @@ def add_cli(subparsers) -> None:
 def run_cli(args) -> int:
     from .models import load_clip
 
+    clock = [time.perf_counter()]
     try:
         clip = load_clip(args.model, args.pretrained, verbose=not args.json)
+        clock.append(time.perf_counter())
         index = ImageIndex.build(clip, args.images, batch_size=args.batch_size,
                                  cache=None if args.no_cache else args.cache, rebuild=args.rebuild,
                                  progress=not args.json, num_workers=args.workers,
                                  max_pixels=args.max_pixels)
+        clock.append(time.perf_counter())
         if args.faiss:
             index.use_faiss()
         results = [{"query": q, "hits": _hits_json(index.search(q, args.top))} for q in args.query]
         for like in args.like:
             results.append({"query": {"image": like},
                             "hits": _hits_json(index.search(Path(like), args.top))})
+        clock.append(time.perf_counter())
     except (FileNotFoundError, IndexMismatchError, ImageLoadError, ValueError, RuntimeError) as err:
         if args.json:
             print(json.dumps({"error": str(err)}))
@@ -712,7 +719,9 @@ def run_cli(args) -> int:
     report = {"model": clip.description, "images": str(Path(args.images).resolve()),
               "index": {**index.stats, "backend": index.backend,
                         "skipped_files": [{"path": s.item, "reason": s.reason} for s in index.skipped]},
-              "results": results}
+              "results": results,
+              "seconds": {name: round(b - a, 3) for name, a, b in
+                          zip(("load_model", "index", "search"), clock, clock[1:])}}
     print(json.dumps(report, indent=2) if args.json else _format_report(report))
     return 0
 
@@ -726,7 +735,7 @@ def _format_report(report: dict) -> str:
     lines = [f"Model: {report['model']}",
              f"Index of {report['images']}: {s['indexed']} images ({s['embedded']} embedded now, "
              f"{s['reused']} reused from the cache {s['cache']}), {s['skipped']} skipped, "
-             f"{s['seconds']} s."]
+             f"{s['seconds']} s (model loaded in {report['seconds']['load_model']} s)."]
     for skip in s["skipped_files"]:
         lines.append(f"  skipped {skip['path']}: {skip['reason']}")
     for result in report["results"]:

@@ -37,7 +37,9 @@ from utils.data import render_batch
 from utils.generate import (
     clamp_with_grad,
     clip_normalization,
+    colourfulness,
     generate,
+    grey_noise,
     make_cutouts,
     parse_prompts,
     pixray_available,
@@ -100,7 +102,9 @@ print(t("tiny VQ: {h}x{w} codes per image, codebook of {k} vectors of dimension 
 #
 # Real pictures go through the VQ model almost unchanged (top row vs. middle row): the
 # decoder can draw the shapes world. A grid of **random** codes decodes to noise made of
-# shape fragments (bottom row): that is where generation starts.
+# shape fragments (bottom row). The VQGAN+CLIP notebooks start from such random codes; we
+# start from the codes of a picture of **grey noise** (last row), which CLIP recognises as
+# nothing in particular, so the colour that appears comes from the prompt.
 
 # %% id=vq-demo
 real, _ = render_batch(6, seed=SEED, split="test", as_tensor=True)  # (6, 3, 64, 64)
@@ -108,9 +112,10 @@ codes = vq.encode(real)  # (6, 8, 8) integers in [0, 256)
 rebuilt = vq.decode_codes(codes)
 random_codes = torch.randint(vq.codebook.shape[0], (6, *vq.grid), generator=torch.Generator().manual_seed(SEED))
 noise = vq.decode_codes(random_codes)
-fig, axes = plt.subplots(3, 6, figsize=(9, 5))
+grey = vq.decode_codes(vq.encode(grey_noise(6, 64, torch.Generator().manual_seed(SEED))))
+fig, axes = plt.subplots(4, 6, figsize=(9, 6.5))
 for row, (batch, name) in enumerate([(real, t("picture")), (rebuilt, t("encoded + decoded")),
-                                     (noise, t("random codes"))]):
+                                     (noise, t("random codes")), (grey, t("grey noise, encoded"))]):
     for col in range(6):
         axes[row, col].imshow(batch[col].permute(1, 2, 0).numpy())
         axes[row, col].axis("off")
@@ -141,8 +146,9 @@ print(codes[0])
 
 # %% id=one-step
 g = torch.Generator().manual_seed(SEED)
-start_codes = torch.randint(vq.codebook.shape[0], (1, *vq.grid), generator=g)
-z = vq.codebook[start_codes].permute(0, 3, 1, 2).clone().requires_grad_(True)  # (1, 32, 8, 8)
+with torch.no_grad():
+    z_start = vq.encode_z(grey_noise(1, 64, g))  # (1, 32, 8, 8): the latents of grey noise
+z = z_start.clone().requires_grad_(True)
 
 z_q, _ = vq.quantize(z)                                  # 1. straight-through quantisation
 picture = clamp_with_grad(vq.decode_z(z_q))              # 2. (1, 3, 64, 64)
@@ -159,13 +165,16 @@ show_row([picture[0].detach()] + list(views[:6].detach()),
          [t("picture")] + [t("view {i}", i=i + 1) for i in range(6)], t("What CLIP sees: random views"))
 
 # %% [markdown] id=loop-intro
-# ## The whole loop, in twelve lines
+# ## The whole loop, in a dozen lines
 #
-# Repeat the step. We record the **CLIP score** of the whole picture, the cosine similarity
-# between its embedding and the prompt's, to watch it rise.
+# Repeat the step. One addition, from pixray's optional losses: a small **saturation
+# penalty**, the mean colourfulness `max(r, g, b) - min(r, g, b)` of the picture. The tiny
+# CLIP hardly minds stray colour around the shape; the penalty leaves colour only where CLIP
+# needs it. We record the **CLIP score** of the whole picture, the cosine similarity between
+# its embedding and the prompt's, to watch it rise.
 
 # %% id=loop
-z = vq.codebook[start_codes].permute(0, 3, 1, 2).clone().requires_grad_(True)
+z = z_start.clone().requires_grad_(True)
 optimizer = torch.optim.Adam([z], lr=0.15)
 z_min = vq.codebook.min(0).values[None, :, None, None]  # the box spanned by the codebook
 z_max = vq.codebook.max(0).values[None, :, None, None]
@@ -183,6 +192,7 @@ for _ in range(ITERATIONS):
     views = make_cutouts(picture, theta, clip.image_size)
     image_vectors = F.normalize(clip.model.encode_image((views - mean) / std), dim=-1)
     loss = prompt_loss(image_vectors[None], text_vector, torch.ones(1)).sum()
+    loss = loss + 0.3 * colourfulness(picture).sum()  # the saturation penalty
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()
