@@ -162,10 +162,13 @@ def test_same_seed_same_image_and_batch(tiny_clip):
     c = generate("a red circle", clip=tiny_clip, iterations=4, cutouts=4, seed=4, progress=False)
     assert np.array_equal(np.asarray(a.image), np.asarray(b.image))
     assert not np.array_equal(np.asarray(a.image), np.asarray(c.image))
+    # several seeds per step: image i starts where seed + i starts alone (up to rounding:
+    # a batched convolution may differ in the last bit)
     batch = generate("a red circle", clip=tiny_clip, iterations=0, seed=3, batch=2, progress=False)
-    assert len(batch.images) == 2 and np.array_equal(np.asarray(batch.images[0]), np.asarray(
-        generate("a red circle", clip=tiny_clip, iterations=0, seed=3, progress=False).image))
-    assert not np.array_equal(np.asarray(batch.images[0]), np.asarray(batch.images[1]))
+    alone = [generate("a red circle", clip=tiny_clip, iterations=0, seed=s, progress=False).image for s in (3, 4)]
+    for got, want in zip(batch.images, alone):
+        assert np.abs(np.asarray(got, dtype=int) - np.asarray(want, dtype=int)).max() <= 1
+    assert np.abs(np.asarray(batch.images[0], dtype=int) - np.asarray(batch.images[1], dtype=int)).max() > 50
 
 
 def test_drawers_and_size_rounding(tiny_clip):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -100,34 +99,66 @@ def test_default_repo_constant_matches_open_clip():
     assert cfg["hf_hub"].rstrip("/") == models.DEFAULT_HF_REPO
 
 
-def test_uncached_pretrained_fails_fast_offline(monkeypatch, tmp_path):
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+def test_uncached_pretrained_fails_clearly_offline(monkeypatch, tmp_path):
     monkeypatch.setattr(models, "hf_cache_dir", lambda: tmp_path / "empty-cache")
     monkeypatch.setattr(models, "cached_weights", lambda name, tag: None)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    start = time.perf_counter()
     with pytest.raises(PretrainedUnavailable) as info:
         load_clip("ViT-B-32", "laion2b_s34b_b79k", device="cpu")
-    assert time.perf_counter() - start < 2.0
     message = str(info.value)
     assert "ViT-B-32/laion2b_s34b_b79k" in message
     assert str(tmp_path / "empty-cache") in message
     assert "tiny-shapes" in message
 
 
-def test_unreachable_network_fails_fast_without_offline_flag(monkeypatch):
-    # No HF_HUB_OFFLINE, but nothing answers: the 1.5 s connect timeout decides, not 45 s of retries.
+def _fresh_process(code: str, **env) -> dict:
+    """Run `code` in a new interpreter; it must print a JSON dict on its last line."""
+    import json
+    import os
+
+    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **env}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=full_env, timeout=120, cwd=Path(__file__).resolve().parent.parent)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_offline_failure_is_fast_by_construction(tmp_path):
+    """Failing offline must take well under 2 s: it may not import torch or open_clip
+    (together about 3 s) nor try a download (open_clip alone retries for about 45 s)."""
+    result = _fresh_process(
+        "import json, sys, time\n"
+        "start = time.perf_counter()\n"
+        "from utils.models import load_clip, PretrainedUnavailable\n"
+        "try:\n"
+        "    load_clip('ViT-B-32', 'laion2b_s34b_b79k')\n"
+        "    failed = False\n"
+        "except PretrainedUnavailable:\n"
+        "    failed = True\n"
+        "print(json.dumps({'failed': failed, 'seconds': time.perf_counter() - start,\n"
+        "                  'torch': 'torch' in sys.modules, 'open_clip': 'open_clip' in sys.modules}))",
+        HF_HUB_CACHE=str(tmp_path / "empty"),
+    )
+    print(f"offline failure took {result['seconds']:.2f} s")
+    assert result["failed"]
+    assert not result["torch"] and not result["open_clip"], result
+
+
+def test_unreachable_network_fails_without_retrying(monkeypatch):
+    # No HF_HUB_OFFLINE, but nothing answers: one connect with a 1.5 s timeout decides,
+    # and nothing is downloaded (no 45 s of retries).
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setattr(models, "cached_weights", lambda name, tag: None)
+    attempts = []
 
-    def refuse(*args, **kwargs):
+    def refuse(address, timeout=None):
+        attempts.append((address, timeout))
         raise OSError("network unreachable")
 
     monkeypatch.setattr(models.socket, "create_connection", refuse)
-    start = time.perf_counter()
     with pytest.raises(PretrainedUnavailable):
         load_clip("ViT-B-32", "laion2b_s34b_b79k", device="cpu")
-    assert time.perf_counter() - start < 2.0
+    assert len(attempts) == 1 and attempts[0][1] <= 1.5
 
 
 def test_unknown_tag_lists_the_known_ones():
@@ -179,17 +210,31 @@ def test_auto_falls_back_to_tiny_offline_with_one_line(monkeypatch, capsys):
     assert len(err) == 1 and "tiny" in err[0]
 
 
-def test_doctor_json_offline_is_fast_and_reports_worlds():
-    start = time.perf_counter()
-    out = subprocess.run([sys.executable, "-m", "utils", "doctor", "--json"], capture_output=True,
-                         text=True, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin",
-                                         "HF_HUB_CACHE": "/nonexistent-cache"}, timeout=60)
-    elapsed = time.perf_counter() - start
+def test_doctor_json_offline_reports_worlds_without_loading_models():
+    result = _fresh_process(
+        "import json, sys, time\n"
+        "start = time.perf_counter()\n"
+        "from utils.doctor import diagnose\n"
+        "report = diagnose()\n"
+        "report['open_clip_imported'] = 'open_clip' in sys.modules\n"
+        "report['seconds'] = time.perf_counter() - start\n"
+        "print(json.dumps(report))",
+        HF_HUB_CACHE="/nonexistent-cache",
+    )
+    print(f"doctor took {result['seconds']:.2f} s")
+    assert result["worlds"]["pretrained"]["available"] is False
+    assert result["worlds"]["pretrained"]["cache_dir"] == "/nonexistent-cache"
+    assert result["worlds"]["tiny"]["available"] is models.TINY_WEIGHTS.exists()
+    assert result["network"] is False
+    # Fast by construction: the report never builds a model nor imports open_clip.
+    assert result["open_clip_imported"] is False
+
+
+def test_doctor_cli_prints_json():
     import json
 
+    out = subprocess.run([sys.executable, "-m", "utils", "doctor", "--json"], capture_output=True,
+                         text=True, timeout=120, cwd=Path(__file__).resolve().parent.parent)
     report = json.loads(out.stdout)
-    assert report["worlds"]["pretrained"]["available"] is False
-    assert report["worlds"]["pretrained"]["cache_dir"] == "/nonexistent-cache"
-    assert report["worlds"]["tiny"]["available"] is models.TINY_WEIGHTS.exists()
-    assert report["network"] is False
-    assert elapsed < 5.0, f"doctor took {elapsed:.1f} s"
+    assert set(report) >= {"python", "packages", "device", "worlds", "network", "advice", "ok"}
+    assert out.returncode == (0 if report["ok"] else 1)
