@@ -84,7 +84,7 @@ class Prompt:
     weight: float = 1.0
 
 
-def parse_prompts(prompts: str | Sequence[str]) -> list[Prompt]:
+def parse_prompts(prompts: str | Sequence[str | Prompt]) -> list[Prompt]:
     """pixray's prompt syntax: prompts separated by '|', each "text" or "text:weight".
 
     parse_prompts("a red circle:1 | a blue square:-0.5")
@@ -94,6 +94,9 @@ def parse_prompts(prompts: str | Sequence[str]) -> list[Prompt]:
     parts = prompts.split("|") if isinstance(prompts, str) else list(prompts)
     out = []
     for part in parts:
+        if isinstance(part, Prompt):  # already parsed
+            out.append(part)
+            continue
         part = part.strip()
         if not part:
             continue
