@@ -11,7 +11,7 @@ NOTEBOOKS = $(wildcard notebooks/*/[0-9][0-9]-*.ipynb)
 # Jupyter's runtime files (kernel connection files) stay inside .venv too.
 JUPYTER_ENV := JUPYTER_RUNTIME_DIR=$(CURDIR)/$(VENV)/share/jupyter/runtime
 # Tests never touch the network.
-TEST_ENV := $(JUPYTER_ENV) HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 MPLBACKEND=Agg COURSE_TESTING=1 PYTHONHASHSEED=0
+TEST_ENV := $(JUPYTER_ENV) OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 MPLBACKEND=Agg COURSE_TESTING=1 PYTHONHASHSEED=0
 
 .PHONY: lab test unit notebooks check-notebooks exercises bench doctor lint clean install
 

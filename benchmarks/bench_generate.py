@@ -152,6 +152,8 @@ def main(argv=None) -> int:
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                         help="torch.compile our step (default: on for CUDA, off for CPU)")
     parser.add_argument("--skip-real", action="store_true", help="only the tiny world")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="CPU threads (default 1: small models, shared machines)")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -159,7 +161,7 @@ def main(argv=None) -> int:
         return 2
     on_gpu = device.type == "cuda"
     if not on_gpu:
-        torch.set_num_threads(max(1, min(torch.get_num_threads(), 2)))
+        torch.set_num_threads(args.threads)
     compile = on_gpu if args.compile is None else args.compile
     print(f"torch {torch.__version__} on {torch.cuda.get_device_name() if on_gpu else 'CPU'}"
           f" ({torch.get_num_threads()} threads)")
