@@ -243,8 +243,8 @@ def load_shape_judge(weights: str | Path | None = None) -> ShapeJudge:
 
 def train_main(args) -> int:
     """`python -m utils train shapecheck`: train the judge, save it, register it in the manifest."""
-    from .assets import register_asset
-    from .tinyvq import load_tiny_vq
+    from .assets import register_asset, sha256_of
+    from .tinyvq import TINY_VQ_WEIGHTS, load_tiny_vq
 
     steps = args.steps or 800
     seed = args.seed or 0
@@ -252,7 +252,8 @@ def train_main(args) -> int:
     net, metrics = train_judge(steps=steps, seed=seed, vq=load_tiny_vq(), progress=not args.json)
     out = Path(args.out) if args.out else JUDGE_WEIGHTS
     out.parent.mkdir(parents=True, exist_ok=True)
-    config = save_judge(net, out, extra={"trained": {"steps": steps, "seed": seed, **metrics}})
+    config = save_judge(net, out, extra={"vq_sha256": sha256_of(TINY_VQ_WEIGHTS),
+                                         "trained": {"steps": steps, "seed": seed, **metrics}})
     if out.resolve().parent == ASSETS_DIR.resolve():
         register_asset(out, "shape judge: a small CNN that names the shape in a shapes-world image "
                             "(the independent check of lesson 05)", REBUILD)
