@@ -48,7 +48,7 @@ def test_shapes_world_words_cover_every_caption():
 
 def _small_model(seed: int = 0) -> MiniDalle:
     torch.manual_seed(seed)
-    return MiniDalle(DalleConfig(text_vocab=8, image_vocab=16, text_len=4, image_len=9,
+    return MiniDalle(DalleConfig(text_vocab=8, image_vocab=16, text_len=4, image_rows=3, image_cols=3,
                                  n_layer=2, n_head=2, n_embd=32))
 
 

@@ -107,11 +107,16 @@ class DalleConfig:
     text_vocab: int = 32          # caption words, specials included
     image_vocab: int = 64         # VQ codebook size K
     text_len: int = 8             # caption slots, the final <img> included
-    image_len: int = 64           # h * w image tokens
+    image_rows: int = 8           # h: rows of the VQ code grid
+    image_cols: int = 8           # w: columns
     n_layer: int = 4
     n_head: int = 4
     n_embd: int = 128
     dropout: float = 0.0
+
+    @property
+    def image_len(self) -> int:
+        return self.image_rows * self.image_cols
 
     @property
     def block_size(self) -> int:
@@ -172,9 +177,10 @@ class Block(nn.Module):
 class MiniDalle(nn.Module):
     """GPT over [caption words; image codes]; predicts the image codes only.
 
-    Words and codes have separate embedding tables (two vocabularies, one stream);
-    a learned position embedding tells the model where in the stream, and so where in
-    the image grid, each token sits.
+    Words and codes have separate embedding tables (two vocabularies, one stream).
+    Position embeddings: one per caption slot; an image token at grid cell (r, c) gets
+    row_emb[r] + col_emb[c], so the model knows which tokens are neighbours in 2-D
+    (DALL-E 1 did the same).
     """
 
     def __init__(self, cfg: DalleConfig):
@@ -182,7 +188,9 @@ class MiniDalle(nn.Module):
         self.cfg = cfg
         self.word_emb = nn.Embedding(cfg.text_vocab, cfg.n_embd)
         self.code_emb = nn.Embedding(cfg.image_vocab, cfg.n_embd)
-        self.pos_emb = nn.Embedding(cfg.block_size, cfg.n_embd)
+        self.text_pos = nn.Embedding(cfg.text_len, cfg.n_embd)
+        self.row_emb = nn.Embedding(cfg.image_rows, cfg.n_embd)
+        self.col_emb = nn.Embedding(cfg.image_cols, cfg.n_embd)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.ln_f = nn.LayerNorm(cfg.n_embd)
         self.head = nn.Linear(cfg.n_embd, cfg.image_vocab, bias=False)  # logits over codes
@@ -195,12 +203,18 @@ class MiniDalle(nn.Module):
         if isinstance(module, nn.Linear) and module.bias is not None:
             nn.init.zeros_(module.bias)
 
+    def positions(self) -> torch.Tensor:
+        """Position embedding of every slot of the stream: (block_size, C)."""
+        grid = self.row_emb.weight[:, None] + self.col_emb.weight[None, :]  # (h, w, C)
+        stream = torch.cat([self.text_pos.weight, grid.flatten(0, 1)])     # (T_text + h*w, C)
+        return stream[: self.cfg.block_size]
+
     def run(self, x: torch.Tensor, start: int = 0, caches: list[dict] | None = None) -> torch.Tensor:
         """Embedded tokens at stream positions start.. -> final hidden states, (B, T, C)."""
         T = x.shape[1]
         if start + T > self.cfg.block_size:
             raise ValueError(f"stream of {start + T} tokens is longer than block_size {self.cfg.block_size}")
-        x = x + self.pos_emb(torch.arange(start, start + T, device=x.device))  # (B, T, C)
+        x = x + self.positions()[start:start + T]                          # (B, T, C)
         for i, block in enumerate(self.blocks):
             x = block(x, caches[i] if caches is not None else None)
         return self.ln_f(x)
@@ -347,9 +361,9 @@ def load_tiny_dalle(weights: str | Path | None = None, vq_weights: str | Path | 
     model = MiniDalle(cfg)
     model.load_state_dict({k: v.float() for k, v in load_file(str(weights)).items()})
     vq = load_tiny_vq(vq_weights)
-    if vq.cfg.n_codes != cfg.image_vocab or math.prod(vq.grid) != cfg.image_len:
-        raise ValueError(f"{weights} was trained on {cfg.image_vocab} codes x {cfg.image_len} positions, "
-                         f"the tiny VQ has {vq.cfg.n_codes} x {math.prod(vq.grid)}: the VQ was rebuilt "
+    if vq.cfg.n_codes != cfg.image_vocab or tuple(vq.grid) != (cfg.image_rows, cfg.image_cols):
+        raise ValueError(f"{weights} was trained on {cfg.image_vocab} codes in a {cfg.image_rows}x"
+                         f"{cfg.image_cols} grid, the tiny VQ has {vq.cfg.n_codes} in {tuple(vq.grid)}: it was rebuilt "
                          "after the DALL-E. Retrain it: python -m utils train dalle")
     return TinyDalle(model.eval().requires_grad_(False), tokenizer, vq, raw.get("guidance", 1.0))
 
@@ -453,22 +467,52 @@ class TokenData:
 
 
 def build_token_data(vq: nn.Module, tokenizer: WordTokenizer, n_images: int, seed: int = 0,
-                     split: str = "train", chunk: int = 500, progress: bool = True) -> TokenData:
-    """Render `n_images` shapes-world images, turn them into VQ codes and their captions into words."""
+                     split: str = "train", chunk: int = 500, plain_only: bool = False,
+                     progress: bool = True) -> TokenData:
+    """Render `n_images` shapes-world images, turn them into VQ codes and their captions into words.
+
+    plain_only: keep only pictures with a plain background (see `plain_background`).
+    """
     from tqdm.auto import tqdm
 
     from . import data
 
     codes, attrs = [], []
-    starts = range(0, n_images, chunk)
-    for start in tqdm(starts, desc="images -> tokens", disable=not progress, unit="chunk"):
-        images, batch_attrs = data.render_batch(min(chunk, n_images - start), seed=seed * 1000 + start // chunk,
-                                                split=split, as_tensor=True)
+    bar = tqdm(total=n_images, desc="images -> tokens", disable=not progress, unit="image")
+    for batch in range(10**6):
+        images, batch_attrs = data.render_batch(chunk, seed=seed * 1000 + batch, split=split, as_tensor=True)
+        if plain_only:
+            keep = plain_background(images)                                 # (b,) bool
+            images, batch_attrs = images[keep], [a for a, k in zip(batch_attrs, keep) if k]
+        images, batch_attrs = images[: n_images - len(attrs)], batch_attrs[: n_images - len(attrs)]
         codes.append(vq.encode(images).flatten(1))                          # (b, h*w)
         attrs += batch_attrs
+        bar.update(len(batch_attrs))
+        if len(attrs) >= n_images:
+            break
+    bar.close()
     captions = [[data.caption(a, template) for template in data.TEMPLATES] for a in attrs]
     words = tokenizer.encode([c for row in captions for c in row])          # (N * n_t, text_len)
     return TokenData(torch.cat(codes), words.view(len(attrs), len(data.TEMPLATES), -1), attrs)
+
+
+def plain_background(images: torch.Tensor, patch: int = 6, max_std: float = 0.03,
+                     max_spread: float = 0.06) -> torch.Tensor:
+    """Which pictures have a plain background: (B, 3, H, W) -> (B,) bool.
+
+    Look at the four corner patches; a shape may cover one of them, so keep the three
+    flattest. The background is plain if they are flat (pixel std < max_std) and alike
+    (their mean brightness differs by < max_spread): no gradient, stripes or noise.
+    """
+    p = patch
+    corners = torch.stack([images[:, :, :p, :p], images[:, :, :p, -p:],
+                           images[:, :, -p:, :p], images[:, :, -p:, -p:]], 1)  # (B, 4, 3, p, p)
+    std = corners.flatten(3).std(-1).amax(-1)                          # (B, 4) worst channel
+    mean = corners.flatten(2).mean(-1)                                 # (B, 4) brightness
+    flattest = std.argsort(dim=1)[:, :3]                               # (B, 3)
+    std3, mean3 = std.gather(1, flattest), mean.gather(1, flattest)    # (B, 3) each
+    spread = mean3.amax(1) - mean3.amin(1)                             # (B,)
+    return (std3.amax(1) < max_std) & (spread < max_spread)
 
 
 @dataclass
@@ -482,6 +526,7 @@ class TrainConfig:
     weight_decay: float = 0.01
     caption_dropout: float = 0.1  # share of captions replaced by the empty one (for guidance)
     n_images: int = 20_000
+    plain_backgrounds: bool = False  # keep only pictures whose background is plain
     seed: int = 0
     threads: int = 2
 
@@ -508,10 +553,12 @@ def train_dalle(cfg: TrainConfig | None = None, model_cfg: DalleConfig | None = 
     tokenizer = WordTokenizer(words, length=12)
     model_cfg = model_cfg or DalleConfig()
     model_cfg.text_vocab, model_cfg.text_len = len(tokenizer), tokenizer.length
-    model_cfg.image_vocab, model_cfg.image_len = vq.cfg.n_codes, math.prod(vq.grid)
+    model_cfg.image_vocab = vq.cfg.n_codes
+    model_cfg.image_rows, model_cfg.image_cols = vq.grid
     bundle = TinyDalle(MiniDalle(model_cfg), tokenizer, vq)
     start = time.perf_counter()
-    tokens = build_token_data(vq, tokenizer, cfg.n_images, seed=cfg.seed, progress=progress)
+    tokens = build_token_data(vq, tokenizer, cfg.n_images, seed=cfg.seed, plain_only=cfg.plain_backgrounds,
+                              progress=progress)
     data_seconds = time.perf_counter() - start
 
     model = bundle.model.train()

@@ -281,14 +281,15 @@ class VQDrawer(torch.nn.Module):
         if init_image is not None:
             with torch.no_grad():
                 z = vq.encode_z(init_image.to(codebook.device)).repeat(batch, 1, 1, 1)
-        elif init_noise == "grey":  # the latents of a picture of grey noise
+        elif init_noise in NOISES:  # the latents of a picture of noise
+            picture = NOISES[init_noise](batch, grid[0] * vq.cfg.downsample, generator)
             with torch.no_grad():
-                z = vq.encode_z(grey_noise(batch, grid[0] * vq.cfg.downsample, generator).to(codebook.device))
+                z = vq.encode_z(picture.to(codebook.device))
         elif init_noise == "random":  # a random code in every cell
             codes = torch.randint(len(codebook), (batch, *grid), generator=generator).to(codebook.device)
             z = codebook[codes].permute(0, 3, 1, 2)  # (B, C, h, w)
         else:
-            raise ValueError(f"init_noise must be 'grey' or 'random', not {init_noise!r}.")
+            raise ValueError(f"init_noise must be one of grey, colour, random; not {init_noise!r}.")
         self.z = torch.nn.Parameter(z.clone())
         self.latent = self.z  # what the optimiser changes
         # z is kept inside the box spanned by the codebook, channel by channel
@@ -317,12 +318,12 @@ class PixelDrawer(torch.nn.Module):
         self.size = size
         if init_image is not None:
             grid = F.adaptive_avg_pool2d(init_image, cells).repeat(batch, 1, 1, 1)
-        elif init_noise == "grey":
-            grid = F.adaptive_avg_pool2d(grey_noise(batch, size, generator), cells)
+        elif init_noise in NOISES:
+            grid = F.adaptive_avg_pool2d(NOISES[init_noise](batch, size, generator), cells)
         elif init_noise == "random":
             grid = torch.rand(batch, 3, cells, cells, generator=generator)
         else:
-            raise ValueError(f"init_noise must be 'grey' or 'random', not {init_noise!r}.")
+            raise ValueError(f"init_noise must be one of grey, colour, random; not {init_noise!r}.")
         self.cells = torch.nn.Parameter(grid.to(device))  # (B, 3, cells, cells)
         self.latent = self.cells  # what the optimiser changes
 
@@ -340,6 +341,15 @@ def grey_noise(batch: int, size: int, generator: torch.Generator, cells: int = 8
     grey = F.interpolate(coarse, size=size, mode="bilinear", align_corners=False)
     grey = grey + 0.05 * torch.randn(batch, 1, size, size, generator=generator)
     return grey.clamp(0, 1).expand(batch, 3, size, size)
+
+
+def colour_noise(batch: int, size: int, generator: torch.Generator, cells: int = 8) -> torch.Tensor:
+    """Pictures of coloured noise (B, 3, size, size): blotches of random colours."""
+    coarse = torch.rand(batch, 3, cells, cells, generator=generator)
+    return F.interpolate(coarse, size=size, mode="bilinear", align_corners=False)
+
+
+NOISES = {"grey": grey_noise, "colour": colour_noise}
 
 
 def make_drawer(name: str, size: int, batch: int, generator: torch.Generator, device: torch.device,
@@ -743,7 +753,7 @@ def add_cli(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch", type=int, default=1, help="images per step (seeds seed, seed+1, ...)")
     p.add_argument("--init-image", default=None, help="start from this image instead of noise")
-    p.add_argument("--init-noise", choices=["grey", "random"], default=None,
+    p.add_argument("--init-noise", choices=["grey", "colour", "random"], default=None,
                    help="the noise to start from (default: grey for tiny-vq and pixel, random for vqgan)")
     p.add_argument("--saturation", type=float, default=None, help="weight of the saturation penalty")
     p.add_argument("--model", default="tiny-shapes", help="CLIP: tiny-shapes, auto, or an open_clip name")

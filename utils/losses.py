@@ -169,7 +169,6 @@ def check_distributed(
     of the single-process gradient, for all_gather(with_grad=False), and for
     with_grad=True after dividing by world_size (see `all_gather`).
     """
-    import socket
     import tempfile
 
     import torch.multiprocessing as mp
@@ -177,12 +176,11 @@ def check_distributed(
     gen = torch.Generator().manual_seed(seed)
     images = torch.randn(world_size * n_per_process, dim, generator=gen)  # (world * n, D)
     texts = torch.randn(world_size * n_per_process, dim, generator=gen)
-    with socket.socket() as s:  # a free local port for the processes to meet on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     with tempfile.TemporaryDirectory() as out_dir:
+        # The processes meet through a file (no network port to pick, so none to collide on).
+        address = f"file://{out_dir}/rendezvous"
         mp.spawn(_check_worker, nprocs=world_size, join=True,
-                 args=(world_size, f"tcp://127.0.0.1:{port}", images, texts, logit_scale, out_dir))
+                 args=(world_size, address, images, texts, logit_scale, out_dir))
         results = [torch.load(f"{out_dir}/rank{r}.pt", weights_only=True) for r in range(world_size)]
 
     img, txt = images.clone().requires_grad_(True), texts.clone().requires_grad_(True)

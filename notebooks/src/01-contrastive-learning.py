@@ -370,17 +370,22 @@ width = 0.38
 for k, (split, label) in enumerate((("test", t("pairs seen in training")), ("heldout", t("held-out pairs")))):
     ax.bar([x + k * width for x in range(3)], [comp[split][key] for key in keys], width, label=label)
 ax.set_xticks([x + width / 2 for x in range(3)], [t(key) for key in keys])
-ax.set(ylabel=t("zero-shot accuracy"), ylim=(0, 1.05), title=t("Seen and never-seen colour-shape pairs"))
+ax.set(xlabel=t("what is scored"), ylabel=t("zero-shot accuracy"), ylim=(0, 1.05),
+       title=t("Seen and never-seen colour-shape pairs"))
 ax.legend(loc="lower left")
 plt.show()
 print(t("colour+shape accuracy: {a:.0%} on seen pairs, {b:.0%} on held-out pairs",
         a=comp["test"]["colour+shape"], b=comp["heldout"]["colour+shape"]))
+assert comp["heldout"]["colour"] > 0.9, "colour should carry over to held-out pairs"
+assert comp["heldout"]["colour+shape"] > 4 / 24, "held-out pairs should beat chance by far"
 
 # %% [markdown] id=composition-conclusion
-# Read the numbers above honestly: if the held-out bar is close to the seen one, the model
-# learned "red" and "star" as separate ideas and combines them; if it is lower, part of
-# what it learned is tied to the pairs it saw. Real CLIP models are known to be weak at
-# composition (which object has which colour) for exactly this reason.
+# Colours carry over to the held-out pairs almost perfectly: the model learned "red" as a
+# property of any shape. Shapes carry over much less well: part of what it learned about a
+# star is tied to the colours it saw stars in, and a red star is often taken for a red
+# shape it did see. That is the honest result, and real CLIP models share the weakness:
+# they are known to be poor at *composition* (which object has which colour). Captions
+# that name one attribute alone ("a star") help; `utils.tinyclip` mixes some in.
 
 # %% [markdown] id=scale-intro
 # ## How CLIP trains at scale
@@ -435,7 +440,7 @@ p_hot = (row / 1.0).softmax(-1).max().item()
 # %% id=exercise-2-check
 print(t("temperature 0.01: {a:.3f}; temperature 1: {b:.3f}", a=p_cold, b=p_hot))
 assert p_cold > 0.9, "at temperature 0.01 the softmax should be nearly one-hot"
-assert p_hot < 0.3, "at temperature 1 the softmax over 8 captions should be nearly flat"
+assert p_hot < 0.4, "at temperature 1 the softmax over 8 captions should be nearly flat (1/8 each)"
 
 # %% [markdown] id=exercise-3
 # **Exercise 3.** CLIP trained with 32,768 pairs per batch on 256 GPUs. How many pairs does
