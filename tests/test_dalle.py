@@ -239,6 +239,20 @@ def test_prior_outputs_unit_vectors():
     assert torch.allclose(out.norm(dim=-1), torch.ones(5), atol=1e-5)
 
 
+def test_unclip_decoder_reads_an_embedding_prefix():
+    from utils.dalle import UnclipDecoder
+
+    torch.manual_seed(0)
+    decoder = UnclipDecoder(DalleConfig(text_vocab=1, image_vocab=16, text_len=2, image_rows=3, image_cols=3,
+                                        n_layer=1, n_head=2, n_embd=16), embed_dim=8)
+    emb = torch.randn(5, 8)
+    logits, _ = decoder(emb, torch.randint(0, 16, (5, 4)))
+    assert logits.shape == (5, 5, 16)
+    codes = decoder.sample(emb, guidance=2.0, empty=torch.zeros(1, 8),
+                           generator=torch.Generator().manual_seed(0))
+    assert codes.shape == (5, 9) and codes.max() < 16
+
+
 def test_bundled_prior_beats_raw_text_for_retrieval():
     from utils.dalle import evaluate_prior, load_prior
 

@@ -203,6 +203,10 @@ class MiniDalle(nn.Module):
         if isinstance(module, nn.Linear) and module.bias is not None:
             nn.init.zeros_(module.bias)
 
+    def embed_prefix(self, words: torch.Tensor) -> torch.Tensor:
+        """The part of the stream the image is conditioned on: word ids (B, T_text) -> (B, T_text, C)."""
+        return self.word_emb(words)
+
     def positions(self) -> torch.Tensor:
         """Position embedding of every slot of the stream: (block_size, C)."""
         grid = self.row_emb.weight[:, None] + self.col_emb.weight[None, :]  # (h, w, C)
@@ -226,8 +230,9 @@ class MiniDalle(nn.Module):
         logits[:, i] is the distribution of image token i given the caption and codes[:, :i].
         With targets (B, n + 1), also returns the mean cross-entropy.
         """
-        n_text = words.shape[1]
-        x = torch.cat([self.word_emb(words), self.code_emb(codes)], dim=1)  # (B, T, C)
+        prefix = self.embed_prefix(words)                                  # (B, T_text, C)
+        n_text = prefix.shape[1]
+        x = torch.cat([prefix, self.code_emb(codes)], dim=1)             # (B, T, C)
         h = self.run(x)                                                    # (B, T, C)
         logits = self.head(h[:, n_text - 1:])                              # (B, n + 1, K)
         loss = None
@@ -254,14 +259,14 @@ class MiniDalle(nn.Module):
         """
         if temperature <= 0:
             raise ValueError("temperature must be > 0 (use top_k=1 for greedy decoding)")
-        B, n_text = words.shape
+        B, n_text = words.shape[0], self.cfg.text_len
         guided = guidance != 1.0
         if guided:
             if empty is None:
                 raise ValueError("classifier-free guidance needs the ids of the empty caption")
             words = torch.cat([words, empty.expand(B, -1)])                # (2B, T_text)
         caches = [{} for _ in self.blocks]
-        h = self.run(self.word_emb(words), 0, caches)                      # (B', T_text, C)
+        h = self.run(self.embed_prefix(words), 0, caches)                  # (B', T_text, C)
         codes = torch.zeros(B, 0, dtype=torch.long, device=words.device)   # (B, 0)
         for i in range(self.cfg.image_len):
             logits = self.head(h[:, -1])                                   # (B', K)
@@ -541,8 +546,6 @@ def train_dalle(cfg: TrainConfig | None = None, model_cfg: DalleConfig | None = 
     """
     import time
 
-    from tqdm.auto import tqdm
-
     from .tinyvq import load_tiny_vq
 
     cfg = cfg or TrainConfig()
@@ -561,26 +564,50 @@ def train_dalle(cfg: TrainConfig | None = None, model_cfg: DalleConfig | None = 
                               progress=progress)
     data_seconds = time.perf_counter() - start
 
-    model = bundle.model.train()
-    decay = [p for p in model.parameters() if p.ndim >= 2]
-    no_decay = [p for p in model.parameters() if p.ndim < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95))
     gen = torch.Generator().manual_seed(cfg.seed)
     empty = tokenizer.encode("")[0]                                             # (T_text,)
-    history = {"loss": [], "step": [], "data_seconds": round(data_seconds, 1), "callbacks": []}
-    train_seconds = 0.0
-    bar = tqdm(range(1, cfg.steps + 1), desc="training mini DALL-E", disable=not progress, mininterval=1)
-    for step in bar:
-        tick = time.perf_counter()
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, cfg)
+
+    def next_batch() -> tuple[torch.Tensor, torch.Tensor]:
         idx = torch.randint(len(tokens.codes), (cfg.batch_size,), generator=gen)          # (B,)
         which = torch.randint(tokens.words.shape[1], (cfg.batch_size,), generator=gen)   # (B,)
         words = tokens.words[idx, which]                                                 # (B, T_text)
         drop = torch.rand(cfg.batch_size, generator=gen) < cfg.caption_dropout
         words[drop] = empty                                # learn p(image) too, for guidance
-        loss = model.loss(words, tokens.codes[idx])
+        return words, tokens.codes[idx]
+
+    history = fit(bundle.model, next_batch, cfg, "training mini DALL-E", progress,
+                  callback and (lambda step: callback(step, bundle)), callback_every)
+    history["data_seconds"] = round(data_seconds, 1)
+    history["train_seconds"] = round(history["train_seconds"] + data_seconds, 1)
+    for c in history["callbacks"]:
+        c["train_seconds"] = round(c["train_seconds"] + data_seconds, 1)
+    return bundle, history
+
+
+def fit(model: MiniDalle, next_batch, cfg: TrainConfig, desc: str = "training", progress: bool = True,
+        callback=None, callback_every: int = 0) -> dict:
+    """The training loop: AdamW, warm-up + cosine learning rate, gradient clipping at 1.
+
+    next_batch() -> (condition, codes (B, N)); loss = model.loss(condition, codes).
+    callback(step) runs every `callback_every` steps, in eval mode; its time is not counted.
+    """
+    import time
+
+    from tqdm.auto import tqdm
+
+    model.train()
+    decay = [p for p in model.parameters() if p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.ndim < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95))
+    history = {"loss": [], "step": [], "callbacks": []}
+    train_seconds = 0.0
+    bar = tqdm(range(1, cfg.steps + 1), desc=desc, disable=not progress, mininterval=1)
+    for step in bar:
+        tick = time.perf_counter()
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, cfg)
+        loss = model.loss(*next_batch())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -592,12 +619,12 @@ def train_dalle(cfg: TrainConfig | None = None, model_cfg: DalleConfig | None = 
             bar.set_postfix(loss=f"{loss.item():.3f}")
         if callback and callback_every and (step % callback_every == 0 or step == cfg.steps):
             model.eval()
-            history["callbacks"].append({"step": step, "train_seconds": round(train_seconds + data_seconds, 1),
-                                         **(callback(step, bundle) or {})})
+            history["callbacks"].append({"step": step, "train_seconds": round(train_seconds, 1),
+                                         **(callback(step) or {})})
             model.train()
-    history["train_seconds"] = round(train_seconds + data_seconds, 1)
+    history["train_seconds"] = round(train_seconds, 1)
     model.eval().requires_grad_(False)
-    return bundle, history
+    return history
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -815,6 +842,113 @@ def load_prior(weights: str | Path | None = None) -> Prior:
     prior = Prior(PriorConfig(**{k: v for k, v in raw.items() if k in PriorConfig.__dataclass_fields__}))
     prior.load_state_dict(load_file(str(weights)))
     return prior.eval().requires_grad_(False)
+
+
+# ---------------------------------------------------------------- the unCLIP decoder (DALL-E 2)
+
+
+class UnclipDecoder(MiniDalle):
+    """DALL-E 2's decoder idea on our transformer: draw image codes from a CLIP IMAGE embedding.
+
+    The caption words are replaced by `text_len` prefix vectors computed from the embedding,
+    prefix = W e reshaped to (text_len, C); the rest is the mini DALL-E. It is trained on
+    (CLIP image embedding of a picture, the picture's codes) and never sees a text embedding:
+    at drawing time it gets either the prior's prediction or, to show why the prior exists,
+    the raw text embedding.
+    """
+
+    def __init__(self, cfg: DalleConfig, embed_dim: int):
+        super().__init__(cfg)
+        self.embed_dim = embed_dim
+        self.cond_proj = nn.Linear(embed_dim, cfg.text_len * cfg.n_embd)
+
+    def embed_prefix(self, emb: torch.Tensor) -> torch.Tensor:
+        """(B, D) CLIP embeddings -> (B, text_len, C) prefix vectors."""
+        return self.cond_proj(emb).view(len(emb), self.cfg.text_len, self.cfg.n_embd)
+
+
+def train_decoder(clip=None, cfg: TrainConfig | None = None, model_cfg: DalleConfig | None = None,
+                  vq=None, n_prefix: int = 4, progress: bool = True) -> tuple[UnclipDecoder, dict]:
+    """Train the unCLIP decoder on (CLIP image embedding, VQ codes) of rendered pictures."""
+    import time
+
+    from . import data
+    from .tinyvq import load_tiny_vq
+
+    cfg = cfg or TrainConfig()
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    clip, vq = clip or _bundled_clip(), vq or load_tiny_vq()
+    start = time.perf_counter()
+    embs, codes, n = [], [], 0
+    for batch in range(10**6):
+        images, _ = data.render_batch(500, seed=cfg.seed * 1000 + 500_000 + batch, as_tensor=True)
+        if cfg.plain_backgrounds:
+            images = images[plain_background(images)]
+        images = images[: cfg.n_images - n]
+        embs.append(clip.encode_images(to_pil(images)))                    # (b, D)
+        codes.append(vq.encode(images).flatten(1))                          # (b, h*w)
+        n += len(images)
+        if n >= cfg.n_images:
+            break
+    embs, codes = torch.cat(embs), torch.cat(codes)
+    data_seconds = time.perf_counter() - start
+    model_cfg = model_cfg or DalleConfig()
+    model_cfg.text_vocab, model_cfg.text_len, model_cfg.image_vocab = 1, n_prefix, vq.cfg.n_codes
+    model_cfg.image_rows, model_cfg.image_cols = vq.grid
+    decoder = UnclipDecoder(model_cfg, embs.shape[1])
+    gen = torch.Generator().manual_seed(cfg.seed)
+
+    def next_batch() -> tuple[torch.Tensor, torch.Tensor]:
+        idx = torch.randint(len(codes), (cfg.batch_size,), generator=gen)
+        emb = embs[idx].clone()                                             # (B, D)
+        emb[torch.rand(cfg.batch_size, generator=gen) < cfg.caption_dropout] = 0  # for guidance
+        return emb, codes[idx]
+
+    history = fit(decoder, next_batch, cfg, "training unCLIP decoder", progress)
+    history["data_seconds"] = round(data_seconds, 1)
+    history["train_seconds"] = round(history["train_seconds"] + data_seconds, 1)
+    return decoder, history
+
+
+@torch.no_grad()
+def decode_embeddings(decoder: UnclipDecoder, vq, emb: torch.Tensor, guidance: float = 1.0,
+                      temperature: float = 1.0, seed: int = 0) -> torch.Tensor:
+    """Pictures from CLIP embeddings: (B, D) -> (B, 3, H, W) in [0, 1]."""
+    empty = torch.zeros(1, decoder.embed_dim)
+    codes = decoder.sample(emb, temperature, None, torch.Generator().manual_seed(seed), guidance, empty)
+    return vq.decode_codes(codes.view(len(emb), decoder.cfg.image_rows, decoder.cfg.image_cols))
+
+
+@torch.no_grad()
+def evaluate_unclip(decoder: UnclipDecoder, prior: Prior, clip=None, judge=None, vq=None, pairs=None,
+                    n_samples: int = 8, seed: int = 0, guidance: float | None = None) -> dict:
+    """DALL-E 2's test: decode the prior's image embedding vs the raw text embedding.
+
+    For each colour-shape pair, draw n_samples pictures from each guide; the judge of
+    `utils.shapecheck` says how many have the right colour and shape (accuracy), and the right
+    colour alone.
+    """
+    from . import data
+    from .shapecheck import load_shape_judge
+    from .tinyvq import load_tiny_vq
+
+    clip, judge, vq = clip or _bundled_clip(), judge or load_shape_judge(), vq or load_tiny_vq()
+    guidance = getattr(decoder, "guidance", 1.0) if guidance is None else guidance
+    pairs = list(data.SEEN if pairs is None else pairs)
+    text = clip.encode_texts([pair_caption(c, s) for c, s in pairs])        # (P, D)
+    result = {"n_captions": len(pairs), "n_samples": n_samples}
+    for name, guide in (("text", text), ("prior", prior.predict(text))):
+        images = decode_embeddings(decoder, vq, guide.repeat_interleave(n_samples, 0), guidance,
+                                   seed=seed)                               # (P * n, 3, H, W)
+        verdicts = judge.judge(images)
+        wanted = [pair for pair in pairs for _ in range(n_samples)]
+        result[name] = {
+            "accuracy": round(sum(v["colour"] == c and v["shape"] == s
+                                  for v, (c, s) in zip(verdicts, wanted)) / len(wanted), 4),
+            "colour_accuracy": round(sum(v["colour"] == c for v, (c, _) in zip(verdicts, wanted)) / len(wanted), 4),
+        }
+    return result
 
 
 # ---------------------------------------------------------------- command line

@@ -65,9 +65,11 @@ TINY_PRESETS = {
 # Adam learning rates per drawer; a VQ latent moves in units of the codebook's spread.
 DEFAULT_LR = {"tiny-vq": 0.15, "pixel": 0.05, "vqgan": 0.1}
 # What the picture starts from when there is no init image (pixray's init_noise):
-# "grey": a picture of grey noise (no colour, so CLIP recognises nothing yet);
-# "random": random codes (VQ) or random colours (pixel), as the VQGAN+CLIP notebooks do.
-DEFAULT_INIT = {"tiny-vq": "grey", "pixel": "grey", "vqgan": "random"}
+# "colour" / "grey": the latents of a picture of coloured / grey blotches;
+# "random": a random code in every cell (VQ) or random colours (pixel), as the VQGAN+CLIP
+# notebooks do. For the tiny CLIP, plain and grey pictures already look a little like
+# "a green star": coloured noise is the start it finds least like any one prompt.
+DEFAULT_INIT = {"tiny-vq": "colour", "pixel": "colour", "vqgan": "random"}
 DEFAULT_SIZE = {"tiny-vq": 64, "pixel": 64, "vqgan": 256}
 
 
@@ -268,6 +270,23 @@ def clamp_with_grad(x: torch.Tensor, lo: float = 0.0, hi: float = 1.0) -> torch.
 # ------------------------------------------------------------------ drawers
 
 
+def grey_noise(batch: int, size: int, generator: torch.Generator, cells: int = 8) -> torch.Tensor:
+    """Pictures of grey noise (B, 3, size, size): random grey blotches plus fine grain."""
+    coarse = 0.25 + 0.65 * torch.rand(batch, 1, cells, cells, generator=generator)
+    grey = F.interpolate(coarse, size=size, mode="bilinear", align_corners=False)
+    grey = grey + 0.05 * torch.randn(batch, 1, size, size, generator=generator)
+    return grey.clamp(0, 1).expand(batch, 3, size, size)
+
+
+def colour_noise(batch: int, size: int, generator: torch.Generator, cells: int = 8) -> torch.Tensor:
+    """Pictures of coloured noise (B, 3, size, size): blotches of random colours."""
+    coarse = torch.rand(batch, 3, cells, cells, generator=generator)
+    return F.interpolate(coarse, size=size, mode="bilinear", align_corners=False)
+
+
+NOISES = {"grey": grey_noise, "colour": colour_noise}
+
+
 class VQDrawer(torch.nn.Module):
     """Draws with a VQ decoder (tiny VQ or VQGAN): the parameters are a latent grid z (B, C, h, w)."""
 
@@ -333,23 +352,6 @@ class PixelDrawer(torch.nn.Module):
     @torch.no_grad()
     def clamp_(self) -> None:
         self.cells.clamp_(0, 1)
-
-
-def grey_noise(batch: int, size: int, generator: torch.Generator, cells: int = 8) -> torch.Tensor:
-    """Pictures of grey noise (B, 3, size, size): random grey blotches plus fine grain."""
-    coarse = 0.25 + 0.65 * torch.rand(batch, 1, cells, cells, generator=generator)
-    grey = F.interpolate(coarse, size=size, mode="bilinear", align_corners=False)
-    grey = grey + 0.05 * torch.randn(batch, 1, size, size, generator=generator)
-    return grey.clamp(0, 1).expand(batch, 3, size, size)
-
-
-def colour_noise(batch: int, size: int, generator: torch.Generator, cells: int = 8) -> torch.Tensor:
-    """Pictures of coloured noise (B, 3, size, size): blotches of random colours."""
-    coarse = torch.rand(batch, 3, cells, cells, generator=generator)
-    return F.interpolate(coarse, size=size, mode="bilinear", align_corners=False)
-
-
-NOISES = {"grey": grey_noise, "colour": colour_noise}
 
 
 def make_drawer(name: str, size: int, batch: int, generator: torch.Generator, device: torch.device,
@@ -607,7 +609,7 @@ def generate(
     augment: "fused" (one grid_sample, ours), "kornia" (the canonical per-cutout version),
         or "none" (CLIP sees the whole image; expect adversarial results).
     saturation: weight of pixray's saturation penalty (colour only where the prompt needs it).
-    init_noise: the start without init_image: "grey" noise or "random" codes/colours.
+    init_noise: the start without init_image: "colour" or "grey" noise, or "random" codes.
     compile: torch.compile the step (CUDA graphs on a GPU). tf32: TF32 matmuls on a GPU.
     callback(iteration, images (B, 3, H, W), loss of image 0) is called after every step.
     Same seed, same result on CPU.
@@ -754,7 +756,7 @@ def add_cli(subparsers) -> None:
     p.add_argument("--batch", type=int, default=1, help="images per step (seeds seed, seed+1, ...)")
     p.add_argument("--init-image", default=None, help="start from this image instead of noise")
     p.add_argument("--init-noise", choices=["grey", "colour", "random"], default=None,
-                   help="the noise to start from (default: grey for tiny-vq and pixel, random for vqgan)")
+                   help="the noise to start from (default: colour for tiny-vq and pixel, random for vqgan)")
     p.add_argument("--saturation", type=float, default=None, help="weight of the saturation penalty")
     p.add_argument("--model", default="tiny-shapes", help="CLIP: tiny-shapes, auto, or an open_clip name")
     p.add_argument("--checkpoint", default=None, help="VQGAN .ckpt for --drawer vqgan")

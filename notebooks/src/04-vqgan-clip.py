@@ -37,9 +37,9 @@ from utils.data import render_batch
 from utils.generate import (
     clamp_with_grad,
     clip_normalization,
+    colour_noise,
     colourfulness,
     generate,
-    grey_noise,
     make_cutouts,
     parse_prompts,
     pixray_available,
@@ -54,7 +54,7 @@ from utils.shapecheck import dominant_colours
 from utils.tinyvq import load_tiny_vq
 
 set_language(LANG)
-ITERATIONS = 60 if QUICK else 200  # optimisation steps per picture
+ITERATIONS = 40 if QUICK else 150  # optimisation steps per picture
 CUTOUTS = 16 if QUICK else 32  # random views of the picture CLIP sees per step
 if QUICK:  # these small models run fastest on one thread (and CI runs two notebooks at once)
     torch.set_num_threads(1)
@@ -102,9 +102,9 @@ print(t("tiny VQ: {h}x{w} codes per image, codebook of {k} vectors of dimension 
 #
 # Real pictures go through the VQ model almost unchanged (top row vs. middle row): the
 # decoder can draw the shapes world. A grid of **random** codes decodes to noise made of
-# shape fragments (bottom row). The VQGAN+CLIP notebooks start from such random codes; we
-# start from the codes of a picture of **grey noise** (last row), which CLIP recognises as
-# nothing in particular, so the colour that appears comes from the prompt.
+# shape fragments (third row). The VQGAN+CLIP notebooks start from such random codes; we
+# start from the latents of a picture of **coloured noise** (last row): of all the noises we
+# tried, it is the one the tiny CLIP finds least like any particular shape.
 
 # %% id=vq-demo
 real, _ = render_batch(6, seed=SEED, split="test", as_tensor=True)  # (6, 3, 64, 64)
@@ -112,10 +112,10 @@ codes = vq.encode(real)  # (6, 8, 8) integers in [0, 256)
 rebuilt = vq.decode_codes(codes)
 random_codes = torch.randint(vq.codebook.shape[0], (6, *vq.grid), generator=torch.Generator().manual_seed(SEED))
 noise = vq.decode_codes(random_codes)
-grey = vq.decode_codes(vq.encode(grey_noise(6, 64, torch.Generator().manual_seed(SEED))))
+blotches = vq.decode_codes(vq.encode(colour_noise(6, 64, torch.Generator().manual_seed(SEED))))
 fig, axes = plt.subplots(4, 6, figsize=(9, 6.5))
 for row, (batch, name) in enumerate([(real, t("picture")), (rebuilt, t("encoded + decoded")),
-                                     (noise, t("random codes")), (grey, t("grey noise, encoded"))]):
+                                     (noise, t("random codes")), (blotches, t("coloured noise, encoded"))]):
     for col in range(6):
         axes[row, col].imshow(batch[col].permute(1, 2, 0).numpy())
         axes[row, col].axis("off")
@@ -147,7 +147,7 @@ print(codes[0])
 # %% id=one-step
 g = torch.Generator().manual_seed(SEED)
 with torch.no_grad():
-    z_start = vq.encode_z(grey_noise(1, 64, g))  # (1, 32, 8, 8): the latents of grey noise
+    z_start = vq.encode_z(colour_noise(1, 64, g))  # (1, 32, 8, 8): the latents of coloured noise
 z = z_start.clone().requires_grad_(True)
 
 z_q, _ = vq.quantize(z)                                  # 1. straight-through quantisation
@@ -263,12 +263,12 @@ assert colour == "red", f"the picture for 'a red circle' is mostly {colour}"
 # %% [markdown] id=cutouts-intro
 # ## Why cutouts?
 #
-# Run the same optimisation, but let CLIP see only the whole picture, once per step. The
-# score climbs as high or higher, yet the picture need not show the prompt: the optimiser
-# found pixels that fool this particular view of CLIP, an **adversarial example**. Shown
-# fresh random views (crops, small rotations) it was not optimised for, CLIP is much less
-# convinced. The cutouts force the picture to match the prompt from every view, which is
-# what a real red circle does.
+# Run the same optimisation, but let CLIP see only the whole picture, once per step. Now the
+# picture is optimised for that single view: it becomes whatever pattern of pixels raises
+# CLIP's score for that view, an **adversarial example**, not a red circle. To see it, show
+# CLIP fresh random views (crops, small rotations) that neither run was optimised on: the
+# picture made with cutouts keeps its score, the other loses much of it. The cutouts force the
+# picture to match the prompt from every view, which is what a real red circle does.
 
 # %% id=cutouts-compare
 plain = generate("a red circle", drawer="tiny-vq", clip=clip, iterations=ITERATIONS, seed=SEED,
@@ -284,11 +284,14 @@ def fresh_view_score(image, n: int = 64) -> float:
     return float((v @ text_vector[0]).mean())
 
 
-rows = [(t("with cutouts"), result), (t("without cutouts"), plain)]
-for name, r in rows:
-    print(t("{name}: score of the picture {a:.3f}, of fresh views {b:.3f}", name=name, a=r.final_score,
-            b=fresh_view_score(r.image)))
-show_row([r.image for _, r in rows], [name for name, _ in rows], t("\"a red circle\", same seed"), size=2.6)
+fresh = {}
+for name, r in [(t("with cutouts"), result), (t("without cutouts"), plain)]:
+    fresh[name] = fresh_view_score(r.image)
+    colour, share, _ = dominant_colours(as_tensor(r.image))[0]
+    print(t("{name}: score of the picture {a:.3f}, of fresh views {b:.3f}; {c} {s:.0%} of the colour",
+            name=name, a=r.final_score, b=fresh[name], c=colour, s=share))
+show_row([result.image, plain.image], list(fresh), t("\"a red circle\", same seed"), size=2.6)
+assert fresh[t("with cutouts")] > fresh[t("without cutouts")], "cutouts should make the picture robust to new views"
 
 # %% [markdown] id=weights-intro
 # ## Prompt weights and negative prompts
@@ -308,6 +311,8 @@ similarity = {name: float(clip.encode_images([r.image])[0] @ square_vector)
 for name, value in similarity.items():
     print(t("{p!r}: similarity to 'a red square' {s:.3f}", p=name, s=value))
 show_row([result.image, not_square.image], list(similarity), size=2.6)
+assert similarity["a red circle:1 | a red square:-0.5"] < similarity["a red circle"], \
+    "the negative prompt should move the picture away from 'a red square'"
 
 # %% [markdown] id=drawers-intro
 # ## Pixel drawer vs. VQ drawer
@@ -430,8 +435,8 @@ print(t("Correct: the judge finds {c} ({s:.0%}).", c=colour, s=share))
 start_picture = render_batch(8, seed=3, split="test", as_tensor=True)
 green = [i for i, a in enumerate(start_picture[1]) if a["colour"] == "green"]
 start = start_picture[0][green[0] if green else 0]
-recoloured = generate("a red circle", clip=clip, init_image=start, iterations=ITERATIONS, cutouts=CUTOUTS,
-                      seed=SEED, progress=False)
+recoloured = generate("a red circle", clip=clip, init_image=start, iterations=ITERATIONS // 2,
+                      cutouts=CUTOUTS, seed=SEED, progress=False)
 show_row([start, recoloured.image], [t("start"), t("after")], size=2.4)
 
 # %% id=exercise-3-check
