@@ -1,17 +1,19 @@
 """CLIP-guided image generation (lesson 04): VQGAN+CLIP, the method pixray implements.
 
 A generator G (a VQ decoder, or a plain pixel grid) draws an image from parameters z; CLIP
-scores the image against the prompt; we change z to raise the score. One step:
+scores the image against the prompt; we change z to raise the score. z starts from noise
+(or from an init image). One step:
 
     z_q    = quantize(z)                      nearest codebook vectors, straight-through gradient
     x      = clamp(G(z_q), 0, 1)              the image, (B, 3, H, W)
     cuts   = augment(crops of x)              N random crops, resized to CLIP's input size
     e      = normalize(CLIP(cuts))            (B, N, D)
     loss   = sum_p w_p * mean_n d(e_n, t_p)   t_p: prompt p's text embedding, w_p its weight
+             (+ s * colourfulness(x))         optional: pixray's saturation penalty
     z     <- Adam(z, grad loss); clamp z to the codebook's range
 
-with the spherical distance d(a, b) = 2 arcsin(|a - b| / 2)^2 between unit vectors (the squared
-great-circle distance / 2). Negative weights push the image away from a prompt.
+with the spherical distance d(a, b) = 2 arcsin(|a - b| / 2)^2 between unit vectors (half the
+squared angle between them). Negative weights push the image away from a prompt.
 
 Why cutouts: one image seen through many random crops, flips, rotations and noise must match
 the prompt in all of them; without them, the optimiser finds an adversarial pattern that fools
@@ -761,6 +763,8 @@ def add_cli(subparsers) -> None:
     p.add_argument("--model", default="tiny-shapes", help="CLIP: tiny-shapes, auto, or an open_clip name")
     p.add_argument("--checkpoint", default=None, help="VQGAN .ckpt for --drawer vqgan")
     p.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads (default: 1 for the tiny models, whose layers are too small to share)")
     p.add_argument("--compile", action="store_true", help="torch.compile the step")
     p.add_argument("--out", default=None, help="output PNG (a new name is chosen if it exists)")
     p.add_argument("--no-animation", action="store_true", help="do not write the GIF of the frames")
@@ -774,6 +778,8 @@ def _cli(args: argparse.Namespace) -> int:
     try:
         prompts = parse_prompts(args.prompt)
         clip = load_clip(args.model, device=args.device, verbose=not args.json)
+        if args.threads or (clip.is_tiny and clip.device.type == "cpu"):
+            torch.set_num_threads(args.threads or 1)
         with warnings.catch_warnings(record=True):
             warnings.simplefilter("always")
             result = generate(prompts, drawer=args.drawer, clip=clip, size=args.size,
@@ -791,9 +797,10 @@ def _cli(args: argparse.Namespace) -> int:
     base = Path(args.out) if args.out else Path("outputs") / f"{_slug(prompts[0].text)}-seed{args.seed}.png"
     if base.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
         base = base.with_suffix(".png")
-    images = [str(result.save(base.with_name(f"{base.stem}-{i}{base.suffix}") if i else base, i))
+    images = [str(result.save(base.with_name(f"{base.stem}-{i}{base.suffix}") if i else base, i).resolve())
               for i in range(len(result.images))]
-    animation = None if args.no_animation else str(result.save_animation(Path(images[0]).with_suffix(".gif")))
+    animation = None if args.no_animation else str(
+        result.save_animation(Path(images[0]).with_suffix(".gif")).resolve())
     report = {
         "prompts": [{"text": p.text, "weight": p.weight} for p in result.prompts],
         "images": images, "animation": animation,
