@@ -624,6 +624,9 @@ def generate(
 
         clip = load_clip("tiny-shapes", device="cpu" if device is None else device)
     device = torch.device(device) if device is not None else clip.device
+    if device.type != clip.device.type:
+        raise ValueError(f"CLIP is on {clip.device} but device={device}: load CLIP on the same device, "
+                         f"e.g. load_clip(..., device={str(device)!r}).")
     presets = TINY_PRESETS if getattr(clip, "is_tiny", False) else PRESETS
     if quality not in presets:
         raise ValueError(f"Unknown quality {quality!r}; choose one of {', '.join(presets)}.")
@@ -673,15 +676,19 @@ def generate(
             scores.append(start_scores[0])
             score_its.append(0)
             for it in tqdm(range(1, iterations + 1), desc="generating", disable=not progress, unit="it"):
+                if compile and device.type == "cuda":  # CUDA graphs: a new step begins
+                    torch.compiler.cudagraph_mark_step_begin()
                 theta, noise_t = objective.sample(batch, generator, noise_generator)
                 opt.zero_grad(set_to_none=False)
                 images, loss = forward(theta, noise_t)
                 loss.sum().backward()  # images are independent: the sum gives each its own gradient
                 opt.step()
                 model.clamp_()
-                losses.append(loss.detach()[0])  # kept on the device: no wait for the GPU here
+                # kept on the device (no wait for the GPU here); a copy, since CUDA graphs
+                # reuse their output memory at the next step
+                losses.append(loss.detach()[0].clone())
                 if callback is not None:
-                    callback(it, images.detach(), float(losses[-1]))
+                    callback(it, images.detach().clone(), float(losses[-1]))
                 if it % frame_every == 0 or it == iterations:
                     with torch.no_grad():
                         images = model()

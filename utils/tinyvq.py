@@ -297,7 +297,7 @@ def evaluate_tiny_vq(model: TinyVQ, n: int = 256, seed: int = 12345) -> dict:
 def train_main(args) -> int:
     """`python -m utils train vq`: train, save next to the other assets, register in the manifest.
 
-    args: seed, steps, out (weights path or None for the bundled asset), json.
+    args: seed, steps, out (a folder, or a .safetensors path; None: the bundled asset), json.
     """
     from .assets import register_asset
 
@@ -306,6 +306,8 @@ def train_main(args) -> int:
     start = time.perf_counter()
     model, metrics = train_tiny_vq(steps=steps, seed=args.seed or 0, progress=not args.json)
     out = Path(args.out) if args.out else TINY_VQ_WEIGHTS
+    if out.suffix != ".safetensors":  # a folder
+        out = out / TINY_VQ_WEIGHTS.name
     out.parent.mkdir(parents=True, exist_ok=True)
     config = out.with_suffix(".json")
     save_tiny_vq(model, out, config, extra={"trained": {"steps": steps, "seed": args.seed or 0, **metrics}})

@@ -6,15 +6,6 @@
 # step by step, train a tiny CLIP from scratch on this computer while its curves update,
 # and run the experiments that explain why CLIP needs huge batches.
 
-# %% id=colab-setup
-# Colab only: install the course package (this cell does nothing anywhere else).
-import sys
-
-if "google.colab" in sys.modules:
-    get_ipython().run_line_magic(  # noqa: F821 - get_ipython exists inside Jupyter
-        "pip", "install -q git+https://github.com/multimodal-course/multimodal-networks"
-    )
-
 # %% id=params tags=parameters
 LANG = "en"        # course language: en, fr, es, it, pt, zh
 MODEL = "auto"     # the CLIP of the last comparison: "auto", "tiny-shapes" or an open_clip name

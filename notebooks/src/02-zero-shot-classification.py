@@ -6,15 +6,6 @@
 # labels in words and you have a new classifier, with no training and no labelled example.
 # This lesson shows how that works, measures how well it works, and looks at where it breaks.
 
-# %% id=colab-setup
-# Colab only: install the course package (this cell does nothing anywhere else).
-import sys
-
-if "google.colab" in sys.modules:
-    get_ipython().run_line_magic(  # noqa: F821 - get_ipython exists inside Jupyter
-        "pip", "install -q git+https://github.com/multimodal-course/multimodal-networks"
-    )
-
 # %% id=params tags=parameters
 LANG = "en"        # course language: en, fr, es, it, pt, zh
 MODEL = "auto"     # "auto": pretrained ViT-B-32 if cached or downloadable, else "tiny-shapes"

@@ -10,15 +10,6 @@
 # an index that embeds in batches and caches its work, search by text and by image,
 # recall@k to measure it, what makes it fail, and how it scales to millions of images.
 
-# %% id=colab-setup
-# Colab only: install the course package (this cell does nothing anywhere else).
-import sys
-
-if "google.colab" in sys.modules:
-    get_ipython().run_line_magic(  # noqa: F821 - get_ipython exists inside Jupyter
-        "pip", "install -q git+https://github.com/multimodal-course/multimodal-networks"
-    )
-
 # %% id=params tags=parameters
 LANG = "en"        # course language: en, fr, es, it, pt, zh
 MODEL = "auto"     # "auto": pretrained ViT-B-32 if cached or downloadable, else "tiny-shapes"
