@@ -237,3 +237,20 @@ def test_cli_json(tmp_path, monkeypatch, capsys):
     assert second["images"][0] != report["images"][0]
     assert main(["generate", "a:b:c", "--json"]) == 1
     assert "must be a number" in json.loads(capsys.readouterr().out)["error"]
+
+
+def test_animation_files(tmp_path):
+    import importlib.util
+
+    import imageio.v3 as iio
+    from PIL import Image
+
+    frames = [Image.new("RGB", (16, 16), (40 * i, 0, 0)) for i in range(5)]
+    gif = gen.save_animation(frames, tmp_path / "a.gif")
+    assert iio.imread(gif, index=None).shape[0] == 5
+    assert gen.save_animation(frames, tmp_path / "a.gif").name == "a-1.gif"  # never overwritten
+    if not (importlib.util.find_spec("av") or importlib.util.find_spec("imageio_ffmpeg")):
+        with pytest.raises(GenerationError, match="pip install av"):
+            gen.save_animation(frames, tmp_path / "a.mp4")
+    with pytest.raises(ValueError, match=".gif or .mp4"):
+        gen.save_animation(frames, tmp_path / "a.avi")

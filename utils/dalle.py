@@ -45,6 +45,8 @@ DALLE_WEIGHTS = ASSETS_DIR / "tiny-dalle.safetensors"
 DALLE_CONFIG = ASSETS_DIR / "tiny-dalle.json"
 PRIOR_WEIGHTS = ASSETS_DIR / "tiny-prior.safetensors"
 PRIOR_CONFIG = ASSETS_DIR / "tiny-prior.json"
+DECODER_WEIGHTS = ASSETS_DIR / "tiny-unclip-decoder.safetensors"
+DECODER_CONFIG = ASSETS_DIR / "tiny-unclip-decoder.json"
 
 PAD, UNK, IMG = "<pad>", "<unk>", "<img>"
 SPECIALS = [PAD, UNK, IMG]
@@ -420,6 +422,7 @@ class Generation:
     order: torch.Tensor
     drawn: torch.Tensor
     codes: torch.Tensor
+    guidance: float = 1.0
 
     @property
     def best(self) -> torch.Tensor:
@@ -455,7 +458,7 @@ def generate(caption: str, n: int = 8, temperature: float = 1.0, top_k: int | No
         drawn = dalle.vq.decode_codes(codes)                                # (n, 3, H, W)
     scores = clip_scores(clip, drawn, caption)                              # (n,)
     order = scores.argsort(descending=True) if rerank else torch.arange(n)
-    return Generation(caption, drawn[order], scores[order], order, drawn, codes[order])
+    return Generation(caption, drawn[order], scores[order], order, drawn, codes[order], guidance)
 
 
 # ---------------------------------------------------------------- training the mini DALL-E
@@ -530,6 +533,7 @@ class TrainConfig:
     warmup: int = 100
     weight_decay: float = 0.01
     caption_dropout: float = 0.1  # share of captions replaced by the empty one (for guidance)
+    guidance: float = 2.0  # the classifier-free guidance scale saved with the model for sampling
     n_images: int = 20_000
     plain_backgrounds: bool = False  # keep only pictures whose background is plain
     seed: int = 0
@@ -558,7 +562,7 @@ def train_dalle(cfg: TrainConfig | None = None, model_cfg: DalleConfig | None = 
     model_cfg.text_vocab, model_cfg.text_len = len(tokenizer), tokenizer.length
     model_cfg.image_vocab = vq.cfg.n_codes
     model_cfg.image_rows, model_cfg.image_cols = vq.grid
-    bundle = TinyDalle(MiniDalle(model_cfg), tokenizer, vq)
+    bundle = TinyDalle(MiniDalle(model_cfg), tokenizer, vq, cfg.guidance)
     start = time.perf_counter()
     tokens = build_token_data(vq, tokenizer, cfg.n_images, seed=cfg.seed, plain_only=cfg.plain_backgrounds,
                               progress=progress)
@@ -847,6 +851,9 @@ def load_prior(weights: str | Path | None = None) -> Prior:
 # ---------------------------------------------------------------- the unCLIP decoder (DALL-E 2)
 
 
+DECODER_STEPS = 2000
+
+
 class UnclipDecoder(MiniDalle):
     """DALL-E 2's decoder idea on our transformer: draw image codes from a CLIP IMAGE embedding.
 
@@ -909,6 +916,33 @@ def train_decoder(clip=None, cfg: TrainConfig | None = None, model_cfg: DalleCon
     history["data_seconds"] = round(data_seconds, 1)
     history["train_seconds"] = round(history["train_seconds"] + data_seconds, 1)
     return decoder, history
+
+
+def save_decoder(decoder: UnclipDecoder, weights: Path = DECODER_WEIGHTS, extra: dict | None = None) -> Path:
+    from safetensors.torch import save_file
+
+    save_file({k: v.detach().half().contiguous() for k, v in decoder.state_dict().items()}, str(weights))
+    config = weights.with_suffix(".json")
+    config.write_text(json.dumps({**asdict(decoder.cfg), "embed_dim": decoder.embed_dim,
+                                  "guidance": getattr(decoder, "guidance", 1.0), **(extra or {})}, indent=2) + "\n")
+    return config
+
+
+def load_decoder(weights: str | Path | None = None) -> UnclipDecoder:
+    """The bundled unCLIP decoder (or `weights` with its .json beside it)."""
+    from safetensors.torch import load_file
+
+    weights = Path(weights) if weights else DECODER_WEIGHTS
+    config = weights.with_suffix(".json")
+    if not weights.exists() or not config.exists():
+        raise FileNotFoundError(f"The unCLIP decoder {weights} (or {config.name}) is missing. "
+                                "Rebuild it: python -m utils train prior")
+    raw = json.loads(config.read_text())
+    decoder = UnclipDecoder(DalleConfig(**{k: v for k, v in raw.items() if k in DalleConfig.__dataclass_fields__}),
+                            raw["embed_dim"])
+    decoder.load_state_dict({k: v.float() for k, v in load_file(str(weights)).items()})
+    decoder.guidance = raw.get("guidance", 1.0)
+    return decoder.eval().requires_grad_(False)
 
 
 @torch.no_grad()
@@ -986,6 +1020,8 @@ def add_cli(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--top-k", type=int, default=None, help="sample among the k likeliest codes only")
+    p.add_argument("--guidance", type=float, default=None,
+                   help="classifier-free guidance scale (1: none; default: the model's, 2)")
     p.add_argument("--out", default=None, help="PNG for the best sample; the grid goes beside it as "
                                                "NAME-grid.png (new names are chosen if they exist)")
     p.add_argument("--json", action="store_true", help="print a JSON report")
@@ -1004,7 +1040,7 @@ def _cli(args) -> int:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             result = generate(args.caption, n=args.n, temperature=args.temperature, top_k=args.top_k,
-                              seed=args.seed)
+                              seed=args.seed, guidance=args.guidance)
         verdicts = load_shape_judge().judge(result.images)
     except (ValueError, FileNotFoundError) as err:
         print(json.dumps({"error": str(err)}) if args.json else f"error: {err}",
@@ -1022,6 +1058,7 @@ def _cli(args) -> int:
                for r, (s, i, v) in enumerate(zip(result.scores, result.order, verdicts))]
     report = {"caption": args.caption, "image": str(best), "grid": str(grid), "n": args.n,
               "seed": args.seed, "temperature": args.temperature, "top_k": args.top_k,
+              "guidance": result.guidance,
               "best": samples[0], "samples": samples, "warnings": [str(w.message) for w in caught],
               "seconds": round(time.perf_counter() - start, 2),
               "judge": "colour: pixel hue statistics; shape: utils.shapecheck CNN (not the reranking CLIP)"}
@@ -1040,6 +1077,13 @@ def _report(report: dict, as_json: bool, lines: list[str]) -> None:
     print(json.dumps(report) if as_json else "\n".join(lines))
 
 
+def _out_path(args, bundled: Path) -> Path:
+    """Where `train` writes: `--out` is a folder (default: the bundled assets folder)."""
+    if getattr(args, "epochs", None):
+        raise SystemExit("this model is trained for a number of steps: use --steps, not --epochs")
+    return Path(args.out) / bundled.name if getattr(args, "out", None) else bundled
+
+
 def train_main(args) -> int:
     """`python -m utils train dalle`: train, judge, save next to the other assets, register them."""
     from . import data
@@ -1055,7 +1099,7 @@ def train_main(args) -> int:
     held = evaluate_dalle(bundle, clip, judge, data.HELD_OUT, seed=seed)
     quality = {name: {k: r[k] for k in ("reranked_accuracy", "sample_accuracy", "any_right")}
                for name, r in (("seen", seen), ("heldout", held))}
-    out = Path(args.out) if args.out else DALLE_WEIGHTS
+    out = _out_path(args, DALLE_WEIGHTS)
     out.parent.mkdir(parents=True, exist_ok=True)
     config = save_tiny_dalle(bundle, out, extra={
         "vq_sha256": sha256_of(TINY_VQ_WEIGHTS),
@@ -1077,29 +1121,50 @@ def train_main(args) -> int:
 
 
 def train_prior_main(args) -> int:
-    """`python -m utils train prior`: fit the unCLIP prior to the tiny CLIP, compare it, save it."""
+    """`python -m utils train prior`: fit the unCLIP prior and decoder to the tiny CLIP, compare, save.
+
+    The two numbers of lesson 05: retrieval by the raw text embedding vs by the prior's image
+    embedding, and pictures decoded from each (judged by `utils.shapecheck`).
+    """
+    from . import data
     from .assets import register_asset, sha256_of
     from .models import TINY_WEIGHTS
+    from .tinyvq import TINY_VQ_WEIGHTS
 
     seed = args.seed or 0
     steps = args.steps or 1500
-    prior, history = train_prior(steps=steps, seed=seed, progress=not args.json)
-    metrics = evaluate_prior(prior)
-    out = Path(args.out) if args.out else PRIOR_WEIGHTS
+    clip = _bundled_clip()
+    prior, history = train_prior(clip, steps=steps, seed=seed, progress=not args.json)
+    decoder_cfg = TrainConfig(steps=DECODER_STEPS, seed=seed)
+    decoder, decoder_history = train_decoder(clip, decoder_cfg, progress=not args.json)
+    decoder.guidance = decoder_cfg.guidance
+    retrieval = evaluate_prior(prior, clip)
+    decoding = evaluate_unclip(decoder, prior, clip, pairs=data.SEEN, seed=seed)
+    out = _out_path(args, PRIOR_WEIGHTS)
     out.parent.mkdir(parents=True, exist_ok=True)
-    config = save_prior(prior, out, extra={"clip_sha256": sha256_of(TINY_WEIGHTS),
-                                           "trained": {"steps": steps, "seed": seed, **metrics}})
+    clip_sha, vq_sha = sha256_of(TINY_WEIGHTS), sha256_of(TINY_VQ_WEIGHTS)
+    config = save_prior(prior, out, extra={"clip_sha256": clip_sha, "trained": {
+        "steps": steps, "seed": seed, "retrieval": retrieval, "decoding": decoding}})
+    decoder_out = out.with_name(DECODER_WEIGHTS.name)
+    decoder_config = save_decoder(decoder, decoder_out, extra={"clip_sha256": clip_sha, "vq_sha256": vq_sha, "trained": {
+        "steps": decoder_cfg.steps, "seed": seed, "train_seconds": decoder_history["train_seconds"],
+        "final_loss": decoder_history["loss"][-1], "decoding": decoding}})
     if out.resolve().parent == ASSETS_DIR.resolve():
         rebuild = f"python -m utils train prior --seed {seed}"
         register_asset(out, "unCLIP prior: MLP from tiny-CLIP text embeddings to image embeddings", rebuild)
         register_asset(config, "config of tiny-prior.safetensors", rebuild)
-    report = {"weights": str(out), "steps": steps, "seed": seed,
-              "train_seconds": history["train_seconds"], **metrics}
-    k = metrics["k"]
+        register_asset(decoder_out, "unCLIP decoder: transformer drawing tiny-VQ codes from a tiny-CLIP "
+                                    "image embedding", rebuild)
+        register_asset(decoder_config, "config of tiny-unclip-decoder.safetensors", rebuild)
+    report = {"weights": str(out), "decoder": str(decoder_out), "steps": steps, "seed": seed,
+              "train_seconds": history["train_seconds"] + decoder_history["train_seconds"],
+              "retrieval": retrieval, "decoding": decoding}
+    k = retrieval["k"]
     _report(report, args.json, [
-        f"trained in {history['train_seconds']} s; retrieval precision@{k} on seen pairs: text "
-        f"{metrics['text_seen'][f'precision@{k}']:.3f} -> prior {metrics['prior_seen'][f'precision@{k}']:.3f}; "
-        f"held-out: {metrics['text_heldout'][f'precision@{k}']:.3f} -> "
-        f"{metrics['prior_heldout'][f'precision@{k}']:.3f}",
-        f"saved {out}"])
+        f"retrieval precision@{k} on seen pairs: text {retrieval['text_seen'][f'precision@{k}']:.3f}, "
+        f"prior {retrieval['prior_seen'][f'precision@{k}']:.3f}; cosine to the caption's pictures: "
+        f"{retrieval['text_seen']['cos_to_own_images']:.3f} -> {retrieval['prior_seen']['cos_to_own_images']:.3f}",
+        f"decoded pictures with the right colour and shape: {decoding['text']['accuracy']:.0%} from the text "
+        f"embedding, {decoding['prior']['accuracy']:.0%} from the prior's image embedding",
+        f"saved {out} and {decoder_out}"])
     return 0

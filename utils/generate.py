@@ -460,13 +460,17 @@ def save_animation(frames: list, path: str | Path, fps: int = 10) -> Path:
     if path.suffix.lower() == ".gif":
         iio.imwrite(path, arrays, duration=1000 / fps, loop=0)
     elif path.suffix.lower() == ".mp4":
-        try:
-            iio.imwrite(path, arrays, fps=fps, codec="libx264", macro_block_size=1)
-        except (ImportError, ValueError, RuntimeError) as err:
-            raise GenerationError(
-                f"Writing MP4 needs a video backend ({err}). Install one with "
-                "`pip install imageio-ffmpeg`, or save a .gif instead."
-            ) from err
+        import importlib.util
+
+        if importlib.util.find_spec("av"):  # imageio's PyAV plugin
+            iio.imwrite(path, arrays, plugin="pyav", fps=fps, codec="libx264")
+        elif importlib.util.find_spec("imageio_ffmpeg"):  # imageio's ffmpeg plugin
+            import imageio.v2
+
+            imageio.v2.mimwrite(path, list(arrays), fps=fps, macro_block_size=1)
+        else:
+            raise GenerationError("Writing MP4 needs a video backend for imageio: "
+                                  "`pip install av` (or imageio-ffmpeg). Or save a .gif instead.")
     else:
         raise ValueError(f"Animations are saved as .gif or .mp4, not {path.suffix!r}.")
     return path

@@ -250,7 +250,7 @@ def train_main(args) -> int:
     seed = args.seed or 0
     start = time.perf_counter()
     net, metrics = train_judge(steps=steps, seed=seed, vq=load_tiny_vq(), progress=not args.json)
-    out = Path(args.out) if args.out else JUDGE_WEIGHTS
+    out = Path(args.out) / JUDGE_WEIGHTS.name if getattr(args, "out", None) else JUDGE_WEIGHTS
     out.parent.mkdir(parents=True, exist_ok=True)
     config = save_judge(net, out, extra={"vq_sha256": sha256_of(TINY_VQ_WEIGHTS),
                                          "trained": {"steps": steps, "seed": seed, **metrics}})
@@ -273,6 +273,6 @@ if __name__ == "__main__":  # python -m utils.shapecheck [--steps N] [--seed S] 
     parser = argparse.ArgumentParser(description="Train the shape judge of lesson 05.")
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=None)
+    parser.add_argument("--out", default=None, help="folder (default: utils/assets/, updates the manifest)")
     parser.add_argument("--json", action="store_true")
     sys.exit(train_main(parser.parse_args()))

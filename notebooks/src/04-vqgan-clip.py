@@ -8,15 +8,6 @@
 # the quantisation trick, the cutouts, the loss. Then you see what it takes on a GPU with the
 # real models.
 
-# %% id=colab-setup
-# Colab only: install the course package (this cell does nothing anywhere else).
-import sys
-
-if "google.colab" in sys.modules:
-    get_ipython().run_line_magic(  # noqa: F821 - get_ipython exists inside Jupyter
-        "pip", "install -q git+https://github.com/multimodal-course/multimodal-networks"
-    )
-
 # %% id=params tags=parameters
 LANG = "en"        # course language: en, fr, es, it, pt, zh
 MODEL = "auto"     # CLIP for the GPU section: "auto" = pretrained ViT-B-32 if available
@@ -25,6 +16,7 @@ SEED = 0           # same seed, same picture (on a CPU)
 
 # %% id=imports
 import io
+import sys
 
 import matplotlib.pyplot as plt
 import numpy as np

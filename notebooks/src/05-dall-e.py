@@ -39,13 +39,17 @@ from utils import data
 from utils.dalle import (
     SPECIALS,
     TrainConfig,
+    decode_embeddings,
     evaluate_dalle,
     evaluate_prior,
+    evaluate_unclip,
     generate,
+    load_decoder,
     load_prior,
     load_tiny_dalle,
     pair_caption,
     train_dalle,
+    train_decoder,
     train_prior,
 )
 from utils.i18n import set_language, t
@@ -217,13 +221,18 @@ show_images(result.drawn, [f"{v['colour']} {v['shape']}" for v in verdicts],
             t("Eight samples of \"{c}\" (judge's verdict above each)", c=CAPTION))
 
 # %% [markdown] id=knobs-intro
-# ## Sampling knobs: temperature and top-k
+# ## Sampling knobs: temperature, top-k and guidance
 #
 # - **temperature** `T` divides the logits before the softmax, `p = softmax(logits / T)`.
 #   `T < 1` sharpens the distribution (safer, more alike pictures), `T > 1` flattens it (more
 #   variety, more mistakes).
 # - **top-k** keeps only the `k` likeliest codes at each step. `k = 1` is greedy decoding: one
 #   picture per caption, always the same.
+# - **classifier-free guidance** `s` (not in DALL-E 1; Parti and DALL-E 2's decoder use it).
+#   During training one caption in ten was replaced by the empty caption, so the same model
+#   also knows `p(image)` without a caption. When sampling we push the logits away from the
+#   caption-free ones: `logits = logits(empty) + s * (logits(caption) - logits(empty))`.
+#   `s = 1` is plain sampling; the bundled model samples with `s = 2` by default.
 
 # %% id=knob-temperature
 temperatures = [0.3, 0.7, 1.0, 1.5]
@@ -237,6 +246,12 @@ top_ks = [1, 4, 32, None]
 rows = [generate(CAPTION, n=5, top_k=k, seed=SEED, dalle=dalle, clip=clip, rerank=False).drawn for k in top_ks]
 show_images(torch.cat(rows), [f"top-k={k or 'all'}" for k in top_ks for _ in range(5)],
             t("Top-k: rows from greedy (k=1) to all 256 codes"), size=1.2, rows=len(top_ks))
+
+# %% id=knob-guidance
+scales = [1.0, 2.0, 4.0]
+rows = [generate(CAPTION, n=5, guidance=g, seed=SEED, dalle=dalle, clip=clip, rerank=False).drawn for g in scales]
+show_images(torch.cat(rows), [f"s={g}" for g in scales for _ in range(5)],
+            t("Guidance: rows from none (s=1) to strong (s=4)"), size=1.2, rows=len(scales))
 
 # %% [markdown] id=rerank-intro
 # ## CLIP reranking, before and after
