@@ -537,7 +537,7 @@ class TrainConfig:
     n_images: int = 20_000
     plain_backgrounds: bool = False  # keep only pictures whose background is plain
     seed: int = 0
-    threads: int = 2
+    threads: int = 0  # torch threads while training; 0 keeps the current setting
 
 
 def train_dalle(cfg: TrainConfig | None = None, model_cfg: DalleConfig | None = None, vq=None,
@@ -553,7 +553,8 @@ def train_dalle(cfg: TrainConfig | None = None, model_cfg: DalleConfig | None = 
     from .tinyvq import load_tiny_vq
 
     cfg = cfg or TrainConfig()
-    torch.set_num_threads(cfg.threads)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     vq = vq or load_tiny_vq()
     words = shapes_world_words()
@@ -883,7 +884,8 @@ def train_decoder(clip=None, cfg: TrainConfig | None = None, model_cfg: DalleCon
     from .tinyvq import load_tiny_vq
 
     cfg = cfg or TrainConfig()
-    torch.set_num_threads(cfg.threads)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     clip, vq = clip or _bundled_clip(), vq or load_tiny_vq()
     start = time.perf_counter()
