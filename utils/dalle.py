@@ -37,6 +37,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .assets import ASSETS_DIR
+from .generate import unique_path as new_path  # never overwrite a file a student made
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -994,14 +995,6 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40] or "image"
 
 
-def new_path(path: str | Path) -> Path:
-    """`path` if free, else the first free `stem-1.ext`, `stem-2.ext`...: nothing is overwritten."""
-    path = Path(path)
-    candidate, i = path, 1
-    while candidate.exists():
-        candidate = path.with_name(f"{path.stem}-{i}{path.suffix}")
-        i += 1
-    return candidate
 
 
 def image_grid(images: torch.Tensor, gap: int = 2) -> Image.Image:
