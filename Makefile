@@ -6,9 +6,8 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 LAB_ARGS ?=
 PYTEST_ARGS ?=
-# Every built notebook in every language (student versions of exercises are tested by tests/),
-# except lesson 05 until its unCLIP prior and decoder are bundled (issue 8 is open).
-NOTEBOOKS = $(filter-out notebooks/%/05-dall-e.ipynb,$(wildcard notebooks/*/[0-9][0-9]-*.ipynb))
+# Every built notebook in every language (student versions of exercises are tested by tests/).
+NOTEBOOKS = $(wildcard notebooks/*/[0-9][0-9]-*.ipynb)
 # Jupyter's runtime files (kernel connection files) stay inside .venv too.
 JUPYTER_ENV := JUPYTER_RUNTIME_DIR=$(CURDIR)/$(VENV)/share/jupyter/runtime
 # Tests never touch the network.

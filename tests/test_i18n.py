@@ -349,6 +349,20 @@ def test_catalog_scanner_finds_t_strings_and_names_file_and_language(tmp_path):
     assert any("utils/plots.py:4" in p and "f\"...\"" in p for p in problems)
 
 
+def test_catalog_reports_translations_no_code_uses(tmp_path):
+    (tmp_path / "utils" / "locales").mkdir(parents=True)
+    (tmp_path / "notebooks" / "src").mkdir(parents=True)
+    (tmp_path / "utils" / "plots.py").write_text(
+        "from utils.i18n import t\n\nKEYS = ['Precision']\n\n"
+        "def title(key):\n    return t(\"Loss\") + t(key)\n", encoding="utf-8")
+    for lang in OTHERS:  # "Precision" reaches t() through a variable: it is used
+        (tmp_path / "utils" / "locales" / f"{lang}.json").write_text(
+            json.dumps({"Loss": "x", "Precision": "y", "Old title": "z"}), encoding="utf-8")
+    problems = check_all(root=tmp_path, parts=("catalogs",))
+    assert len(problems) == len(OTHERS), problems
+    assert all("'Old title'" in p and "no code uses it" in p for p in problems)
+
+
 def test_catalog_files_are_flat_string_maps():
     for lang in OTHERS:
         path = ROOT / "utils" / "locales" / f"{lang}.json"

@@ -661,13 +661,21 @@ def _fields(text: str) -> set[str]:
     return set(re.findall(r"\{(\w*)[^{}]*\}", text))
 
 
+def _string_constants(path: Path) -> set[str]:
+    """Every string literal of a Python file (a t() key may be passed through a variable)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    return {node.value for node in ast.walk(tree) if isinstance(node, ast.Constant) and isinstance(node.value, str)}
+
+
 def catalog_problems(root: Path = ROOT, langs: list[str] | None = None) -> list[Problem]:
     """t("...") strings without a translation in utils/locales/<lang>.json, or with other
-    {placeholders}; and t(f"...") calls, which can never be translated."""
-    problems, wanted = [], {}
+    {placeholders}; t(f"...") calls, which can never be translated; and translations of
+    strings that no code holds any more (left behind when the English changed)."""
+    problems, wanted, constants = [], {}, set()
     for path in code_files(root):
         if path.name == "i18n.py" and path.parent.name == "utils":
             continue  # its docstrings show t() examples, not strings students see
+        constants |= _string_constants(path)
         for literal, line in t_strings(path):
             where = f"{_rel(path, root)}:{line}"
             if literal is None:
@@ -691,6 +699,9 @@ def catalog_problems(root: Path = ROOT, langs: list[str] | None = None) -> list[
                                         f"the translation of t({english!r}) has placeholders "
                                         f"{sorted(_fields(found[english]))}, the English "
                                         f"{sorted(_fields(english))}", english))
+        for english in sorted(set(found) - constants):
+            problems.append(Problem(lang, json_path, english,
+                                    f"t({english!r}) is translated but no code uses it any more: remove it"))
     return problems
 
 

@@ -33,6 +33,10 @@ DEFAULT_HF_REPO = "laion/CLIP-ViT-B-32-laion2B-s34B-b79K"
 TINY_NAME = "tiny-shapes"
 TINY_CONFIG = ASSETS_DIR / "tiny-shapes.json"
 TINY_WEIGHTS = ASSETS_DIR / "tiny-shapes.safetensors"
+# The same tiny CLIP, fine-tuned to also read pictures drawn through the tiny VQ: it reranks
+# the mini DALL-E of lesson 05 (`python -m utils train reranker`).
+TINY_VQ_NAME = "tiny-shapes-vq"
+TINY_VQ_CLIP_WEIGHTS = ASSETS_DIR / "tiny-shapes-vq.safetensors"
 CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
 
 
@@ -262,13 +266,16 @@ def load_clip(
 ) -> CLIP:
     """Load a CLIP model and everything needed to use it.
 
-    name: an open_clip model name ("ViT-B-32"), "tiny-shapes" (bundled, offline), or "auto".
+    name: an open_clip model name ("ViT-B-32"), "tiny-shapes" (bundled, offline),
+        "tiny-shapes-vq" (the same, fine-tuned on tiny-VQ pictures), or "auto".
     pretrained: an open_clip tag ("laion2b_s34b_b79k"), a local checkpoint file
         (.safetensors, or .pt/.bin loaded with weights_only=True), or "auto"
         (the default tag if cached or downloadable, else the tiny model).
     """
     if name == TINY_NAME or (name == "auto" and pretrained == TINY_NAME):
         return _load_tiny(pick_device(device))
+    if name == TINY_VQ_NAME:
+        return _load_tiny(pick_device(device), TINY_VQ_NAME)
     if name == "auto":
         name = DEFAULT_MODEL
 
@@ -314,16 +321,18 @@ def load_clip(
     return CLIP(model, preprocess, tokenizer, name, tag, desc, dev)
 
 
-def _load_tiny(device: torch.device) -> CLIP:
+def _load_tiny(device: torch.device, name: str = TINY_NAME) -> CLIP:
+    """A bundled tiny CLIP: "tiny-shapes", or "tiny-shapes-vq" (same architecture and config)."""
     _tiny_model_config_registered()
-    if not TINY_WEIGHTS.exists():
-        raise FileNotFoundError(
-            f"The tiny CLIP weights {TINY_WEIGHTS} are missing. Rebuild them: python -m utils train clip"
-        )
-    model, preprocess, tokenizer = _create(TINY_NAME, TINY_WEIGHTS, device)
-    desc = (f"{TINY_NAME}: the tiny CLIP trained on the shapes world, bundled with the course "
-            f"(weights: {TINY_WEIGHTS.name}) on {device}")
-    return CLIP(model, preprocess, tokenizer, TINY_NAME, TINY_NAME, desc, device, is_tiny=True)
+    weights, rebuild, what = TINY_WEIGHTS, "python -m utils train clip", "trained on the shapes world"
+    if name == TINY_VQ_NAME:
+        weights, rebuild = TINY_VQ_CLIP_WEIGHTS, "python -m utils train reranker"
+        what = "fine-tuned to read tiny-VQ pictures too (lesson 05's reranker)"
+    if not weights.exists():
+        raise FileNotFoundError(f"The tiny CLIP weights {weights} are missing. Rebuild them: {rebuild}")
+    model, preprocess, tokenizer = _create(TINY_NAME, weights, device)
+    desc = f"{name}: the tiny CLIP {what}, bundled with the course (weights: {weights.name}) on {device}"
+    return CLIP(model, preprocess, tokenizer, name, name, desc, device, is_tiny=True)
 
 
 def available_worlds() -> dict:

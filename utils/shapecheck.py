@@ -161,7 +161,7 @@ def degrade(images: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return (out + noise).clamp(0, 1)
 
 
-def train_judge(steps: int = 800, seed: int = 0, batch_size: int = 64, lr: float = 3e-3,
+def train_judge(steps: int = 2000, seed: int = 0, batch_size: int = 64, lr: float = 3e-3,
                 vq=None, progress: bool = True) -> tuple[ShapeNet, dict]:
     """Train ShapeNet on rendered images of ALL colour-shape pairs; returns (net, metrics).
 
@@ -246,7 +246,7 @@ def train_main(args) -> int:
     from .assets import register_asset, sha256_of
     from .tinyvq import TINY_VQ_WEIGHTS, load_tiny_vq
 
-    steps = args.steps or 800
+    steps = args.steps or 2000
     seed = args.seed or 0
     start = time.perf_counter()
     net, metrics = train_judge(steps=steps, seed=seed, vq=load_tiny_vq(), progress=not args.json)

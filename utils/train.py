@@ -1,4 +1,4 @@
-"""`python -m utils train clip|vq|dalle|prior`: rebuild the bundled tiny models.
+"""`python -m utils train clip|vq|dalle|prior|reranker|shapecheck`: rebuild the bundled tiny models.
 
 Each sub-command trains one model from a seed, saves it into utils/assets/ (or --out)
 and records its sha256 in utils/assets/manifest.json:
@@ -6,7 +6,9 @@ and records its sha256 in utils/assets/manifest.json:
     python -m utils train clip --seed 0          # the tiny CLIP (utils.tinyclip)
     python -m utils train vq --seed 0            # the tiny VQ image tokenizer (utils.tinyvq)
     python -m utils train dalle --seed 0         # the mini DALL-E (utils.dalle)
-    python -m utils train prior --seed 0         # the unCLIP prior (utils.dalle)
+    python -m utils train prior --seed 0         # the unCLIP prior and decoder (utils.dalle)
+    python -m utils train reranker --seed 0      # the tiny CLIP, fine-tuned on tiny-VQ pictures
+    python -m utils train shapecheck --seed 0    # lesson 05's judge (utils.shapecheck)
 
 The module that does the work is imported only when its command runs.
 """
@@ -22,6 +24,9 @@ MODELS = {
     "vq": ("utils.tinyvq", "train_main", "the tiny VQ image tokenizer/decoder"),
     "dalle": ("utils.dalle", "train_main", "the mini DALL-E (text and image tokens in one stream)"),
     "prior": ("utils.dalle", "train_prior_main", "the unCLIP prior (text embedding -> image embedding)"),
+    "shapecheck": ("utils.shapecheck", "train_main", "the shape judge that grades lesson 05 (not a CLIP)"),
+    "reranker": ("utils.tinyclip", "train_reranker_main",
+                 "the tiny CLIP, fine-tuned to read tiny-VQ pictures (reranks the mini DALL-E)"),
 }
 
 
@@ -42,7 +47,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def add_cli(subparsers) -> argparse.ArgumentParser:
-    """Add `train` and its sub-commands (clip, vq, dalle, prior) to the course CLI."""
+    """Add `train` and its sub-commands (see MODELS) to the course CLI."""
     parser = subparsers.add_parser(
         "train", help="rebuild a bundled tiny model", description=__doc__.splitlines()[0]
     )
