@@ -305,6 +305,29 @@ def test_decoding_the_prior_beats_decoding_the_text():
     """DALL-E 2's point: the decoder draws the right picture more often from the prior's output."""
     from utils.dalle import evaluate_unclip, load_decoder, load_prior
 
-    result = evaluate_unclip(load_decoder(), load_prior(), pairs=data.SEEN[::2], n_samples=4, seed=1)
-    assert result["prior"]["colour_accuracy"] >= result["text"]["colour_accuracy"] + 0.15, result
-    assert result["prior"]["colour_accuracy"] >= 0.9, result
+    result = evaluate_unclip(load_decoder(), load_prior(), pairs=data.SEEN, n_samples=4, seed=1)
+    assert result["prior"]["accuracy"] >= result["text"]["accuracy"] + 0.1, result
+    assert result["prior"]["accuracy"] >= 0.6 and result["prior"]["colour_accuracy"] >= 0.9, result
+
+
+def test_training_sets_keep_only_the_pictures_asked_for():
+    """The mini DALL-E, the prior and the decoder learn large shapes on plain backgrounds."""
+    from utils.dalle import clip_pairs, keep_pictures, plain_background
+
+    class FakeClip:
+        def encode_images(self, images, progress=False):
+            return torch.randn(len(images), 4)
+
+        def encode_texts(self, texts):
+            return torch.randn(len(texts), 4)
+
+    image_emb, text_emb, attrs = clip_pairs(FakeClip(), 60, seed=1, plain_only=True, sizes=("large",),
+                                            progress=False)
+    assert image_emb.shape == text_emb.shape == (60, 4)
+    assert {a["size"] for a in attrs} == {"large"}
+    images, attrs = data.render_batch(200, seed=2, as_tensor=True)
+    keep = keep_pictures(images, attrs, plain_only=True, sizes=("large",))
+    assert 0 < int(keep.sum()) < 200
+    assert all(attrs[i]["size"] == "large" for i in keep.nonzero().flatten().tolist())
+    assert bool(plain_background(images[keep]).all())
+    assert bool(keep_pictures(images, attrs).all()), "no filter keeps everything"

@@ -101,3 +101,26 @@ def test_two_processes_equal_one_process_on_the_concatenated_batch():
     img, txt = torch.randn(10, 12, generator=gen), torch.randn(10, 12, generator=gen)
     shard = contrastive_loss(normalize(img[:5]), normalize(txt[:5]), 20.0).item()
     assert abs(shard - result["single_loss"]) > 1e-3
+
+
+def test_a_worker_that_dies_is_retried_and_reported(monkeypatch, capsys):
+    import torch.multiprocessing as mp
+
+    real_spawn, calls = mp.spawn, []
+
+    def flaky_spawn(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise mp.ProcessExitedException("process 1 terminated with signal SIGABRT", error_index=1,
+                                            error_pid=0, exit_code=-6, signal_name="SIGABRT")
+        return real_spawn(*args, **kwargs)
+
+    monkeypatch.setattr(mp, "spawn", flaky_spawn)
+    result = check_distributed(world_size=2, n_per_process=3, dim=8)
+    assert result["attempts"] == 2 and result["max_loss_diff"] < 1e-6
+    assert "trying again" in capsys.readouterr().err
+    calls.clear()
+    monkeypatch.setattr(mp, "spawn", lambda *a, **k: (_ for _ in ()).throw(
+        mp.ProcessExitedException("died", error_index=0, error_pid=0, exit_code=1)))
+    with pytest.raises(mp.ProcessExitedException):
+        check_distributed(world_size=2, n_per_process=3, dim=8, attempts=2)

@@ -38,6 +38,7 @@ import torch.nn.functional as F
 
 from .assets import ASSETS_DIR
 from .generate import unique_path as new_path  # never overwrite a file a student made
+from .models import TINY_VQ_NAME
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -48,7 +49,7 @@ PRIOR_WEIGHTS = ASSETS_DIR / "tiny-prior.safetensors"
 PRIOR_CONFIG = ASSETS_DIR / "tiny-prior.json"
 DECODER_WEIGHTS = ASSETS_DIR / "tiny-unclip-decoder.safetensors"
 DECODER_CONFIG = ASSETS_DIR / "tiny-unclip-decoder.json"
-RERANKER = "tiny-shapes-vq"  # the CLIP that reranks by default: the tiny CLIP, fine-tuned on VQ pictures
+RERANKER = TINY_VQ_NAME  # the CLIP that reranks by default: the tiny CLIP, fine-tuned on VQ pictures
 
 PAD, UNK, IMG = "<pad>", "<unk>", "<img>"
 SPECIALS = [PAD, UNK, IMG]
@@ -772,15 +773,26 @@ class Prior(nn.Module):
         return self(text_emb)
 
 
-def clip_pairs(clip, n_images: int, seed: int = 0, split: str = "train",
-               progress: bool = True) -> tuple[torch.Tensor, torch.Tensor, list[dict]]:
-    """CLIP embeddings of n rendered images and of their captions: (N, D), (N, D), attrs."""
+def clip_pairs(clip, n_images: int, seed: int = 0, split: str = "train", progress: bool = True,
+               plain_only: bool = False, sizes: Sequence[str] | None = None,
+               ) -> tuple[torch.Tensor, torch.Tensor, list[dict]]:
+    """CLIP embeddings of n rendered images and of their captions: (N, D), (N, D), attrs.
+
+    plain_only, sizes: keep only such pictures (see `keep_pictures`), as the decoder saw.
+    """
     from . import data
 
-    images, attrs = data.render_batch(n_images, seed=seed, split=split)
-    from PIL import Image
-
-    image_emb = clip.encode_images([Image.fromarray(a) for a in images], progress=progress)  # (N, D)
+    images, attrs = [], []
+    for batch in range(10**6):  # the first batch is all n pictures when nothing is filtered out
+        chunk, chunk_attrs = data.render_batch(n_images, seed=seed if batch == 0 else seed * 1000 + batch,
+                                               split=split, as_tensor=True)
+        keep = keep_pictures(chunk, chunk_attrs, plain_only, sizes)        # (b,) bool
+        images.append(chunk[keep])
+        attrs += [a for a, k in zip(chunk_attrs, keep) if k]
+        if len(attrs) >= n_images:
+            break
+    images, attrs = torch.cat(images)[:n_images], attrs[:n_images]
+    image_emb = clip.encode_images(to_pil(images), progress=progress)      # (N, D)
     captions = [a["caption"] for a in attrs]
     unique = list(dict.fromkeys(captions))
     unique_emb = clip.encode_texts(unique)                                  # (U, D)
@@ -790,8 +802,11 @@ def clip_pairs(clip, n_images: int, seed: int = 0, split: str = "train",
 
 
 def train_prior(clip=None, steps: int = 1500, n_images: int = 10_000, batch_size: int = 256,
-                lr: float = 2e-3, seed: int = 0, progress: bool = True) -> tuple[Prior, dict]:
-    """Fit the prior on (caption, image) pairs of the seen colour-shape pairs; returns (prior, history)."""
+                lr: float = 2e-3, seed: int = 0, progress: bool = True, plain_only: bool = True,
+                sizes: Sequence[str] | None = ("large",)) -> tuple[Prior, dict]:
+    """Fit the prior on (caption, image) pairs of the seen colour-shape pairs; returns (prior, history).
+
+    By default on the pictures the decoder learns to draw: large shapes, plain backgrounds."""
     import time
 
     from tqdm.auto import tqdm
@@ -799,7 +814,8 @@ def train_prior(clip=None, steps: int = 1500, n_images: int = 10_000, batch_size
     clip = clip or _bundled_clip()
     torch.manual_seed(seed)
     start = time.perf_counter()
-    image_emb, text_emb, _ = clip_pairs(clip, n_images, seed=seed, progress=progress)
+    image_emb, text_emb, _ = clip_pairs(clip, n_images, seed=seed, progress=progress, plain_only=plain_only,
+                                        sizes=sizes)
     prior = Prior(PriorConfig(embed_dim=image_emb.shape[1]))
     opt = torch.optim.AdamW(prior.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
@@ -888,9 +904,9 @@ DECODER_STEPS = 2000
 
 
 def decoder_recipe(seed: int = 0, steps: int = DECODER_STEPS) -> TrainConfig:
-    """How the bundled unCLIP decoder was trained: every size and background, batch 64."""
-    return TrainConfig(steps=steps, batch_size=64, lr=2e-3, n_images=20_000, plain_backgrounds=False,
-                       sizes=None, seed=seed)
+    """How the bundled unCLIP decoder was trained: like the mini DALL-E (large shapes, plain
+    backgrounds), with batch 64."""
+    return TrainConfig(steps=steps, batch_size=64, lr=2e-3, seed=seed)
 
 
 class UnclipDecoder(MiniDalle):

@@ -30,6 +30,7 @@ import torch
 
 from . import data
 from .losses import contrastive_loss
+from .models import TINY_VQ_NAME
 
 # The open_clip model config (the same JSON format as open_clip's own model configs).
 # Images: open_clip's ModifiedResNet (the architecture of OpenAI's RN50, shrunk to width 8,
@@ -357,7 +358,7 @@ def train_main(args) -> int:
 
 # ------------------------------------------------------------------ the reranker of lesson 05
 
-RERANKER_NAME = "tiny-shapes-vq"
+RERANKER_NAME = TINY_VQ_NAME  # "tiny-shapes-vq"
 RERANKER_STEPS = 2500
 
 

@@ -395,7 +395,8 @@ for row in held["per_caption"]:
 # `1 - cos(prior(t), x)` over (caption, picture) pairs; DALL-E 2's prior is a diffusion model
 # that *samples* an image embedding, ours predicts their mean direction. The decoder is the
 # mini DALL-E's transformer with the caption words replaced by four vectors computed from a
-# CLIP image embedding, trained on (embedding of a picture, codes of the picture).
+# CLIP image embedding, trained on (embedding of a picture, codes of the picture). Both learn
+# from the pictures the mini DALL-E learns from: large shapes on plain backgrounds.
 
 # %% id=prior
 if QUICK:
@@ -441,13 +442,14 @@ show_images(torch.cat([from_text, from_prior]),
 
 # %% [markdown] id=prior-check-intro
 # Self-check: the prior's embedding must land much closer to the caption's own pictures than
-# the text embedding, and the pictures decoded from it must have the right colour more often.
+# the text embedding, and the pictures decoded from it must have the right colour and shape
+# more often.
 
 # %% id=prior-check
 seen_text, seen_prior = retrieval["text_seen"], retrieval["prior_seen"]
 assert seen_prior["cos_to_own_images"] > seen_text["cos_to_own_images"] + 0.1, "the prior should close the gap"
-assert decoding["prior"]["colour_accuracy"] > decoding["text"]["colour_accuracy"], \
-    "pictures decoded from the prior should have the right colour more often"
+assert decoding["prior"]["accuracy"] > decoding["text"]["accuracy"], \
+    "pictures decoded from the prior should have the right colour and shape more often"
 print(t("Self-check passed."))
 
 # %% [markdown] id=responsibility
@@ -549,7 +551,7 @@ print(t("Judge: text's pick is {a}, prior's pick is {b}.",
 # - A generator cannot draw what its **image tokens** cannot hold (small shapes here), and a
 #   **reranker** must be able to read what the generator draws (we fine-tuned CLIP for it).
 # - DALL-E 2's **prior** maps a text embedding to an image embedding, across CLIP's modality
-#   gap; a decoder draws the right colour far more often from its output than from the raw text.
+#   gap; a decoder draws the right picture more often from its output than from the raw text.
 # - Small models **compose poorly**: samples of pairs never seen in training come out wrong
 #   much more often. Say what your model cannot do: that is what a model card is for.
 
