@@ -331,3 +331,24 @@ def test_training_sets_keep_only_the_pictures_asked_for():
     assert all(attrs[i]["size"] == "large" for i in keep.nonzero().flatten().tolist())
     assert bool(plain_background(images[keep]).all())
     assert bool(keep_pictures(images, attrs).all()), "no filter keeps everything"
+
+
+def test_prior_and_decoder_survive_a_save_and_load(tmp_path):
+    from utils.dalle import UnclipDecoder, load_decoder, load_prior, save_decoder, save_prior
+
+    torch.manual_seed(0)
+    prior = Prior(PriorConfig(embed_dim=8, hidden=16))
+    save_prior(prior, tmp_path / "p.safetensors", extra={"note": "x"})
+    again = load_prior(tmp_path / "p.safetensors")
+    emb = torch.randn(3, 8)
+    assert torch.equal(again.predict(emb), prior.predict(emb)), "the prior is stored in float32"
+    decoder = UnclipDecoder(DalleConfig(text_vocab=1, image_vocab=16, text_len=2, image_rows=2, image_cols=2,
+                                        n_layer=1, n_head=2, n_embd=16), embed_dim=8)
+    decoder.guidance = 1.5
+    save_decoder(decoder, tmp_path / "d.safetensors")
+    loaded = load_decoder(tmp_path / "d.safetensors")
+    assert loaded.guidance == 1.5 and loaded.embed_dim == 8
+    codes = torch.randint(0, 16, (3, 3))
+    assert torch.allclose(loaded(emb, codes)[0], decoder(emb, codes)[0], atol=1e-2), "float16 storage"
+    with pytest.raises(FileNotFoundError, match="train prior"):
+        load_decoder(tmp_path / "missing.safetensors")

@@ -342,18 +342,40 @@ class TinyDalle:
         return torch.cat(out)
 
 
-def save_tiny_dalle(bundle: TinyDalle, weights: Path = DALLE_WEIGHTS, extra: dict | None = None) -> Path:
-    """Write the transformer (float16 safetensors) and a JSON config with its vocabulary."""
+def _write_model(model: nn.Module, weights: Path, config: dict, half: bool = True) -> Path:
+    """Save a model's weights (safetensors, float16 unless half=False) and `config` beside
+    them as JSON; returns the config's path."""
     from safetensors.torch import save_file
 
-    state = {k: v.detach().half().contiguous() for k, v in bundle.model.state_dict().items()}
+    state = {k: (v.detach().half() if half else v.detach()).contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(weights))
+    path = weights.with_suffix(".json")
+    path.write_text(json.dumps(config, indent=2) + "\n")
+    return path
+
+
+def _read_model(weights: str | Path | None, default: Path, what: str, rebuild: str) -> tuple[dict, dict, Path]:
+    """(float32 state dict, config, weights path) of a model saved by `_write_model`."""
+    from safetensors.torch import load_file
+
+    weights = Path(weights) if weights else default
     config = weights.with_suffix(".json")
-    payload = {**asdict(bundle.model.cfg), "words": bundle.tokenizer.vocab[len(SPECIALS):],
-               "guidance": bundle.guidance,
-               "image_tokenizer": "utils.tinyvq (tiny-vq.safetensors)", **(extra or {})}
-    config.write_text(json.dumps(payload, indent=2) + "\n")
-    return config
+    if not weights.exists() or not config.exists():
+        raise FileNotFoundError(f"The {what} {weights} (or {config.name}) is missing. Rebuild it: {rebuild}")
+    state = {k: v.float() for k, v in load_file(str(weights)).items()}
+    return state, json.loads(config.read_text()), weights
+
+
+def _fields_of(cls, raw: dict) -> dict:
+    """The entries of a saved config that are fields of the dataclass `cls`."""
+    return {k: v for k, v in raw.items() if k in cls.__dataclass_fields__}
+
+
+def save_tiny_dalle(bundle: TinyDalle, weights: Path = DALLE_WEIGHTS, extra: dict | None = None) -> Path:
+    """Write the transformer (float16 safetensors) and a JSON config with its vocabulary."""
+    return _write_model(bundle.model, weights, {
+        **asdict(bundle.model.cfg), "words": bundle.tokenizer.vocab[len(SPECIALS):], "guidance": bundle.guidance,
+        "image_tokenizer": "utils.tinyvq (tiny-vq.safetensors)", **(extra or {})})
 
 
 _CACHE: dict[str, object] = {}
@@ -361,20 +383,13 @@ _CACHE: dict[str, object] = {}
 
 def load_tiny_dalle(weights: str | Path | None = None, vq_weights: str | Path | None = None) -> TinyDalle:
     """The bundled mini DALL-E (or `weights`, with its .json beside it) and the tiny VQ."""
-    from safetensors.torch import load_file
-
     from .tinyvq import load_tiny_vq
 
-    weights = Path(weights) if weights else DALLE_WEIGHTS
-    config = weights.with_suffix(".json")
-    if not weights.exists() or not config.exists():
-        raise FileNotFoundError(f"The mini DALL-E {weights} (or {config.name}) is missing. "
-                                "Rebuild it: python -m utils train dalle")
-    raw = json.loads(config.read_text())
-    cfg = DalleConfig(**{k: v for k, v in raw.items() if k in DalleConfig.__dataclass_fields__})
+    state, raw, weights = _read_model(weights, DALLE_WEIGHTS, "mini DALL-E", "python -m utils train dalle")
+    cfg = DalleConfig(**_fields_of(DalleConfig, raw))
     tokenizer = WordTokenizer(raw["words"], length=cfg.text_len)
     model = MiniDalle(cfg)
-    model.load_state_dict({k: v.float() for k, v in load_file(str(weights)).items()})
+    model.load_state_dict(state)
     vq = load_tiny_vq(vq_weights)
     if vq.cfg.n_codes != cfg.image_vocab or tuple(vq.grid) != (cfg.image_rows, cfg.image_cols):
         raise ValueError(f"{weights} was trained on {cfg.image_vocab} codes in a {cfg.image_rows}x"
@@ -497,26 +512,46 @@ def build_token_data(vq: nn.Module, tokenizer: WordTokenizer, n_images: int, see
     plain_only: keep only pictures with a plain background (see `plain_background`).
     sizes: keep only shapes of these sizes (default: all).
     """
+    from . import data
+
+    images, attrs = render_kept(n_images, seed * 1000, split, chunk, plain_only, sizes, progress,
+                                "images -> tokens")
+    codes = vq_codes(vq, images, chunk)                                     # (N, h*w)
+    captions = [[data.caption(a, template) for template in data.TEMPLATES] for a in attrs]
+    words = tokenizer.encode([c for row in captions for c in row])          # (N * n_t, text_len)
+    return TokenData(codes, words.view(len(attrs), len(data.TEMPLATES), -1), attrs)
+
+
+def render_kept(n_images: int, first_seed: int, split: str = "train", chunk: int = 500,
+                plain_only: bool = False, sizes: Sequence[str] | None = None, progress: bool = False,
+                desc: str = "rendering") -> tuple[torch.Tensor, list[dict]]:
+    """n_images shapes-world pictures that `keep_pictures` keeps: (N, 3, H, W) in [0, 1], attrs.
+
+    Renders chunks of `chunk` pictures with seeds first_seed, first_seed + 1, ... until enough
+    pass the filter; the same arguments give the same pictures.
+    """
     from tqdm.auto import tqdm
 
     from . import data
 
-    codes, attrs = [], []
-    bar = tqdm(total=n_images, desc="images -> tokens", disable=not progress, unit="image")
-    for batch in range(10**6):
-        images, batch_attrs = data.render_batch(chunk, seed=seed * 1000 + batch, split=split, as_tensor=True)
-        keep = keep_pictures(images, batch_attrs, plain_only, sizes)       # (b,) bool
-        images, batch_attrs = images[keep], [a for a, k in zip(batch_attrs, keep) if k]
-        images, batch_attrs = images[: n_images - len(attrs)], batch_attrs[: n_images - len(attrs)]
-        codes.append(vq.encode(images).flatten(1))                          # (b, h*w)
-        attrs += batch_attrs
-        bar.update(len(batch_attrs))
-        if len(attrs) >= n_images:
-            break
-    bar.close()
-    captions = [[data.caption(a, template) for template in data.TEMPLATES] for a in attrs]
-    words = tokenizer.encode([c for row in captions for c in row])          # (N * n_t, text_len)
-    return TokenData(torch.cat(codes), words.view(len(attrs), len(data.TEMPLATES), -1), attrs)
+    images, attrs = [], []
+    with tqdm(total=n_images, desc=desc, disable=not progress, unit="image") as bar:
+        for batch in range(10**6):
+            drawn, drawn_attrs = data.render_batch(chunk, seed=first_seed + batch, split=split, as_tensor=True)
+            keep = keep_pictures(drawn, drawn_attrs, plain_only, sizes)     # (chunk,) bool
+            kept_attrs = [a for a, k in zip(drawn_attrs, keep) if k][: n_images - len(attrs)]
+            images.append(drawn[keep][: len(kept_attrs)])
+            attrs += kept_attrs
+            bar.update(len(kept_attrs))
+            if len(attrs) >= n_images:
+                break
+    return torch.cat(images), attrs
+
+
+@torch.no_grad()
+def vq_codes(vq: nn.Module, images: torch.Tensor, chunk: int = 500) -> torch.Tensor:
+    """The tiny VQ's codes of each picture, row by row: (N, 3, H, W) -> (N, h*w) long."""
+    return torch.cat([vq.encode(part).flatten(1) for part in images.split(chunk)])
 
 
 def keep_pictures(images: torch.Tensor, attrs: list[dict], plain_only: bool = False,
@@ -780,18 +815,8 @@ def clip_pairs(clip, n_images: int, seed: int = 0, split: str = "train", progres
 
     plain_only, sizes: keep only such pictures (see `keep_pictures`), as the decoder saw.
     """
-    from . import data
-
-    images, attrs = [], []
-    for batch in range(10**6):  # the first batch is all n pictures when nothing is filtered out
-        chunk, chunk_attrs = data.render_batch(n_images, seed=seed if batch == 0 else seed * 1000 + batch,
-                                               split=split, as_tensor=True)
-        keep = keep_pictures(chunk, chunk_attrs, plain_only, sizes)        # (b,) bool
-        images.append(chunk[keep])
-        attrs += [a for a, k in zip(chunk_attrs, keep) if k]
-        if len(attrs) >= n_images:
-            break
-    images, attrs = torch.cat(images)[:n_images], attrs[:n_images]
+    # One chunk holds all n pictures when nothing is filtered out.
+    images, attrs = render_kept(n_images, seed, split, n_images, plain_only, sizes)
     image_emb = clip.encode_images(to_pil(images), progress=progress)      # (N, D)
     captions = [a["caption"] for a in attrs]
     unique = list(dict.fromkeys(captions))
@@ -874,26 +899,14 @@ def evaluate_prior(prior: Prior, clip=None, n_images: int = 1200, seed: int = 99
 
 
 def save_prior(prior: Prior, weights: Path = PRIOR_WEIGHTS, extra: dict | None = None) -> Path:
-    from safetensors.torch import save_file
-
-    save_file({k: v.detach().contiguous() for k, v in prior.state_dict().items()}, str(weights))
-    config = weights.with_suffix(".json")
-    config.write_text(json.dumps({**asdict(prior.cfg), **(extra or {})}, indent=2) + "\n")
-    return config
+    return _write_model(prior, weights, {**asdict(prior.cfg), **(extra or {})}, half=False)
 
 
 def load_prior(weights: str | Path | None = None) -> Prior:
     """The bundled unCLIP prior for the tiny CLIP (or `weights` with its .json beside it)."""
-    from safetensors.torch import load_file
-
-    weights = Path(weights) if weights else PRIOR_WEIGHTS
-    config = weights.with_suffix(".json")
-    if not weights.exists() or not config.exists():
-        raise FileNotFoundError(f"The prior {weights} (or {config.name}) is missing. "
-                                "Rebuild it: python -m utils train prior")
-    raw = json.loads(config.read_text())
-    prior = Prior(PriorConfig(**{k: v for k, v in raw.items() if k in PriorConfig.__dataclass_fields__}))
-    prior.load_state_dict(load_file(str(weights)))
+    state, raw, _ = _read_model(weights, PRIOR_WEIGHTS, "prior", "python -m utils train prior")
+    prior = Prior(PriorConfig(**_fields_of(PriorConfig, raw)))
+    prior.load_state_dict(state)
     return prior.eval().requires_grad_(False)
 
 
@@ -934,7 +947,6 @@ def train_decoder(clip=None, cfg: TrainConfig | None = None, model_cfg: DalleCon
     """Train the unCLIP decoder on (CLIP image embedding, VQ codes) of rendered pictures."""
     import time
 
-    from . import data
     from .tinyvq import load_tiny_vq
 
     cfg = cfg or TrainConfig()
@@ -943,17 +955,10 @@ def train_decoder(clip=None, cfg: TrainConfig | None = None, model_cfg: DalleCon
     torch.manual_seed(cfg.seed)
     clip, vq = clip or _bundled_clip(), vq or load_tiny_vq()
     start = time.perf_counter()
-    embs, codes, n = [], [], 0
-    for batch in range(10**6):
-        images, attrs = data.render_batch(500, seed=cfg.seed * 1000 + 500_000 + batch, as_tensor=True)
-        images = images[keep_pictures(images, attrs, cfg.plain_backgrounds, cfg.sizes)]
-        images = images[: cfg.n_images - n]
-        embs.append(clip.encode_images(to_pil(images)))                    # (b, D)
-        codes.append(vq.encode(images).flatten(1))                          # (b, h*w)
-        n += len(images)
-        if n >= cfg.n_images:
-            break
-    embs, codes = torch.cat(embs), torch.cat(codes)
+    images, _ = render_kept(cfg.n_images, cfg.seed * 1000 + 500_000, "train", 500, cfg.plain_backgrounds,
+                            cfg.sizes, progress, "images -> embeddings and codes")
+    embs = clip.encode_images(to_pil(images))                                # (N, D)
+    codes = vq_codes(vq, images)                                             # (N, h*w)
     data_seconds = time.perf_counter() - start
     model_cfg = model_cfg or DalleConfig()
     model_cfg.text_vocab, model_cfg.text_len, model_cfg.image_vocab = 1, n_prefix, vq.cfg.n_codes
@@ -974,28 +979,15 @@ def train_decoder(clip=None, cfg: TrainConfig | None = None, model_cfg: DalleCon
 
 
 def save_decoder(decoder: UnclipDecoder, weights: Path = DECODER_WEIGHTS, extra: dict | None = None) -> Path:
-    from safetensors.torch import save_file
-
-    save_file({k: v.detach().half().contiguous() for k, v in decoder.state_dict().items()}, str(weights))
-    config = weights.with_suffix(".json")
-    config.write_text(json.dumps({**asdict(decoder.cfg), "embed_dim": decoder.embed_dim,
-                                  "guidance": getattr(decoder, "guidance", 1.0), **(extra or {})}, indent=2) + "\n")
-    return config
+    return _write_model(decoder, weights, {**asdict(decoder.cfg), "embed_dim": decoder.embed_dim,
+                                           "guidance": getattr(decoder, "guidance", 1.0), **(extra or {})})
 
 
 def load_decoder(weights: str | Path | None = None) -> UnclipDecoder:
     """The bundled unCLIP decoder (or `weights` with its .json beside it)."""
-    from safetensors.torch import load_file
-
-    weights = Path(weights) if weights else DECODER_WEIGHTS
-    config = weights.with_suffix(".json")
-    if not weights.exists() or not config.exists():
-        raise FileNotFoundError(f"The unCLIP decoder {weights} (or {config.name}) is missing. "
-                                "Rebuild it: python -m utils train prior")
-    raw = json.loads(config.read_text())
-    decoder = UnclipDecoder(DalleConfig(**{k: v for k, v in raw.items() if k in DalleConfig.__dataclass_fields__}),
-                            raw["embed_dim"])
-    decoder.load_state_dict({k: v.float() for k, v in load_file(str(weights)).items()})
+    state, raw, _ = _read_model(weights, DECODER_WEIGHTS, "unCLIP decoder", "python -m utils train prior")
+    decoder = UnclipDecoder(DalleConfig(**_fields_of(DalleConfig, raw)), raw["embed_dim"])
+    decoder.load_state_dict(state)
     decoder.guidance = raw.get("guidance", 1.0)
     return decoder.eval().requires_grad_(False)
 

@@ -240,8 +240,7 @@ def train_clip(
                                           as_tensor=True)
         if vq is not None:  # the first vq_share of the batch as the tiny VQ draws it
             k = round(cfg.vq_share * len(images))
-            with torch.no_grad():
-                images[:k] = vq.decode_codes(vq.encode(images[:k])).clamp(0, 1)
+            images[:k] = vq_round_trip(images[:k], vq)
         gen = torch.Generator().manual_seed(seed)
         partial = (torch.rand(len(attrs), generator=gen) < cfg.partial_captions).tolist()
         which = torch.randint(len(PARTIAL_TEMPLATES), (len(attrs),), generator=gen).tolist()
