@@ -935,6 +935,7 @@ class UnclipDecoder(MiniDalle):
     def __init__(self, cfg: DalleConfig, embed_dim: int):
         super().__init__(cfg)
         self.embed_dim = embed_dim
+        self.guidance = 1.0  # default classifier-free guidance scale; training sets its own
         self.cond_proj = nn.Linear(embed_dim, cfg.text_len * cfg.n_embd)
 
     def embed_prefix(self, emb: torch.Tensor) -> torch.Tensor:
@@ -973,6 +974,7 @@ def train_decoder(clip=None, cfg: TrainConfig | None = None, model_cfg: DalleCon
         return emb, codes[idx]
 
     history = fit(decoder, next_batch, cfg, "training unCLIP decoder", progress)
+    decoder.guidance = cfg.guidance  # the scale it draws with by default, saved with it
     history["data_seconds"] = round(data_seconds, 1)
     history["train_seconds"] = round(history["train_seconds"] + data_seconds, 1)
     return decoder, history
@@ -980,7 +982,7 @@ def train_decoder(clip=None, cfg: TrainConfig | None = None, model_cfg: DalleCon
 
 def save_decoder(decoder: UnclipDecoder, weights: Path = DECODER_WEIGHTS, extra: dict | None = None) -> Path:
     return _write_model(decoder, weights, {**asdict(decoder.cfg), "embed_dim": decoder.embed_dim,
-                                           "guidance": getattr(decoder, "guidance", 1.0), **(extra or {})})
+                                           "guidance": decoder.guidance, **(extra or {})})
 
 
 def load_decoder(weights: str | Path | None = None) -> UnclipDecoder:
@@ -1015,7 +1017,7 @@ def evaluate_unclip(decoder: UnclipDecoder, prior: Prior, clip=None, judge=None,
     from .tinyvq import load_tiny_vq
 
     clip, judge, vq = clip or _bundled_clip(), judge or load_shape_judge(), vq or load_tiny_vq()
-    guidance = getattr(decoder, "guidance", 1.0) if guidance is None else guidance
+    guidance = decoder.guidance if guidance is None else guidance
     pairs = list(data.SEEN if pairs is None else pairs)
     text = clip.encode_texts([pair_caption(c, s) for c, s in pairs])        # (P, D)
     result = {"n_captions": len(pairs), "n_samples": n_samples}
@@ -1179,7 +1181,6 @@ def train_prior_main(args) -> int:
     prior, history = train_prior(clip, steps=steps, seed=seed, progress=not args.json)
     decoder_cfg = decoder_recipe(seed)
     decoder, decoder_history = train_decoder(clip, decoder_cfg, progress=not args.json)
-    decoder.guidance = decoder_cfg.guidance
     retrieval = evaluate_prior(prior, clip)
     decoding = evaluate_unclip(decoder, prior, clip, pairs=data.SEEN, seed=seed)
     out = _out_path(args, PRIOR_WEIGHTS)

@@ -404,7 +404,6 @@ if QUICK:
 else:
     prior, prior_history = train_prior(tiny_clip, seed=SEED)
     decoder, decoder_history = train_decoder(tiny_clip, decoder_recipe(SEED), vq=vq)
-    decoder.guidance = 2.0
 retrieval = evaluate_prior(prior, tiny_clip, n_images=300 if QUICK else 1200, seed=SEED + 99)
 k = retrieval["k"]
 group_names = {"seen": t("seen"), "heldout": t("held-out")}
