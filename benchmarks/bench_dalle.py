@@ -1,7 +1,7 @@
 """Mini DALL-E benchmark: training time to the quality bar, and sampling speed.
 
-1. Training time to the bar (issue 8, item 4): train from scratch with the bundled recipe
-   (`utils.dalle.TrainConfig`), and every `--every` steps measure the share of seen
+1. Training time to the bar (issue 8, item 4; issue 18, item 2): train from scratch with the
+   bundled recipe (`utils.dalle.TrainConfig`), and every `--every` steps measure the share of seen
    colour-shape captions (each of the twenty twice: 40) whose best sample of 8, reranked by
    the bundled reranker (`tiny-shapes-vq`), has the right colour and shape, judged by
    `utils.shapecheck` (not by the reranking CLIP). Measuring time is not
@@ -14,12 +14,15 @@
     python benchmarks/bench_dalle.py                 # both parts (about 20-25 minutes on 2 cores)
     python benchmarks/bench_dalle.py --sampling-only # part 2 only, with the bundled weights
     python benchmarks/bench_dalle.py --threads 2 --json
+    python benchmarks/bench_dalle.py --quick         # smoke test of the script (seconds; numbers mean nothing)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
 import sys
 import time
 from pathlib import Path
@@ -60,9 +63,9 @@ def images_per_second(fn, n_images: int, repeats: int = 2) -> float:
     return n_images * repeats / (time.perf_counter() - start)
 
 
-def sampling_speed(bundle) -> dict:
+def sampling_speed(bundle, batches=(8, 64), generate_runs: int = 3) -> dict:
     out = {}
-    for batch in (8, 64):
+    for batch in batches:
         words = bundle.tokenizer.encode(["a yellow square"] * batch)
         cached = images_per_second(
             lambda w=words: bundle.model.sample(w, generator=torch.Generator().manual_seed(0)), batch)
@@ -71,21 +74,20 @@ def sampling_speed(bundle) -> dict:
         out[f"batch{batch}"] = {"kv_cache_images_per_s": round(cached, 1), "plain_images_per_s": round(plain, 1),
                                 "speedup": round(cached / plain, 2)}
     start = time.perf_counter()
-    for seed in range(3):
+    for seed in range(generate_runs):
         generate("a yellow square", n=8, seed=seed, dalle=bundle)
-    out["generate_n8_seconds"] = round((time.perf_counter() - start) / 3, 3)
+    out["generate_n8_seconds"] = round((time.perf_counter() - start) / generate_runs, 3)
     return out
 
 
-def time_to_bar(steps: int, every: int, seed: int) -> dict:
+def time_to_bar(cfg: TrainConfig, every: int, n_samples: int = 8, repeats: int = 2) -> dict:
     def measure(step, bundle):
-        result = evaluate_dalle(bundle, pairs=data.SEEN, n_samples=8, seed=seed, repeats=2)
+        result = evaluate_dalle(bundle, pairs=data.SEEN, n_samples=n_samples, seed=cfg.seed, repeats=repeats)
         print(f"  step {step}: reranked {result['reranked_accuracy']:.0%}, per sample "
               f"{result['sample_accuracy']:.0%}", file=sys.stderr)
         return {k: result[k] for k in ("reranked_accuracy", "sample_accuracy")}
 
-    _, history = train_dalle(TrainConfig(steps=steps, seed=seed), progress=True, callback=measure,
-                             callback_every=every)
+    _, history = train_dalle(cfg, progress=True, callback=measure, callback_every=every)
     reached = [c for c in history["callbacks"] if c["reranked_accuracy"] >= BAR]
     first = reached[0] if reached else None
     return {
@@ -94,6 +96,8 @@ def time_to_bar(steps: int, every: int, seed: int) -> dict:
         "seconds_to_bar": first["train_seconds"] if first else None,
         "steps_to_bar": first["step"] if first else None,
         "ratio_to_goal": round(first["train_seconds"] / GOAL_SECONDS, 2) if first else None,
+        "steps": cfg.steps, "batch_size": cfg.batch_size, "lr": cfg.lr, "schedule": cfg.schedule,
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
 
 
@@ -105,12 +109,22 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sampling-only", action="store_true")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke test of this script (10 steps on 500 pictures): its numbers mean nothing")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    report = {"threads": args.threads, "sampling": sampling_speed(load_tiny_dalle())}
+    load_before = os.getloadavg()
+    bundle = load_tiny_dalle()
+    report = {"threads": args.threads, "quick": args.quick,
+              "sampling": sampling_speed(bundle, (8,), 1) if args.quick else sampling_speed(bundle)}
     if not args.sampling_only:
-        report["training"] = time_to_bar(args.steps, args.every, args.seed)
+        if args.quick:
+            cfg = TrainConfig(steps=10, n_images=500, seed=args.seed)
+            report["training"] = time_to_bar(cfg, every=10, n_samples=2, repeats=1)
+        else:
+            report["training"] = time_to_bar(TrainConfig(steps=args.steps, seed=args.seed), args.every)
         torch.set_num_threads(args.threads)
+    report["load_average_before_after"] = [round(load_before[0], 2), round(os.getloadavg()[0], 2)]
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
@@ -127,7 +141,7 @@ def main() -> int:
             print(f"  step {c['step']}: {c['train_seconds']} s, reranked {c['reranked_accuracy']:.0%}, "
                   f"per sample {c['sample_accuracy']:.0%}")
         if tr["seconds_to_bar"] is None:
-            print(f"  bar not reached in {args.steps} steps")
+            print(f"  bar not reached in {tr['steps']} steps")
         else:
             print(f"  reached at step {tr['steps_to_bar']} after {tr['seconds_to_bar']} s "
                   f"(data {tr['data_seconds']} s included): {tr['ratio_to_goal']} x the {GOAL_SECONDS} s goal")

@@ -1,10 +1,13 @@
 """Training the tiny CLIP on CPU: time to reach 95% zero-shot accuracy, and images/s.
 
-    python benchmarks/bench_tinyclip.py [--threads 2] [--steps N]
+    python benchmarks/bench_tinyclip.py [--recipe live|bundled] [--threads 2] [--steps N]
 
-Trains the bundled recipe from scratch (seed 0), checks the colour+shape zero-shot
-accuracy on 1,000 fresh test images every 100 steps, and prints when it first reaches
-95% together with the training throughput. Numbers depend on how busy the machine is:
+--recipe bundled (default) trains the bundled model's recipe from scratch (seed 0), checks
+the colour+shape zero-shot accuracy on 1,000 fresh test images every 100 steps (that
+evaluation is NOT counted in the training time), and prints when it first reaches 95%.
+--recipe live trains TrainConfig.live() (lesson 01's live recipe): its clock starts before
+the training images are rendered and INCLUDES its evaluation on the fly (300 fixed test
+images every 25 steps); it stops at 95%. Numbers depend on how busy the machine is:
 the report prints the load average next to them.
 """
 
@@ -19,15 +22,20 @@ import torch
 
 from utils.tinyclip import TrainConfig, evaluate, train_clip
 
-GOAL_SECONDS = 90.0
+GOAL_SECONDS = 60.0  # issue 18: 95% within a minute on 2 cores
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--recipe", choices=["bundled", "live"], default="bundled")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--steps", type=int, default=TrainConfig.steps)
+    parser.add_argument("--steps", type=int, default=None, help="default: the recipe's own")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    if args.recipe == "live":
+        live(args)
+        return
+    args.steps = args.steps or TrainConfig.steps
     checkpoints = []  # (step, training seconds so far, accuracy)
     state = {"eval_seconds": 0.0, "model": None}
 
@@ -53,7 +61,7 @@ def main() -> None:
         "images_per_second": round(args.steps * cfg.batch_size / train_seconds, 1),
         "checkpoints": [{"step": s, "seconds": round(t, 1), "accuracy": a} for s, t, a in checkpoints],
         "seconds_to_95": round(reached[1], 1) if reached else None,
-        "ratio_to_90s_goal": round(reached[1] / GOAL_SECONDS, 2) if reached else None,
+        "ratio_to_goal": round(reached[1] / GOAL_SECONDS, 2) if reached else None,
         "load_average_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "cpu_count": os.cpu_count(), "torch": torch.__version__,
     }
@@ -66,9 +74,45 @@ def main() -> None:
           f"load average {result['load_average_before_after']} on {os.cpu_count()} cores")
     if reached:
         print(f"reached 95% after {reached[0]} steps, {reached[1]:.0f} s of training "
-              f"({result['ratio_to_90s_goal']:.2f}x the {GOAL_SECONDS:.0f} s goal)")
+              f"({result['ratio_to_goal']:.2f}x the {GOAL_SECONDS:.0f} s goal)")
     else:
         print("did not reach 95% within the steps given")
+
+
+def live(args) -> None:
+    """Time TrainConfig.live() from scratch to 95%, data and evaluation on the fly included."""
+    cfg = TrainConfig.live(threads=args.threads, **({"steps": args.steps} if args.steps else {}))
+    load_before = os.getloadavg()[0]
+    start = time.perf_counter()  # the clock includes building the model and rendering the pool
+    model, history = train_clip(cfg, progress=not args.json)
+    wall = time.perf_counter() - start
+    setup = wall - history["train_seconds"]  # model, tokenizer, eval set and pool before step 0
+    reached = next(((s + 1, setup + history["seconds"][s]) for s, a in
+                    zip(history["eval_step"], history["eval_acc"]) if a >= 0.95), None)
+    steps_run = len(history["step"])
+    result = {
+        "recipe": "live", "threads": args.threads, "steps_run": steps_run, "batch_size": cfg.batch_size,
+        "total_seconds": round(wall, 1), "setup_seconds": round(setup, 1),
+        "seconds_per_step": round(history["train_seconds"] / steps_run, 3),
+        "checkpoints": [{"step": s + 1, "accuracy": a} for s, a in zip(history["eval_step"], history["eval_acc"])],
+        "steps_to_95": reached[0] if reached else None,
+        "seconds_to_95": round(reached[1], 1) if reached else None,
+        "ratio_to_goal": round(reached[1] / GOAL_SECONDS, 2) if reached else None,
+        "load_average_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+        "cpu_count": os.cpu_count(), "torch": torch.__version__,
+    }
+    if not args.json:
+        result["accuracy_1000"] = {k: v["colour+shape"] for k, v in evaluate(model, n=1000).items()}
+        for c in result["checkpoints"]:
+            print(f"step {c['step']:5d}  zero-shot colour+shape accuracy {c['accuracy']:.1%}")
+        print(f"{result['seconds_per_step']} s/step; {result['total_seconds']} s in all; load average "
+              f"{result['load_average_before_after']} on {os.cpu_count()} cores")
+        print(f"reached 95% after {reached[0]} steps, {reached[1]:.0f} s" if reached
+              else "did not reach 95% within the steps given")
+        print(f"1,000 fresh images: seen pairs {result['accuracy_1000']['test']:.1%}, "
+              f"held-out pairs {result['accuracy_1000']['heldout']:.1%}")
+    else:
+        print(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

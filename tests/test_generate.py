@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import DEVICES
 
 from utils import generate as gen
 from utils.generate import (
@@ -230,6 +231,9 @@ def test_cli_json(tmp_path, monkeypatch, capsys):
     report = json.loads(capsys.readouterr().out)
     assert set(report) >= {"images", "animation", "start_score", "final_score", "iterations", "seconds"}
     assert report["iterations"] == 3 and (tmp_path / report["images"][0]).exists()
+    # it says which CLIP and which device it used (tiny CLIP by default for the tiny VQ)
+    assert report["clip"] == {"name": "tiny-shapes", "pretrained": "tiny-shapes", "tiny": True}
+    assert report["device"] == report["settings"]["device"] in ("cpu", "cuda", "mps")
     assert (tmp_path / report["animation"]).exists()
     # run again: new files, the first ones are kept
     assert main(["generate", "a red circle", "--iterations", "1", "--cutouts", "2", "--json"]) == 0
@@ -254,3 +258,25 @@ def test_animation_files(tmp_path):
             gen.save_animation(frames, tmp_path / "a.mp4")
     with pytest.raises(ValueError, match=".gif or .mp4"):
         gen.save_animation(frames, tmp_path / "a.avi")
+
+
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_every_drawer_runs_where_its_clip_lives(device):
+    """One device rule: CLIP on `device`, and everything generate() makes follows it."""
+    from utils.models import load_clip
+    from utils.vqgan import VQGAN, VQGANConfig
+
+    clip = load_clip("tiny-shapes", device=device)
+    objective = gen.CLIPObjective(clip, gen.parse_prompts("a red circle"), cutouts=2)
+    for tensor in (objective.mean, objective.std, objective.text, objective.weights):
+        assert tensor.device.type == device
+    torch.manual_seed(0)  # a small VQGAN of the real family (f=2) stands in for the checkpoint
+    small_vqgan = VQGAN(VQGANConfig(n_embed=32, embed_dim=8, z_channels=16, ch=32, ch_mult=(1, 2),
+                                    num_res_blocks=1, attn_resolutions=(8,), resolution=16))
+    for drawer, vq in [("tiny-vq", None), ("pixel", None), ("vqgan", small_vqgan.to(device))]:
+        r = generate("a red circle", drawer=drawer, clip=clip, vq=vq, size=32, iterations=2, cutouts=2,
+                     progress=False)
+        assert r.settings["device"].startswith(device) and r.image.size == (32, 32), drawer
+        assert all(np.isfinite(r.losses)), drawer

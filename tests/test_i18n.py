@@ -233,7 +233,10 @@ def test_malformed_lesson_sources_raise_with_the_line(tmp_path, text, message):
 def test_macros_link_the_notebook_and_quiz_of_the_page_language():
     text = "Run {{notebook 03-image-search}}, then {{quiz overview post}}."
     fr = i18n.expand_macros(text, "fr")
-    assert "[`03-image-search.ipynb`](../../notebooks/fr/03-image-search.ipynb)" in fr
+    # a notebook with exercises: its student version, the solved one beside it
+    assert "[`03-image-search.ipynb`](../../notebooks/fr/exercises/03-image-search.ipynb)" in fr
+    assert "([avec les solutions](../../notebooks/fr/03-image-search.ipynb))" in fr
+    assert "(../../notebooks/fr/00-setup.ipynb)" in i18n.expand_macros("{{notebook 00-setup}}", "fr")
     assert "colab.research.google.com/github/" in fr and "notebooks/fr/03-image-search.ipynb" in fr
     assert "mybinder.org" in fr
     assert "`python -m utils quiz overview --stage post --lang fr`" in fr

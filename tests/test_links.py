@@ -189,3 +189,23 @@ def test_github_slugs(heading, slug):
 
 def test_duplicate_headings_get_numbered_anchors():
     assert anchors("# A\n\n## A\n\n### A\n") == {"a", "a-1", "a-2"}
+
+
+SEED_LINKS = [  # what the source lesson links to; the module links them too (links only)
+    "https://github.com/openai/CLIP",
+    "https://openai.com/research/clip",
+    "https://github.com/pixray/pixray",
+    "https://arxiv.org/abs/2204.06125",
+    "https://openai.com/dall-e-2",
+    "https://github.com/microsoft/AI-For-Beginners/tree/main/lessons/4-ComputerVision/07-ConvNets",
+    "https://github.com/microsoft/AI-For-Beginners/tree/main/lessons/4-ComputerVision/10-GANs",
+    "https://github.com/microsoft/AI-For-Beginners/blob/main/lessons/X-Extras/X1-MultiModal/README.md",
+]
+
+
+@pytest.mark.parametrize("lang", ["en", "fr", "es", "it", "pt", "zh"])
+def test_every_language_of_the_lesson_links_the_seed_material(lang):
+    text = (ROOT / "lessons" / lang / "multimodal-networks.md").read_text(encoding="utf-8")
+    targets = set(link_targets(text))
+    missing = [url for url in SEED_LINKS if url not in targets]
+    assert not missing, f"lessons/{lang}/multimodal-networks.md does not link {missing}"

@@ -77,3 +77,56 @@ def test_readme_starts_with_the_two_commands():
     first = readme.find("make lab")
     assert 0 < first < readme.find("## Lessons"), "README must show `make lab` before the lessons"
     assert readme.find("make test") < readme.find("## Lessons")
+
+
+def _dist(requirement: str) -> str:
+    return re.split(r"[<>=!~\[; ]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+
+
+def test_colab_setup_cell_installs_every_module_the_notebooks_import():
+    """Every module the notebooks and the helpers they import need comes from the Colab setup
+    cell's install (or from what that installs), or is one the runtime keeps (torch,
+    torchvision, ipywidgets; IPython is the runtime itself)."""
+    import ast
+    import importlib.metadata as md
+
+    from utils.i18n import COLAB_KEEP, colab_requirements, colab_setup_cell
+
+    cell = colab_setup_cell()
+    compile(cell, "colab-setup", "exec")
+    installed = {_dist(r) for r in colab_requirements()}
+    assert all(f'"{r}"' in cell for r in colab_requirements())
+    assert "faiss-cpu" in installed, "lesson 03 imports faiss"
+    assert not installed & set(COLAB_KEEP), "the runtime's torch and widgets must be kept"
+    assert "--upgrade" not in cell and " -U" not in cell
+    covered = installed | set(COLAB_KEEP) | {"ipython"}
+    for dist in installed:  # and what those bring with them
+        covered |= {_dist(r) for r in (md.requires(dist) or []) if "extra ==" not in r}
+    owners = md.packages_distributions()
+    optional = {"pixray"}  # installed by its own cell in lesson 04, on request
+    sources = sorted((ROOT / "notebooks" / "src").glob("*.py")) + [
+        p for p in sorted((ROOT / "utils").glob("*.py")) if p.name != "exercises.py"]  # an authoring tool
+    missing = {}
+    for path in sources:
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module
+                     else [])
+            for name in names:
+                top = name.split(".")[0]
+                if top in sys.stdlib_module_names or top in optional or top == "utils":
+                    continue
+                if not {_dist(d) for d in owners.get(top, [top])} & covered:
+                    missing.setdefault(top, path.name)
+    assert not missing, f"imported but not installed by the Colab setup cell: {missing}"
+
+
+def test_every_badge_points_at_the_one_repository_url():
+    from utils import COURSE_REPO
+
+    texts = [ROOT / "README.md", *sorted((ROOT / "lessons").rglob("*.md")),
+             *sorted((ROOT / "notebooks").glob("*/[0-9][0-9]-*.ipynb"))]
+    for path in texts:
+        for repo in re.findall(r"colab\.research\.google\.com/github/([^/]+/[^/]+)/", path.read_text()) + \
+                re.findall(r"mybinder\.org/v2/gh/([^/]+/[^/]+)/", path.read_text()):
+            assert repo == COURSE_REPO, f"{path.relative_to(ROOT)} links to {repo}, not {COURSE_REPO}"

@@ -193,3 +193,30 @@ def test_cli_trains_the_reranker_into_a_folder(tmp_path, capsys):
     report = json.loads(capsys.readouterr().out)
     assert (tmp_path / "tiny-shapes-vq.safetensors").exists() and report["steps"] == 2
     assert set(report["colour+shape accuracy"]) == {"tiny-shapes", "tiny-shapes-vq"}
+
+
+def test_live_recipe_trains_a_usable_clip():
+    """TrainConfig.live(): 32 px model, frozen token table, stops early, evaluate() can score it."""
+    from utils.tinyclip import TrainConfig, image_size
+
+    cfg = TrainConfig.live(steps=4, pool=256, batch_size=32, eval_every=2, eval_images=40, threads=1)
+    model, history = train_clip(cfg, progress=False)
+    assert image_size(model) == cfg.model_config["vision_cfg"]["image_size"] == 32
+    assert not model.token_embedding.weight.requires_grad
+    assert history["eval_step"] == [1, 3] and len(history["step"]) == 4
+    scores = evaluate(model, n=24, splits=("test",))
+    assert 0.0 <= scores["test"]["colour+shape"] <= 1.0
+
+
+def test_soft_contrastive_loss_matches_plain_loss_on_distinct_captions():
+    from utils.losses import contrastive_loss
+    from utils.tinyclip import soft_contrastive_loss
+
+    gen = torch.Generator().manual_seed(0)
+    img = torch.nn.functional.normalize(torch.randn(6, 8, generator=gen), dim=-1)
+    txt = torch.nn.functional.normalize(torch.randn(6, 8, generator=gen), dim=-1)
+    texts = [f"caption {i}" for i in range(6)]
+    scale = torch.tensor(10.0)
+    assert torch.allclose(soft_contrastive_loss(img, txt, scale, texts), contrastive_loss(img, txt, scale))
+    same = ["a red circle"] * 6  # every caption matches every image: targets are uniform
+    assert not torch.allclose(soft_contrastive_loss(img, txt, scale, same), contrastive_loss(img, txt, scale))

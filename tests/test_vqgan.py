@@ -217,3 +217,49 @@ def test_real_configs_shapes():
     assert model.decoder.up[4].block[0].conv1.weight.shape == (512, 512, 3, 3)
     assert model.grid == (16, 16) and VQGANConfig().downsample == 16
     assert sum(p.numel() for p in model.parameters()) > 70_000_000
+
+
+def test_offline_download_fails_in_one_line(tmp_path, monkeypatch):
+    from utils import vqgan
+
+    monkeypatch.setenv("COURSE_CACHE", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ConnectionError) as info:
+        vqgan.download_vqgan("f16_16384")
+    message = str(info.value)
+    assert "\n" not in message and download_command("f16_16384") in message
+    assert not list(tmp_path.rglob("*.part")), "nothing half-downloaded is left behind"
+
+
+def test_checkpoint_status_verifies_the_recorded_sha256(reference, tmp_path, monkeypatch):
+    from utils import vqgan
+
+    monkeypatch.setenv("COURSE_CACHE", str(tmp_path))
+    assert vqgan.checkpoint_status()["present"] is False
+    path = vqgan.checkpoint_path("f16_16384")
+    path.parent.mkdir(parents=True)
+    torch.save({"state_dict": reference.state_dict()}, path)
+    digest = vqgan._sha256(path)
+    status = vqgan.checkpoint_status()
+    assert status["present"] and status["sha256"] == digest and status["sha256_verified"] is None
+    path.with_name(path.name + ".sha256").write_text(f"{digest}  {path.name}\n")
+    assert vqgan.checkpoint_status()["sha256_verified"] is True
+    path.with_name(path.name + ".sha256").write_text("0" * 64 + "\n")
+    assert vqgan.checkpoint_status()["sha256_verified"] is False
+
+
+def test_fixture_checkpoint_is_taming_f16_16384_with_its_yaml(tmp_path):
+    """The random-weight fixture of tests/test_pretrained_path.py: a lightning .ckpt whose
+    weights have the shapes its taming model.yaml states, and which loads without lightning."""
+    import yaml
+    from pretrained_fixture import write_vqgan
+
+    path = write_vqgan(tmp_path, "f16_1024")  # the 1024-code sibling: same layers, smaller file
+    assert "pytorch_lightning" not in sys.modules
+    params = yaml.safe_load(path.with_suffix(".yaml").read_text())["model"]["params"]
+    cfg = config_from_state_dict(read_state_dict(path))
+    dd = params["ddconfig"]
+    assert (cfg.n_embed, cfg.embed_dim) == (params["n_embed"], params["embed_dim"]) == (1024, 256)
+    assert (cfg.ch, cfg.ch_mult, cfg.num_res_blocks) == (dd["ch"], tuple(dd["ch_mult"]), dd["num_res_blocks"])
+    assert list(cfg.attn_resolutions) == dd["attn_resolutions"] and cfg.z_channels == dd["z_channels"]
+    assert load_vqgan(path).codebook.shape == (1024, 256)

@@ -315,3 +315,24 @@ def test_tiny_model_classifies_shapes_drawn_by_pillow(capsys, tmp_path):
     assert len(results) == 96
     correct = sum(r["prediction"] == truth[r["path"].rsplit("/", 1)[-1]] for r in results)
     assert correct / 96 >= 0.9, f"tiny model: {correct}/96 shapes drawn by Pillow right"
+
+
+# ------------------------------------------------------------------ six languages
+
+
+@pytest.mark.parametrize("lang", ["en", "fr", "es", "it", "pt", "zh"])
+def test_shapes_classes_in_every_language(lang):
+    from utils.zeroshot import prompts_for, shapes_classes
+
+    names, templates = shapes_classes(lang)
+    assert len(names) == 24 == len(set(names)), names
+    assert len(templates) >= 4 and all("{}" in tpl for tpl in templates), templates
+    prompts = prompts_for(names[3], templates)  # red star
+    assert len(set(prompts)) == len(templates), prompts
+
+
+def test_shapes_classes_refuses_an_unknown_language():
+    from utils.zeroshot import shapes_classes
+
+    with pytest.raises(ValueError, match="speaks en, fr"):
+        shapes_classes("de")

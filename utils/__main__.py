@@ -1,14 +1,25 @@
-"""The course's command line: `python -m utils <command> [--json]`.
+"""The course's command line: `python -m utils <command> [--json] [--debug]`.
 
 Each command lives in the module that does the work, as a function
 `add_cli(subparsers)` that adds its sub-parser and sets `func`.
+
+One error contract for every command (see utils/errors.py):
+- a bad argument exits 2 with one line that names it and its allowed range, before any work;
+- a failure exits 1 with one line: what failed and what to do;
+- no traceback unless --debug; with --json the error is {"error": ..., "hint": ...} on stdout;
+- progress bars (\r and terminal control codes) only when stderr is a terminal (`show_progress`).
 """
 
 from __future__ import annotations
 
 import argparse
+import codecs
 import importlib
+import os
 import sys
+import traceback
+
+from .errors import CourseError, Range, UsageError, check_output, error_json, show
 
 # command name -> module that defines add_cli(subparsers)
 COMMANDS = {
@@ -21,9 +32,44 @@ COMMANDS = {
     "train": "utils.train",
 }
 
+SEED = Range(0, 2**32 - 1)
+DALLE_MAX_N = 256  # samples per `dalle` call: 256 images of 64 x 64 sample in chunks in seconds
+# Every number a command takes, and its allowed values: (command, argument) -> Range.
+LIMITS = {
+    ("classify", "top"): Range(1, 1000),
+    ("search", "top"): Range(1, 10_000),
+    ("search", "batch_size"): Range(1, 4096),
+    ("search", "workers"): Range(0, 64),
+    ("search", "max_pixels"): Range(1, 1_000_000_000),
+    ("generate", "iterations"): Range(0, 100_000),
+    ("generate", "cutouts"): Range(1, 1024),
+    ("generate", "size"): Range(8, 2048),
+    ("generate", "lr"): Range(0, 100, strict_lo=True),
+    ("generate", "seed"): SEED,
+    ("generate", "batch"): Range(1, 64),
+    ("generate", "saturation"): Range(0, 1000),
+    ("generate", "threads"): Range(1, 1024),
+    ("dalle", "n"): Range(1, DALLE_MAX_N),
+    ("dalle", "seed"): SEED,
+    ("dalle", "temperature"): Range(0, 100, strict_lo=True),
+    ("dalle", "top_k"): Range(1, 100_000),
+    ("dalle", "guidance"): Range(0, 100),
+    ("train", "seed"): SEED,
+    ("train", "steps"): Range(1, 1_000_000),
+    ("train", "epochs"): Range(1, 10_000),
+}
+
+
+class CourseArgumentParser(argparse.ArgumentParser):
+    """argparse, but a bad argument raises UsageError (one line, exit 2) instead of exiting."""
+
+    def error(self, message: str):
+        raise UsageError(f"{self.prog}: {message}.", f"See `{self.prog} --help`.")
+
 
 def build_parser(commands: list[str] | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m utils", description=__doc__.splitlines()[0])
+    parser = CourseArgumentParser(prog="python -m utils", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in commands or COMMANDS:
         module = importlib.import_module(COMMANDS[name])
@@ -31,16 +77,128 @@ def build_parser(commands: list[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def validate(args: argparse.Namespace) -> None:
+    """Check every number and output path of the parsed command before any work starts."""
+    for (command, dest), allowed in LIMITS.items():
+        if command == args.command and getattr(args, dest, None) is not None:
+            try:
+                allowed.check("--" + dest.replace("_", "-"), getattr(args, dest))
+            except UsageError as err:
+                raise UsageError(err.message, f"See `python -m utils {command} --help`.") from None
+    extra = getattr(args, "validate", None)  # a command's own checks (e.g. files that must exist)
+    if extra is not None:
+        extra(args)
+    if args.command in ("classify", "search", "generate"):
+        _check_model_arguments(args)
+    out = getattr(args, "out", None)
+    if not out and args.command in ("generate", "dalle"):
+        out = os.path.join("outputs", "new.png")  # their default folder must be writable too
+    if out:
+        # generate and dalle choose a new name when the file exists; quiz needs --force;
+        # train writes a folder (see utils/train.py)
+        force = getattr(args, "force", False) or args.command in ("generate", "dalle")
+        check_output(out, "--out", force=force, folder=args.command == "train")
+
+
+def _check_model_arguments(args: argparse.Namespace) -> None:
+    """--model must be a model we know; --pretrained, --checkpoint, --init-image files must exist."""
+    from .models import CHECKPOINT_SUFFIXES, TINY_NAME, TINY_VQ_NAME
+
+    for dest in ("pretrained", "checkpoint", "init_image"):
+        value = getattr(args, dest, None)
+        looks_like_file = dest != "pretrained" or str(value).endswith(CHECKPOINT_SUFFIXES) or os.sep in str(value)
+        if value not in (None, "", "auto") and looks_like_file and not os.path.isfile(value):
+            raise UsageError(f"argument --{dest.replace('_', '-')}: {show(value)} is not a file.",
+                             "Check the path.")
+    name = getattr(args, "model", None)
+    if name in (None, "auto", TINY_NAME, TINY_VQ_NAME) or ":" in str(name):  # hf-hub:org/name
+        return
+    import open_clip
+
+    if name not in open_clip.list_models():
+        raise UsageError(f"argument --model: unknown model {show(name)!r}.",
+                         f"Use auto, {TINY_NAME}, or an open_clip name such as ViT-B-32 "
+                         "(python -c 'import open_clip; print(open_clip.list_models())').")
+
+
+def _replace_undecodable(err: UnicodeEncodeError):
+    """Codec error handler: a character the stream cannot encode is shown as U+FFFD or '?'.
+    (Encoders accept only ASCII text as a replacement, so U+FFFD is given as UTF-8 bytes.)"""
+    utf8 = err.encoding.lower().replace("-", "").replace("_", "") == "utf8"
+    return (b"\xef\xbf\xbd" * (err.end - err.start) if utf8 else "?" * (err.end - err.start), err.end)
+
+
+codecs.register_error("course-replace", _replace_undecodable)
+
+
+def _safe_streams() -> None:
+    """Undecodable file names print as replacement characters instead of crashing."""
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            try:
+                stream.reconfigure(errors="course-replace")
+            except (ValueError, OSError):  # a stream that cannot change: leave it
+                pass
+
+
+def _fail(err: BaseException, code: int, as_json: bool, hint: str = "") -> int:
+    message = err.message if isinstance(err, CourseError) else str(err)
+    hint = err.hint if isinstance(err, CourseError) else hint
+    lines = [line.strip() for line in show(message).splitlines() if line.strip()]
+    if len(lines) > 2:  # e.g. every problem of a quiz file: the first, and how many more
+        lines = [*lines[:2], f"(and {len(lines) - 2} more)"]
+    message = " ".join(" ".join(lines).split())  # one line, always
+    if as_json:
+        print(error_json(message, show(hint)))
+    else:
+        print(f"error: {message}" + (f" {show(hint)}" if hint else ""), file=sys.stderr)
+    return code
+
+
+def _describe_os_error(err: OSError) -> str:
+    if err.strerror is None:  # raised by the course with its own message
+        return str(err)
+    where = f" {show(err.filename)}" if err.filename else ""
+    return f"could not read or write{where}: {err.strerror or err}."
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
+    as_json = "--json" in argv
+    _safe_streams()
     # Import only the module of the command asked for: `doctor` must start fast.
     wanted = [argv[0]] if argv and argv[0] in COMMANDS else None
-    parser = build_parser(wanted)
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
-    return int(args.func(args) or 0)
+    try:
+        parser = build_parser(wanted)
+        args = parser.parse_args(argv)
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return 2
+        validate(args)
+        return int(args.func(args) or 0)
+    except SystemExit as err:  # --help, or a command that ends itself
+        if isinstance(err.code, str):
+            return _fail(err, 1, as_json)
+        return int(err.code or 0)
+    except KeyboardInterrupt:
+        return _fail(RuntimeError("interrupted (Ctrl-C); no output file was left half-written."), 130, as_json)
+    except Exception as err:  # the contract: one line, the traceback only with --debug
+        if debug:
+            traceback.print_exc()
+        if isinstance(err, CourseError):
+            return _fail(err, err.exit_code, as_json)
+        if isinstance(err, MemoryError) or type(err).__name__ == "OutOfMemoryError":
+            return _fail(RuntimeError(f"out of memory ({type(err).__name__})."), 1, as_json,
+                         "Ask for less at once (smaller --n, --batch, --size or --batch-size).")
+        if isinstance(err, OSError):
+            return _fail(RuntimeError(_describe_os_error(err)), 1, as_json,
+                         "Check that the path exists and that you may use it.")
+        if isinstance(err, (ValueError, FileNotFoundError, LookupError)):
+            return _fail(err, 1, as_json)
+        return _fail(RuntimeError(f"unexpected {type(err).__name__}: {err}"), 1, as_json,
+                     "This is a bug in the course: rerun with --debug and report the traceback.")
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ network that maps a CLIP *text* embedding to a CLIP *image* embedding.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -62,7 +63,7 @@ class WordTokenizer:
     """Caption -> `length` word ids: [w_1 .. w_k, <pad> .. <pad>, <img>].
 
     The last slot is always `<img>`: the position whose output predicts the first image
-    token. Unknown words become `<unk>`; captions longer than `length - 1` words are cut.
+    token. Unknown words become `<unk>`; a caption longer than `length - 1` words is refused.
 
     >>> tok = WordTokenizer(["a", "red", "circle"], length=5)
     >>> tok.encode(["a red circle"]).tolist()
@@ -79,16 +80,23 @@ class WordTokenizer:
 
     @staticmethod
     def split(caption: str) -> list[str]:
-        """Lower-case words, punctuation dropped: "A red, circle." -> ["a", "red", "circle"]."""
-        return re.findall(r"[a-z]+", caption.lower())
+        """Lower-case words, punctuation dropped: "A red, circle." -> ["a", "red", "circle"].
+
+        Any script counts as a word ("红色的圆形" is one word here), so nothing is dropped unseen.
+        """
+        return re.findall(r"\w+", caption.lower())
 
     def encode(self, captions: str | Sequence[str]) -> torch.Tensor:
-        """(B,) captions -> (B, length) long ids."""
+        """(B,) captions -> (B, length) long ids; a caption longer than `length - 1` words is
+        refused (ValueError), never cut."""
         if isinstance(captions, str):
             captions = [captions]
         ids = torch.full((len(captions), self.length), self.index[PAD], dtype=torch.long)
         for row, caption in enumerate(captions):
-            words = self.split(caption)[: self.length - 1]
+            words = self.split(caption)
+            if len(words) > self.length - 1:
+                raise ValueError(f"the caption {caption!r} has {len(words)} words, more than the "
+                                 f"{self.length - 1} of the context: shorten it")
             ids[row, : len(words)] = torch.tensor(
                 [self.index.get(w, self.index[UNK]) for w in words], dtype=torch.long)
             ids[row, -1] = self.index[IMG]
@@ -102,6 +110,73 @@ class WordTokenizer:
     def unknown_words(self, caption: str) -> list[str]:
         """The words of `caption` the model has never seen (they would become <unk>)."""
         return [w for w in self.split(caption) if w not in self.index]
+
+
+COURSE_LANGUAGES = ("en", "fr", "es", "it", "pt", "zh")
+
+
+def _phrase_key(text: str) -> str:
+    return " ".join(re.findall(r"\w+", text.lower()))
+
+
+@functools.lru_cache(maxsize=1)
+def _phrasebook() -> dict[str, tuple[str, str]]:
+    """Every class label and description `utils.captions` writes in fr es it pt zh ("un cercle
+    rouge", "红色的圆形", "une grande étoile orange à gauche") -> (the English caption, language)."""
+    from . import captions, data
+
+    book = {}
+    for lang in COURSE_LANGUAGES[1:]:
+        for colour in data.COLOURS:
+            for shape in data.SHAPES:
+                book[_phrase_key(captions.label(colour, shape, lang))] = (pair_caption(colour, shape), lang)
+                for size in data.SIZES:
+                    attrs = {"colour": colour, "shape": shape, "size": size, "position": "left"}
+                    book[_phrase_key(captions.describe(attrs, lang, where=False))] = (
+                        data.caption(attrs, "a {size} {colour} {shape}"), lang)
+                    for position in data.POSITIONS:
+                        attrs = {**attrs, "position": position}
+                        book[_phrase_key(captions.describe(attrs, lang))] = (
+                            data.caption(attrs, "a {size} {colour} {shape} {where}"), lang)
+    return book
+
+
+def translate_caption(caption: str) -> tuple[str, str] | None:
+    """(English caption, language) when `caption` is one of the course's labels or descriptions
+    in another language, word for word as `utils.captions` writes them; else None.
+
+    >>> translate_caption("un cercle rouge")
+    ('a red circle', 'fr')
+    """
+    return _phrasebook().get(_phrase_key(caption))
+
+
+def check_caption(caption: str, tokenizer: WordTokenizer, reader: str = "the mini DALL-E") -> list[str]:
+    """Refuse, in one line, a caption that `reader` cannot read; return its unknown words.
+
+    The word-level models of lesson 05 learned English shapes-world captions only. Refused
+    (`UsageError`): a caption longer than the context (more than `length - 1` words: it would
+    be cut), text with no word in it, and a caption in another language (an unknown word
+    outside a-z, e.g. "红色的圆形", or more unknown words than known ones: "un cercle rouge").
+    Kept: a few unknown English words ("a small red circle" for a model that never saw
+    "small"), read as <unk>; the caller warns about them.
+    """
+    from .errors import UsageError
+
+    words = tokenizer.split(caption)
+    if caption.strip() and not words:
+        raise UsageError(f"{reader} found no word in the caption {caption!r}.", 'Write one, e.g. "a red circle".')
+    if len(words) > tokenizer.length - 1:
+        raise UsageError(f"the caption has {len(words)} words; {reader} reads at most {tokenizer.length - 1} "
+                         "(its context) and will not cut it.", 'Shorten it, e.g. "a red circle on the left".')
+    unknown = tokenizer.unknown_words(caption)
+    foreign = [w for w in unknown if not re.fullmatch(r"[a-z0-9]+", w)]  # another script or accents
+    if foreign or len(unknown) > len(words) - len(unknown):
+        others = ", ".join(lang for lang in COURSE_LANGUAGES if lang != "en")
+        raise UsageError(f"{reader} reads English captions only, and in {others} only the course's labels "
+                         f"as written (\"un cercle rouge\", \"红色的圆形\"): it does not know {' '.join(unknown)!r}.",
+                         f"Write the caption in English with its words: {' '.join(tokenizer.vocab[len(SPECIALS):])}.")
+    return unknown
 
 
 # ---------------------------------------------------------------- the transformer
@@ -461,6 +536,9 @@ class Generation:
         return to_pil(self.images)
 
 
+SAMPLE_CHUNK = 64  # images sampled at once by `generate`
+
+
 def generate(caption: str, n: int = 8, temperature: float = 1.0, top_k: int | None = None,
              seed: int = 0, rerank: bool = True, dalle: TinyDalle | None = None, clip=None,
              guidance: float | None = None) -> Generation:
@@ -472,18 +550,32 @@ def generate(caption: str, n: int = 8, temperature: float = 1.0, top_k: int | No
     pictures (`RERANKER`: the plain tiny CLIP misreads the VQ's blurred outlines);
     guidance (classifier-free, 1 = none) defaults to the model's `guidance`.
     """
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
+    from .errors import check_range
+
+    check_range("n", n, 1)
+    check_range("temperature", float(temperature), 0, strict_lo=True)
+    check_range("top_k", top_k, 1)
+    check_range("guidance", None if guidance is None else float(guidance), 0)
     dalle = dalle or _bundled_dalle()
     clip = clip or _bundled_reranker()
-    unknown = dalle.tokenizer.unknown_words(caption)
+    translated = translate_caption(caption)  # "un cercle rouge" -> "a red circle", said out loud
+    if translated:
+        import warnings
+
+        warnings.warn(f"the mini DALL-E reads English: {caption!r} ({translated[1]}) is drawn as "
+                      f"{translated[0]!r}", stacklevel=2)
+        caption = translated[0]
+    unknown = check_caption(caption, dalle.tokenizer)  # refuses other languages and long captions
     if unknown:
         import warnings
 
         warnings.warn(f"the mini DALL-E never saw the words {unknown}: they are read as <unk>. "
                       f"It knows: {' '.join(dalle.tokenizer.vocab[len(SPECIALS):])}", stacklevel=2)
     guidance = dalle.guidance if guidance is None else guidance
-    codes = dalle.sample_codes([caption] * n, temperature, top_k, seed, guidance)  # (n, h, w)
+    # in chunks of SAMPLE_CHUNK: memory stays bounded for any n (chunk j draws from seed + j)
+    codes = torch.cat([dalle.sample_codes([caption] * min(SAMPLE_CHUNK, n - start), temperature, top_k,
+                                          seed + start // SAMPLE_CHUNK, guidance)
+                       for start in range(0, n, SAMPLE_CHUNK)])               # (n, h, w)
     with torch.no_grad():
         drawn = dalle.vq.decode_codes(codes)                                # (n, 3, H, W)
     scores = clip_scores(clip, drawn, caption)                              # (n,)
@@ -603,6 +695,8 @@ class TrainConfig:
     sizes: tuple[str, ...] | None = ("large",)  # keep only shapes of these sizes (None: all)
     seed: int = 0
     threads: int = 0  # torch threads while training; 0 keeps the current setting
+    schedule: str = "cosine"  # after warm-up: "cosine" (to lr / 10) or "linear" (to 0)
+    text_len: int = 12  # caption slots of the stream, the final <img> included
 
 
 def train_dalle(cfg: TrainConfig | None = None, model_cfg: DalleConfig | None = None, vq=None,
@@ -623,7 +717,7 @@ def train_dalle(cfg: TrainConfig | None = None, model_cfg: DalleConfig | None = 
     torch.manual_seed(cfg.seed)
     vq = vq or load_tiny_vq()
     words = shapes_world_words(cfg.sizes)
-    tokenizer = WordTokenizer(words, length=12)
+    tokenizer = WordTokenizer(words, length=cfg.text_len)
     model_cfg = model_cfg or DalleConfig()
     model_cfg.text_vocab, model_cfg.text_len = len(tokenizer), tokenizer.length
     model_cfg.image_vocab = vq.cfg.n_codes
@@ -699,10 +793,14 @@ def fit(model: MiniDalle, next_batch, cfg: TrainConfig, desc: str = "training", 
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
-    """Linear warm-up for `warmup` steps, then a cosine decay to lr / 10."""
+    """Linear warm-up for `warmup` steps, then a decay: cosine to lr / 10, or linear to 0."""
     if step <= cfg.warmup:
         return cfg.lr * step / cfg.warmup
     progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    if cfg.schedule == "linear":
+        return cfg.lr * (1 - progress)
+    if cfg.schedule != "cosine":
+        raise ValueError(f"unknown learning-rate schedule {cfg.schedule!r}: use 'cosine' or 'linear'")
     return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
@@ -806,6 +904,23 @@ class Prior(nn.Module):
     def predict(self, text_emb: torch.Tensor) -> torch.Tensor:
         self.eval()
         return self(text_emb)
+
+    @torch.no_grad()
+    def embed_captions(self, clip, captions: Sequence[str]) -> torch.Tensor:
+        """Captions -> the prior's image embeddings (B, D): prior(CLIP_text(caption)).
+
+        The prior learned English shapes-world captions only: the course's labels in the other
+        languages are translated (`translate_caption`); any other caption in another language,
+        or one longer than PRIOR_MAX_WORDS words, is refused in one line (`check_caption`).
+        """
+        tokenizer = WordTokenizer(shapes_world_words(), length=PRIOR_MAX_WORDS + 1)
+        english = [(translate_caption(c) or (c,))[0] for c in captions]  # the course's labels, translated
+        for caption in english:
+            check_caption(caption, tokenizer, reader="the unCLIP prior")
+        return self.predict(clip.encode_texts(english))
+
+
+PRIOR_MAX_WORDS = 15  # captions the prior accepts; the tiny CLIP's context is 32 BPE tokens
 
 
 def clip_pairs(clip, n_images: int, seed: int = 0, split: str = "train", progress: bool = True,
@@ -1043,12 +1158,16 @@ def _slug(text: str) -> str:
 
 
 
-def image_grid(images: torch.Tensor, gap: int = 2) -> Image.Image:
-    """(n, 3, H, W) -> one PIL image with the n images in a row, `gap` white pixels apart."""
+def image_grid(images: torch.Tensor, gap: int = 2, ncols: int | None = None) -> Image.Image:
+    """(n, 3, H, W) -> one PIL image, the n images in a square-ish grid (ncols = ceil(sqrt(n))
+    by default) in reading order, `gap` white pixels apart."""
     n, _, H, W = images.shape
-    canvas = torch.ones(3, H, n * W + (n - 1) * gap)
+    ncols = ncols or math.ceil(math.sqrt(n))
+    nrows = -(-n // ncols)
+    canvas = torch.ones(3, nrows * H + (nrows - 1) * gap, ncols * W + (ncols - 1) * gap)
     for i, image in enumerate(images):
-        canvas[:, :, i * (W + gap): i * (W + gap) + W] = image
+        top, left = (i // ncols) * (H + gap), (i % ncols) * (W + gap)
+        canvas[:, top:top + H, left:left + W] = image
     return to_pil(canvas[None])[0]
 
 
@@ -1074,27 +1193,32 @@ def _cli(args) -> int:
     import time
     import warnings
 
+    from .assets import atomic_path
+    from .errors import CourseError, to_json
     from .shapecheck import load_shape_judge
 
     start = time.perf_counter()
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            result = generate(args.caption, n=args.n, temperature=args.temperature, top_k=args.top_k,
-                              seed=args.seed, guidance=args.guidance)
-        verdicts = load_shape_judge().judge(result.images)
-    except (ValueError, FileNotFoundError) as err:
-        print(json.dumps({"error": str(err)}) if args.json else f"error: {err}",
-              file=sys.stdout if args.json else sys.stderr)
-        return 1
+    with warnings.catch_warnings(record=True) as caught:  # errors: the contract of utils/__main__.py
+        warnings.simplefilter("always")
+        result = generate(args.caption, n=args.n, temperature=args.temperature, top_k=args.top_k,
+                          seed=args.seed, guidance=args.guidance)
+    if not (torch.isfinite(result.images).all() and torch.isfinite(result.scores).all()):
+        raise CourseError("the mini DALL-E produced NaN or infinite pixels or scores; nothing was "
+                          "written.", "Check the bundled weights with `python -m utils doctor`.")
+    verdicts = load_shape_judge().judge(result.images)
     base = Path(args.out) if args.out else Path("outputs") / f"dalle-{_slug(args.caption)}-seed{args.seed}.png"
     if base.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
         base = base.with_suffix(".png")
     base.parent.mkdir(parents=True, exist_ok=True)
+    from PIL import Image
+
+    fmt = Image.registered_extensions()[base.suffix.lower()]
     best = new_path(base)
-    result.pil()[0].save(best)
+    with atomic_path(best) as tmp:  # never a half-written file, whatever happens
+        result.pil()[0].save(tmp, format=fmt)
     grid = new_path(best.with_name(f"{best.stem}-grid{best.suffix}"))
-    image_grid(result.images).save(grid)
+    with atomic_path(grid) as tmp:
+        image_grid(result.images).save(tmp, format=fmt)
     samples = [{"rank": r, "clip_score": round(float(s), 4), "drawn_index": int(i), **v}
                for r, (s, i, v) in enumerate(zip(result.scores, result.order, verdicts))]
     report = {"caption": args.caption, "image": str(best), "grid": str(grid), "n": args.n,
@@ -1104,7 +1228,7 @@ def _cli(args) -> int:
               "seconds": round(time.perf_counter() - start, 2),
               "judge": "colour: pixel hue statistics; shape: utils.shapecheck CNN (not the reranking CLIP)"}
     if args.json:
-        print(json.dumps(report))
+        print(to_json(report))
     else:
         for w in report["warnings"]:
             print(f"warning: {w}", file=sys.stderr)

@@ -30,10 +30,8 @@ CLIP and looks like nothing.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import re
-import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -44,6 +42,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from .errors import CourseError
 
 DRAWERS = ("tiny-vq", "pixel", "vqgan")
 
@@ -65,6 +65,11 @@ TINY_PRESETS = {
     "best": {"iterations": 250, "cutouts": 48, "saturation": 0.3},
 }
 # Adam learning rates per drawer; a VQ latent moves in units of the codebook's spread.
+# Lesson 04's real section (pretrained CLIP + VQGAN f16): its run on a CPU, sized to show the
+# picture forming in under 3 minutes on 2 cores, and on a GPU. Seconds per step come from
+# benchmarks/bench_lesson04_cpu.py (CPU, random weights of the real architectures).
+REAL_RUN_CPU = {"size": 128, "iterations": 24, "cutouts": 8}
+REAL_RUN_GPU = {"size": 256, "iterations": 150, "cutouts": 32}
 DEFAULT_LR = {"tiny-vq": 0.15, "pixel": 0.05, "vqgan": 0.1}
 # What the picture starts from when there is no init image (pixray's init_noise):
 # "colour" / "grey": the latents of a picture of coloured / grey blotches;
@@ -75,7 +80,7 @@ DEFAULT_INIT = {"tiny-vq": "colour", "pixel": "colour", "vqgan": "random"}
 DEFAULT_SIZE = {"tiny-vq": 64, "pixel": 64, "vqgan": 256}
 
 
-class GenerationError(RuntimeError):
+class GenerationError(CourseError, RuntimeError):
     """Generation cannot run as asked; the message says what to change."""
 
 
@@ -430,9 +435,13 @@ class GenerationResult:
 
     def save(self, path: str | Path, index: int = 0) -> Path:
         """Save image `index` as PNG to `path`, or to a new name beside it if it exists."""
+        from PIL import Image
+
+        from .assets import atomic_path
+
         path = unique_path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.images[index].save(path)
+        with atomic_path(path) as tmp:  # a crash leaves no half-written PNG behind
+            self.images[index].save(tmp, format=Image.registered_extensions().get(path.suffix.lower(), "PNG"))
         return path
 
     def save_animation(self, path: str | Path, fps: int = 10) -> Path:
@@ -458,7 +467,10 @@ def save_animation(frames: list, path: str | Path, fps: int = 10) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     arrays = np.stack([np.asarray(f.convert("RGB")) for f in frames])  # (T, H, W, 3)
     if path.suffix.lower() == ".gif":
-        iio.imwrite(path, arrays, duration=1000 / fps, loop=0)
+        from .assets import atomic_path
+
+        with atomic_path(path) as tmp:
+            iio.imwrite(tmp, arrays, duration=1000 / fps, loop=0, extension=".gif")
     elif path.suffix.lower() == ".mp4":
         import importlib.util
 
@@ -771,9 +783,12 @@ def add_cli(subparsers) -> None:
     p.add_argument("--init-noise", choices=["grey", "colour", "random"], default=None,
                    help="the noise to start from (default: colour for tiny-vq and pixel, random for vqgan)")
     p.add_argument("--saturation", type=float, default=None, help="weight of the saturation penalty")
-    p.add_argument("--model", default="tiny-shapes", help="CLIP: tiny-shapes, auto, or an open_clip name")
+    p.add_argument("--model", default=None,
+                   help="CLIP: tiny-shapes, auto (pretrained ViT-B-32 if downloaded, else tiny), or an "
+                        "open_clip name (default: auto with --drawer vqgan, tiny-shapes otherwise)")
     p.add_argument("--checkpoint", default=None, help="VQGAN .ckpt for --drawer vqgan")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto")
+    p.add_argument("--device", default="auto", help="cpu, cuda, mps or auto (default: $COURSE_DEVICE, "
+                                                    "else the GPU if there is one)")
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads (default: 1 for the tiny models, whose layers are too small to share)")
     p.add_argument("--compile", action="store_true", help="torch.compile the step")
@@ -783,28 +798,44 @@ def add_cli(subparsers) -> None:
     p.set_defaults(func=_cli)
 
 
+def _prompt_notes(clip, prompts: list[Prompt]) -> list[str]:
+    """A note for each prompt longer than the CLIP reads (its tokenizer cuts it silently)."""
+    notes = []
+    for prompt in prompts:
+        try:
+            tokens = clip.tokenizer([prompt.text])  # (1, context_length), cut to fit
+        except Exception:  # a tokenizer we cannot inspect: no note rather than a wrong one
+            continue
+        if int(tokens[0, -1]) != 0:  # the last slot is used: the text filled or overflowed it
+            words = prompt.text.split()
+            notes.append(f"the prompt {' '.join(words[:6])!r}... ({len(words)} words) is longer than "
+                         f"{clip.name} reads ({tokens.shape[1]} tokens): its end is ignored.")
+    return notes
+
+
 def _cli(args: argparse.Namespace) -> int:
+    """`python -m utils generate`: errors follow the contract of utils/__main__.py."""
+    from .errors import show_progress, to_json
     from .models import load_clip
 
-    try:
-        prompts = parse_prompts(args.prompt)
-        clip = load_clip(args.model, device=args.device, verbose=not args.json)
-        if args.threads or (clip.is_tiny and clip.device.type == "cpu"):
-            torch.set_num_threads(args.threads or 1)
-        with warnings.catch_warnings(record=True):
-            warnings.simplefilter("always")
-            result = generate(prompts, drawer=args.drawer, clip=clip, size=args.size,
-                              iterations=args.iterations, cutouts=args.cutouts, lr=args.lr,
-                              seed=args.seed, init_image=args.init_image, quality=args.quality,
-                              batch=args.batch, compile=args.compile, checkpoint=args.checkpoint,
-                              init_noise=args.init_noise, saturation=args.saturation,
-                              progress=not args.json)
-    except (ValueError, FileNotFoundError, GenerationError, RuntimeError) as err:
-        if args.json:
-            print(json.dumps({"error": str(err)}))
-        else:
-            print(f"error: {err}", file=sys.stderr)
-        return 1
+    prompts = parse_prompts(args.prompt)
+    model = args.model or ("auto" if args.drawer == "vqgan" else "tiny-shapes")  # see --model's help
+    clip = load_clip(model, device=args.device, verbose=not args.json)
+    if args.threads or (clip.is_tiny and clip.device.type == "cpu"):  # big models: every core
+        torch.set_num_threads(args.threads or 1)
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        result = generate(prompts, drawer=args.drawer, clip=clip, size=args.size,
+                          iterations=args.iterations, cutouts=args.cutouts, lr=args.lr,
+                          seed=args.seed, init_image=args.init_image, quality=args.quality,
+                          batch=args.batch, compile=args.compile, checkpoint=args.checkpoint,
+                          init_noise=args.init_noise, saturation=args.saturation,
+                          progress=show_progress(args))
+    if not all(math.isfinite(s) for s in [result.start_score, *result.final_scores, *result.losses]):
+        raise GenerationError("the optimisation diverged (NaN or infinite scores): the images "
+                              "would be blank, so none was written.",
+                              "Try a smaller --lr, or another --seed.")
+    notes = _prompt_notes(clip, result.prompts) + list(result.notes)
     base = Path(args.out) if args.out else Path("outputs") / f"{_slug(prompts[0].text)}-seed{args.seed}.png"
     if base.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
         base = base.with_suffix(".png")
@@ -818,13 +849,16 @@ def _cli(args: argparse.Namespace) -> int:
         "start_score": round(result.start_score, 4), "final_score": round(result.final_score, 4),
         "final_scores": [round(s, 4) for s in result.final_scores],
         "iterations": result.settings["iterations"], "seconds": round(result.seconds, 2),
-        "settings": result.settings, "notes": result.notes,
+        "settings": result.settings, "notes": notes,
+        "clip": {"name": clip.name, "pretrained": clip.pretrained, "tiny": clip.is_tiny},
+        "device": result.settings["device"],
     }
     if args.json:
-        print(json.dumps(report))
+        print(to_json(report))
     else:
-        for note in result.notes:
+        for note in notes:
             print(f"note: {note}")
+        print(f"CLIP: {clip.name}/{clip.pretrained} on {result.settings['device']}")
         print(f"CLIP score {result.start_score:.3f} -> {result.final_score:.3f} in "
               f"{report['iterations']} iterations ({report['seconds']} s)")
         print("wrote " + ", ".join(images + ([animation] if animation else [])))

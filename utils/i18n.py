@@ -60,8 +60,11 @@ import argparse
 import ast
 import hashlib
 import json
+import numbers
 import re
+import string
 import sys
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -108,12 +111,10 @@ _CJK_FONTS = ("Noto Sans CJK SC", "Noto Sans SC", "Source Han Sans SC", "WenQuan
               "Microsoft YaHei", "SimHei", "Arial Unicode MS")
 
 
-def use_cjk_font() -> str | None:
-    """Put an installed Chinese font first in matplotlib's sans-serif list; returns its name.
-
-    Without one, plot labels in Chinese would show as empty boxes: say so once, with the fix."""
+def find_cjk_font() -> str | None:
+    """The name of an installed font that draws Chinese (matplotlib's name for it), or None."""
     try:
-        from matplotlib import font_manager, rcParams
+        from matplotlib import font_manager
     except ImportError:
         return None
     installed = {f.name for f in font_manager.fontManager.ttflist}
@@ -122,14 +123,24 @@ def use_cjk_font() -> str | None:
             if re.search(r"cjk|wqy|wenquanyi|droidsansfallback|notosanssc", Path(path).name, re.I):
                 font_manager.fontManager.addfont(path)
         installed = {f.name for f in font_manager.fontManager.ttflist}
-    font = next((name for name in _CJK_FONTS if name in installed), None)
+    return next((name for name in _CJK_FONTS if name in installed), None)
+
+
+def use_cjk_font() -> str | None:
+    """Put an installed Chinese font first in matplotlib's sans-serif list; returns its name.
+
+    Without one, plot labels in Chinese show as empty boxes ("tofu") and matplotlib warns once
+    per missing glyph: say so in one line, with the fix, and silence that wall of warnings."""
+    font = find_cjk_font()
     if font is None:
         if "font" not in _warned:
             _warned.add("font")
-            print("提示：未找到中文字体，图中的中文会显示为方框。请安装 fonts-noto-cjk"
-                  "（Colab：!apt-get -qq install fonts-noto-cjk），然后重启内核。\n"
+            warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from (current )?font")
+            print("提示：未找到中文字体，图中的中文会显示为方框；请安装 fonts-noto-cjk 并重启内核。"
                   "(No Chinese font for plots: install fonts-noto-cjk, then restart the kernel.)")
         return None
+    from matplotlib import rcParams
+
     rcParams["font.family"] = "sans-serif"
     rcParams["font.sans-serif"] = [font] + [f for f in rcParams["font.sans-serif"] if f != font]
     rcParams["axes.unicode_minus"] = False  # CJK fonts often lack the minus sign glyph
@@ -157,7 +168,39 @@ def t(text: str, lang: str | None = None, **values) -> str:
     """
     lang = lang or _current["lang"]
     out = text if lang == SOURCE_LANG else catalog(lang).get(text, text)
-    return out.format(**values) if values else out
+    return _NumberFormatter(lang).format(out, **values) if values else out
+
+
+def notice_file():
+    """Where a one-line notice goes: stdout in a notebook, where stderr shows as a pink block
+    that looks like an error; stderr in a terminal, so that `--json` output stays clean."""
+    return sys.stdout if "ipykernel" in sys.modules else sys.stderr
+
+
+def number(value: float, spec: str = "", lang: str | None = None) -> str:
+    """A number written the way the course language writes it: number(0.5, ".2f") -> "0,50" in fr."""
+    return _NumberFormatter(lang or _current["lang"]).format_field(value, spec)
+
+
+# How numbers are written: (thousands separator, decimal mark). A French reader expects
+# "50 000" and "0,3 h", not "50,000" and "0.3 h". Languages not listed write numbers as English.
+NUMBER_MARKS = {"fr": ("\u00a0", ","), "es": (".", ","), "it": (".", ","), "pt": (".", ",")}
+
+
+class _NumberFormatter(string.Formatter):
+    """str.format, with the thousands separator and decimal mark of the language: in fr,
+    "{n:,}" gives "50 000" and "{h:.1f}" gives "0,3" (text values are left as they are)."""
+
+    def __init__(self, lang: str):
+        super().__init__()
+        self.marks = NUMBER_MARKS.get(lang)
+
+    def format_field(self, value, format_spec: str) -> str:
+        out = super().format_field(value, format_spec)
+        if self.marks is None or isinstance(value, bool) or not isinstance(value, numbers.Real):
+            return out
+        thousands, decimal = self.marks
+        return out.translate({ord(","): thousands, ord("."): decimal})
 
 
 # ------------------------------------------------------------------ problems
@@ -368,23 +411,59 @@ def _nb_cell(cell_id: str, kind: str, source: str, tags: list[str] | None = None
     return out
 
 
+# What a Colab runtime already has and must keep: replacing torch or ipywidgets inside a
+# running kernel breaks it (ipywidgets 7 -> 8: the upload widget fails until a restart).
+COLAB_KEEP = ("torch", "torchvision", "ipywidgets")
+
+
+def colab_requirements(root: Path = ROOT) -> list[str]:
+    """What the Colab setup cell installs: the course's dependencies and its `faiss` extra
+    (pyproject.toml), minus COLAB_KEEP, which the runtime provides."""
+    import tomllib
+
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    reqs = project["dependencies"] + project["optional-dependencies"]["faiss"]
+    name = lambda req: re.split(r"[<>=!~\[; ]", req, maxsplit=1)[0].lower()  # noqa: E731
+    return [r for r in reqs if name(r) not in COLAB_KEEP]
+
+
 def colab_setup_cell() -> str:
     """The code cell every notebook gets after its title: on Colab, fetch and install the
-    course (package, quizzes, lesson files); anywhere else, do nothing."""
+    course (package, quizzes, lesson files) and every package the notebooks import, keeping
+    the runtime's torch, torchvision and ipywidgets; anywhere else, do nothing."""
     from . import COURSE_REPO
 
-    return f"""# Colab only: fetch the course and install it. This cell does nothing anywhere else.
+    reqs = ", ".join(f'"{r}"' for r in colab_requirements())
+    keep = ", ".join(f'"{k}"' for k in COLAB_KEEP)
+    return f"""# Colab only: fetch the course and install what it needs, keeping Colab's own torch,
+# torchvision and ipywidgets. This cell does nothing anywhere else, and nothing the second time.
 import sys
 
-if "google.colab" in sys.modules:
+if "google.colab" in sys.modules and not __import__("os").path.exists("/content/course/.installed"):
+    import importlib.metadata as md
     import os
     import subprocess
 
     if not os.path.isdir("/content/course"):
         subprocess.run(["git", "clone", "--depth", "1",
                         "https://github.com/{COURSE_REPO}", "/content/course"], check=True)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "/content/course"],
+    keep = [f"{{name}}=={{md.version(name)}}" for name in ({keep})]  # pinned: never replaced
+    with open("/content/keep.txt", "w") as f:
+        f.write("\\n".join(keep))
+    before = {{d.metadata["Name"].lower(): d.version for d in md.distributions()}}
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-c", "/content/keep.txt",
+                    {reqs}], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "-e", "/content/course"],
                    check=True)
+    open("/content/course/.installed", "w").close()
+    owners = md.packages_distributions()  # module -> the distributions that provide it
+    imported = {{d.lower() for m in list(sys.modules) for d in owners.get(m, [])}}
+    changed = sorted(name for name, version in before.items()
+                     if name in imported and md.version(name) != version)
+    if changed:  # a module already imported by this kernel changed: one restart loads the new one
+        print("Updated", ", ".join(changed), "- restarting the runtime once. Run the notebook again.")
+        os.kill(os.getpid(), 9)
+if "google.colab" in sys.modules:
     sys.path.insert(0, "/content/course")"""
 
 
@@ -411,6 +490,9 @@ def build_notebook(src: Path, lang: str, base: Path = NOTEBOOK_I18N) -> dict:
             if "parameters" in cell.tags:
                 source = re.sub(r'^LANG = "en"', f'LANG = "{lang}"', source, flags=re.M)
             cells.append(_nb_cell(cell.id or f"code-{n_code}", "code", source, cell.tags))
+    from .exercises import add_grading_metadata  # nbgrader metadata on the exercise cells
+
+    add_grading_metadata(cells, f"{lang}/{stem}")
     return {
         "cells": cells,
         "metadata": {
@@ -486,8 +568,10 @@ def expand_macros(text: str, lang: str, up: str = "../..") -> str:
     def replace(match: re.Match) -> str:
         what, name, stage = match.groups()
         if what == "notebook":
+            from .exercises import lesson_link  # the student version, solutions beside it
+
             path = f"notebooks/{lang}/{name}.ipynb"
-            return f"[`{name}.ipynb`]({up}/{path}) {badges(path)}"
+            return lesson_link(name, lang, up) or f"[`{name}.ipynb`]({up}/{path}) {badges(path)}"
         command = f"python -m utils quiz {name} --stage {stage or 'pre'}"
         if lang != SOURCE_LANG:
             command += f" --lang {lang}"
@@ -759,11 +843,17 @@ def import_translation(source: Path, lang: str, translated: Path) -> Path:
 
 def _outputs(root: Path, langs: list[str]) -> list[tuple[Path, str, str]]:
     """(path, content, source) of every built file for these languages."""
+    from .exercises import FOLDER, can_build_student_versions, has_exercises, student_text
+
+    students = can_build_student_versions()
     out = []
     for src in notebook_sources(root):
         for lang in langs:
             nb = build_notebook(src, lang, root / "notebooks" / "i18n")
             out.append((root / "notebooks" / lang / f"{src.stem}.ipynb", dumps_notebook(nb), src))
+            if students and has_exercises(nb):  # the student version (committed too), one folder down
+                out.append((root / "notebooks" / lang / FOLDER / f"{src.stem}.ipynb",
+                            student_text(nb, lang, src.stem), src))
     for src in lesson_sources(root):
         for lang in langs:
             text = build_lesson(src, lang, root / "lessons" / "i18n")

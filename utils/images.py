@@ -21,10 +21,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from .errors import CourseError
+
 # 64 megapixels (e.g. 8000 x 8000): bigger than any phone photo, small enough that decoding
 # cannot eat the machine's memory. A file claiming more is a "decompression bomb" or a scan
 # that should be shrunk first.
 DEFAULT_MAX_PIXELS = 64_000_000
+# 256 MiB: a 64-megapixel image fits in far less, even as an uncompressed TIFF of 8-bit RGB
+# (192 MB). The size is checked before anything is read, so a huge file costs no memory.
+DEFAULT_MAX_BYTES = 256 * 1024 * 1024
 IMAGE_SUFFIXES = frozenset(
     {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
 )
@@ -32,7 +37,7 @@ _TRUNCATED = "the file is cut short (truncated): the copy or download did not fi
 BACKGROUND = (255, 255, 255)  # transparent pixels are shown on white, as an image viewer does
 
 
-class ImageLoadError(Exception):
+class ImageLoadError(CourseError):
     """An image file that cannot be used, with the reason in words.
 
     `error.path` is the file, `error.reason` says what is wrong and what to do.
@@ -51,6 +56,7 @@ def open_image(
     path: str | os.PathLike,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     draft_size: int | None = None,
+    max_bytes: int | None = DEFAULT_MAX_BYTES,
 ) -> Image.Image:
     """Read an image file as an upright RGB `PIL.Image`, fully loaded (the file is closed).
 
@@ -58,17 +64,23 @@ def open_image(
         decompression-bomb limit applies).
     draft_size: for JPEGs, let the decoder shrink by 1/2, 1/4 or 1/8 while keeping both
         sides >= draft_size: much faster when the image is resized to e.g. 224 px anyway.
+    max_bytes: refuse files larger than this many bytes, before reading any of them.
     Raises ImageLoadError(path, reason) for missing, empty, non-image, truncated, corrupt or
-    too-large files.
+    too-large files. Only the first bytes are read until the file is known to be an image.
     """
     path = Path(path)
     if not path.exists():
         raise ImageLoadError(path, "the file does not exist.")
     if path.is_dir():
         raise ImageLoadError(path, "this is a folder, not an image file.")
-    if path.stat().st_size == 0:
+    size = path.stat().st_size
+    if size == 0:
         raise ImageLoadError(path, "the file is empty (0 bytes): it was never written or the "
                                    "copy/download failed. Copy it again.")
+    if max_bytes is not None and size > max_bytes:
+        raise ImageLoadError(path, f"the file is {size / 2**20:,.0f} MiB, over the limit of "
+                                   f"{max_bytes / 2**20:,.0f} MiB for one image; it was not read. "
+                                   "Shrink or convert it first (or pass a larger max_bytes).")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # we check below
@@ -78,6 +90,9 @@ def open_image(
     except Image.DecompressionBombError as err:
         raise ImageLoadError(path, f"the image is too large to open safely ({err}). "
                                    "Shrink it first.") from None
+    except ValueError as err:  # e.g. a PNG text chunk over Pillow's limit (PngImagePlugin.MAX_TEXT_CHUNK)
+        raise ImageLoadError(path, f"the file's metadata is too large to read safely ({err}); "
+                                   "re-save the image without its metadata.") from None
     except OSError as err:
         if "truncated" in str(err).lower():
             raise ImageLoadError(path, _TRUNCATED + f"Pillow says: {err}. Copy the file again.") from None
@@ -117,7 +132,8 @@ def _upright(image: Image.Image, path: Path) -> Image.Image:
 
 
 def _not_an_image_reason(path: Path) -> str:
-    head = path.read_bytes()[:256]
+    with open(path, "rb") as f:  # the first bytes only: the file may be huge
+        head = f.read(256)
     try:
         text = head.decode("utf-8")
     except UnicodeDecodeError:

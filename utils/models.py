@@ -12,6 +12,7 @@ notebook code runs unchanged in both worlds (lesson 00, "Two worlds, one API").
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import sys
@@ -21,6 +22,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .assets import ASSETS_DIR
+from .errors import CheckpointError, CourseError
+from .i18n import notice_file
 
 if TYPE_CHECKING:  # torch and open_clip are imported lazily: failing offline must take < 2 s
     import torch
@@ -40,12 +43,8 @@ TINY_VQ_CLIP_WEIGHTS = ASSETS_DIR / "tiny-shapes-vq.safetensors"
 CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
 
 
-class PretrainedUnavailable(RuntimeError):
+class PretrainedUnavailable(CourseError, RuntimeError):
     """Pretrained weights are neither cached nor downloadable right now."""
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint file exists but cannot be read (truncated, corrupt, wrong model)."""
 
 
 @dataclass
@@ -105,8 +104,13 @@ class CLIP:
             out.append(torch.nn.functional.normalize(feats.float(), dim=-1).cpu())
         return torch.cat(out)
 
-    def encode_texts(self, texts: str | Sequence[str], batch_size: int = 256) -> torch.Tensor:
-        """Embed texts with the model's own tokenizer; returns (N, D), L2-normalised."""
+    def encode_texts(self, texts: str | Sequence[str], batch_size: int = 64,
+                     progress: bool | None = None) -> torch.Tensor:
+        """Embed texts with the model's own tokenizer; returns (N, D), L2-normalised.
+
+        batch_size 64 bounds the memory of a big text encoder (tests/test_pretrained_path.py
+        measures the peak memory of a ViT-B-32 session).
+        """
         import torch
 
         if isinstance(texts, str):
@@ -114,9 +118,14 @@ class CLIP:
         texts = list(texts)
         if not texts:
             raise ValueError("encode_texts got no texts.")
+        from tqdm.auto import tqdm
+
         self.model.eval()
         out = []
-        for start in range(0, len(texts), batch_size):
+        if progress is None:  # a progress bar for long work (e.g. 1,000 classes x 7 templates)
+            progress = len(texts) > 1000 and not self.is_tiny
+        for start in tqdm(range(0, len(texts), batch_size), desc="embedding texts", disable=not progress,
+                          unit="batch"):
             tokens = self.tokenizer(texts[start : start + batch_size]).to(self.device)  # (B, T)
             with torch.no_grad():
                 feats = self.model.encode_text(tokens)  # (B, D)
@@ -136,12 +145,49 @@ def _as_rgb(image):
     return image
 
 
-def pick_device(device: str | torch.device = "auto") -> torch.device:
-    """'auto' -> cuda if available, else mps, else cpu."""
+DEVICE_ENV = "COURSE_DEVICE"  # the one device setting: cpu, cuda, mps or auto (the default)
+CACHE_ENV = "COURSE_CACHE"  # the one cache setting: VQGAN checkpoints, image-index caches
+CACHE_ENV_ALIASES = ("MULTIMODAL_COURSE_CACHE",)  # older name, still read
+RANDOM_WEIGHTS_ENV = "COURSE_RANDOM_WEIGHTS"  # set only by the test fixture of real-format random weights
+
+
+def course_cache_dir() -> Path:
+    """The course's cache folder: $COURSE_CACHE, else $XDG_CACHE_HOME/multimodal-course
+    (default ~/.cache/multimodal-course). Holds vqgan/ and image-index/."""
+    for var in (CACHE_ENV, *CACHE_ENV_ALIASES):
+        if os.environ.get(var):
+            return Path(os.environ[var]).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(xdg) / "multimodal-course"
+
+
+def quality_checks_apply() -> bool:
+    """False only under the test fixture of random weights in the real formats
+    ($COURSE_RANDOM_WEIGHTS=1): there a pretrained model cannot be accurate, so the
+    cells that check accuracy, recall or CLIP score stand aside. Everywhere else, True."""
+    return os.environ.get(RANDOM_WEIGHTS_ENV, "0") in ("", "0")
+
+
+def pick_device(device: str | torch.device | None = "auto") -> torch.device:
+    """'auto' (or None) -> $COURSE_DEVICE if set, else cuda if available, else mps, else cpu.
+
+    An explicit device that this machine lacks fails with one line saying what to use.
+    """
     import torch
 
+    if device is None or str(device) == "auto":
+        device = os.environ.get(DEVICE_ENV) or "auto"
     if str(device) != "auto":
-        return torch.device(device)
+        try:
+            chosen = torch.device(device)
+        except RuntimeError as err:
+            raise ValueError(f"Unknown device {device!r}: use cpu, cuda, mps or auto.") from err
+        if chosen.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"Device {device!r} asked for, but this machine has no CUDA GPU: use cpu or auto.")
+        if chosen.type == "mps" and not (getattr(torch.backends, "mps", None)
+                                         and torch.backends.mps.is_available()):
+            raise ValueError(f"Device {device!r} asked for, but MPS (Apple GPU) is not available: use cpu or auto.")
+        return chosen
     if torch.cuda.is_available():
         return torch.device("cuda")
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
@@ -198,6 +244,17 @@ def cached_weights(name: str, tag: str) -> Path | None:
     return None
 
 
+# Download sizes of the weights we name: float32 parameters x 4 bytes (151.3 M for ViT-B-32;
+# tests/test_models.py recounts them from the open_clip architecture).
+DOWNLOAD_MB = {(DEFAULT_MODEL, DEFAULT_PRETRAINED): 605}
+
+
+def download_size(name: str, tag: str) -> str:
+    """'about 605 MB' for the weights we know, else 'size unknown'."""
+    mb = DOWNLOAD_MB.get((name, tag))
+    return f"about {mb} MB" if mb else "size unknown"
+
+
 def network_available(host: str = "huggingface.co", port: int = 443, timeout: float = 1.5) -> bool:
     """True if we may download: not offline by setting, and the host answers within `timeout` s."""
     if os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0", "false", "False"):
@@ -213,7 +270,7 @@ def _unavailable_message(name: str, tag: str) -> str:
     return (
         f"Pretrained weights {name}/{tag} are not in the cache folder {hf_cache_dir()} "
         "and cannot be downloaded now (offline or HF_HUB_OFFLINE=1). "
-        "Connect to the internet and run again to download them (about 600 MB for ViT-B-32), "
+        f"Connect to the internet and run again to download them ({download_size(name, tag)}), "
         f"or use the offline tiny model: load_clip({TINY_NAME!r})."
     )
 
@@ -232,6 +289,64 @@ def _tiny_model_config_registered() -> None:
         open_clip.add_model_config(TINY_CONFIG)
 
 
+def _read_safetensors(path: Path):
+    """Yield (name, tensor) from a .safetensors file, one tensor at a time, read with plain file
+    reads (no memory map, so the file's pages do not stay resident). The format: 8 bytes of
+    header length (little-endian), a JSON header {name: {dtype, shape, data_offsets}}, the data."""
+    import json
+    import struct
+
+    import torch
+
+    dtypes = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+              "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
+              "U8": torch.uint8, "BOOL": torch.bool}
+    with open(path, "rb") as f:
+        (length,) = struct.unpack("<Q", f.read(8))
+        if length > path.stat().st_size - 8:
+            raise ValueError(f"{path.name} is not a safetensors file (its header length makes no sense)")
+        header = json.loads(f.read(length))
+        header.pop("__metadata__", None)
+        for name, info in header.items():
+            start, end = info["data_offsets"]
+            f.seek(8 + length + start)
+            data = bytearray(end - start)
+            if f.readinto(data) != end - start:
+                raise EOFError(f"{path.name} ends inside tensor {name}: the file is truncated")
+            tensor = torch.frombuffer(data, dtype=dtypes[info["dtype"]]) if data else torch.empty(0)
+            yield name, tensor.reshape(info["shape"])
+
+
+def _create_from_safetensors(name: str, path: Path, device: torch.device, kwargs: dict):
+    """Build `name`, then copy the file's tensors into its parameters one at a time: the weights
+    are never in memory twice. For ViT-B-32 this keeps a session's peak memory under the 1.9 GB
+    of open_clip's own loading (Binder allows about 2 GB; tests/test_pretrained_path.py measures it)."""
+    import open_clip
+    import torch
+
+    quiet = logging.getLogger()  # open_clip warns "No pretrained weights loaded": they load below
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        model, _, preprocess = open_clip.create_model_and_transforms(name, device="cpu", **kwargs)
+    finally:
+        quiet.setLevel(level)
+    target = model.state_dict()  # tensors sharing memory with the model's parameters and buffers
+    seen = set()
+    with torch.no_grad():
+        for key, tensor in _read_safetensors(path):
+            if key not in target:
+                raise KeyError(f"unexpected weight {key!r}")
+            if tensor.shape != target[key].shape:
+                raise ValueError(f"{key} has shape {tuple(tensor.shape)}, the model wants {tuple(target[key].shape)}")
+            target[key].copy_(tensor)
+            seen.add(key)
+    missing = sorted(set(target) - seen)
+    if missing:
+        raise KeyError(f"missing weights {missing[:5]}")
+    return model.to(device), preprocess
+
+
 def _create(name: str, checkpoint: Path | None, device: torch.device, cfg: dict | None = None):
     """Build the open_clip model `name` and load `checkpoint` the way open_clip does."""
     import open_clip
@@ -243,16 +358,22 @@ def _create(name: str, checkpoint: Path | None, device: torch.device, cfg: dict 
             if cfg.get(theirs) is not None:
                 kwargs[ours] = cfg[theirs]
     try:
-        model, _, preprocess = open_clip.create_model_and_transforms(
-            name, pretrained=str(checkpoint) if checkpoint else None, device=device, **kwargs
-        )
+        if checkpoint is not None and Path(checkpoint).suffix == ".safetensors":
+            model, preprocess = _create_from_safetensors(name, Path(checkpoint), device, kwargs)
+        else:
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                name, pretrained=str(checkpoint) if checkpoint else None, device=device, **kwargs
+            )
     except (RuntimeError, OSError, ValueError, KeyError, EOFError, Exception) as err:
         if checkpoint is None or isinstance(err, (ImportError, MemoryError)):
             raise
+        bundled = Path(checkpoint).resolve().parent == ASSETS_DIR.resolve()
         raise CheckpointError(
             f"Could not load checkpoint {checkpoint} into model {name!r}: {type(err).__name__}: "
-            f"{str(err).splitlines()[0][:300] if str(err) else ''}. The file may be truncated or corrupt "
-            "(delete it and download again), or made for another model."
+            f"{str(err).splitlines()[0][:300] if str(err) else ''}.",
+            "This bundled file is damaged: `python -m utils doctor` checks it; reinstall the course "
+            "or rebuild it (python -m utils train ... --replace-bundled)." if bundled else
+            "The file may be truncated or corrupt (download or copy it again), or made for another model."
         ) from err
     model.eval()
     return model, preprocess, open_clip.get_tokenizer(name)
@@ -266,16 +387,19 @@ def load_clip(
 ) -> CLIP:
     """Load a CLIP model and everything needed to use it.
 
-    name: an open_clip model name ("ViT-B-32"), "tiny-shapes" (bundled, offline),
-        "tiny-shapes-vq" (the same, fine-tuned on tiny-VQ pictures), or "auto".
+    name: an open_clip model name ("ViT-B-32": downloaded if not cached, when online),
+        "tiny-shapes" (bundled, offline), "tiny-shapes-vq" (the same, fine-tuned on tiny-VQ
+        pictures), or "auto": ViT-B-32 if it is already in the cache, else the tiny model.
+        "auto" never downloads anything.
     pretrained: an open_clip tag ("laion2b_s34b_b79k"), a local checkpoint file
-        (.safetensors, or .pt/.bin loaded with weights_only=True), or "auto"
-        (the default tag if cached or downloadable, else the tiny model).
+        (.safetensors, or .pt/.bin loaded with weights_only=True), or "auto" (the default tag).
+    device: "auto" (the default: $COURSE_DEVICE, else cuda, mps or cpu), or one of those.
     """
     if name == TINY_NAME or (name == "auto" and pretrained == TINY_NAME):
         return _load_tiny(pick_device(device))
     if name == TINY_VQ_NAME:
         return _load_tiny(pick_device(device), TINY_VQ_NAME)
+    asked_auto = name == "auto" and pretrained in ("auto", None, "")
     if name == "auto":
         name = DEFAULT_MODEL
 
@@ -302,17 +426,21 @@ def load_clip(
         tag = DEFAULT_PRETRAINED if DEFAULT_PRETRAINED in tags else tags[0]
     path = cached_weights(name, tag)
     if path is None:
+        if asked_auto:  # "auto" never downloads (Binder, slow links): the student chooses to
+            clip = _load_tiny(pick_device(device))
+            if verbose:
+                print(f"{name}/{tag} is not downloaded yet, so this uses the tiny shapes-world CLIP. "
+                      f"To download it once ({download_size(name, tag)}), choose MODEL = {name!r}.",
+                      file=notice_file())  # terminal: stderr, so --json stays clean; notebook: stdout
+            return clip
         if not network_available():
-            if pretrained == "auto":
-                clip = _load_tiny(pick_device(device))
-                if verbose:
-                    print(f"Offline: {name}/{tag} is not cached, using the tiny shapes-world CLIP instead.",
-                          file=sys.stderr)
-                return clip
             raise PretrainedUnavailable(_unavailable_message(name, tag))
-        # Online: let open_clip download into its cache (huggingface_hub shows a progress bar).
+        # Online and asked for by name: open_clip downloads into the HF cache (with a progress bar).
         from open_clip.pretrained import download_pretrained
 
+        if verbose:
+            print(f"Downloading {name}/{tag} ({download_size(name, tag)}) into {hf_cache_dir()} ...",
+                  file=sys.stderr)
         path = Path(download_pretrained(_pretrained_cfg(name, tag)))
     cfg = _pretrained_cfg(name, tag)
     dev = pick_device(device)

@@ -29,6 +29,7 @@ from functools import partial
 from pathlib import Path
 from typing import TextIO
 
+from .errors import CourseError
 from .i18n import LANGUAGES, SOURCE_LANG, get_language
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,7 +46,7 @@ STAGES = ("pre", "post")
 LETTERS = "ABCDEFGH"  # options are shown as A, B, C... (at most 8 per question)
 
 
-class QuizError(ValueError):
+class QuizError(CourseError, ValueError):
     """A quiz file is missing or malformed; the message lists every problem, one per line."""
 
 
@@ -86,9 +87,9 @@ def _download(path_in_repo: str, target: Path) -> Path:
             data = response.read()
     except OSError as err:
         raise QuizError(f"{help_text} Downloading {url} failed: {err}") from None
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(data)
-    return target
+    from .assets import write_atomic
+
+    return write_atomic(target, data)  # a temporary file, renamed: never half a file
 
 
 def _display_path(path: Path) -> str:
@@ -291,6 +292,7 @@ def parse_quiz(data: dict, path: Path | None = None) -> Quiz:
     source = _display_path(path) if path else "<quiz>"
     problems = validate(data, source)
     if problems:
+        problems = list(dict.fromkeys(problems))  # the schema may report one problem twice
         raise QuizError(f"{len(problems)} problem(s) in {source}:\n" + "\n".join(problems))
     stages = {}
     for stage in STAGES:
@@ -316,6 +318,11 @@ def load_quiz(lesson: str | Path) -> Quiz:
     except json.JSONDecodeError as err:
         raise QuizError(f"{_display_path(path)}: not valid JSON (line {err.lineno}, "
                         f"column {err.colno}): {err.msg}") from None
+    except UnicodeDecodeError as err:
+        raise QuizError(f"{_display_path(path)}: not UTF-8 text (byte {err.start}); save the "
+                        "file as UTF-8.") from None
+    except OSError as err:
+        raise QuizError(f"{_display_path(path)}: cannot be read ({err.strerror}).") from None
     return parse_quiz(data, path)
 
 
@@ -376,17 +383,20 @@ class QuizWidget:
 
     def _control(self, q: Question, w):
         if q.type == "numeric":
-            box = w.Text(placeholder=ui("type_number", self.lang))
+            box = w.Text(placeholder=ui("type_number", self.lang), tooltip=ui("type_number", self.lang))
             self.inputs.append(box)
             return box
-        boxes = [w.Checkbox(value=False, indent=False, layout=w.Layout(width="28px"))
-                 for _ in q.options]
+        # Keyboard and screen readers: each option is a native checkbox (Tab, Space) whose
+        # label is its letter and whose tooltip is its text (plain text, never HTML).
+        boxes = [w.Checkbox(value=False, indent=False, description=f"{LETTERS[k]}.",
+                            tooltip=tr(o.text, self.lang), layout=w.Layout(width="auto"))
+                 for k, o in enumerate(q.options)]
         if q.type == "single":  # radio behaviour: ticking one unticks the others
             for box in boxes:
                 box.observe(partial(_untick_others, boxes), names="value")
         self.inputs.append(boxes)
-        rows = [w.HBox([box, w.HTML(f"<b>{LETTERS[k]}.</b> {to_html(tr(o.text, self.lang))}")])
-                for k, (box, o) in enumerate(zip(boxes, q.options))]
+        rows = [w.HBox([box, w.HTML(to_html(tr(o.text, self.lang)))])
+                for box, o in zip(boxes, q.options)]
         return w.VBox(rows)
 
     def response(self, i: int):
@@ -486,7 +496,7 @@ def parse_choice(text: str, q: Question):
     for part in parts:
         if part in LETTERS[: len(q.options)]:
             indices.append(LETTERS.index(part))
-        elif part.isdigit() and 1 <= int(part) <= len(q.options):
+        elif part.isascii() and part.isdigit() and 1 <= int(part) <= len(q.options):  # not a superscript
             indices.append(int(part) - 1)
         else:
             return None
@@ -634,8 +644,12 @@ def to_jupyterquiz(quiz: Quiz, stage: str, lang: str) -> list[dict]:
 
 
 def md_escape(text: str) -> str:
-    """Markdown shows raw HTML: escape < > & so that a '<script>' stays text."""
-    return html.escape(text, quote=False)
+    """Quiz text made safe for a Markdown line: raw HTML (< > &) is escaped so that a
+    '<script>' stays text; line breaks become spaces, so a text cannot start a heading, a list
+    or a quote of its own; '](' is escaped, so no link or image can be made. `code` spans and
+    *emphasis* written by the quiz authors still render."""
+    text = " ".join(html.escape(text, quote=False).splitlines())
+    return text.replace("](", "]\\(")
 
 
 def to_markdown(quiz: Quiz, stage: str, lang: str) -> str:
@@ -708,8 +722,10 @@ def run(args) -> int:
                               indent=1, ensure_ascii=False)
         else:
             text = "\n".join(export(quiz, stage, lang, args.export) for quiz, stage in pairs)
-        if args.out:
-            Path(args.out).write_text(text + "\n", encoding="utf-8")
+        if args.out:  # checked before: a new file, or --force (utils/__main__.validate)
+            from .assets import write_atomic
+
+            write_atomic(args.out, text + "\n")
             print(f"wrote {args.out} ({len(pairs)} quiz(zes), {args.export}, {lang})")
         else:
             print(text)
@@ -734,6 +750,7 @@ def add_cli(subparsers) -> None:
     p.add_argument("--json", action="store_true", help="print the quiz as JSON instead of asking")
     p.add_argument("--export", choices=["gift", "jupyterquiz", "markdown"],
                    help="write the quiz for another platform instead of asking")
-    p.add_argument("--out", help="file to write the export to (default: print it)")
+    p.add_argument("--out", help="new file to write the export to (default: print it)")
+    p.add_argument("--force", action="store_true", help="let --out replace an existing file")
     p.add_argument("--check", action="store_true", help="validate every quiz file")
     p.set_defaults(func=run)

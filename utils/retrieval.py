@@ -15,7 +15,7 @@ Search the way real systems do it, small enough to read:
     index.recall_at_k(captions)                        # {1: 0.9, 5: 1.0, 10: 1.0}
 
 The cache of a folder lives in the user's cache folder, never inside the image folder:
-`$MULTIMODAL_COURSE_CACHE` if set, else `$XDG_CACHE_HOME/multimodal-course` (default
+`$COURSE_CACHE` if set (older name: `$MULTIMODAL_COURSE_CACHE`), else `$XDG_CACHE_HOME/multimodal-course` (default
 `~/.cache/multimodal-course`), in
 `image-index/<folder name>-<hash of its path>/<model>-<tag>-<weights fingerprint>.safetensors`,
 so each model (and each version of its weights) has its own cache. Inside, each file is
@@ -39,7 +39,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .images import DEFAULT_MAX_PIXELS, ImageLoadError, list_images, open_image, to_rgb
+from .errors import CourseError, UsageError, check_range, show, show_progress, to_json
+from .images import (
+    DEFAULT_MAX_PIXELS,
+    IMAGE_SUFFIXES,
+    ImageLoadError,
+    list_images,
+    open_image,
+    to_rgb,
+)
+from .models import CACHE_ENV, course_cache_dir
 
 if TYPE_CHECKING:
     import torch
@@ -47,15 +56,14 @@ if TYPE_CHECKING:
     from .models import CLIP
 
 FORMAT_VERSION = 1
-CACHE_ENV = "MULTIMODAL_COURSE_CACHE"
 EXACT_CHUNK = 65_536  # rows scored at once by exact search: bounds the (Q, chunk) score matrix
 
 
-class IndexMismatchError(RuntimeError):
+class IndexMismatchError(CourseError, RuntimeError):
     """An index (or cache) was made by another model than the one in use."""
 
 
-class CorruptIndexError(ValueError):
+class CorruptIndexError(CourseError, ValueError):
     """An index file that cannot be trusted (unreadable, inconsistent, not normalised)."""
 
 
@@ -161,10 +169,7 @@ def _describe(identity: dict) -> str:
 
 def default_cache_path(folder: str | os.PathLike, clip: CLIP) -> Path:
     """Where the index of `folder` made by `clip` is cached (see the module docstring)."""
-    root = os.environ.get(CACHE_ENV)
-    if not root:
-        xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-        root = os.path.join(xdg, "multimodal-course")
+    root = course_cache_dir()  # $COURSE_CACHE (or the older $MULTIMODAL_COURSE_CACHE)
     folder = Path(folder).resolve()
     slug = _slug(folder.name) or "root"
     tag = _slug(Path(str(clip.pretrained)).name)
@@ -371,8 +376,10 @@ class ImageIndex:
             kept = [item for item, *_ in entries if item in rows]
             dim = dim or (len(next(iter(rows.values()))) if rows else 0)
             emb = np.stack([rows[i] for i in kept]) if kept else np.zeros((0, dim), np.float32)
-            skipped += [Skipped(item, reasons[item], *stat[item]) for item, *_ in entries
-                        if item in reasons]
+            # a reason that depends on a setting or a permission (not on the file's bytes) is not
+            # remembered with the file's size and mtime: the next build tries the file again
+            skipped += [Skipped(item, reasons[item], *(stat[item] if _lasting(reasons[item]) else (-1, -1)))
+                        for item, *_ in entries if item in reasons]
             index = cls(
                 embeddings=torch.from_numpy(emb.astype(np.float16 if float16 else np.float32)),
                 items=kept, model=identity, root=root, skipped=skipped,
@@ -381,10 +388,11 @@ class ImageIndex:
             if cache_path and (todo or set(old) != set(stat) or not cache_path.exists()):
                 try:
                     index.save(cache_path, float16=float16)
-                except OSError as err:  # the embeddings are still good: warn, do not fail
-                    warnings.warn(f"Could not write the index cache {cache_path} ({err}); the "
-                                  "next build will embed everything again. Pass another cache "
-                                  "file (--cache) or cache=None.", stacklevel=2)
+                except Exception as err:  # read-only, disk full...: the embeddings are still good
+                    warnings.warn(f"Could not write the index cache {cache_path} "
+                                  f"({type(err).__name__}: {err}); going on with the index in "
+                                  "memory, and the next build will embed everything again. Pass "
+                                  "another cache file (--cache) or cache=None.", stacklevel=2)
         index.stats = {
             "total": len(entries), "indexed": len(kept), "embedded": embedded, "reused": reused,
             "skipped": len(index.skipped), "removed": len(set(old) - set(stat)),
@@ -461,6 +469,7 @@ class ImageIndex:
             queries = queries[None]  # (1, D)
         if len(self) == 0:  # nothing indexed (e.g. every file was broken): no hits
             return torch.zeros(len(queries), 0), torch.zeros(len(queries), 0, dtype=torch.long)
+        check_range("k", k, 1)
         if queries.shape[1] != self.dim:
             raise ValueError(f"Query has dimension {queries.shape[1]}, the index {self.dim}: "
                              "embed the query with the model that built the index.")
@@ -481,6 +490,9 @@ class ImageIndex:
             return self.embed_query(torch.from_numpy(query))
         clip = self._checked_clip()
         if isinstance(query, str):
+            if Path(query).suffix.lower() in IMAGE_SUFFIXES and Path(query).is_file():
+                warnings.warn(f"{query!r} is searched as TEXT; to search by that image file, pass "
+                              f"Path({query!r}).", stacklevel=3)
             return clip.encode_texts([query])
         if isinstance(query, os.PathLike):  # decoded as build() decodes: same file, same vector
             query = open_image(query, draft_size=clip.image_size)
@@ -491,6 +503,7 @@ class ImageIndex:
 
     def search(self, query, k: int = 5, exclude: Sequence[int] = ()) -> list[Hit]:
         """The k images closest to `query` (text, image, image file Path, or embedding)."""
+        check_range("k", k, 1)
         k_wanted = k
         scores, ids = self.search_embeddings(self.embed_query(query), k + len(exclude))
         hits = []
@@ -503,6 +516,7 @@ class ImageIndex:
 
     def more_like(self, i: int, k: int = 5) -> list[Hit]:
         """Image -> image: the k images closest to image i of the index (itself left out)."""
+        check_range("i", i, 0, len(self) - 1)
         return self.search(self.embeddings[i].float(), k, exclude=[i])
 
     def _checked_clip(self) -> CLIP:
@@ -545,17 +559,18 @@ class ImageIndex:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         emb = self.embeddings.to(torch.float16 if float16 else torch.float32).contiguous()
-        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-        if path.suffix == ".safetensors":
-            from safetensors.torch import save_file
-
-            save_file({"embeddings": emb}, str(tmp), metadata={"index": self._metadata()})
-        elif path.suffix == ".npz":
-            with open(tmp, "wb") as f:
-                np.savez(f, embeddings=emb.numpy(), index=np.array(self._metadata()))
-        else:
+        if path.suffix not in (".safetensors", ".npz"):
             raise ValueError(f"Save the index as .safetensors or .npz, not {path.suffix!r}.")
-        os.replace(tmp, path)
+        from .assets import atomic_path
+
+        with atomic_path(path) as tmp:  # removed on every exit path, renamed only on success
+            if path.suffix == ".safetensors":
+                from safetensors.torch import save_file
+
+                save_file({"embeddings": emb}, str(tmp), metadata={"index": self._metadata()})
+            else:
+                with open(tmp, "wb") as f:
+                    np.savez(f, embeddings=emb.numpy(), index=np.array(self._metadata()))
         return path
 
     @classmethod
@@ -638,6 +653,12 @@ def _read_cache(path: Path, identity: dict, rebuild: bool) -> dict:
     return out
 
 
+def _lasting(reason: str) -> bool:
+    """Whether a skip reason holds until the file changes (so the cache may remember it):
+    not a permission problem, not a size or pixel limit (the limit may be raised)."""
+    return not any(word in reason.lower() for word in ("permission", "over the limit"))
+
+
 def _is_file_list(source) -> bool:
     return isinstance(source, (list, tuple)) and all(isinstance(s, (str, os.PathLike)) for s in source)
 
@@ -678,6 +699,8 @@ def add_cli(subparsers) -> None:
     p.add_argument("--top", type=int, default=5, help="how many results per query (default 5)")
     p.add_argument("--model", default="auto", help="open_clip model name or tiny-shapes (default auto)")
     p.add_argument("--pretrained", default="auto", help="open_clip tag or checkpoint file")
+    p.add_argument("--device", default="auto", help="cpu, cuda, mps or auto (default: $COURSE_DEVICE, "
+                                                    "else the GPU if there is one)")
     p.add_argument("--cache", default="auto", help="index cache file (.safetensors or .npz); "
                    f"default: in ${CACHE_ENV} or ~/.cache/multimodal-course")
     p.add_argument("--no-cache", action="store_true", help="do not read or write a cache")
@@ -688,41 +711,53 @@ def add_cli(subparsers) -> None:
                    help=f"skip images larger than this (default {DEFAULT_MAX_PIXELS:,})")
     p.add_argument("--faiss", action="store_true", help="search with faiss (same results)")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
-    p.set_defaults(func=run_cli)
+    p.set_defaults(func=run_cli, validate=_validate_cli)
+
+
+def _validate_cli(args) -> None:
+    """Before the model loads: the folder and every --like image must exist."""
+    if not Path(args.images).is_dir():
+        raise UsageError(f"argument --images: {show(args.images)} is not a folder.",
+                         "Pass the folder that holds your images.")
+    for like in args.like:
+        if not Path(like).is_file():
+            raise UsageError(f"argument --like: {show(like)} is not a file.", "Pass an image file.")
+    if not args.query and not args.like:
+        raise UsageError("search needs a text query or --like IMAGE.",
+                         'e.g. python -m utils search "a green triangle" --images FOLDER')
 
 
 def run_cli(args) -> int:
+    """`python -m utils search`: errors follow the contract of utils/__main__.py."""
     from .models import load_clip
 
     clock = [time.perf_counter()]
-    try:
-        clip = load_clip(args.model, args.pretrained, verbose=not args.json)
-        clock.append(time.perf_counter())
+    clip = load_clip(args.model, args.pretrained, device=args.device, verbose=not args.json)
+    clock.append(time.perf_counter())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         index = ImageIndex.build(clip, args.images, batch_size=args.batch_size,
                                  cache=None if args.no_cache else args.cache, rebuild=args.rebuild,
-                                 progress=not args.json, num_workers=args.workers,
+                                 progress=show_progress(args), num_workers=args.workers,
                                  max_pixels=args.max_pixels)
-        clock.append(time.perf_counter())
-        if args.faiss:
-            index.use_faiss()
-        results = [{"query": q, "hits": _hits_json(index.search(q, args.top))} for q in args.query]
-        for like in args.like:
-            results.append({"query": {"image": like},
-                            "hits": _hits_json(index.search(Path(like), args.top))})
-        clock.append(time.perf_counter())
-    except (FileNotFoundError, IndexMismatchError, ImageLoadError, ValueError, RuntimeError) as err:
-        if args.json:
-            print(json.dumps({"error": str(err)}))
-        else:
-            print(f"error: {err}", file=sys.stderr)
-        return 1
+    notes = list(dict.fromkeys(str(w.message) for w in caught))  # each warning once
+    for note in notes:
+        print(f"warning: {show(note)}", file=sys.stderr)
+    clock.append(time.perf_counter())
+    if args.faiss:
+        index.use_faiss()
+    results = [{"query": q, "hits": _hits_json(index.search(q, args.top))} for q in args.query]
+    for like in args.like:
+        results.append({"query": {"image": like},
+                        "hits": _hits_json(index.search(Path(like), args.top))})
+    clock.append(time.perf_counter())
     report = {"model": clip.description, "images": str(Path(args.images).resolve()),
               "index": {**index.stats, "backend": index.backend,
                         "skipped_files": [{"path": s.item, "reason": s.reason} for s in index.skipped]},
-              "results": results,
+              "results": results, "warnings": notes,
               "seconds": {name: round(b - a, 3) for name, a, b in
                           zip(("load_model", "index", "search"), clock, clock[1:])}}
-    print(json.dumps(report, indent=2) if args.json else _format_report(report))
+    print(to_json(report, indent=2) if args.json else _format_report(report))
     return 0
 
 

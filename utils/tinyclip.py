@@ -7,7 +7,8 @@ Lesson 01 trains one live; every lesson uses the bundled one offline.
 
     model, history = train_clip(steps=3000, seed=0)      # the bundled model's recipe
     evaluate(model)                                        # zero-shot accuracy per attribute
-    python -m utils train clip --seed 0                    # rebuild the bundled model
+    python -m utils train clip --seed 0                    # rebuild the bundled model (English),
+    python -m utils.multilingual --seed 0                  # then teach it five more languages
 
 Training step (one batch of B fresh image-caption pairs):
     I = normalize(image_encoder(images))      # (B, D)
@@ -43,6 +44,17 @@ TINY_CONFIG = {
     "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 64, "heads": 4, "layers": 2,
                  "mlp_ratio": 2.0},
 }
+# The live model: the same open_clip architecture at 32 px with a twice wider ResNet.
+# Rendering and convolutions cost 4x less per image than at 64 px.
+LIVE_CONFIG = json.loads(json.dumps(TINY_CONFIG))
+LIVE_CONFIG["vision_cfg"].update(image_size=32, width=16)
+# The live recipe (issue 18): pre-rendered images, captions "a {colour} {shape}" with soft
+# targets (the batch holds many copies of each caption), a frozen token table, a high
+# learning rate with a short warm-up and a linear decay, and evaluation on the fly.
+LIVE_RECIPE = dict(steps=1200, batch_size=128, lr=3e-3, warmup=25, schedule="linear", pool=8192,
+                   caption_template="a {colour} {shape}", soft_targets=True,
+                   freeze_token_embedding=True, partial_captions=0.0, eval_every=25,
+                   eval_images=300, threads=2, stop_at=0.95)
 # Captions that name one attribute only. Mixed into training (TrainConfig.partial_captions)
 # they make the model learn "star" apart from "red", which helps it recognise colour-shape
 # pairs it never saw (data.HELD_OUT).
@@ -69,6 +81,20 @@ class TrainConfig:
     threads: int = 1  # torch threads for the model (one more thread draws the next batch)
     vq_share: float = 0.0  # share of each batch shown after a tiny-VQ round trip (lesson 05's reranker)
     model_config: dict = field(default_factory=lambda: json.loads(json.dumps(TINY_CONFIG)))
+    # The fast "live" recipe (TrainConfig.live()) turns these on; the defaults keep the bundled recipe.
+    schedule: str = "cosine"  # "cosine" (warm-up then cosine) or "linear" (warm-up then linear to zero)
+    pool: int = 0  # 0: fresh images every step; N: render N images once and draw batches from them
+    caption_template: str | None = None  # None: data's varied captions; e.g. "a {colour} {shape}"
+    soft_targets: bool = False  # pairs in a batch with the same caption count as matches too
+    freeze_token_embedding: bool = False  # keep the random 49,408 x 64 token table fixed (much faster)
+    stop_at: float = 0.0  # stop once the on-the-fly eval accuracy reaches this (0: never)
+
+    @classmethod
+    def live(cls, **overrides) -> TrainConfig:
+        """The recipe lesson 01 trains live: a smaller, faster tiny CLIP (see LIVE_CONFIG)."""
+        values = dict(LIVE_RECIPE, model_config=json.loads(json.dumps(LIVE_CONFIG)))
+        values.update(overrides)
+        return cls(**values)
 
 
 def build_model(config: dict | None = None, seed: int = 0) -> torch.nn.Module:
@@ -84,6 +110,11 @@ def get_tokenizer(config: dict | None = None):
     from open_clip.tokenizer import SimpleTokenizer
 
     return SimpleTokenizer(context_length=(config or TINY_CONFIG)["text_cfg"]["context_length"])
+
+
+def image_size(model) -> int:
+    """The side in pixels that a tiny CLIP's image tower expects (64 unless its config says)."""
+    return getattr(getattr(getattr(model, "model", model), "visual", None), "image_size", 64)
 
 
 def normalize_images(images: torch.Tensor) -> torch.Tensor:
@@ -166,7 +197,7 @@ def evaluate(model, n: int = 1000, seed: int = 1234, tokenizer=None, splits=("te
         texts = [data.caption(a, template) for a in combos]
         prompt_sets[keys] = (combos, embed_texts(model, tokenizer, texts))
     for split in splits:
-        images, attrs = data.render_batch(n, seed=seed, split=split)
+        images, attrs = data.render_batch(n, seed=seed, split=split, size=image_size(model))
         images = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255  # (N, 3, H, W)
         if image_map is not None:
             images = image_map(images)
@@ -186,6 +217,8 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
     progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    if cfg.schedule == "linear":
+        return cfg.lr * (1 - progress)
     return cfg.lr * 0.5 * (1 + math.cos(math.pi * progress))
 
 
@@ -193,6 +226,8 @@ def _param_groups(model, weight_decay: float) -> list[dict]:
     """Weight decay on matrices only, not on biases, norms, embeddings' gains or logit_scale."""
     decay, no_decay = [], []
     for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
         (decay if p.ndim >= 2 and "embedding" not in name else no_decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
@@ -222,6 +257,8 @@ def train_clip(
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)
     model = model or build_model(cfg.model_config, seed=cfg.seed)
+    if cfg.freeze_token_embedding:
+        model.token_embedding.weight.requires_grad_(False)
     tokenizer = CachedTokenizer(get_tokenizer(cfg.model_config))
     optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.98),
                                   eps=1e-6)
@@ -234,10 +271,19 @@ def train_clip(
 
         vq = load_tiny_vq()
 
+    rendered = data.render_batch(cfg.pool, seed=cfg.seed, size=size, split=cfg.split, as_tensor=True) \
+        if cfg.pool else None
+
     def draw(step: int):  # the batch of one step: images (B, 3, H, W) in [0, 1], captions
         seed = cfg.seed * 100_003 + step
-        images, attrs = data.render_batch(cfg.batch_size, seed=seed, size=size, split=cfg.split,
-                                          as_tensor=True)
+        if rendered is None:
+            images, attrs = data.render_batch(cfg.batch_size, seed=seed, size=size, split=cfg.split,
+                                              as_tensor=True)
+        else:  # B images drawn at random from the pre-rendered pool
+            pick = torch.randint(cfg.pool, (cfg.batch_size,), generator=torch.Generator().manual_seed(seed))
+            images, attrs = rendered[0][pick], [rendered[1][i] for i in pick.tolist()]
+        if cfg.caption_template:
+            attrs = [dict(a, caption=data.caption(a, cfg.caption_template)) for a in attrs]
         if vq is not None:  # the first vq_share of the batch as the tiny VQ draws it
             k = round(cfg.vq_share * len(images))
             images[:k] = vq_round_trip(images[:k], vq)
@@ -246,7 +292,7 @@ def train_clip(
         which = torch.randint(len(PARTIAL_TEMPLATES), (len(attrs),), generator=gen).tolist()
         texts = [data.caption(a, PARTIAL_TEMPLATES[w]) if p else a["caption"]
                  for a, p, w in zip(attrs, partial, which)]
-        return images, tokenizer(texts)
+        return images, tokenizer(texts), texts
 
     history = {"step": [], "loss": [], "logit_scale": [], "seconds": [], "eval_step": [], "eval_acc": []}
     start = time.perf_counter()
@@ -254,14 +300,18 @@ def train_clip(
     with ThreadPoolExecutor(max_workers=1) as pool:  # draws batch k+1 while the model learns on k
         upcoming = pool.submit(draw, 0)
         for step in bar:
-            images, tokens = upcoming.result()
+            images, tokens, texts = upcoming.result()
             if step + 1 < cfg.steps:
                 upcoming = pool.submit(draw, step + 1)
             model.train()
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step, cfg)
             out = model(normalize_images(images), tokens)
-            loss = contrastive_loss(out["image_features"], out["text_features"], out["logit_scale"])
+            if cfg.soft_targets:
+                loss = soft_contrastive_loss(out["image_features"], out["text_features"], out["logit_scale"],
+                                             texts)
+            else:
+                loss = contrastive_loss(out["image_features"], out["text_features"], out["logit_scale"])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -281,11 +331,29 @@ def train_clip(
                 bar.set_postfix(loss=f"{record['loss']:.3f}")
             if callback is not None:
                 callback(record)
+            if cfg.stop_at and record.get("eval_acc", 0.0) >= cfg.stop_at:
+                break
     torch.set_num_threads(previous_threads)
     model.eval()
     history["train_seconds"] = time.perf_counter() - start
-    history["images_per_second"] = cfg.steps * cfg.batch_size / history["train_seconds"]
+    history["images_per_second"] = len(history["step"]) * cfg.batch_size / history["train_seconds"]
     return model, history
+
+
+def soft_contrastive_loss(image_features: torch.Tensor, text_features: torch.Tensor,
+                          logit_scale: torch.Tensor, texts: list[str]) -> torch.Tensor:
+    """contrastive_loss where every pair with the same caption is a match (target shared evenly).
+
+    With few distinct captions ("a red circle"...) a batch holds many copies of each; the plain
+    loss would push image i away from caption j even when both say "a red circle".
+    """
+    ids = {text: k for k, text in enumerate(dict.fromkeys(texts))}
+    caption_id = torch.tensor([ids[text] for text in texts])
+    targets = (caption_id[:, None] == caption_id[None, :]).float()  # (B, B) 1 where captions match
+    targets /= targets.sum(1, keepdim=True)
+    logits = logit_scale * image_features @ text_features.T  # (B, B)
+    return (torch.nn.functional.cross_entropy(logits, targets)
+            + torch.nn.functional.cross_entropy(logits.T, targets)) / 2
 
 
 def _quick_accuracy(model, tokenizer, eval_set, prompts, pairs) -> float:
@@ -337,9 +405,12 @@ def train_main(args) -> int:
         "bytes": weights_path.stat().st_size,
     }
     if out_dir.resolve() == ASSETS_DIR.resolve():
-        rebuild = f"python -m utils train clip --seed {args.seed}"
+        # The bundled model is this English CLIP taught five more languages afterwards.
+        rebuild = (f"python -m utils train clip --seed {args.seed} --replace-bundled && "
+                   f"python -m utils.multilingual --seed {args.seed} --replace-bundled")
         register_asset(config_path, "tiny CLIP: open_clip model config", rebuild)
-        register_asset(weights_path, "tiny CLIP trained on the shapes world (fp16 safetensors)", rebuild)
+        register_asset(weights_path, "tiny CLIP trained on the shapes world, English only so far: run "
+                                     "python -m utils.multilingual next (fp16 safetensors)", rebuild)
         report["registered"] = True
     if args.json:
         print(json.dumps(report, indent=2))

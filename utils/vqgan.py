@@ -23,7 +23,6 @@ their keys in a checkpoint (loss.*) are ignored.
 from __future__ import annotations
 
 import hashlib
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .errors import CheckpointError
 from .tinyvq import nearest_codes, quantize
 
 
@@ -71,13 +71,36 @@ KNOWN_SHA256: dict[str, str | None] = {"f16_1024": None, "f16_16384": None}
 
 
 def cache_dir() -> Path:
-    """Where downloaded VQGAN checkpoints live: $COURSE_CACHE or ~/.cache/multimodal-course/vqgan."""
-    root = os.environ.get("COURSE_CACHE") or Path.home() / ".cache" / "multimodal-course"
-    return Path(root) / "vqgan"
+    """Where downloaded VQGAN checkpoints live: <course cache>/vqgan, the course cache being
+    $COURSE_CACHE or ~/.cache/multimodal-course (utils.models.course_cache_dir)."""
+    from .models import course_cache_dir
+
+    return course_cache_dir() / "vqgan"
+
+
+def checkpoint_path(name: str = "f16_16384") -> Path:
+    """The cached checkpoint file of taming's ImageNet VQGAN `name` (it may not exist yet)."""
+    return cache_dir() / f"vqgan_imagenet_{name}.ckpt"
 
 
 def download_command(name: str) -> str:
     return f"python -c \"import utils.vqgan as v; v.download_vqgan('{name}')\""
+
+
+def checkpoint_status(name: str = "f16_16384", verify: bool = True) -> dict:
+    """What `doctor` reports: the checkpoint's path, whether it exists, its size, and whether its
+    sha256 matches the one recorded at download (None when nothing was recorded)."""
+    path = checkpoint_path(name)
+    status = {"name": name, "path": str(path), "present": path.is_file(), "size_mb": None,
+              "sha256": None, "sha256_verified": None, "download": download_command(name)}
+    if status["present"]:
+        status["size_mb"] = round(path.stat().st_size / 1e6, 1)
+        record = path.with_name(path.name + ".sha256")
+        if verify:
+            status["sha256"] = _sha256(path)
+            if record.exists():
+                status["sha256_verified"] = status["sha256"] == record.read_text().split()[0]
+    return status
 
 
 # ------------------------------------------------------------------ building blocks
@@ -312,8 +335,8 @@ class VQGAN(nn.Module):
 # ------------------------------------------------------------------ checkpoints
 
 
-class CheckpointError(RuntimeError):
-    """A VQGAN checkpoint exists but cannot be read or does not fit the model."""
+# A VQGAN checkpoint that exists but cannot be read or does not fit the model raises
+# utils.errors.CheckpointError (the same class as utils.models.CheckpointError).
 
 
 class _Placeholder:
@@ -413,19 +436,20 @@ def load_vqgan(checkpoint: str | Path | None = None, name: str = "f16_16384",
     checkpoint None: the file `download_vqgan(name)` put in the cache.
     """
     if checkpoint is None:
-        checkpoint = cache_dir() / f"vqgan_imagenet_{name}.ckpt"
         if name not in CHECKPOINT_URLS:
             raise ValueError(f"Unknown VQGAN {name!r}; choose one of {', '.join(CHECKPOINT_URLS)}.")
+        checkpoint = checkpoint_path(name)
     path = Path(checkpoint).expanduser()
     if not path.is_file():
         raise FileNotFoundError(
-            f"VQGAN checkpoint {path} not found. Download taming's ImageNet VQGAN ({name}, about 1 GB) "
-            f"with:\n    {download_command(name)}\nor pass the path of a .ckpt you already have."
+            f"VQGAN checkpoint {path} not found: download taming's ImageNet VQGAN ({name}, about 1 GB) "
+            f"with `{download_command(name)}` (online), or pass the path of a .ckpt you already have."
         )
     _check_recorded_sha256(path)
     state = {k: v for k, v in read_state_dict(path).items() if not k.startswith("loss.")}
-    model = VQGAN(config_from_state_dict(state))
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    with torch.device("meta"):  # no random weights: the checkpoint's tensors become the parameters,
+        model = VQGAN(config_from_state_dict(state))  # so the weights are in memory once, not twice
+    missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
     if missing or unexpected:
         raise CheckpointError(
             f"{path} does not fit the VQGAN architecture: missing {missing[:5]}, unexpected {unexpected[:5]}."
@@ -466,14 +490,20 @@ def download_vqgan(name: str = "f16_16384", sha256: str | None = None) -> Path:
 
     from tqdm.auto import tqdm
 
+    from .models import network_available
+
     if name not in CHECKPOINT_URLS:
         raise ValueError(f"Unknown VQGAN {name!r}; choose one of {', '.join(CHECKPOINT_URLS)}.")
-    target = cache_dir() / f"vqgan_imagenet_{name}.ckpt"
+    target = checkpoint_path(name)
     if target.exists():
         return target
+    if not network_available("heibox.uni-heidelberg.de"):
+        raise ConnectionError(f"Offline: cannot download VQGAN {name}. When online, run "
+                              f"`{download_command(name)}`, or copy its last.ckpt to {target}.")
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_suffix(".part")
     h = hashlib.sha256()
+    print(f"Downloading VQGAN {name} (about 1 GB) into {target} ...", file=sys.stderr)
     with urllib.request.urlopen(CHECKPOINT_URLS[name]) as response, open(partial, "wb") as out:
         total = int(response.headers.get("Content-Length") or 0) or None
         with tqdm(total=total, unit="B", unit_scale=True, desc=f"VQGAN {name}") as bar:

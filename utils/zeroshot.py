@@ -20,7 +20,6 @@ and add templates for the shapes world.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -62,6 +61,25 @@ TEMPLATE_SETS: dict[str, Sequence[Template]] = {
     "simple": SIMPLE_IMAGENET_TEMPLATES,  # 7 templates chosen by the CLIP authors
     "openai": OPENAI_IMAGENET_TEMPLATES,  # the 80 templates of the CLIP paper
 }
+
+
+def shapes_classes(lang: str = "en") -> tuple[list[str], list[str]]:
+    """The 24 shapes-world class names in `lang` and prompt templates that fit them.
+
+    English: bare names ("red circle") with SHAPES_TEMPLATES ("a picture of a {}").
+    Other languages: whole labels that agree in gender ("une étoile violette", "紫色的星形")
+    with that language's templates from utils.captions ("une image d'{}"). Only the tiny
+    CLIP was trained in all six languages; OpenAI's and most LAION CLIPs read English.
+    """
+    from itertools import product
+
+    from .captions import TEMPLATES, labels
+    from .data import COLOURS, SHAPES
+
+    pairs = list(product(COLOURS, SHAPES))
+    if lang == "en":
+        return [f"{c} {s}" for c, s in pairs], list(SHAPES_TEMPLATES)
+    return labels(pairs, lang), list(TEMPLATES[lang])
 
 
 def prompts_for(classname: str, templates: Sequence[Template]) -> list[str]:
@@ -235,13 +253,16 @@ def evaluate(classifier: ZeroShotClassifier, images, targets: Sequence[int]) -> 
 
 
 def plot_prediction(image, labels: Sequence[str], probs, title: str = "", axes=None):
-    """The image on the left, one horizontal bar per label on the right (best on top)."""
+    """The image on the left, one horizontal bar per label on the right (best on top).
+
+    Each label is written above its bar, inside the bar plot: long labels never run over the
+    picture (tick labels would grow to the left)."""
     import matplotlib.pyplot as plt
 
     from .i18n import t
 
     if axes is None:
-        _, axes = plt.subplots(1, 2, figsize=(8, 0.4 * len(labels) + 1.6),
+        _, axes = plt.subplots(1, 2, figsize=(8, 0.5 * len(labels) + 1.4),
                                gridspec_kw={"width_ratios": [1, 1.6]})
     ax_img, ax_bar = axes
     ax_img.imshow(image)
@@ -249,11 +270,15 @@ def plot_prediction(image, labels: Sequence[str], probs, title: str = "", axes=N
     ax_img.set_title(title, fontsize=10)
     probs = [float(p) for p in probs]
     order = sorted(range(len(labels)), key=lambda i: probs[i])  # barh draws bottom-up
-    ax_bar.barh([labels[i] for i in order], [probs[i] for i in order], color="tab:blue")
+    ax_bar.barh(range(len(order)), [probs[i] for i in order], height=0.4, color="tab:blue")
     ax_bar.set_xlim(0, 1)
+    ax_bar.set_ylim(-0.4, len(order) - 0.15)
+    ax_bar.set_yticks([])
     ax_bar.set_xlabel(t("probability"))
     for y, i in enumerate(order):
-        ax_bar.text(min(probs[i] + 0.02, 0.85), y, f"{probs[i]:.0%}", va="center", fontsize=9)
+        label = labels[i] if len(labels[i]) <= 48 else labels[i][:47] + "…"
+        ax_bar.text(0.005, y + 0.24, label, va="bottom", ha="left", fontsize=9)
+        ax_bar.text(min(probs[i] + 0.02, 0.88), y, f"{probs[i]:.0%}", va="center", fontsize=8)
     return axes
 
 
@@ -431,6 +456,8 @@ def add_cli(subparsers) -> None:
     p.add_argument("--model", default="auto",
                    help='"auto" (pretrained if available, else tiny), "tiny-shapes" or an open_clip name')
     p.add_argument("--pretrained", default="auto", help="open_clip tag or a local checkpoint file")
+    p.add_argument("--device", default="auto", help="cpu, cuda, mps or auto (default: $COURSE_DEVICE, "
+                                                    "else the GPU if there is one)")
     p.add_argument("--templates", default="none", choices=sorted(TEMPLATE_SETS),
                    help="prompt ensembling: none (labels as they are), shapes, simple or openai")
     p.add_argument("--top", type=int, default=5, metavar="K", help="how many labels to show per image")
@@ -438,7 +465,7 @@ def add_cli(subparsers) -> None:
                    help="non-square images: pad to a square (default, nothing is lost) or "
                         "let the model's preprocessing crop the centre")
     p.add_argument("--json", action="store_true", help="print JSON (schema above)")
-    p.set_defaults(func=run_cli)
+    p.set_defaults(func=run_cli, validate=_validate_cli)
 
 
 def _template_text(tpl: Template) -> str:
@@ -496,25 +523,34 @@ def format_text(report: dict) -> str:
     return "\n".join(lines)
 
 
-def run_cli(args) -> int:
-    from .models import load_clip
+def _validate_cli(args) -> None:
+    """Before the model loads: the labels make sense."""
+    from .errors import UsageError
 
-    try:  # fail before loading the model; classify_files reports the warnings
-        with warnings.catch_warnings():
+    try:
+        with warnings.catch_warnings():  # classify_files reports the warnings
             warnings.simplefilter("ignore")
             validate_labels(args.labels)
     except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    try:
-        paths = expand_paths(args.images)
-    except FileNotFoundError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    clip = load_clip(args.model, args.pretrained)
+        raise UsageError(f"argument --labels: {err}") from None
+    # a missing image file is not refused here: like a broken one, it is skipped with its reason
+
+
+def run_cli(args) -> int:
+    """`python -m utils classify`: errors follow the contract of utils/__main__.py."""
+    from .errors import to_json
+    from .models import load_clip
+
+    paths = expand_paths(args.images)
+    clip = load_clip(args.model, args.pretrained, device=args.device)
     if clip.is_tiny:  # on stderr, so that --json output stays clean
         print("note: the tiny shapes-world model knows only coloured shapes; its answers about "
               "photos mean nothing.", file=sys.stderr)
     report = classify_files(paths, args.labels, clip, TEMPLATE_SETS[args.templates], args.top, args.fit)
-    print(json.dumps(report, indent=1, ensure_ascii=False) if args.json else format_text(report))
-    return 0 if report["results"] else 1
+    if not report["results"]:  # the contract's error, with the reasons of every skip
+        report["error"] = f"no image could be classified ({len(report['skipped'])} skipped)."
+        report["hint"] = "Each skipped file has its reason; fix or replace those files."
+    print(to_json(report, indent=1) if args.json else format_text(report))
+    if not args.json and not report["results"]:
+        print(f"error: {report['error']} {report['hint']}", file=sys.stderr)
+    return 1 if not report["results"] else 0

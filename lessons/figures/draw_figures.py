@@ -300,6 +300,112 @@ def unclip():
     return fig
 
 
+def gan():
+    fig, ax = canvas(12, 4.4, (0, 15), (0, 5.4))
+    ax.set_title("A GAN: the generator learns to fool the discriminator", fontsize=14)
+    ax.text(0.8, 3.7, "noise z", ha="center", va="center", fontsize=10,
+            bbox=dict(boxstyle="round", facecolor="white", edgecolor="#999999"))
+    box(ax, 3.0, 3.7, 1.9, 0.9, "generator G", LATENT, 11)
+    shape_icon(ax, 5.2, 3.7, "triangle", "orange", r=0.45)
+    ax.text(5.2, 2.95, "G(z): fake", ha="center", va="top", fontsize=9)
+    shape_icon(ax, 5.2, 1.3, "circle", "blue", r=0.45)
+    ax.text(5.2, 0.55, "x: real photo", ha="center", fontsize=9)
+    box(ax, 7.8, 2.5, 2.1, 1.0, "discriminator D", LOSS, 11)
+    ax.text(10.6, 2.5, "D(·) = probability\nthat the input is real", ha="center", va="center", fontsize=9)
+    arrow(ax, (1.45, 3.7), (2.05, 3.7))
+    arrow(ax, (3.95, 3.7), (4.75, 3.7))
+    arrow(ax, (5.65, 3.6), (6.75, 2.8))
+    arrow(ax, (5.65, 1.4), (6.75, 2.2))
+    arrow(ax, (8.85, 2.5), (9.45, 2.5))
+    arrow(ax, (7.8, 3.0), (3.0, 4.2), "G learns: make D say real", color=LOSS, dashed=True, rad=0.35,
+          text_offset=(0, 1.05))
+    ax.text(7.8, 1.55, "D: say real for x,\nfake for G(z)", ha="center", va="center", fontsize=9, color=LOSS)
+    # A patch discriminator (VQGAN) gives one verdict per patch instead of one per image.
+    rng = np.random.default_rng(3)
+    x0, y0, cell = 12.9, 3.4, 0.38
+    for i in range(4):
+        for j in range(4):
+            v = float(rng.uniform(0.1, 0.95))
+            ax.add_patch(Rectangle((x0 + j * cell, y0 + (3 - i) * cell - 3 * cell), cell, cell,
+                                   facecolor=plt.cm.RdYlGn(v), edgecolor="white"))
+    ax.text(x0 + 2 * cell, y0 + 1.25 * cell, "patch discriminator:\none verdict per patch",
+            ha="center", fontsize=8)
+    return fig
+
+
+def vq_autoencoder():
+    fig, ax = canvas(12, 4.4, (0, 15), (0, 5.2))
+    ax.set_title("VQ-VAE / VQGAN: encoder, quantisation with a codebook, decoder", fontsize=14)
+    shape_icon(ax, 0.8, 2.6, "square", "green", r=0.55)
+    ax.text(0.8, 1.75, "image x\nH × W", ha="center", va="top", fontsize=9)
+    box(ax, 2.8, 2.6, 1.6, 0.9, "encoder E", IMAGE, 10)
+    rng = np.random.default_rng(7)
+    codebook = rng.uniform(0.15, 0.85, size=(6, 3))
+    grid = rng.integers(0, 6, size=(4, 4))
+    x0, y0, cell = 4.3, 1.85, 0.38
+    for i in range(4):
+        for j in range(4):
+            noisy = np.clip(codebook[grid[i, j]] + rng.normal(0, 0.08, 3), 0, 1)
+            ax.add_patch(Rectangle((x0 + j * cell, y0 + (3 - i) * cell), cell, cell,
+                                   facecolor=noisy, edgecolor="white"))
+    ax.text(x0 + 2 * cell, y0 - 0.25, "$z_e$: h × w vectors", ha="center", va="top", fontsize=9)
+    ax.text(7.75, 4.65, "codebook: K learned vectors", ha="center", fontsize=9)
+    for k in range(6):
+        ax.add_patch(Rectangle((6.9 + k * 0.3, 4.05), 0.28, 0.4, facecolor=codebook[k], edgecolor="#333333"))
+        ax.text(6.9 + k * 0.3 + 0.14, 3.85, str(k), ha="center", va="top", fontsize=8)
+    x1 = 7.1
+    for i in range(4):
+        for j in range(4):
+            ax.text(x1 + j * cell + cell / 2, y0 + (3 - i) * cell + cell / 2, str(grid[i, j]),
+                    ha="center", va="center", fontsize=9)
+            ax.add_patch(Rectangle((x1 + j * cell, y0 + (3 - i) * cell), cell, cell,
+                                   facecolor="none", edgecolor="#999999"))
+    ax.text(x1 + 2 * cell, y0 - 0.25, "tokens: index of\nthe nearest entry", ha="center", va="top", fontsize=9)
+    x2 = 9.9
+    for i in range(4):
+        for j in range(4):
+            ax.add_patch(Rectangle((x2 + j * cell, y0 + (3 - i) * cell), cell, cell,
+                                   facecolor=codebook[grid[i, j]], edgecolor="white"))
+    ax.text(x2 + 2 * cell, y0 - 0.25, "$z_q$: codebook\nvectors", ha="center", va="top", fontsize=9)
+    box(ax, 12.6, 2.6, 1.6, 0.9, "decoder G", IMAGE, 10)
+    shape_icon(ax, 14.3, 2.6, "square", "green", r=0.55)
+    ax.text(14.3, 1.75, "$\\hat{x}$", ha="center", va="top", fontsize=11)
+    arrow(ax, (1.4, 2.6), (2.0, 2.6))
+    arrow(ax, (3.6, 2.6), (4.25, 2.6))
+    arrow(ax, (5.9, 2.6), (7.05, 2.6), "nearest", text_offset=(0, 0.2))
+    arrow(ax, (8.7, 2.6), (9.85, 2.6), "look up", text_offset=(0, 0.2))
+    arrow(ax, (11.5, 2.6), (11.8, 2.6))
+    arrow(ax, (13.4, 2.6), (13.7, 2.6))
+    ax.text(7.5, 0.35, "VQGAN adds a perceptual loss and a patch discriminator to the reconstruction loss;"
+            " a transformer (or CLIP's gradient) then works on the tokens", ha="center", fontsize=9,
+            style="italic")
+    return fig
+
+
+def diffusion():
+    fig, ax = canvas(12, 3.4, (0, 15), (0, 4.0))
+    ax.set_title("Diffusion: add noise step by step, learn to remove it", fontsize=14)
+    size = 48
+    yy, xx = np.mgrid[0:size, 0:size]
+    clean = np.full((size, size, 3), 0.92)  # pixel values in [-1, 1], as diffusion models use
+    clean[(xx - 24) ** 2 + (yy - 24) ** 2 < 14 ** 2] = [0.68, -0.7, -0.68]
+    noise = np.random.default_rng(0).normal(size=clean.shape)
+    steps = [("$x_0$", 1.0), ("$x_{t_1}$", 0.8), ("$x_{t_2}$", 0.45), ("$x_{t_3}$", 0.15), ("$x_T$", 0.0)]
+    for k, (label, keep) in enumerate(steps):  # x_t = sqrt(a) x_0 + sqrt(1 - a) noise
+        image = np.clip((np.sqrt(keep) * clean + np.sqrt(1 - keep) * noise + 1) / 2, 0, 1)
+        x = 1.2 + k * 3.1
+        ax.imshow(image, extent=(x - 0.9, x + 0.9, 1.5, 3.3), interpolation="nearest")
+        ax.text(x, 1.3, label, ha="center", va="top", fontsize=11)
+        if k < len(steps) - 1:
+            arrow(ax, (x + 1.0, 3.1), (x + 2.1, 3.1), "add noise", text_offset=(0, 0.3))
+            arrow(ax, (x + 2.1, 1.7), (x + 1.0, 1.7), "denoise", color=LOSS, dashed=True,
+                  text_offset=(0, -0.35))
+    ax.text(7.4, 0.35, "training: predict the noise in $x_t$;  generation: start from pure noise $x_T$"
+            " and denoise, guided by the text", ha="center", fontsize=9, style="italic")
+    ax.set_aspect("auto")
+    return fig
+
+
 FIGURES = {
     "clip-architecture": clip_architecture,
     "similarity-matrix": similarity_matrix,
@@ -308,6 +414,9 @@ FIGURES = {
     "generation-loop": generation_loop,
     "token-stream": token_stream,
     "unclip": unclip,
+    "gan": gan,
+    "vq-autoencoder": vq_autoencoder,
+    "diffusion": diffusion,
 }
 
 

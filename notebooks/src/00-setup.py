@@ -7,7 +7,7 @@
 
 # %% id=params tags=parameters
 LANG = "en"        # course language: en, fr, es, it, pt, zh
-MODEL = "auto"     # "auto": pretrained ViT-B-32 if cached or downloadable, else "tiny-shapes"
+MODEL = "auto"     # "auto": ViT-B-32 if already downloaded, else "tiny-shapes"; "ViT-B-32": download it (605 MB)
 QUICK = True       # True: fast, offline (what CI runs); False: the full experiments
 
 # %% id=imports
@@ -57,6 +57,8 @@ print(clip.description)
 # similarity, a number between -1 and 1. The right caption should score highest.
 
 # %% id=embed
+import textwrap
+
 import matplotlib.pyplot as plt
 
 from utils.data import sample_images
@@ -70,9 +72,11 @@ fig, axes = plt.subplots(1, 4, figsize=(10, 2.8))
 for i, ax in enumerate(axes):
     ax.imshow(images[i])
     best = int(similarity[i].argmax())
-    ax.set_title(t("best caption:") + f"\n{captions[best]}\n({similarity[i, best]:.2f})", fontsize=9)
+    caption = textwrap.fill(captions[best], 26)  # long captions on two lines, not over the next one
+    ax.set_title(t("best caption:") + f"\n{caption}\n({similarity[i, best]:.2f})", fontsize=9)
     ax.axis("off")
 fig.suptitle(t("Each image and the caption it matches best"))
+plt.tight_layout()  # room for the titles under the suptitle
 plt.show()
 
 # %% [markdown] id=self-check-intro

@@ -16,6 +16,7 @@ BATCH = 64 if QUICK else 128          # image-caption pairs per training step
 
 # %% id=imports
 import inspect
+import textwrap
 
 import matplotlib.pyplot as plt
 import torch
@@ -24,6 +25,7 @@ from IPython.display import Code, display
 from PIL import Image
 
 from utils import data
+from utils.captions import describe
 from utils.i18n import set_language, t
 from utils.losses import check_distributed, contrastive_loss, normalize, similarity_logits
 from utils.models import load_clip
@@ -62,13 +64,13 @@ for i, a in enumerate(pool_attrs):  # 8 images with 8 different colour-shape pai
         chosen.append(i)
         seen_pairs.add((a["colour"], a["shape"]))
 pixels = torch.from_numpy(pool[chosen]).permute(0, 3, 1, 2).float() / 255  # (8, 3, 64, 64) in [0, 1]
-captions = [pool_attrs[i]["caption"] for i in chosen]
+captions = [describe(pool_attrs[i], LANG) for i in chosen]  # in the course language
 N = len(captions)
 
 fig, axes = plt.subplots(1, N, figsize=(14, 2.6))
 for i, ax in enumerate(axes):
     ax.imshow(pool[chosen[i]])
-    ax.set_title(f"{i}: " + captions[i].replace(" on ", "\non ").replace(" at ", "\nat "), fontsize=8)
+    ax.set_title(f"{i}: " + "\n".join(textwrap.wrap(captions[i], 18)), fontsize=8)
     ax.axis("off")
 fig.suptitle(t("A batch of {n} image-caption pairs", n=N))
 plt.show()
@@ -170,7 +172,8 @@ assert abs(ours.item() - loss.item()) < 1e-6, "the step-by-step loss differs fro
 # `utils/assets/tiny-shapes.json`. Every step draws a fresh batch of shapes with their
 # captions and takes one gradient step on `contrastive_loss`. Left: the loss. Right: the
 # zero-shot accuracy on new test images, choosing among the 24 prompts "a {colour} {shape}".
-# With `QUICK = True` this runs a few seconds; set `QUICK = False` for the full run.
+# With `QUICK = True` this runs 60 small steps, about 20 s on 2 CPU cores (the cell prints its
+# own time): enough to see the curves move, not to finish. Set `QUICK = False` for the full run.
 
 # %% id=train
 curves = {"step": [], "loss": [], "eval_step": [], "eval_acc": []}
@@ -250,8 +253,10 @@ def plot_row(temperature: float = 0.07, ax=None) -> None:
         plt.show()
 
 
-slider = widgets.FloatLogSlider(value=0.07, base=10, min=-2.5, max=0.5, step=0.05,
-                                description=t("temperature"))
+# Round values on a log scale: the readout shows 0.07, as the text says (a log slider snaps to 0.0708).
+TEMPERATURES = [0.005, 0.01, 0.02, 0.03, 0.05, 0.07, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0]
+slider = widgets.SelectionSlider(options=TEMPERATURES, value=0.07, description=t("temperature"),
+                                 style={"description_width": "initial"})
 display(widgets.interactive(plot_row, temperature=slider, ax=widgets.fixed(None)))
 fig, axes = plt.subplots(1, 3, figsize=(13, 2.8))
 for ax, tau in zip(axes, (1.0, 0.07, 0.01)):
@@ -356,14 +361,15 @@ assert dup_losses[-1] > dup_losses[0] + 1.0, "duplicates should raise the loss"
 print(t("held-out pairs:"), ", ".join(f"{c} {s}" for c, s in data.HELD_OUT))
 comp = evaluate(tiny, n=200 if QUICK else 1000, splits=("test", "heldout"))
 keys = ["colour", "shape", "colour+shape"]
-fig, ax = plt.subplots(figsize=(7, 3.4))
+fig, ax = plt.subplots(figsize=(8.5, 3.4))
 width = 0.38
 for k, (split, label) in enumerate((("test", t("pairs seen in training")), ("heldout", t("held-out pairs")))):
     ax.bar([x + k * width for x in range(3)], [comp[split][key] for key in keys], width, label=label)
 ax.set_xticks([x + width / 2 for x in range(3)], [t(key) for key in keys])
 ax.set(xlabel=t("what is scored"), ylabel=t("zero-shot accuracy"), ylim=(0, 1.05),
        title=t("Seen and never-seen colour-shape pairs"))
-ax.legend(loc="lower left")
+ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=9)  # beside the bars, never on them
+plt.tight_layout()
 plt.show()
 print(t("colour+shape accuracy: {a:.0%} on seen pairs, {b:.0%} on held-out pairs",
         a=comp["test"]["colour+shape"], b=comp["heldout"]["colour+shape"]))
@@ -377,6 +383,28 @@ assert comp["heldout"]["colour+shape"] > 4 / 24, "held-out pairs should beat cha
 # shape it did see. That is the honest result, and real CLIP models share the weakness:
 # they are known to be poor at *composition* (which object has which colour). Captions
 # that name one attribute alone ("a star") help; `utils.tinyclip` mixes some in.
+
+# %% [markdown] id=languages-intro
+# ## One embedding space, six languages
+#
+# The bundled tiny CLIP first learned English; then its text tower learned French, Spanish,
+# Italian, Portuguese and Chinese while the image tower stayed frozen (`utils.multilingual`,
+# *locked-image tuning*). Below, six labels and their translations, embedded by the text
+# encoder and projected on the two main axes: each meaning forms one cluster, whatever the
+# language. Which models read which languages: the tiny CLIP reads all six course languages;
+# OpenAI's and LAION's ViT-B-32 read English only; open_clip's `xlm-roberta-base-ViT-B-32`
+# (`laion5b_s13b_b90k`) reads many languages, once downloaded.
+
+# %% id=translations-meet
+from utils.multilingual import plot_translations, translation_accuracy
+
+plot_translations(tiny)
+plt.tight_layout()
+plt.show()
+nearest = {lang: translation_accuracy(tiny, lang) for lang in ("fr", "es", "it", "pt", "zh")}
+print(t("labels whose nearest English label is their translation:"),
+      ", ".join(f"{lang} {acc:.0%}" for lang, acc in nearest.items()))
+assert min(nearest.values()) >= 0.9, f"a translation is not nearest to its English label: {nearest}"
 
 # %% [markdown] id=scale-intro
 # ## How CLIP trains at scale
@@ -393,9 +421,12 @@ assert comp["heldout"]["colour+shape"] > 4 / 24, "held-out pairs should beat cha
 # and compares their loss and gradients with one process holding the whole batch.
 
 # %% id=scale
+from utils.i18n import number  # 0.5 -> "0,50" in French, as t() writes numbers
+
 result = check_distributed(world_size=2, n_per_process=4)
 print(t("one process, whole batch: {a:.6f}", a=result["single_loss"]))
-print(t("two processes, all-gather: {b}", b=", ".join(f"{x:.6f}" for x in result["process_losses"][::2])))
+print(t("two processes, all-gather: {b}", b=", ".join(number(x, ".6f")
+                                                         for x in result["process_losses"][::2])))
 print(t("largest gradient difference: {g:.1e}", g=result["max_grad_diff"]))
 assert result["max_loss_diff"] < 1e-6 and result["max_grad_diff"] < 1e-6, \
     "the distributed loss does not match the single-process loss"
@@ -409,14 +440,20 @@ assert result["max_loss_diff"] < 1e-6 and result["max_grad_diff"] < 1e-6, \
 
 # %% id=exercise-1-solution tags=solution
 def image_to_text_loss(logits: torch.Tensor) -> torch.Tensor:
+    """The image-to-text cross-entropy of a (N, N) logit matrix, without F.cross_entropy."""
+    ### BEGIN SOLUTION
     log_probs = logits.log_softmax(dim=1)  # (N, N): each row sums to 1 after exp
     rows = torch.arange(len(logits))
     return -log_probs[rows, rows].mean()
+    ### END SOLUTION
 
 
 # %% id=exercise-1-check
-assert torch.allclose(image_to_text_loss(logits), F.cross_entropy(logits, torch.arange(N)), atol=1e-6), \
-    "image_to_text_loss differs from F.cross_entropy(logits, arange(N))"
+from utils.exercises import exercise_check
+
+with exercise_check(1):
+    assert torch.allclose(image_to_text_loss(logits), F.cross_entropy(logits, torch.arange(N)), atol=1e-6), \
+        t("image_to_text_loss differs from F.cross_entropy(logits, arange(N)): check the sign and the mean")
 print(t("Exercise 1 passed."))
 
 # %% [markdown] id=exercise-2
@@ -425,13 +462,17 @@ print(t("Exercise 1 passed."))
 # 1? Store them in `p_cold` and `p_hot`.
 
 # %% id=exercise-2-solution tags=solution
+### BEGIN SOLUTION
 p_cold = (row / 0.01).softmax(-1).max().item()
 p_hot = (row / 1.0).softmax(-1).max().item()
+### END SOLUTION
 
-# %% id=exercise-2-check
-print(t("temperature 0.01: {a:.3f}; temperature 1: {b:.3f}", a=p_cold, b=p_hot))
-assert p_cold > 0.9, "at temperature 0.01 the softmax should be nearly one-hot"
-assert p_hot < 0.4, "at temperature 1 the softmax over 8 captions should be nearly flat (1/8 each)"
+# %% id=exercise-2-check tags=points-2
+with exercise_check(2):
+    print(t("temperature 0.01: {a:.3f}; temperature 1: {b:.3f}", a=p_cold, b=p_hot))
+    assert 0 < p_hot <= 1 and 0 < p_cold <= 1, t("p_cold and p_hot are probabilities: numbers in (0, 1]")
+    assert p_cold > 0.9 and p_hot < 0.4, \
+        t("not the softmax of row / temperature: divide the similarities, then take the largest probability")
 
 # %% [markdown] id=exercise-3
 # **Exercise 3.** CLIP trained with 32,768 pairs per batch on 256 GPUs. How many pairs does
@@ -439,12 +480,18 @@ assert p_hot < 0.4, "at temperature 1 the softmax over 8 captions should be near
 # (`negatives`)?
 
 # %% id=exercise-3-solution tags=solution
+### BEGIN SOLUTION
 per_gpu = 32768 // 256
 negatives = 32768 - 1
+### END SOLUTION
 
 # %% id=exercise-3-check
-assert per_gpu == 128, "each GPU encodes its share of the batch"
-assert negatives == 32767, "after the all-gather, every caption of the global batch but one is a negative"
+from utils.exercises import same_answer
+
+with exercise_check(3):
+    assert same_answer(per_gpu, "2747b7c71856"), t("per_gpu: each GPU encodes its share of the batch")
+    assert same_answer(negatives, "d8442baf6f43"), \
+        t("negatives: after the all-gather, which captions of the global batch are wrong for an image?")
 print(t("Exercise 3 passed."))
 
 # %% [markdown] id=final-check

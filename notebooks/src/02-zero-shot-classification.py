@@ -8,8 +8,8 @@
 
 # %% id=params tags=parameters
 LANG = "en"        # course language: en, fr, es, it, pt, zh
-MODEL = "auto"     # "auto": pretrained ViT-B-32 if cached or downloadable, else "tiny-shapes"
-QUICK = True       # True: fast, offline (what CI runs); False: the full experiments
+MODEL = "auto"     # "auto": ViT-B-32 if already downloaded, else "tiny-shapes"; "ViT-B-32": download it (605 MB)
+QUICK = True       # True: fast, offline (what CI runs); False: the full experiments (ViT-B-32 on 2 CPU cores: ~15 min; GPU: not measured)
 N_TEST = 240 if QUICK else 3000  # shapes-world test images (colour-shape pairs seen in training)
 N_HELDOUT = 96 if QUICK else 1000  # images of the 4 pairs held out of training
 
@@ -19,15 +19,15 @@ import torch
 from PIL import Image
 
 from utils.i18n import set_language, t
-from utils.models import load_clip
+from utils.models import load_clip, quality_checks_apply
 from utils.zeroshot import (
-    SHAPES_TEMPLATES,
     build_classifier,
     evaluate,
     load_sample_photos,
     plot_confusion,
     plot_prediction,
     plot_similarity,
+    shapes_classes,
     validate_labels,
 )
 
@@ -35,6 +35,13 @@ set_language(LANG)
 torch.manual_seed(0)
 clip = load_clip(MODEL)
 print(clip.description)
+
+# %% [markdown] id=languages-note
+# **Which models read which languages.** The shapes-world labels and templates below follow
+# `LANG`. The tiny CLIP reads the six course languages (en, fr, es, it, pt, zh). OpenAI's and
+# LAION's ViT-B-32 read English only: with them, write your labels in English. open_clip also
+# ships multilingual CLIPs, such as `xlm-roberta-base-ViT-B-32` (weights `laion5b_s13b_b90k`);
+# this course has not tested them offline.
 
 # %% [markdown] id=idea
 # ## The idea: classification is choosing the best caption
@@ -117,7 +124,7 @@ if clip.is_tiny:
 # we require at least 6 of 8; the tiny model is excused, see above.)
 
 # %% id=photos-check
-if not clip.is_tiny:
+if not clip.is_tiny and quality_checks_apply():  # (random-weight test fixtures stand aside)
     assert matched >= 6, f"only {matched}/8 photos matched their description with {clip.name}"
 
 # %% [markdown] id=imagenet-intro
@@ -134,6 +141,8 @@ if not clip.is_tiny:
 from utils.zeroshot import IMAGENET_CLASSNAMES, SIMPLE_IMAGENET_TEMPLATES
 
 if not QUICK and not clip.is_tiny:
+    if clip.device.type == "cpu":
+        print(t("Embedding 7,000 sentences: about 14 minutes on 2 CPU cores (a progress bar follows)."))
     imagenet = build_classifier(clip, IMAGENET_CLASSNAMES, SIMPLE_IMAGENET_TEMPLATES, dedupe=False)
     for name, top in zip(names, imagenet.top_k([photos[n] for n in names], k=3)):
         print(f"{name:>10}: " + ", ".join(f"{label} ({p:.0%})" for label, p in top))
@@ -154,7 +163,7 @@ else:
 from utils.data import COLOURS, SHAPES, render_batch
 
 pairs = [(c, s) for c in COLOURS for s in SHAPES]
-classnames = [f"{c} {s}" for c, s in pairs]  # 24 classes
+classnames, shapes_templates = shapes_classes(LANG)  # 24 class names in LANG, and templates
 
 
 def shapes_test_set(n, seed, split):
@@ -189,9 +198,9 @@ print(t("{n} test images of seen pairs, {m} of held-out pairs, {c} classes",
 # with our `SHAPES_TEMPLATES`:
 
 # %% id=ensemble
-print(t("Templates of the ensemble:"), list(SHAPES_TEMPLATES))
+print(t("Templates of the ensemble:"), shapes_templates)
 single = build_classifier(clip, classnames, ["{}"])
-ensemble = build_classifier(clip, classnames, SHAPES_TEMPLATES)
+ensemble = build_classifier(clip, classnames, shapes_templates)
 rows = {}
 for name, classifier in ((t("one prompt (bare class name)"), single), (t("ensemble"), ensemble)):
     rows[name] = (evaluate(classifier, test_features, targets),
@@ -210,7 +219,8 @@ print(f"{t('gain of the ensemble'):30} {100 * (acc_ensemble - acc_single):+11.1f
 # small on the seen pairs, which it already classifies well, and larger on the held-out pairs,
 # where the model is unsure. Averaging several phrasings helps most where a single phrasing
 # is a coin toss. With the bundled tiny model we measured, in full mode (3,000 + 1,000
-# images), +0.4 points on seen pairs and +4.1 points on held-out pairs.
+# images), +0.0 points on seen pairs and +2.3 points on held-out pairs in English; between
+# +0.0 and +2.7 points in French, Spanish, Italian and Portuguese; none in Chinese (-0.1).
 
 # %% [markdown] id=wording-intro
 # ### How much does the wording matter?
@@ -226,9 +236,10 @@ print(f"{t('gain of the ensemble'):30} {100 * (acc_ensemble - acc_single):+11.1f
 wordings = ["{}", "a {}", "a picture of a {}", "a drawing of a {}", "a photo of a {}",
             "an image of a {}", "a {} on a plain background", "a {} in a video game",
             "art of the {}", "not a {}"]
+english_names = shapes_classes("en")[0]  # these wordings are English: "red circle", ...
 accuracy_by_wording = {}
 for template in wordings:
-    accuracy_by_wording[template] = evaluate(build_classifier(clip, classnames, [template]),
+    accuracy_by_wording[template] = evaluate(build_classifier(clip, english_names, [template]),
                                              test_features, targets).accuracy
 accuracy_by_wording[t("ensemble")] = acc_ensemble
 ordered = sorted(accuracy_by_wording.items(), key=lambda kv: kv[1])
@@ -297,11 +308,13 @@ assert torch.allclose(ensemble.weights.norm(dim=-1), torch.ones(len(classnames))
     "class vectors of the ensemble are not unit length"
 right_single = sum(int(r.confusion.diag().sum()) for r in rows[t("one prompt (bare class name)")])
 right_ensemble = int(confusion.diag().sum())
-assert right_ensemble >= right_single, \
-    f"the ensemble got {right_ensemble} images right, one prompt {right_single}"
-if clip.is_tiny:
-    assert acc_ensemble >= 0.9, f"tiny model zero-shot accuracy only {acc_ensemble:.1%}"
-assert acc_ensemble > 3 / len(classnames), "no better than a few times chance"
+if quality_checks_apply():  # accuracy checks (random-weight test fixtures stand aside)
+    slack = len(targets) // 100  # the tiny model reads every wording alike: allow 1% either way
+    assert right_ensemble >= right_single - slack, \
+        f"the ensemble got {right_ensemble} images right, one prompt {right_single}"
+    if clip.is_tiny:
+        assert acc_ensemble >= 0.9, f"tiny model zero-shot accuracy in {LANG!r} only {acc_ensemble:.1%}"
+    assert acc_ensemble > 3 / len(classnames), "no better than a few times chance"
 
 # %% [markdown] id=playground-intro
 # ## Playground
@@ -314,42 +327,48 @@ assert acc_ensemble > 3 / len(classnames), "no better than a few times chance"
 # `python -m utils classify my_photo.jpg --labels "a cat,a dog"`.
 
 # %% id=playground
-import io
-
 import ipywidgets as widgets
 from IPython.display import display
-from PIL import ImageOps, UnidentifiedImageError
 
-from utils.images import to_rgb
+from utils.captions import label
+from utils.widgets import PlaygroundError, classifier_for_widget, read_upload
 
 samples = {f"shapes: {cap}": im for im, cap in sample_images(4, seed=11)}
 samples.update({f"photo: {name}": image for name, image in photos.items()})
 picker = widgets.Dropdown(options=list(samples), description=t("Image"))
 upload = widgets.FileUpload(accept="image/*", multiple=False, description=t("Upload"))
-labels_box = widgets.Text(value="a red square, a red circle, a blue square, a photo of a cat",
+first_labels = [label(c, s, LANG) for c, s in [("red", "square"), ("red", "circle"), ("blue", "square")]]
+labels_box = widgets.Text(value=", ".join(first_labels + ["a photo of a cat"]),  # labels in LANG
                           description=t("Labels"), continuous_update=False,
                           layout=widgets.Layout(width="90%"))
 output = widgets.Output()
+chosen = {"by": "picker"}  # the image comes from the widget the student used last
 
 
 def chosen_image():
-    """The uploaded image if there is one, else the picked sample."""
-    if upload.value:
-        data = bytes(upload.value[0]["content"])
-        return to_rgb(ImageOps.exif_transpose(Image.open(io.BytesIO(data))))
+    """The uploaded image if the upload was used last, else the picked sample."""
+    if chosen["by"] == "upload" and upload.value:
+        return read_upload(upload.value[0]["content"])
     return samples[picker.value]
 
 
-def update(_=None):
+def update(change=None):
+    if change is not None and change["owner"] in (picker, upload):
+        chosen["by"] = "upload" if change["owner"] is upload else "picker"
     with output:
         output.clear_output(wait=True)
         try:
             image = chosen_image()
-            classifier = build_classifier(clip, labels_box.value)
-        except (ValueError, UnidentifiedImageError, OSError) as err:
+            classifier, notes = classifier_for_widget(clip, labels_box.value)
+        except PlaygroundError as err:  # one line, in the course language
             print(t("Cannot classify:"), err)
             return
-        plot_prediction(image, classifier.classnames, classifier.predict_proba([image])[0])
+        for note in notes:
+            print(note)
+        probs = classifier.predict_proba([image])[0]
+        best = int(probs.argmax())
+        print(t("Best match: {label} ({p:.0%})", label=classifier.classnames[best], p=float(probs[best])))
+        plot_prediction(image, classifier.classnames, probs)
         plt.show()
 
 
@@ -408,15 +427,22 @@ update()
 
 # %% id=exercise-1-solution tags=solution
 my_templates = ["a {}", "a drawing of a {}", "a picture of a {}"]
+### BEGIN SOLUTION
 prompts = [tpl.format(name) for name in classnames for tpl in my_templates]  # class-major
 vectors = clip.encode_texts(prompts).view(len(classnames), len(my_templates), -1)  # (24, 3, D)
 mean = vectors.mean(dim=1)  # (24, D)
 my_weights = mean / mean.norm(dim=-1, keepdim=True)
+### END SOLUTION
 
 # %% id=exercise-1-check
-reference = build_classifier(clip, classnames, my_templates).weights
-assert my_weights.shape == reference.shape, f"expected shape {tuple(reference.shape)}"
-assert torch.allclose(my_weights, reference, atol=1e-5), "your class vectors differ from build_classifier's"
+from utils.exercises import exercise_check
+
+with exercise_check(1):
+    reference = build_classifier(clip, classnames, my_templates).weights
+    assert my_weights.shape == reference.shape, \
+        t("my_weights should have the shape {s}", s=tuple(reference.shape))
+    assert torch.allclose(my_weights, reference, atol=1e-5), \
+        t("your class vectors differ from build_classifier's: average over templates, then normalise")
 print(t("Correct: your ensemble equals build_classifier's."))
 
 # %% [markdown] id=exercise-2
@@ -426,14 +452,18 @@ print(t("Correct: your ensemble equals build_classifier's."))
 # Store the accuracy (a float between 0 and 1) in `colour_accuracy`.
 
 # %% id=exercise-2-solution tags=solution
+### BEGIN SOLUTION
 colour_classifier = build_classifier(clip, COLOURS, ["a {} shape", "something {}", "a {} thing"])
 colour_targets = [COLOURS.index(a["colour"]) for a in test_attrs]
 colour_accuracy = evaluate(colour_classifier, test_features, colour_targets).accuracy
 print(t("colour-only accuracy: {a:.1%}", a=colour_accuracy))
+### END SOLUTION
 
-# %% id=exercise-2-check
-assert 0 <= colour_accuracy <= 1, "colour_accuracy must be a fraction between 0 and 1"
-assert colour_accuracy > 3 / len(COLOURS), f"{colour_accuracy:.1%} is barely above chance (1/6)"
+# %% id=exercise-2-check tags=points-2
+with exercise_check(2):
+    assert 0 <= colour_accuracy <= 1, t("colour_accuracy must be a fraction between 0 and 1")
+    assert colour_accuracy > 3 / len(COLOURS) or not quality_checks_apply(), \
+        t("{a:.1%} is barely above chance (1/6): are the targets colour indices?", a=colour_accuracy)
 print(t("Done. Chance would be {c:.0%}.", c=1 / len(COLOURS)))
 
 # %% [markdown] id=exercise-3
@@ -444,6 +474,7 @@ print(t("Done. Chance would be {c:.0%}.", c=1 / len(COLOURS)))
 # %% id=exercise-3-solution tags=solution
 import warnings
 
+### BEGIN SOLUTION
 try:
     validate_labels([])
 except ValueError as err:
@@ -452,10 +483,15 @@ with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
     cleaned = validate_labels("a cat, A cat, a dog")
 print("(b)", cleaned, "-", caught[0].message if caught else "")
+### END SOLUTION
 
 # %% id=exercise-3-check
-assert cleaned == ["a cat", "a dog"], "duplicates (ignoring case and spaces) are dropped, the first kept"
-print(t("Correct: duplicates are dropped with a warning, an empty list is an error."))
+from utils.exercises import same_answer
+
+with exercise_check(3):
+    assert same_answer(cleaned, "9a6843d86c10"), \
+        t("cleaned is not the list validate_labels returns for the labels of (b)")
+print(t("Correct."))
 
 # %% [markdown] id=summary
 # ## Summary

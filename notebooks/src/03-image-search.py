@@ -12,8 +12,8 @@
 
 # %% id=params tags=parameters
 LANG = "en"        # course language: en, fr, es, it, pt, zh
-MODEL = "auto"     # "auto": pretrained ViT-B-32 if cached or downloadable, else "tiny-shapes"
-QUICK = True       # True: fast, offline (what CI runs); False: the full experiments
+MODEL = "auto"     # "auto": ViT-B-32 if already downloaded, else "tiny-shapes"; "ViT-B-32": download it (605 MB)
+QUICK = True       # True: fast, offline (what CI runs); False: the full experiments (ViT-B-32 on 2 CPU cores: 25-80 min; GPU: not measured)
 N_SHAPES = 2_000 if QUICK else 20_000          # shapes-world images in the collection
 N_RANDOM = 50_000 if QUICK else 1_000_000      # random embeddings for the scale experiment
 
@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from utils.i18n import set_language, t
-from utils.models import load_clip
+from utils.models import load_clip, quality_checks_apply
 from utils.retrieval import ImageIndex, recall_at_k, show_hits
 
 set_language(LANG)
@@ -38,6 +38,13 @@ if QUICK and clip.is_tiny:  # the tiny model runs fastest on one thread (CI runs
     torch.set_num_threads(1)
 WORK = Path(tempfile.mkdtemp(prefix="image-search-"))  # everything this notebook writes goes here
 
+# %% [markdown] id=languages-note
+# **Which models read which languages.** The queries below follow `LANG`. The tiny CLIP reads
+# the six course languages (en, fr, es, it, pt, zh). OpenAI's and LAION's ViT-B-32 read
+# English only: with them, search in English. open_clip also ships multilingual CLIPs, such as
+# `xlm-roberta-base-ViT-B-32` (weights `laion5b_s13b_b90k`); this course has not tested them
+# offline.
+
 # %% [markdown] id=collection-intro
 # ## A collection of images
 #
@@ -46,12 +53,13 @@ WORK = Path(tempfile.mkdtemp(prefix="image-search-"))  # everything this noteboo
 # Each image comes with its attributes, so we know which images a query *should* find.
 
 # %% id=collection
+from utils.captions import describe, label
 from utils.data import HELD_OUT, caption, render_batch
 
 if QUICK and not clip.is_tiny and clip.device.type == "cpu":
     N_SHAPES = min(N_SHAPES, 300)  # a big pretrained model embeds ~10-50 images/s on a CPU
 pixels, attrs = render_batch(N_SHAPES, seed=3, split="all")  # (N, 64, 64, 3) uint8, list of dicts
-print(len(attrs), t("images, for example:"), [a["caption"] for a in attrs[:3]])
+print(len(attrs), t("images, for example:"), [describe(a, LANG) for a in attrs[:3]])
 
 # %% [markdown] id=index-intro
 # ## Build the index once
@@ -76,7 +84,10 @@ print(t("embedding speed:"), f"{len(index) / build_seconds:.0f}", t("images/s"))
 # their scores. The scores are cosine similarities: only their order matters, not their size.
 
 # %% id=text-search
-for query in ["a green triangle", "a large orange star", "a small blue circle"]:
+queries = [label("green", "triangle", LANG),  # in the course language: "a green triangle", ...
+           describe({"colour": "orange", "shape": "star", "size": "large"}, LANG, where=False),
+           describe({"colour": "blue", "shape": "circle", "size": "small"}, LANG, where=False)]
+for query in queries:
     hits = index.search(query, k=8)
     show_hits(hits, pixels, title=f'"{query}"', ncols=8, size=1.3)
     plt.show()
@@ -156,7 +167,8 @@ def pair_recall(pairs) -> dict:
 for name, pairs in [(t("pairs seen in training"), seen_pairs), (t("pairs never seen (HELD_OUT)"), HELD_OUT)]:
     r = pair_recall(pairs)
     print(f"{name:<32} R@1 {r[1]:.2f}   R@5 {r[5]:.2f}")
-show_hits(index.search("a red star", k=8), pixels, title='"a red star" (held out)', ncols=8, size=1.3)
+red_star = label("red", "star", LANG)
+show_hits(index.search(red_star, k=8), pixels, title=f'"{red_star}" (held out)', ncols=8, size=1.3)
 plt.show()
 negation = index.search("a shape that is not red", k=8)
 show_hits(negation, pixels, title='"a shape that is not red"', ncols=8, size=1.3)
@@ -267,18 +279,18 @@ ivf_ids = big.search_embeddings(queries, 10)[1]
 ivf_recall = np.mean([len(set(a.tolist()) & set(b.tolist())) / 10 for a, b in zip(ivf_ids, exact_ids)])
 big.use_exact()
 
-print(f"N = {N_RANDOM:,}, D = 512: E " + t("takes") + f" {random_emb.numel() * 4 / 2**20:.0f} MB (float32)")
+print(t("N = {n:,}, D = 512: E takes {mb:.0f} MB (float32)", n=N_RANDOM, mb=random_emb.numel() * 4 / 2**20))
 for name, ms in timing.items():
     print(f"  {name:<16} {ms:8.2f} ms / " + t("query"))
 print(t("faiss Flat returns the same top-10 as exact search:"), bool(torch.equal(flat_ids, exact_ids)))
 print(t("IVF finds this share of the exact top-10:"), f"{ivf_recall:.2f}")
 per_image = build_seconds / len(index)
-print(t("Here, embedding one million images would take about"), f"{per_image * 1e6 / 3600:.1f} h",
-      t("with this model; one exact query takes"), f"{timing['exact']:.0f} ms.")
+print(t("Here, embedding one million images would take about {h:.1f} h with this model; "
+        "one exact query takes {ms:.0f} ms.", h=per_image * 1e6 / 3600, ms=timing["exact"]))
 fig, ax = plt.subplots(figsize=(5, 2.5))
 ax.barh(list(timing), list(timing.values()))
 ax.set_xlabel(t("milliseconds per query"))
-ax.set_title(t("Top-10 search over") + f" {N_RANDOM:,} " + t("embeddings"))
+ax.set_title(t("Top-10 search over {n:,} embeddings", n=N_RANDOM))
 plt.tight_layout()
 plt.show()
 
@@ -291,7 +303,7 @@ plt.show()
 import ipywidgets as widgets
 from IPython.display import display
 
-box = widgets.Text(value="a purple square", description=t("Search:"), continuous_update=False)
+box = widgets.Text(value=label("purple", "square", LANG), description=t("Search:"), continuous_update=False)
 results = widgets.Output()
 
 
@@ -316,13 +328,18 @@ widget_hits = update()
 # into a list `my_top5`.
 
 # %% id=exercise-1-solution tags=solution
+### BEGIN SOLUTION
 q = clip.encode_texts(["a yellow square"])[0]  # (D,)
 scores = index.embeddings.float() @ q  # (N,)
 my_top5 = scores.topk(5).indices.tolist()
+### END SOLUTION
 
 # %% id=exercise-1-check
-assert my_top5 == [h.index for h in index.search("a yellow square", k=5)], \
-    "my_top5 differs from index.search: use index.embeddings @ text_vector, then topk(5)"
+from utils.exercises import exercise_check
+
+with exercise_check(1):
+    assert my_top5 == [h.index for h in index.search("a yellow square", k=5)], \
+        t("my_top5 differs from index.search: use index.embeddings @ text_vector, then topk(5)")
 print(t("Right!"))
 
 # %% [markdown] id=exercise-2
@@ -333,10 +350,16 @@ print(t("Right!"))
 # Put the number in `gigabytes`.
 
 # %% id=exercise-2-solution tags=solution
+### BEGIN SOLUTION
 gigabytes = 10_000_000 * 768 * 2 / 1e9
+### END SOLUTION
 
 # %% id=exercise-2-check
-assert abs(gigabytes - 15.36) < 0.01, "N x D x 2 bytes (float16), divided by 1e9"
+from utils.exercises import same_answer
+
+with exercise_check(2):
+    assert same_answer(float(gigabytes), "c31fa116a4ff"), \
+        t("count the bytes: images x dimensions x bytes per float16 number, then divide by 1e9")
 print(t("Right!"))
 
 # %% [markdown] id=exercise-3
@@ -347,14 +370,17 @@ print(t("Right!"))
 # `attrs[hit.index]["size"]` is `"large"`, and put the first 5 of them in `large_hits`.
 
 # %% id=exercise-3-solution tags=solution
+### BEGIN SOLUTION
 candidates = index.search("a green circle", k=len(index))
 large_hits = [h for h in candidates if attrs[h.index]["size"] == "large"][:5]
+### END SOLUTION
 
-# %% id=exercise-3-check
-q = clip.encode_texts(["a green circle"])[0]
-large = torch.tensor([a["size"] == "large" for a in attrs])
-expected = torch.where(large, index.embeddings @ q, -torch.inf).topk(5).indices.tolist()
-assert [h.index for h in large_hits] == expected, "keep the best-scoring large images, in order"
+# %% id=exercise-3-check tags=points-2
+with exercise_check(3):
+    q = clip.encode_texts(["a green circle"])[0]
+    large = torch.tensor([a["size"] == "large" for a in attrs])
+    expected = torch.where(large, index.embeddings @ q, -torch.inf).topk(5).indices.tolist()
+    assert [h.index for h in large_hits] == expected, t("keep the best-scoring large images, in order")
 show_hits(large_hits, pixels, title='"a green circle", ' + t("large only"), ncols=5, size=1.3)
 plt.show()
 
@@ -373,7 +399,9 @@ assert {s.item for s in second.skipped} == {"empty.jpg", "download.jpg", "trunca
 assert first.stats["indexed"] == first.stats["total"] - 3, "every readable photo format must be indexed"
 assert bool(torch.equal(flat_ids, exact_ids)), "faiss IndexFlatIP must give the exact top-10"
 assert len(widget_hits) == 10, "the search box must show 10 results"
-if clip.is_tiny:
+if not quality_checks_apply():  # random-weight test fixtures: recall means nothing
+    pass
+elif clip.is_tiny:
     assert recall["a {colour} {shape}"][5] >= 0.9, f"tiny CLIP recall@5 too low: {recall}"
     assert recall["a {colour} {shape}"][1] >= 0.75, f"tiny CLIP recall@1 too low: {recall}"
 else:

@@ -340,15 +340,13 @@ if QUICK:
 # ## Self-check
 #
 # These assertions fail when the lesson's claims break: the reranked sample of the seen
-# pairs is right at least 80% of the time in this run (at least 90% in the training report,
-# which judged five times as many captions), and reranking beats taking a sample at random.
+# pairs is right at least 80% of the time in this run, and reranking beats taking a sample
+# at random.
 
 # %% id=self-check
 if clip.name == "tiny-shapes-vq":  # the claims are about our reranker; another CLIP may differ
     assert quality["reranked_accuracy"] >= 0.8, f"reranked accuracy {quality['reranked_accuracy']:.0%} < 80%"
     assert quality["reranked_accuracy"] > quality["sample_accuracy"], "CLIP reranking should help"
-if QUICK:
-    assert trained["quality"]["seen"]["reranked_accuracy"] >= 0.9, "the bundled model is below the 90% bar"
 print(t("Self-check passed."))
 
 # %% [markdown] id=heldout-intro
@@ -483,17 +481,24 @@ print(t("Self-check passed."))
 
 # %% id=exercise-1-solution tags=solution
 def filter_logits(logits: torch.Tensor, temperature: float, top_k: int) -> torch.Tensor:
+    """The sampler's probabilities (B, K): logits / temperature, top_k kept, softmax."""
+    ### BEGIN SOLUTION
     logits = logits / temperature
     kth = logits.topk(top_k, dim=-1).values[:, -1:]  # (B, 1) the k-th largest
     return logits.masked_fill(logits < kth, float("-inf")).softmax(dim=-1)
+    ### END SOLUTION
 
 
 # %% id=exercise-1-check
-logits = torch.randn(4, 256, generator=torch.Generator().manual_seed(0))
-probs = filter_logits(logits, 0.5, 10)
-assert probs.shape == (4, 256) and torch.allclose(probs.sum(-1), torch.ones(4)), "rows must sum to 1"
-assert ((probs > 0).sum(-1) == 10).all(), "exactly top_k codes should keep a probability"
-assert torch.allclose(filter_logits(logits, 1.0, 256), logits.softmax(-1)), "T=1, k=K is the plain softmax"
+from utils.exercises import exercise_check
+
+with exercise_check(1):
+    logits = torch.randn(4, 256, generator=torch.Generator().manual_seed(0))
+    probs = filter_logits(logits, 0.5, 10)
+    assert probs.shape == (4, 256) and torch.allclose(probs.sum(-1), torch.ones(4)), t("rows must sum to 1")
+    assert ((probs > 0).sum(-1) == 10).all(), t("exactly top_k codes should keep a probability")
+    assert torch.allclose(filter_logits(logits, 1.0, 256), logits.softmax(-1)), \
+        t("with temperature 1 and top_k = K, filter_logits should be the plain softmax")
 print(t("Correct."))
 
 # %% [markdown] id=exercise-2
@@ -504,6 +509,7 @@ print(t("Correct."))
 # `vq.encode(images).flatten(1)`.)
 
 # %% id=exercise-2-solution tags=solution
+### BEGIN SOLUTION
 images, attrs = data.render_batch(64, seed=SEED + 7, split="test", as_tensor=True)
 codes = vq.encode(images).flatten(1)  # (64, 64)
 captions = [a["caption"] for a in attrs]
@@ -512,9 +518,11 @@ with torch.no_grad():
     loss_true = dalle.model.loss(dalle.tokenizer.encode(captions), codes).item()
     loss_shuffled = dalle.model.loss(dalle.tokenizer.encode(shuffled), codes).item()
 print(loss_true, loss_shuffled)
+### END SOLUTION
 
-# %% id=exercise-2-check
-assert loss_true < loss_shuffled, "the true caption should make the picture more likely"
+# %% id=exercise-2-check tags=points-2
+with exercise_check(2):
+    assert loss_true < loss_shuffled, t("with the true captions the loss should be the lower one")
 print(t("Correct: the caption lowers the loss from {b:.3f} to {a:.3f} nats per code.",
         a=loss_true, b=loss_shuffled))
 
@@ -526,16 +534,19 @@ print(t("Correct: the caption lowers the loss from {b:.3f} to {a:.3f} nats per c
 # `best_prior`.
 
 # %% id=exercise-3-solution tags=solution
-
+### BEGIN SOLUTION
 star = generate("a blue star", n=8, seed=SEED, dalle=dalle, clip=tiny_clip, rerank=False)
 image_emb = tiny_clip.encode_images(to_pil(star.drawn))  # (8, D)
 text_emb = tiny_clip.encode_texts(["a blue star"])  # (1, D)
 best_text = int((image_emb @ text_emb.T).argmax())
 best_prior = int((image_emb @ prior.predict(text_emb).T).argmax())
 show_images(star.drawn[[best_text, best_prior]], [t("text's pick"), t("prior's pick")], size=2)
+### END SOLUTION
 
-# %% id=exercise-3-check
-assert 0 <= best_text < 8 and 0 <= best_prior < 8
+# %% id=exercise-3-check tags=points-2
+with exercise_check(3):
+    assert 0 <= best_text < 8 and 0 <= best_prior < 8, \
+        t("best_text and best_prior are indices of the 8 samples")
 print(t("Judge: text's pick is {a}, prior's pick is {b}.",
         a=" ".join(str(v) for v in judge.judge(star.drawn[[best_text]])[0].values()),
         b=" ".join(str(v) for v in judge.judge(star.drawn[[best_prior]])[0].values())))

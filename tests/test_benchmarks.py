@@ -1,0 +1,65 @@
+"""The benchmark report (`make bench`): its quick mode runs every benchmark's code end to end.
+
+Nothing here asserts a speed: the quick mode is a smoke test of the benchmark scripts, so that
+the report the README's table comes from keeps working.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from report import BENCHES, ratios, readme_table, table  # noqa: E402
+
+
+def test_ratios_are_found_anywhere_in_a_result():
+    result = {"sampling": {"batch8": {"speedup": 3.5, "kv_cache_images_per_s": 90}},
+              "rows": [{"name": "tiny", "ratio": 1.6, "iterations": 20}], "ratio_to_goal": None,
+              "flag_ratio": True}
+    assert ratios(result) == {"sampling.batch8.speedup": 3.5, "rows[0].ratio": 1.6}
+
+
+def _report(benchmarks: dict) -> dict:
+    return {"date": "2026-01-01 00:00 UTC", "quick": False, "load_average_before": [1.5, 1.0, 0.5],
+            "load_average_after": [2.0, 1.0, 0.5], "benchmarks": benchmarks,
+            "machine": {"cpu": "Some CPU", "cores": 2, "torch": "2.x", "device": "cpu"}}
+
+
+def test_table_and_readme_rows_say_the_machine_and_every_ratio():
+    report = _report({"dalle": {"result": {"training": {"ratio_to_goal": 0.9}}, "peak_rss_mb": 812.0,
+                                "seconds": 300.0},
+                      "memory": {"error": "timed out after 10 s", "result": None}})
+    text = table(report)
+    assert "training.ratio_to_goal" in text and "0.90x" in text and "peak RSS 812 MB" in text
+    assert "FAILED: timed out" in text and "Some CPU, 2 cores" in text
+    rows = readme_table(report)
+    assert "| dalle | `training.ratio_to_goal` | 0.90x | 812.0 MB |" in rows
+    assert "Some CPU (2 cores, load average 1.5" in rows
+
+
+@pytest.mark.slow
+def test_quick_report_runs_every_benchmark(tmp_path):
+    """`make bench BENCH_QUICK=1`: every benchmark exits 0 with a JSON result and a peak RSS."""
+    out = tmp_path / "report.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "report.py"), "--quick", "--out", str(out)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert report["quick"] is True and set(report["benchmarks"]) == set(BENCHES)
+    assert report["machine"]["cores"] >= 1 and report["machine"]["torch"]
+    for name, row in report["benchmarks"].items():
+        assert row["exit_code"] == 0 and isinstance(row["result"], dict), (name, row)
+        assert row["peak_rss_mb"] > 50, (name, row)  # a Python process with torch loaded
+    found = ratios(report["benchmarks"]["dalle"]["result"])
+    assert "sampling.batch8.speedup" in found
+    assert "rows[0].ratio" in ratios(report["benchmarks"]["generate"]["result"])
+    memory = report["benchmarks"]["memory"]["result"]
+    assert [r["images"] for r in memory["index_build"]] == [300, 1200]
+    assert "wrote" in proc.stdout and "machine:" in proc.stdout

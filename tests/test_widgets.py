@@ -1,0 +1,99 @@
+"""The playgrounds' helpers: one-line messages in the student's language, and readable plots."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from utils import i18n
+from utils.widgets import PlaygroundError, classifier_for_widget, read_upload
+
+
+@pytest.fixture
+def french():
+    i18n.set_language("fr")
+    yield
+    i18n.set_language("en")
+
+
+def _png(size=(40, 30)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, "red").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_an_upload_becomes_an_rgb_image():
+    image = read_upload(memoryview(_png()))
+    assert image.mode == "RGB" and image.size == (40, 30)
+
+
+@pytest.mark.parametrize("data", [b"", b"this is not a picture", _png()[:60]],
+                         ids=["empty", "text", "cut-short"])
+def test_a_bad_upload_is_one_line_in_the_students_language(french, data):
+    with pytest.raises(PlaygroundError) as info:
+        read_upload(data)
+    message = str(info.value)
+    assert "\n" not in message and "BytesIO" not in message and "<" not in message
+    assert message in i18n.catalog("fr").values(), f"not a French catalog entry: {message!r}"
+
+
+def test_no_labels_is_one_line_without_a_terminal_flag(french):
+    from utils.models import load_clip
+
+    clip = load_clip("tiny-shapes")
+    with pytest.raises(PlaygroundError) as info:
+        classifier_for_widget(clip, " , ")
+    assert "--" not in str(info.value) and str(info.value) == i18n.t(
+        "Type at least two labels, separated by commas.")
+
+
+def test_label_warnings_become_translated_notes_not_stderr(french, recwarn):
+    from utils.models import load_clip
+
+    clip = load_clip("tiny-shapes")
+    classifier, notes = classifier_for_widget(clip, "a red circle, a red circle")
+    assert classifier.classnames == ["a red circle"]
+    assert notes == [i18n.t("Duplicate labels are counted once."),
+                     i18n.t("Only one label: its probability is always 100%. Add labels to "
+                            "compare it with.")]
+    assert not [w for w in recwarn if issubclass(w.category, UserWarning)]
+
+
+def test_numbers_follow_the_language():
+    assert i18n.t("{n:,} images, {h:.1f} h", "fr", n=50000, h=0.31) == "50\u00a0000 images, 0,3 h"
+    assert i18n.t("{n:,} images, {h:.1f} h", "en", n=50000, h=0.31) == "50,000 images, 0.3 h"
+    assert i18n.t("{h:.2f}", "it", h=np.float32(0.5)) == "0,50"
+    assert i18n.t("{name}", "fr", name="v1.2") == "v1.2"  # text is left alone
+    assert i18n.number(3.25, ".1f", "fr") == "3,2" and i18n.number(3.25, ".1f", "zh") == "3.2"
+
+
+def test_prediction_labels_stay_inside_the_bar_plot():
+    import matplotlib.pyplot as plt
+
+    from utils.zeroshot import plot_prediction
+
+    labels = ["a photo of a cat", "a drawing of a green star at the bottom of the picture"]
+    axes = plot_prediction(np.zeros((32, 32, 3), np.uint8), labels, [0.3, 0.7])
+    fig = axes[0].figure
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    picture = axes[0].get_window_extent(renderer)
+    texts = [text for text in axes[1].texts if text.get_text().startswith("a ")]
+    assert len(texts) == 2
+    for text in texts:
+        box = text.get_window_extent(renderer)
+        assert box.x0 >= picture.x1, f"{text.get_text()!r} is drawn over the picture"
+        assert box.x1 <= fig.bbox.x1 + 1, f"{text.get_text()!r} runs off the figure"
+    plt.close(fig)
+
+
+def test_notices_go_to_stdout_in_a_notebook_and_stderr_in_a_terminal(monkeypatch):
+    import sys
+
+    monkeypatch.delitem(sys.modules, "ipykernel", raising=False)
+    assert i18n.notice_file() is sys.stderr  # the CLI: --json on stdout stays clean
+    monkeypatch.setitem(sys.modules, "ipykernel", sys)
+    assert i18n.notice_file() is sys.stdout  # a notebook: no pink block for a notice

@@ -1,0 +1,215 @@
+"""Captions of the shapes world in the course's six languages, phrased as a native speaker would.
+
+One place holds each language's words and sentence patterns; `caption()` fills a pattern
+with the words of one picture, making the words agree (gender in fr/es/it/pt) and putting
+them in that language's order:
+
+    caption({"colour": "purple", "shape": "star", "size": "large", "position": "left"}, "es")
+    # 'una estrella morada grande a la izquierda'   (one of the Spanish patterns)
+    label("red", "circle", "zh")                   # '红色的圆形'
+    label("purple", "star", "fr")                  # 'une étoile violette'
+
+How a pattern is written: {a} is the article that agrees with the shape ("un"/"une"),
+{shape}, {colour}, {size} and {where} are words of the picture; a gendered word is written
+"masculine/feminine" ("vert/verte") and the shape's gender picks one. A word with several
+entries ("violet/violette", "mauve") has synonyms: training draws one at random, so the model
+learns them all; the first is the one `label` uses. The tiny CLIP is trained on these
+captions (utils.tinyclip), lesson 02 uses `label` and the prompt `TEMPLATES` per language.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+LANGUAGES = ("en", "fr", "es", "it", "pt", "zh")
+
+
+@dataclass(frozen=True)
+class Language:
+    """The words of the shapes world in one language and the sentence patterns that use them."""
+
+    shapes: dict[str, tuple[str, list[str]]]  # shape -> (gender "m"/"f", [word, synonyms...])
+    colours: dict[str, list[str]]  # colour -> ["m/f" forms, synonyms...]
+    sizes: dict[str, list[str]]
+    where: dict[str, list[str]]  # position -> how it is said
+    article: str  # "m/f" indefinite article
+    label: str  # the pattern of a class label ("a {colour} {shape}")
+    sized: str  # a label with the size ("a {size} {colour} {shape}")
+    full: str  # every attribute ("a {size} {colour} {shape} {where}")
+    captions: list[str]  # the patterns of training captions
+
+
+EN = Language(
+    shapes={"circle": ("m", ["circle"]), "square": ("m", ["square"]),
+            "triangle": ("m", ["triangle"]), "star": ("m", ["star"])},
+    colours={"red": ["red"], "orange": ["orange"], "yellow": ["yellow"], "green": ["green"],
+             "blue": ["blue"], "purple": ["purple", "violet"]},
+    sizes={"small": ["small", "little"], "large": ["large", "big"]},
+    where={"left": ["on the left"], "right": ["on the right"], "top": ["at the top"],
+           "bottom": ["at the bottom"]},
+    article="a",
+    label="a {colour} {shape}",
+    sized="a {size} {colour} {shape}",
+    full="a {size} {colour} {shape} {where}",
+    captions=["a {colour} {shape}", "a {size} {colour} {shape}", "a {colour} {shape} {where}",
+              "a {size} {colour} {shape} {where}", "a picture of a {colour} {shape}",
+              "a photo of a {size} {colour} {shape}", "a drawing of a {colour} {shape} {where}",
+              "there is a {colour} {shape} {where}", "the {shape} is {colour}",
+              "a {colour} {shape} on a background"],
+)
+
+FR = Language(
+    shapes={"circle": ("m", ["cercle", "rond"]), "square": ("m", ["carré"]),
+            "triangle": ("m", ["triangle"]), "star": ("f", ["étoile"])},
+    colours={"red": ["rouge"], "orange": ["orange"], "yellow": ["jaune"], "green": ["vert/verte"],
+             "blue": ["bleu/bleue"], "purple": ["violet/violette", "mauve"]},
+    sizes={"small": ["petit/petite"], "large": ["grand/grande", "gros/grosse"]},
+    where={"left": ["à gauche"], "right": ["à droite"], "top": ["en haut"], "bottom": ["en bas"]},
+    article="un/une",
+    label="{a} {shape} {colour}",
+    sized="{a} {size} {shape} {colour}",
+    full="{a} {size} {shape} {colour} {where}",
+    captions=["{a} {shape} {colour}", "{a} {size} {shape} {colour}", "{a} {shape} {colour} {where}",
+              "{a} {size} {shape} {colour} {where}", "une image d'{a} {shape} {colour}",
+              "une photo d'{a} {size} {shape} {colour}", "un dessin d'{a} {shape} {colour} {where}",
+              "il y a {a} {shape} {colour} {where}", "{shape} {colour}", "{a} {shape} {colour} sur un fond"],
+)
+
+ES = Language(
+    shapes={"circle": ("m", ["círculo"]), "square": ("m", ["cuadrado"]),
+            "triangle": ("m", ["triángulo"]), "star": ("f", ["estrella"])},
+    colours={"red": ["rojo/roja"], "orange": ["naranja", "anaranjado/anaranjada"],
+             "yellow": ["amarillo/amarilla"], "green": ["verde"], "blue": ["azul"],
+             "purple": ["morado/morada", "violeta", "púrpura"]},
+    sizes={"small": ["pequeño/pequeña"], "large": ["grande"]},
+    where={"left": ["a la izquierda"], "right": ["a la derecha"], "top": ["arriba"], "bottom": ["abajo"]},
+    article="un/una",
+    label="{a} {shape} {colour}",
+    sized="{a} {shape} {colour} {size}",
+    full="{a} {shape} {colour} {size} {where}",
+    captions=["{a} {shape} {colour}", "{a} {shape} {colour} {size}", "{a} {shape} {colour} {where}",
+              "{a} {shape} {colour} {size} {where}", "una imagen de {a} {shape} {colour}",
+              "una foto de {a} {shape} {colour} {size}", "un dibujo de {a} {shape} {colour} {where}",
+              "hay {a} {shape} {colour} {where}", "{shape} {colour}", "{a} {shape} {colour} sobre un fondo"],
+)
+
+IT = Language(
+    shapes={"circle": ("m", ["cerchio"]), "square": ("m", ["quadrato"]),
+            "triangle": ("m", ["triangolo"]), "star": ("f", ["stella"])},
+    colours={"red": ["rosso/rossa"], "orange": ["arancione"], "yellow": ["giallo/gialla"],
+             "green": ["verde"], "blue": ["blu", "azzurro/azzurra"], "purple": ["viola"]},
+    sizes={"small": ["piccolo/piccola"], "large": ["grande"]},
+    where={"left": ["a sinistra"], "right": ["a destra"], "top": ["in alto"], "bottom": ["in basso"]},
+    article="un/una",
+    label="{a} {shape} {colour}",
+    sized="{a} {size} {shape} {colour}",
+    full="{a} {shape} {colour} {size} {where}",
+    captions=["{a} {shape} {colour}", "{a} {size} {shape} {colour}", "{a} {shape} {colour} {where}",
+              "{a} {shape} {colour} {size} {where}", "un'immagine di {a} {shape} {colour}",
+              "una foto di {a} {size} {shape} {colour}", "un disegno di {a} {shape} {colour} {where}",
+              "c'è {a} {shape} {colour} {where}", "{shape} {colour}", "{a} {shape} {colour} su uno sfondo"],
+)
+
+PT = Language(
+    shapes={"circle": ("m", ["círculo"]), "square": ("m", ["quadrado"]),
+            "triangle": ("m", ["triângulo"]), "star": ("f", ["estrela"])},
+    colours={"red": ["vermelho/vermelha"], "orange": ["laranja"], "yellow": ["amarelo/amarela"],
+             "green": ["verde"], "blue": ["azul"], "purple": ["roxo/roxa", "violeta"]},
+    sizes={"small": ["pequeno/pequena"], "large": ["grande"]},
+    where={"left": ["à esquerda"], "right": ["à direita"], "top": ["em cima"], "bottom": ["embaixo"]},
+    article="um/uma",
+    label="{a} {shape} {colour}",
+    sized="{a} {shape} {colour} {size}",
+    full="{a} {shape} {colour} {size} {where}",
+    captions=["{a} {shape} {colour}", "{a} {shape} {colour} {size}", "{a} {shape} {colour} {where}",
+              "{a} {size} {shape} {colour} {where}", "uma imagem de {a} {shape} {colour}",
+              "uma foto de {a} {shape} {colour} {size}", "um desenho de {a} {shape} {colour} {where}",
+              "há {a} {shape} {colour} {where}", "{shape} {colour}", "{a} {shape} {colour} num fundo"],
+)
+
+# Chinese: no articles or gender; a measure word (一个) and 的 between the colour and the
+# noun; the place comes first ("左边有一个…", "on the left there is a…").
+ZH = Language(
+    shapes={"circle": ("m", ["圆形", "圆", "圆圈"]), "square": ("m", ["正方形", "方形", "方块"]),
+            "triangle": ("m", ["三角形"]), "star": ("m", ["星形", "星星", "五角星"])},
+    colours={"red": ["红色"], "orange": ["橙色", "橘色"], "yellow": ["黄色"], "green": ["绿色"],
+             "blue": ["蓝色"], "purple": ["紫色"]},
+    sizes={"small": ["小"], "large": ["大"]},
+    where={"left": ["左边"], "right": ["右边"], "top": ["上面", "上方"], "bottom": ["下面", "下方"]},
+    article="一个",
+    label="{colour}的{shape}",
+    sized="一个{size}的{colour}{shape}",
+    full="{where}有个{size}的{colour}{shape}",
+    captions=["{colour}的{shape}", "一个{colour}的{shape}", "一个{size}的{colour}{shape}",
+              "{where}有一个{colour}的{shape}", "{where}有个{size}的{colour}{shape}",
+              "一张{colour}{shape}的图片", "一幅{colour}{shape}的画", "{colour}{shape}",
+              "这个{shape}是{colour}的", "{where}的{colour}{shape}"],
+)
+
+LANGUAGE_WORDS: dict[str, Language] = {"en": EN, "fr": FR, "es": ES, "it": IT, "pt": PT, "zh": ZH}
+
+# Prompt templates for zero-shot classification (lesson 02): "{}" is a class label, as
+# label() writes it ("un cercle rouge"). The first one is the plain label. Wordings that made
+# the held-out pairs worse with the bundled tiny CLIP were left out (in zh "画的是{}", in it
+# "una foto di {}"): ensembling helps only with wordings the model reads well.
+TEMPLATES: dict[str, list[str]] = {
+    "en": ["{}", "a picture of {}", "a drawing of {}", "a photo of {}", "there is {}"],
+    "fr": ["{}", "une image d'{}", "un dessin d'{}", "on voit {}", "il y a {}"],
+    "es": ["{}", "una imagen de {}", "un dibujo de {}", "una foto de {}", "hay {}"],
+    "it": ["{}", "un'immagine di {}", "{} su uno sfondo", "qui c'è {}"],
+    "pt": ["{}", "uma imagem de {}", "um desenho de {}", "uma foto de {}", "há {}"],
+    "zh": ["{}", "一个{}", "画着一个{}", "这是一个{}"],
+}
+
+
+def _words(lang: str) -> Language:
+    if lang not in LANGUAGE_WORDS:
+        raise ValueError(f"Unknown language {lang!r}; the shapes world speaks {', '.join(LANGUAGES)}.")
+    return LANGUAGE_WORDS[lang]
+
+
+def _agree(word: str, gender: str) -> str:
+    """'vert/verte' -> 'vert' (m) or 'verte' (f); a word without '/' stays as it is."""
+    masculine, _, feminine = word.partition("/")
+    return feminine if gender == "f" and feminine else masculine
+
+
+def caption(attrs: dict, lang: str = "en", rng: random.Random | None = None,
+            pattern: str | None = None) -> str:
+    """A caption of a picture with attributes colour, shape, size, position, in `lang`.
+
+    With `rng`: a random pattern filled with random synonyms (a training caption).
+    Without: `pattern` (default: the language's label pattern) with the first word of each entry.
+    """
+    words = _words(lang)
+    pick = (lambda options: rng.choice(options)) if rng is not None else (lambda options: options[0])
+    if pattern is None:
+        pattern = pick(words.captions) if rng is not None else words.label
+    gender, shape_words = words.shapes[attrs["shape"]]
+    text = pattern.format(
+        a=_agree(words.article, gender), shape=pick(shape_words),
+        colour=_agree(pick(words.colours[attrs["colour"]]), gender),
+        size=_agree(pick(words.sizes[attrs.get("size", "small")]), gender),
+        where=pick(words.where[attrs.get("position", "left")]),
+    )
+    if lang == "en":  # "a orange" -> "an orange"
+        text = " ".join("an" if w == "a" and n[:1] in "aeiou" else w
+                        for w, n in zip(text.split(), text.split()[1:] + [""]))
+    return text
+
+
+def describe(attrs: dict, lang: str = "en", where: bool = True) -> str:
+    """A picture's size, colour, shape (and position) in `lang`: 'una estrella morada grande a la izquierda'."""
+    words = _words(lang)
+    return caption(attrs, lang, pattern=words.full if where else words.sized)
+
+
+def label(colour: str, shape: str, lang: str = "en") -> str:
+    """The class label of a colour-shape pair in `lang`: 'a red circle', 'une étoile violette'."""
+    return caption({"colour": colour, "shape": shape}, lang)
+
+
+def labels(pairs, lang: str = "en") -> list[str]:
+    """label() of each (colour, shape) pair."""
+    return [label(c, s, lang) for c, s in pairs]

@@ -1,0 +1,84 @@
+"""What the playgrounds of the notebooks share: a student's input, checked, and one-line messages.
+
+A playground (lesson 02's classifier, lesson 03's search box) shows what went wrong inside its
+own output, in one line and in the course language, never as a traceback, a Python repr or a
+hint meant for the terminal:
+
+    try:
+        image = read_upload(upload.value[0]["content"])
+        classifier, notes = classifier_for_widget(clip, labels_box.value)
+    except PlaygroundError as err:
+        print(t("Cannot classify:"), err)     # e.g. "Cannot classify: This file is not an image..."
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from typing import TYPE_CHECKING
+
+from .i18n import t
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from .models import CLIP
+    from .zeroshot import ZeroShotClassifier
+
+
+class PlaygroundError(ValueError):
+    """A student's input a playground cannot use; its text is one translated line."""
+
+
+def read_upload(data: bytes | memoryview) -> Image.Image:
+    """The bytes of an uploaded file as an upright RGB image, or PlaygroundError in one line."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    from .images import to_rgb
+
+    if not data or len(data) == 0:
+        raise PlaygroundError(t("The uploaded file is empty. Upload a JPEG or PNG photo."))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(bytes(data)))
+            image.load()
+    except (UnidentifiedImageError, Image.DecompressionBombWarning, Image.DecompressionBombError):
+        raise PlaygroundError(t("This file is not an image we can open. Upload a JPEG or PNG photo.")) \
+            from None
+    except OSError:  # cut short or corrupt
+        raise PlaygroundError(t("This image file is broken or cut short. Upload it again.")) from None
+    return to_rgb(ImageOps.exif_transpose(image))
+
+
+# validate_labels warns in English for the terminal; a widget shows the same facts translated.
+_LABEL_NOTES = (
+    ("duplicate label", "Duplicate labels are counted once."),
+    ("Only one label", "Only one label: its probability is always 100%. Add labels to compare it with."),
+    ("truncated", "A label is too long for this model: its end is ignored. Use a shorter label."),
+)
+
+
+def classifier_for_widget(clip: CLIP, text: str) -> tuple[ZeroShotClassifier, list[str]]:
+    """A zero-shot classifier for the labels typed in a playground, and notes for the student.
+
+    Returns (classifier, notes): the warnings of `validate_labels` (duplicates, one label, a
+    label too long) as translated lines. No label at all -> PlaygroundError (one line)."""
+    from .zeroshot import build_classifier, validate_labels
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            validate_labels(text, clip.tokenizer)  # raises before any text is embedded
+        except ValueError:
+            raise PlaygroundError(t("Type at least two labels, separated by commas.")) from None
+        classifier = build_classifier(clip, text)  # warns again: the same facts, recorded once
+    notes = []
+    for warning in caught:
+        message = str(warning.message)
+        note = next((t(line) for key, line in _LABEL_NOTES if key in message), None)
+        if note is None:  # a warning we have no translation for: still one line, never a path
+            note = message.splitlines()[0]
+        if note not in notes:
+            notes.append(note)
+    return classifier, notes
