@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import DEVICES
+from device_params import DEVICES
 
 from utils import generate as gen
 from utils.generate import (

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import DEVICES
+from device_params import DEVICES
 from PIL import Image
 
 from utils import models
