@@ -11,7 +11,7 @@ from PIL import Image, ImageDraw
 
 from utils import data
 from utils.assets import asset_path, read_manifest
-from utils.tinyclip import TINY_CONFIG, evaluate, save_model, train_clip
+from utils.tinyclip import TINY_CONFIG, TrainConfig, evaluate, save_model, train_clip
 
 # Named colours another program might use for each of our colour words.
 PIL_COLOURS = {
@@ -220,3 +220,10 @@ def test_soft_contrastive_loss_matches_plain_loss_on_distinct_captions():
     assert torch.allclose(soft_contrastive_loss(img, txt, scale, texts), contrastive_loss(img, txt, scale))
     same = ["a red circle"] * 6  # every caption matches every image: targets are uniform
     assert not torch.allclose(soft_contrastive_loss(img, txt, scale, same), contrastive_loss(img, txt, scale))
+
+
+def test_overrides_leave_the_callers_config_unchanged():
+    config = TrainConfig(steps=2, batch_size=8, eval_every=0)
+    _, history = train_clip(config, progress=False, steps=1)
+    assert config.steps == 2, "train_clip changed the config it was given"
+    assert len(history["loss"]) == 1

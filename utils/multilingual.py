@@ -35,7 +35,7 @@ import torch.nn.functional as F
 
 from . import captions, data
 from .losses import contrastive_loss
-from .tinyclip import CachedTokenizer, embed_images, embed_texts, get_tokenizer
+from .tinyclip import CachedTokenizer, embed_images, embed_texts, get_tokenizer, with_overrides
 
 BAR = 0.95  # zero-shot colour+shape accuracy on seen pairs that every language must reach
 
@@ -67,11 +67,7 @@ def tune_languages(model, config: TuneConfig | None = None, progress: bool = Tru
     """
     from tqdm.auto import tqdm
 
-    cfg = config or TuneConfig()
-    for key, value in overrides.items():
-        if not hasattr(cfg, key):
-            raise TypeError(f"tune_languages got an unknown option {key!r}; see TuneConfig.")
-        setattr(cfg, key, value)
+    cfg = with_overrides(config or TuneConfig(), overrides, "tune_languages")
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)
     model = getattr(model, "model", model)

@@ -97,6 +97,16 @@ class TrainConfig:
         return cls(**values)
 
 
+def with_overrides(config, overrides: dict, who: str):
+    """A copy of the dataclass `config` with `overrides` set (the caller's config is never changed)."""
+    import dataclasses
+
+    unknown = [key for key in overrides if not hasattr(config, key)]
+    if unknown:
+        raise TypeError(f"{who} got an unknown option {unknown[0]!r}; see {type(config).__name__}.")
+    return dataclasses.replace(config, **overrides)
+
+
 def build_model(config: dict | None = None, seed: int = 0) -> torch.nn.Module:
     """A freshly initialised open_clip CLIP from a model config dict (TINY_CONFIG by default)."""
     from open_clip.model import CLIP
@@ -249,11 +259,7 @@ def train_clip(
     """
     from tqdm.auto import tqdm
 
-    cfg = config or TrainConfig()
-    for key, value in overrides.items():
-        if not hasattr(cfg, key):
-            raise TypeError(f"train_clip got an unknown option {key!r}; see TrainConfig.")
-        setattr(cfg, key, value)
+    cfg = with_overrides(config or TrainConfig(), overrides, "train_clip")
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)
     model = model or build_model(cfg.model_config, seed=cfg.seed)
