@@ -288,12 +288,15 @@ def _render_chunk(n: int, gen: torch.Generator, size: int, pairs: list) -> tuple
     return img, attrs
 
 
-def sample_images(n: int, seed: int = 0, split: str = "train", size: int = 64) -> list:
-    """`n` shapes-world pictures for display: [(PIL.Image RGB, caption), ...]."""
+def sample_images(n: int, seed: int = 0, split: str = "train", size: int = 64, lang: str = "en") -> list:
+    """`n` shapes-world pictures for display: [(PIL.Image RGB, caption), ...], captions in `lang`."""
     from PIL import Image
 
+    from .captions import describe
+
     images, attrs = render_batch(n, seed=seed, size=size, split=split)
-    return [(Image.fromarray(images[i]), attrs[i]["caption"]) for i in range(n)]
+    captions = [a["caption"] if lang == "en" else describe(a, lang, where=False) for a in attrs]
+    return [(Image.fromarray(images[i]), captions[i]) for i in range(n)]
 
 
 class ShapesDataset(torch.utils.data.Dataset):

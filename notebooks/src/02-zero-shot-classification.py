@@ -333,8 +333,8 @@ from IPython.display import display
 from utils.captions import label
 from utils.widgets import PlaygroundError, classifier_for_widget, read_upload
 
-samples = {f"shapes: {cap}": im for im, cap in sample_images(4, seed=11)}
-samples.update({f"photo: {name}": image for name, image in photos.items()})
+samples = {t("shapes: {caption}", caption=cap): im for im, cap in sample_images(4, seed=11, lang=LANG)}
+samples.update({t("photo: {caption}", caption=name): image for name, image in photos.items()})
 picker = widgets.Dropdown(options=list(samples), description=t("Image"))
 upload = widgets.FileUpload(accept="image/*", multiple=False, description=t("Upload"))
 first_labels = [label(c, s, LANG) for c, s in [("red", "square"), ("red", "circle"), ("blue", "square")]]
