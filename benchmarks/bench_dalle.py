@@ -1,7 +1,7 @@
 """Mini DALL-E benchmark: training time to the quality bar, and sampling speed.
 
 1. Training time to the bar (issue 8, item 4; issue 18, item 2): train from scratch with the
-   bundled recipe (`utils.dalle.TrainConfig`), and every `--every` steps measure the share of seen
+   bundled recipe (`utils.dalle_train.TrainConfig`), and every `--every` steps measure the share of seen
    colour-shape captions (each of the twenty twice: 40) whose best sample of 8, reranked by
    the bundled reranker (`tiny-shapes-vq`), has the right colour and shape, judged by
    `utils.shapecheck` (not by the reranking CLIP). Measuring time is not
@@ -32,13 +32,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from utils import data  # noqa: E402
-from utils.dalle import (  # noqa: E402
-    TrainConfig,
-    evaluate_dalle,
-    generate,
-    load_tiny_dalle,
-    train_dalle,
-)
+from utils.dalle import generate, load_tiny_dalle  # noqa: E402
+from utils.dalle_train import TrainConfig, evaluate_dalle, train_dalle  # noqa: E402
 
 GOAL_SECONDS = 300
 BAR = 0.9

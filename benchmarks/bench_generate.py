@@ -29,6 +29,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -36,13 +37,10 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from utils.generate import (  # noqa: E402
-    KorniaCutouts,
-    clamp_with_grad,
-    clip_normalization,
-    generate,
-    prompt_loss,
-)
+from utils.cutouts import KorniaCutouts  # noqa: E402
+from utils.drawers import clamp_with_grad  # noqa: E402
+from utils.generate import GenerationConfig, generate  # noqa: E402
+from utils.objective import clip_normalization, prompt_loss  # noqa: E402
 
 
 def reference_loop(clip, vq, size: int, cutouts: int, iterations: int, device: torch.device) -> float:
@@ -83,23 +81,18 @@ def reference_loop(clip, vq, size: int, cutouts: int, iterations: int, device: t
     return (time.perf_counter() - start) / iterations
 
 
-def our_loop(clip, vq, size: int, cutouts: int, iterations: int, batch: int, compile: bool,
-             device: torch.device) -> float:
-    """`utils.generate.generate` with `batch` images per step; seconds per step, steady state."""
-    warmup = 3 if compile else 1
+def our_loop(clip, vq, run: GenerationConfig) -> float:
+    """`utils.generate.generate` with `run.batch` images per step; seconds per step, steady state."""
+    warmup = 3 if run.compile else 1
     stamps = []
 
     def tick(it, images, loss):
-        _sync(device)
+        _sync(torch.device(run.device))
         stamps.append(time.perf_counter())
 
-    from utils.tinyvq import TinyVQ
-
-    drawer = "tiny-vq" if isinstance(vq, TinyVQ) else "vqgan"
-    generate("a red circle", clip=clip, vq=vq, drawer=drawer, size=size,
-             iterations=warmup + iterations, cutouts=cutouts, batch=batch, compile=compile,
-             device=device, frame_every=10**9, progress=False, callback=tick, tf32=True)
-    return (stamps[-1] - stamps[warmup - 1]) / iterations
+    generate("a red circle", run, clip=clip, vq=vq, iterations=warmup + run.iterations, frame_every=10**9,
+             progress=False, callback=tick)
+    return (stamps[-1] - stamps[warmup - 1]) / run.iterations
 
 
 def _sync(device: torch.device) -> None:
@@ -117,13 +110,15 @@ def _peak_memory(device) -> str:
     return f"{torch.cuda.max_memory_allocated() / 2**30:.1f} GiB" if device.type == "cuda" else "-"
 
 
-def compare(name, clip, vq, size, cutouts, iterations, batch, compile, device, quiet: bool = False) -> dict:
+def compare(name, clip, vq, run: GenerationConfig, quiet: bool = False) -> dict:
     """Both loops on the same models, one after the other: image-iterations/s and their ratio."""
+    device, size, cutouts, iterations, batch, compile = (torch.device(run.device), run.size, run.cutouts,
+                                                         run.iterations, run.batch, run.compile)
     _peak_memory_reset(device)
     ref = reference_loop(clip, vq, size, cutouts, iterations, device)
     ref_mem = _peak_memory(device)
     _peak_memory_reset(device)
-    ours = our_loop(clip, vq, size, cutouts, iterations, batch, compile, device)
+    ours = our_loop(clip, vq, run)
     our_mem = _peak_memory(device)
     ref_rate, our_rate = 1 / ref, batch / ours
     row = {"name": name, "size": size, "cutouts": cutouts, "iterations": iterations, "batch": batch,
@@ -189,16 +184,17 @@ def main(argv=None) -> int:
         print(f"torch {torch.__version__} on {report['device']} ({report['threads']} threads)")
     cutouts = 4 if args.quick else args.cutouts
     clip, vq = tiny_world(device)
-    report["rows"].append(compare("tiny world (tiny CLIP + tiny VQ)", clip, vq, 64, cutouts,
-                                  2 if args.quick else args.iterations or (50 if on_gpu else 20),
-                                  args.batch or 8, compile, device, args.json))
+    run = GenerationConfig(drawer="tiny-vq", size=64, cutouts=cutouts, batch=args.batch or 8, compile=compile,
+                           iterations=2 if args.quick else args.iterations or (50 if on_gpu else 20),
+                           device=str(device), tf32=True)
+    report["rows"].append(compare("tiny world (tiny CLIP + tiny VQ)", clip, vq, run, args.json))
     if not (args.skip_real or args.quick):
         clip, vq = real_architectures(device)
         # a CPU step takes seconds at 256 px with 32 cutouts: a few iterations, one image a step
         for size in (256, 512) if on_gpu else (256,):
-            report["rows"].append(compare("ViT-B-32 + VQGAN f16_16384", clip, vq, size, cutouts,
-                                          args.iterations or (30 if on_gpu else 3),
-                                          args.batch or (8 if on_gpu else 1), compile, device, args.json))
+            real = replace(run, drawer="vqgan", size=size, iterations=args.iterations or (30 if on_gpu else 3),
+                           batch=args.batch or (8 if on_gpu else 1))
+            report["rows"].append(compare("ViT-B-32 + VQGAN f16_16384", clip, vq, real, args.json))
     report["load_average_after"] = round(os.getloadavg()[0], 2)
     if args.json:
         print(json.dumps(report, indent=2))

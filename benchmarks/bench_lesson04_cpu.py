@@ -21,7 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from utils.generate import REAL_RUN_CPU, generate  # noqa: E402
+from utils.generate import REAL_RUN_CPU, GenerationConfig, generate  # noqa: E402
 from utils.models import CLIP, pick_device  # noqa: E402
 from utils.vqgan import CONFIGS, VQGAN  # noqa: E402
 
@@ -41,8 +41,8 @@ def seconds_per_step(clip: CLIP, vq: VQGAN, size: int, cutouts: int, steps: int)
     On a busy shared machine the wall time grows; the CPU time does not."""
     def run(n: int) -> tuple[float, float]:
         wall, cpu = time.perf_counter(), time.process_time()
-        generate("a lighthouse", drawer="vqgan", clip=clip, vq=vq, size=size, iterations=n,
-                 cutouts=cutouts, progress=False)
+        generate("a lighthouse", GenerationConfig(drawer="vqgan", size=size, iterations=n, cutouts=cutouts),
+                 clip=clip, vq=vq, progress=False)
         return time.perf_counter() - wall, time.process_time() - cpu
 
     one, more = run(1), run(steps + 1)

@@ -9,6 +9,19 @@
   ImageNet VQGAN ships it (state_dict with the training-only loss.* weights, callbacks keyed by
   a pytorch_lightning class, optimizer states), and vqgan_imagenet_f16_16384.yaml, its config.
 
+`write_multilingual_clip(hub)` adds open_clip's multilingual CLIP in the same layout:
+- models--laion--CLIP-ViT-B-32-xlm-roberta-base-laion5B-s13B-b90k/: open_clip_pytorch_model.bin,
+  a plain state_dict as that repository ships it (with the text tower's position_ids, as files
+  saved by transformers < 4.31 have), the file open_clip resolves `xlm-roberta-base-ViT-B-32` /
+  `laion5b_s13b_b90k` to;
+- models--xlm-roberta-base/: config.json and tokenizer.json, what transformers reads to build the
+  text tower and its tokenizer. The config is XLM-R base's own, shrunk (XLMR_SMALL: 2 layers of
+  width 64, instead of 12 of 768 and 250,002 tokens); the tokenizer is a real-format Unigram
+  (SentencePiece) tokenizer with XLM-R's special tokens, trained here on a few captions in the six
+  course languages. XLM-R's sentencepiece.bpe.model is not written: building one needs the
+  `sentencepiece` trainer, and tokenizer.json alone is what the fast tokenizer reads. The image
+  tower cannot shrink (open_clip's own ViT-B-32 config): the file is about 352 MB.
+
 `pretrained_env(root)` is the environment that points a process at them: HF_HOME and
 HF_HUB_CACHE, COURSE_CACHE, HF_HUB_OFFLINE=1, and COURSE_RANDOM_WEIGHTS=1, the one marker
 that lets quality checks (accuracy, recall, CLIP score) stand aside
@@ -144,6 +157,69 @@ def write_vqgan(folder: Path, name: str = "f16_16384", seed: int = 0) -> Path:
                 sys.modules[m] = module
     path.with_suffix(".yaml").write_text(VQGAN_YAML.replace("n_embed: 16384", f"n_embed: {CONFIGS[name].n_embed}"))
     return path
+
+
+# xlm-roberta-base's config.json as published (FacebookAI/xlm-roberta-base), and what the fixture
+# shrinks in it: the architecture is the same, the sizes are small.
+XLMR_BASE_CONFIG = {
+    "architectures": ["XLMRobertaForMaskedLM"], "attention_probs_dropout_prob": 0.1, "bos_token_id": 0,
+    "eos_token_id": 2, "hidden_act": "gelu", "hidden_dropout_prob": 0.1, "hidden_size": 768,
+    "initializer_range": 0.02, "intermediate_size": 3072, "layer_norm_eps": 1e-05,
+    "max_position_embeddings": 514, "model_type": "xlm-roberta", "num_attention_heads": 12,
+    "num_hidden_layers": 12, "output_past": True, "pad_token_id": 1, "position_embedding_type": "absolute",
+    "transformers_version": "4.17.0.dev0", "type_vocab_size": 1, "use_cache": True, "vocab_size": 250002,
+}
+XLMR_SMALL = {"hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 2, "num_hidden_layers": 2}
+XLMR_SPECIAL = ["<s>", "<pad>", "</s>", "<unk>"]  # ids 0-3 as in XLM-R; "<mask>" comes last
+MULTILINGUAL_CORPUS = [
+    "a photo of a cat", "a red circle", "a blue square", "a photo of a dog",
+    "une photo d'un chat", "un cercle rouge", "un carré bleu", "une photo d'un chien",
+    "una foto de un gato", "un círculo rojo", "una estrella morada", "un cuadrado azul",
+    "una foto di un gatto", "un cerchio rosso", "un quadrato blu", "uma foto de um gato",
+    "um círculo vermelho", "um quadrado azul", "一张猫的照片", "一个红色的圆形", "一个蓝色的正方形", "一张狗的照片",
+]
+
+
+def write_xlmr_tokenizer(path: Path, corpus: list[str] = MULTILINGUAL_CORPUS, vocab_size: int = 200) -> int:
+    """Train a Unigram tokenizer shaped like XLM-R's (NFKC, "▁" word marks, <s> $A </s>) on
+    `corpus` and save it as tokenizer.json; returns its vocabulary size."""
+    import tokenizers as tk
+
+    tok = tk.Tokenizer(tk.models.Unigram())
+    tok.normalizer = tk.normalizers.NFKC()
+    tok.pre_tokenizer = tk.pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+    tok.decoder = tk.decoders.Metaspace(replacement="▁", prepend_scheme="always")
+    tok.train_from_iterator(corpus, tk.trainers.UnigramTrainer(
+        vocab_size=vocab_size, special_tokens=XLMR_SPECIAL, unk_token="<unk>", show_progress=False))
+    tok.add_special_tokens(["<mask>"])
+    tok.post_processor = tk.processors.TemplateProcessing(
+        single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", 0), ("</s>", 2)])
+    tok.save(str(path))
+    return tok.get_vocab_size()
+
+
+def write_multilingual_clip(hub: Path, seed: int = 0) -> Path:
+    """Random xlm-roberta-base-ViT-B-32 weights, its text config and tokenizer, in the hub cache."""
+    import copy
+
+    import open_clip
+
+    hub.mkdir(parents=True, exist_ok=True)
+    vocab = write_xlmr_tokenizer(hub / "tokenizer.json.tmp")
+    write_hf_cache_file(hub, models.MULTILINGUAL_TEXT_REPO, "tokenizer.json", hub / "tokenizer.json.tmp")
+    config = hub / "config.json.tmp"
+    config.write_text(json.dumps({**XLMR_BASE_CONFIG, **XLMR_SMALL, "vocab_size": vocab}, indent=2))
+    text_config = write_hf_cache_file(hub, models.MULTILINGUAL_TEXT_REPO, "config.json", config)
+    # Built from the config file just written (transformers reads a folder as well as a repo name):
+    # the same parameter names as open_clip's `xlm-roberta-base-ViT-B-32`.
+    cfg = copy.deepcopy(open_clip.get_model_config(models.MULTILINGUAL_MODEL))
+    cfg["text_cfg"].update(hf_model_name=str(text_config.parent), hf_model_pretrained=False)
+    torch.manual_seed(seed)
+    state = open_clip.model.CustomTextCLIP(**cfg).state_dict()
+    state.setdefault("text.transformer.embeddings.position_ids", torch.arange(514)[None])
+    tmp = hub / "open_clip_pytorch_model.bin.tmp"
+    torch.save(state, tmp)
+    return write_hf_cache_file(hub, models.MULTILINGUAL_HF_REPO, "open_clip_pytorch_model.bin", tmp)
 
 
 def write_pretrained_world(root: Path) -> dict:

@@ -43,16 +43,16 @@ def sandbox(tmp_path, monkeypatch):
     assert not leftovers, f"temporary files left behind: {leftovers}"
 
 
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
+def run(capsys, *argv: str, entry=main) -> tuple[int, str, str]:
+    code = entry(list(argv))
     out, err = capsys.readouterr()
     assert "Traceback" not in out + err
     return code, out, err
 
 
-def refused(capsys, argv: list[str], code: int, *words: str) -> str:
+def refused(capsys, argv: list[str], code: int, *words: str, entry=main) -> str:
     """Run argv; check the exit code and the one-line message naming `words`; return it."""
-    got, out, err = run(capsys, *argv)
+    got, out, err = run(capsys, *argv, entry=entry)
     assert got == code, (argv, out, err)
     if "--json" in argv:
         report = json.loads(out)
@@ -114,6 +114,7 @@ USAGE_CASES = [
     (["dalle", "a red circle", "--top-k", "0"], "--top-k"),
     (["dalle", "a red circle", "--guidance", "-1"], "--guidance"),
     (["dalle", "a red circle", "--seed", "-1"], "--seed"),
+    (["dalle", "a red circle", "--device", "tpu"], "--device"),
     (["train", "clip", "--steps", "-1"], "--steps"),
     (["train", "clip", "--steps", "0"], "--steps"),
     (["train", "vq", "--steps", "-1"], "--steps"),
@@ -133,21 +134,11 @@ def test_bad_arguments_exit_2_with_one_line_naming_them(capsys, argv, word):
 
 @pytest.mark.parametrize("command", [
     ["generate", "a red circle", "--out"], ["dalle", "a red circle", "--out"],
-    ["quiz", "03-image-search", "--export", "markdown", "--out"], ["train", "clip", "--out"]])
+    ["train", "clip", "--out"]])
 def test_an_output_under_a_file_is_refused_before_any_work(capsys, tmp_path, command):
     (tmp_path / "a_file").write_text("mine")
     refused(capsys, [*command, str(tmp_path / "a_file" / "x.png")], 2, "--out", "a_file")
     assert (tmp_path / "a_file").read_text() == "mine"
-
-
-def test_quiz_out_never_overwrites_without_force(capsys, tmp_path):
-    mine = tmp_path / "notes.md"
-    mine.write_text("my notes")
-    refused(capsys, ["quiz", "03-image-search", "--export", "markdown", "--out", str(mine)], 2,
-            "--out", "already exists", "--force")
-    assert mine.read_text() == "my notes"
-    code, _, _ = run(capsys, "quiz", "03-image-search", "--export", "markdown", "--out", str(mine), "--force")
-    assert code == 0 and mine.read_text().startswith("# ")
 
 
 def test_train_out_folder_that_is_not_empty_is_refused(capsys, tmp_path):
@@ -318,16 +309,16 @@ def test_generate_with_a_broken_vqgan_checkpoint(capsys, tmp_path):
 
 
 def test_generate_nan_is_an_error_and_writes_nothing(capsys, tmp_path, monkeypatch):
-    from utils import generate
+    from utils import generate_cli
 
-    real = generate.generate
+    real = generate_cli.generate
 
     def diverging(*args, **kwargs):
         result = real(*args, **kwargs)
         result.final_scores = [float("nan")]
         return result
 
-    monkeypatch.setattr(generate, "generate", diverging)
+    monkeypatch.setattr(generate_cli, "generate", diverging)
     refused(capsys, ["generate", "a red circle", "--iterations", "1", "--cutouts", "1", "--json"],
             1, "diverged", "--lr")
     assert not (tmp_path / "outputs").exists() or not any((tmp_path / "outputs").iterdir())
@@ -336,18 +327,20 @@ def test_generate_nan_is_an_error_and_writes_nothing(capsys, tmp_path, monkeypat
 def test_dalle_samples_in_chunks_and_lays_out_a_square_grid(tmp_path):
     import torch
 
-    from utils.dalle import image_grid
+    from utils.viz import image_grid
 
     grid = image_grid(torch.zeros(10, 3, 8, 8), gap=2)
     assert grid.size == (4 * 8 + 3 * 2, 3 * 8 + 2 * 2)  # 10 images: 4 columns, 3 rows
 
 
 def test_dalle_api_refuses_bad_numbers():
-    from utils.dalle import generate
+    from utils.dalle import Sampling, generate
 
-    for kwargs in ({"n": 0}, {"temperature": float("inf")}, {"temperature": float("nan")}, {"top_k": 0}):
+    with pytest.raises(UsageError):
+        generate("a red circle", n=0)
+    for kwargs in ({"temperature": float("inf")}, {"temperature": float("nan")}, {"top_k": 0}):
         with pytest.raises(UsageError):
-            generate("a red circle", **kwargs)
+            generate("a red circle", sampling=Sampling(**kwargs))
 
 
 # ------------------------------------------------------------------ quiz
@@ -376,8 +369,24 @@ def test_quiz_answer_with_a_superscript_digit_is_asked_again():
     assert (right, asked) == (0, 0) and "A-" in out.getvalue()  # the 'choose A-..' message
 
 
+def test_quiz_export_out_never_overwrites_without_force(capsys, tmp_path):
+    from course_tools.quiz_export import main as export
+
+    mine = tmp_path / "notes.md"
+    mine.write_text("my notes")
+    argv = ["03-image-search", "--format", "markdown", "--out", str(mine)]
+    refused(capsys, argv, 2, "--out", "already exists", "--force", entry=export)
+    assert mine.read_text() == "my notes"
+    code, _, _ = run(capsys, *argv, "--force", entry=export)
+    assert code == 0 and mine.read_text().startswith("# ")
+    (tmp_path / "a_file").write_text("mine")  # an output under a file: refused before any work
+    refused(capsys, [*argv[:-1], str(tmp_path / "a_file" / "x.md")], 2, "--out", "a_file", entry=export)
+    assert (tmp_path / "a_file").read_text() == "mine"
+    refused(capsys, ["03-image-search", "--format", "pdf"], 2, "--format", entry=export)
+
+
 def test_markdown_export_cannot_make_links_headings_or_html():
-    from utils.quiz import md_escape
+    from course_tools.quiz_export import md_escape
 
     text = md_escape("see [this](javascript:alert(1))\n# Heading\n<img src=x>")
     assert "](" not in text and "\n" not in text and "<img" not in text

@@ -1,4 +1,6 @@
-"""Lesson 05: the mini DALL-E, its independent judge and the unCLIP prior."""
+"""Lesson 05: the mini DALL-E (utils.dalle, dalle_data, dalle_train) and its independent judge.
+
+The unCLIP prior and decoder are tested in test_unclip.py."""
 
 from __future__ import annotations
 
@@ -8,18 +10,11 @@ import math
 
 import pytest
 import torch
+from device_params import DEVICES
 
 from utils import data
-from utils.assets import ASSETS_DIR
-from utils.dalle import (
-    DalleConfig,
-    MiniDalle,
-    Prior,
-    PriorConfig,
-    WordTokenizer,
-    new_path,
-    shapes_world_words,
-)
+from utils.dalle import DalleConfig, MiniDalle, Sampling
+from utils.dalle_data import WordTokenizer, shapes_world_words
 
 # ---------------------------------------------------------------- caption tokens
 
@@ -44,7 +39,7 @@ def test_word_tokenizer_layout_and_unknown_words():
 ])
 def test_captions_it_cannot_read_are_refused_in_one_line(caption, refusal):
     """Issue 19 item 4: other languages and over-long captions are refused, never dropped or cut."""
-    from utils.dalle import check_caption
+    from utils.dalle_data import check_caption
     from utils.errors import UsageError
 
     tok = WordTokenizer(shapes_world_words(), length=12)
@@ -93,7 +88,7 @@ def test_logits_are_causal():
 
 
 def test_learning_rate_schedules():
-    from utils.dalle import TrainConfig, lr_at
+    from utils.dalle_train import TrainConfig, lr_at
 
     linear = TrainConfig(steps=600, warmup=50, schedule="linear")
     assert lr_at(linear.warmup, linear) == pytest.approx(linear.lr) and lr_at(linear.steps, linear) == 0.0
@@ -228,7 +223,8 @@ def test_generate_reranks_by_clip(dalle):
 
 @pytest.mark.parametrize("caption", ["un carré jaune", "黄色的正方形", "un quadrato giallo"])
 def test_the_course_labels_in_other_languages_are_translated_out_loud(dalle, caption):
-    from utils.dalle import generate, translate_caption
+    from utils.dalle import generate
+    from utils.dalle_data import translate_caption
 
     assert translate_caption(caption)[0] == "a yellow square"
     with pytest.warns(UserWarning, match="drawn as 'a yellow square'"):
@@ -249,7 +245,7 @@ def test_cli_refuses_a_caption_in_another_language(tmp_path, capsys):
 def test_quality_bar_on_the_seen_pairs(dalle):
     """Issue item 4: the best reranked sample of a seen pair has the right colour and shape,
     by the judge (not the reranking CLIP); 40 captions here, the training report judged 100."""
-    from utils.dalle import evaluate_dalle
+    from utils.dalle_train import evaluate_dalle
 
     result = evaluate_dalle(dalle, pairs=data.SEEN, n_samples=8, seed=3, repeats=2)
     assert result["n_captions"] == 40
@@ -257,10 +253,10 @@ def test_quality_bar_on_the_seen_pairs(dalle):
     assert result["reranked_accuracy"] > result["sample_accuracy"] + 0.1, "reranking should help"
 
 
-def test_bundled_vocabulary_has_no_small():
+def test_bundled_vocabulary_has_no_small(dalle):
     # (Its quality is recomputed by the test above, never read from the stored training report.)
-    config = json.loads((ASSETS_DIR / "tiny-dalle.json").read_text())
-    assert "small" not in config["words"], "trained on large shapes only: it must not claim to know 'small'"
+    assert "small" not in dalle.tokenizer.vocab, "trained on large shapes only: it must not claim to know 'small'"
+    assert dalle.tokenizer.vocab[3:] == shapes_world_words(["large"]), "the vocabulary train_dalle builds"
 
 
 @pytest.mark.parametrize("colour, shape", [("red", "circle"), ("orange", "triangle"), ("yellow", "square"),
@@ -271,7 +267,7 @@ def test_cli_top_sample_has_the_prompt_colour(colour, shape, tmp_path, capsys):
     from PIL import Image
 
     from utils.__main__ import main
-    from utils.dalle import pair_caption
+    from utils.dalle_data import pair_caption
     from utils.shapecheck import dominant_colours
 
     caption = pair_caption(colour, shape)
@@ -285,9 +281,11 @@ def test_cli_top_sample_has_the_prompt_colour(colour, shape, tmp_path, capsys):
 def test_cli_warns_about_words_it_never_saw(tmp_path, capsys):
     from utils.__main__ import main
 
-    assert main(["dalle", "a small red circle", "--n", "2", "--out", str(tmp_path / "s.png"), "--json"]) == 0
+    assert main(["dalle", "a small red circle", "--n", "2", "--out", str(tmp_path / "s.png"), "--json",
+                 "--device", "cpu"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert any("small" in w for w in report["warnings"]), report["warnings"]
+    assert report["device"] == "cpu", "--device picks where it draws, and the report says so"
 
 
 def test_cli_writes_new_files_and_draws_the_colour(tmp_path, capsys):
@@ -311,109 +309,48 @@ def test_cli_writes_new_files_and_draws_the_colour(tmp_path, capsys):
     assert [s["rank"] for s in reports[1]["samples"]] == [0, 1, 2, 3]
 
 
-def test_new_path_never_overwrites(tmp_path):
-    first = tmp_path / "a.png"
-    first.write_bytes(b"x")
-    assert new_path(first) == tmp_path / "a-1.png"
-    assert new_path(tmp_path / "b.png") == tmp_path / "b.png"
+# ---------------------------------------------------------------- configs, devices, training
 
 
-# ---------------------------------------------------------------- the unCLIP prior
+def test_sampling_refuses_bad_numbers_and_generate_uses_it(dalle):
+    from utils.dalle import generate
+    from utils.errors import UsageError
+
+    for bad in ({"temperature": 0}, {"temperature": float("nan")}, {"top_k": 0}, {"guidance": -1}):
+        with pytest.raises(UsageError):
+            Sampling(**bad)
+    greedy = generate("a red circle", n=2, sampling=Sampling(top_k=1), seed=0, dalle=dalle, rerank=False)
+    again = generate("a red circle", n=2, sampling=Sampling(top_k=1), seed=9, dalle=dalle, rerank=False)
+    assert torch.equal(greedy.codes[0], greedy.codes[1]) and torch.equal(greedy.codes, again.codes), \
+        "top_k=1 is greedy: one picture per caption whatever the seed"
+    assert greedy.guidance == dalle.guidance, "guidance None means the model's own"
 
 
-def test_prior_outputs_unit_vectors():
-    prior = Prior(PriorConfig(embed_dim=16, hidden=32))
-    out = prior.predict(torch.randn(5, 16))
-    assert out.shape == (5, 16)
-    assert torch.allclose(out.norm(dim=-1), torch.ones(5), atol=1e-5)
+@pytest.mark.parametrize("device", DEVICES)
+def test_the_bundle_draws_on_every_device(device):
+    """One device rule (issue 16): the model, the VQ and the sampler's generator follow `device`;
+    the pictures come back on the CPU."""
+    from utils.dalle import generate, load_tiny_dalle
+
+    bundle = load_tiny_dalle(device=device)
+    assert next(bundle.model.parameters()).device.type == device
+    result = generate("a yellow square", n=3, sampling=Sampling(top_k=1), dalle=bundle)
+    assert result.images.shape == (3, 3, 64, 64) and result.images.device.type == "cpu"
+    if device == "cpu":
+        cpu = load_tiny_dalle()
+        assert torch.equal(result.codes, generate("a yellow square", n=3, sampling=Sampling(top_k=1), dalle=cpu).codes)
 
 
-def test_unclip_decoder_reads_an_embedding_prefix():
-    from utils.dalle import UnclipDecoder
+def test_train_dalle_leaves_its_configs_alone_and_is_seeded():
+    """Two short runs with one seed give the same losses; the configs given are not changed."""
+    from utils.dalle_train import TrainConfig, train_dalle
 
-    torch.manual_seed(0)
-    decoder = UnclipDecoder(DalleConfig(text_vocab=1, image_vocab=16, text_len=2, image_rows=3, image_cols=3,
-                                        n_layer=1, n_head=2, n_embd=16), embed_dim=8)
-    emb = torch.randn(5, 8)
-    logits, _ = decoder(emb, torch.randint(0, 16, (5, 4)))
-    assert logits.shape == (5, 5, 16)
-    codes = decoder.sample(emb, guidance=2.0, empty=torch.zeros(1, 8),
-                           generator=torch.Generator().manual_seed(0))
-    assert codes.shape == (5, 9) and codes.max() < 16
-
-
-def test_prior_reads_english_captions_and_refuses_others():
-    from utils.dalle import load_prior
-    from utils.models import load_clip
-
-    prior, clip = load_prior(), load_clip("tiny-shapes")
-    emb = prior.embed_captions(clip, ["a red circle", "a blue star on the left"])
-    assert emb.shape == (2, prior.cfg.embed_dim)
-    assert torch.allclose(emb, prior.predict(clip.encode_texts(["a red circle", "a blue star on the left"])))
-    assert torch.allclose(prior.embed_captions(clip, ["un cerchio rosso"]), emb[:1])  # a course label, translated
-    with pytest.raises(ValueError, match="unCLIP prior reads English captions only"):
-        prior.embed_captions(clip, ["a red circle", "un bel cerchio rosso"])
-
-
-def test_bundled_prior_lands_near_the_pictures():
-    """The prior's output is much closer to the caption's own pictures than the text embedding."""
-    from utils.dalle import evaluate_prior, load_prior
-
-    metrics = evaluate_prior(load_prior(), n_images=300, seed=7)
-    seen_text, seen_prior = metrics["text_seen"], metrics["prior_seen"]
-    assert seen_prior["cos_to_own_images"] > seen_text["cos_to_own_images"] + 0.1, metrics
-    assert seen_prior["precision@10"] >= 0.8, metrics
-
-
-@pytest.mark.slow
-def test_decoding_the_prior_beats_decoding_the_text():
-    """DALL-E 2's point: the decoder draws the right picture more often from the prior's output."""
-    from utils.dalle import evaluate_unclip, load_decoder, load_prior
-
-    result = evaluate_unclip(load_decoder(), load_prior(), pairs=data.SEEN, n_samples=4, seed=1)
-    assert result["prior"]["accuracy"] >= result["text"]["accuracy"] + 0.1, result
-    assert result["prior"]["accuracy"] >= 0.6 and result["prior"]["colour_accuracy"] >= 0.9, result
-
-
-def test_training_sets_keep_only_the_pictures_asked_for():
-    """The mini DALL-E, the prior and the decoder learn large shapes on plain backgrounds."""
-    from utils.dalle import clip_pairs, keep_pictures, plain_background
-
-    class FakeClip:
-        def encode_images(self, images, progress=False):
-            return torch.randn(len(images), 4)
-
-        def encode_texts(self, texts):
-            return torch.randn(len(texts), 4)
-
-    image_emb, text_emb, attrs = clip_pairs(FakeClip(), 60, seed=1, plain_only=True, sizes=("large",),
-                                            progress=False)
-    assert image_emb.shape == text_emb.shape == (60, 4)
-    assert {a["size"] for a in attrs} == {"large"}
-    images, attrs = data.render_batch(200, seed=2, as_tensor=True)
-    keep = keep_pictures(images, attrs, plain_only=True, sizes=("large",))
-    assert 0 < int(keep.sum()) < 200
-    assert all(attrs[i]["size"] == "large" for i in keep.nonzero().flatten().tolist())
-    assert bool(plain_background(images[keep]).all())
-    assert bool(keep_pictures(images, attrs).all()), "no filter keeps everything"
-
-
-def test_prior_and_decoder_survive_a_save_and_load(tmp_path):
-    from utils.dalle import UnclipDecoder, load_decoder, load_prior, save_decoder, save_prior
-
-    torch.manual_seed(0)
-    prior = Prior(PriorConfig(embed_dim=8, hidden=16))
-    save_prior(prior, tmp_path / "p.safetensors", extra={"note": "x"})
-    again = load_prior(tmp_path / "p.safetensors")
-    emb = torch.randn(3, 8)
-    assert torch.equal(again.predict(emb), prior.predict(emb)), "the prior is stored in float32"
-    decoder = UnclipDecoder(DalleConfig(text_vocab=1, image_vocab=16, text_len=2, image_rows=2, image_cols=2,
-                                        n_layer=1, n_head=2, n_embd=16), embed_dim=8)
-    decoder.guidance = 1.5
-    save_decoder(decoder, tmp_path / "d.safetensors")
-    loaded = load_decoder(tmp_path / "d.safetensors")
-    assert loaded.guidance == 1.5 and loaded.embed_dim == 8
-    codes = torch.randint(0, 16, (3, 3))
-    assert torch.allclose(loaded(emb, codes)[0], decoder(emb, codes)[0], atol=1e-2), "float16 storage"
-    with pytest.raises(FileNotFoundError, match="train prior"):
-        load_decoder(tmp_path / "missing.safetensors")
+    cfg = TrainConfig(steps=20, n_images=200, batch_size=8, warmup=5)
+    model_cfg = DalleConfig(n_layer=1, n_head=2, n_embd=32)
+    before = (repr(cfg), repr(model_cfg))
+    first, history = train_dalle(cfg, model_cfg, progress=False)
+    _, again = train_dalle(cfg, model_cfg, progress=False)
+    assert (repr(cfg), repr(model_cfg)) == before, "train_dalle must not change the configs it is given"
+    assert history["loss"] == again["loss"] and history["step"] == [10, 20]
+    assert history["loss"][-1] < math.log(first.model.cfg.image_vocab), "it should learn something in 20 steps"
+    assert first.model.cfg.text_vocab == len(first.tokenizer) and first.model.cfg.text_len == cfg.text_len

@@ -1,5 +1,5 @@
-"""CLIP-guided generation: prompt syntax, cutouts, loss, drawers, bad input, CLI, and that
-the offline tiny world really draws the prompt's colour (an independent pixel check)."""
+"""CLIP-guided generation: prompt syntax, cutouts, loss, drawers, the config, bad input, CLI,
+and that the offline tiny world really draws the prompt's colour (an independent pixel check)."""
 
 from __future__ import annotations
 
@@ -13,18 +13,13 @@ import torch.nn.functional as F
 from device_params import DEVICES
 
 from utils import generate as gen
-from utils.generate import (
-    GenerationError,
-    Prompt,
-    clamp_with_grad,
-    generate,
-    make_cutouts,
-    parse_prompts,
-    prompt_loss,
-    sample_cutouts,
-    spherical_distance,
-    unique_path,
-)
+from utils import objective
+from utils.cutouts import make_cutouts, sample_cutouts
+from utils.drawers import DEFAULT_LR, DEFAULT_SIZE, clamp_with_grad
+from utils.generate import GenerationConfig, GenerationError, generate
+from utils.io import unique_path
+from utils.objective import prompt_loss, spherical_distance
+from utils.prompts import Prompt, parse_prompts
 
 # ------------------------------------------------------------------ an independent pixel check
 
@@ -34,19 +29,18 @@ HUES = {"red": 0, "orange": 30, "yellow": 56, "green": 120, "blue": 225, "purple
 
 def colour_shares(image) -> tuple[dict[str, float], float]:
     """Share of each colour name among the saturated pixels (the shapes world's backgrounds have
-    saturation <= 0.15), and the fraction of the image those pixels cover."""
-    rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255  # (H, W, 3)
-    mx, mn = rgb.max(-1), rgb.min(-1)
-    sat = (mx - mn) / np.maximum(mx, 1e-6)
-    coloured = (sat > 0.4) & (mx > 0.3)
-    r, g, b = (rgb[..., i][coloured] for i in range(3))
-    hue = np.degrees(np.arctan2(math.sqrt(3) * (g - b), 2 * r - g - b)) % 360  # (M,)
-    names = list(HUES)
-    centres = np.array([HUES[n] for n in names])
-    gap = np.abs((hue[:, None] - centres[None] + 180) % 360 - 180)  # (M, 6) circular distance
-    counts = np.bincount(gap.argmin(1), minlength=len(names))
+    saturation <= 0.15), and the fraction of the image those pixels cover (HSV from kornia)."""
+    from kornia.color import rgb_to_hsv
+    from torchvision.transforms.functional import to_tensor
+
+    hue, sat, value = rgb_to_hsv(to_tensor(image.convert("RGB"))[None])[0]  # (H, W) each, hue in radians
+    coloured = (sat > 0.4) & (value > 0.3)
+    hue = torch.rad2deg(hue[coloured])  # (M,)
+    centres = torch.tensor(list(HUES.values()), dtype=hue.dtype)
+    gap = ((hue[:, None] - centres[None] + 180) % 360 - 180).abs()  # (M, 6) circular distance
+    counts = torch.bincount(gap.argmin(1), minlength=len(HUES))
     total = max(int(coloured.sum()), 1)
-    return {n: counts[i] / total for i, n in enumerate(names)}, float(coloured.mean())
+    return {n: int(counts[i]) / total for i, n in enumerate(HUES)}, float(coloured.float().mean())
 
 
 def test_colour_check_on_rendered_shapes():
@@ -172,6 +166,33 @@ def test_same_seed_same_image_and_batch(tiny_clip):
     assert np.abs(np.asarray(batch.images[0], dtype=int) - np.asarray(batch.images[1], dtype=int)).max() > 50
 
 
+def test_config_and_keywords_run_the_same(tiny_clip):
+    """generate(p, GenerationConfig(...)) equals generate(p, **the same settings); keywords
+    override the config without changing it; a misspelt setting is refused."""
+    config = GenerationConfig(iterations=3, cutouts=2, seed=5)
+    a = generate("a red circle", config, clip=tiny_clip, progress=False)
+    b = generate("a red circle", clip=tiny_clip, iterations=3, cutouts=2, seed=5, progress=False)
+    assert a.losses == b.losses and np.array_equal(np.asarray(a.image), np.asarray(b.image))
+    c = generate("a red circle", config, clip=tiny_clip, seed=6, progress=False)
+    assert c.settings["seed"] == 6 and config.seed == 5 and c.losses != a.losses
+    with pytest.raises(TypeError, match="iteration"):
+        generate("a red circle", clip=tiny_clip, iteration=3)
+
+
+def test_config_fills_presets_and_drawer_defaults():
+    real = GenerationConfig(drawer="vqgan", quality="better", cutouts=5).resolved(tiny=False)
+    assert real.iterations == gen.PRESETS["better"]["iterations"] and real.cutouts == 5  # explicit wins
+    assert real.saturation == 0.0 and real.size == DEFAULT_SIZE["vqgan"] and real.lr == DEFAULT_LR["vqgan"]
+    assert real.frame_every == real.iterations // 30
+    tiny = GenerationConfig(quality="better").resolved(tiny=True)
+    assert tiny.saturation == gen.TINY_PRESETS["better"]["saturation"] > 0 and tiny.size == DEFAULT_SIZE["tiny-vq"]
+    assert tiny.iterations < real.iterations  # the shapes world needs fewer steps
+    with pytest.raises(ValueError, match="Unknown quality"):
+        GenerationConfig(quality="superb").resolved(tiny=True)
+    with pytest.raises(ValueError, match="iterations must be >= 0"):
+        GenerationConfig(iterations=-1).resolved(tiny=True)
+
+
 def test_drawers_and_size_rounding(tiny_clip):
     with pytest.warns(UserWarning, match="multiple of 8"):
         r = generate("a red circle", clip=tiny_clip, iterations=2, cutouts=2, size=70, progress=False)
@@ -195,14 +216,14 @@ def test_out_of_memory_is_explained(tiny_clip, monkeypatch):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
     before = [p.requires_grad for p in tiny_clip.model.parameters()]
-    monkeypatch.setattr(gen, "prompt_loss", oom)
+    monkeypatch.setattr(objective, "prompt_loss", oom)
     with pytest.raises(GenerationError, match="fewer cutouts"):
         generate("a red circle", clip=tiny_clip, iterations=2, cutouts=8, progress=False)
     assert [p.requires_grad for p in tiny_clip.model.parameters()] == before, "CLIP left frozen"
 
 
 def test_pixray_bridge_message():
-    if gen.pixray_available():
+    if gen.pixray_available():  # a skip that hides nothing: the message is for a missing pixray
         pytest.skip("pixray is installed here")
     with pytest.raises(GenerationError, match="git clone https://github.com/pixray/pixray"):
         gen.run_pixray("a red circle")
@@ -269,8 +290,8 @@ def test_every_drawer_runs_where_its_clip_lives(device):
     from utils.vqgan import VQGAN, VQGANConfig
 
     clip = load_clip("tiny-shapes", device=device)
-    objective = gen.CLIPObjective(clip, gen.parse_prompts("a red circle"), cutouts=2)
-    for tensor in (objective.mean, objective.std, objective.text, objective.weights):
+    clip_objective = objective.CLIPObjective(clip, parse_prompts("a red circle"), cutouts=2)
+    for tensor in (clip_objective.mean, clip_objective.std, clip_objective.text, clip_objective.weights):
         assert tensor.device.type == device
     torch.manual_seed(0)  # a small VQGAN of the real family (f=2) stands in for the checkpoint
     small_vqgan = VQGAN(VQGANConfig(n_embed=32, embed_dim=8, z_channels=16, ch=32, ch_mult=(1, 2),

@@ -198,3 +198,72 @@ def test_list_images(tmp_path):
     assert [p.name for p in list_images(tmp_path, recursive=False)] == ["a.png", "b.JPG"]
     with pytest.raises(FileNotFoundError):
         list_images(tmp_path / "missing")
+
+
+# ---------------------------------------------------------------- utils.viz: pictures and grids
+
+
+def test_to_pil_rounds_and_image_grid_lays_out_in_reading_order():
+    import torch
+
+    from utils.viz import image_grid, to_pil
+
+    assert to_pil(torch.full((3, 2, 2), 0.5)).getpixel((0, 0)) == (128, 128, 128)  # round(127.5), not floor
+    assert [im.getpixel((0, 0)) for im in to_pil(torch.tensor([0.0, 1.0]).view(2, 1, 1, 1).expand(2, 3, 1, 1))] \
+        == [(0, 0, 0), (255, 255, 255)]
+    colours = torch.linspace(0, 0.8, 5)
+    images = colours.view(5, 1, 1, 1).expand(5, 3, 4, 4)  # five flat grey 4x4 pictures
+    grid = image_grid(images, gap=2, ncols=3)
+    assert grid.size == (3 * 4 + 2 * 2, 2 * 4 + 2)  # (width, height): gaps between, none around
+    for i, value in enumerate(colours.tolist()):
+        left, top = (i % 3) * 6, (i // 3) * 6
+        assert grid.getpixel((left + 1, top + 1))[0] == round(255 * value), f"picture {i} is not in its cell"
+    assert grid.getpixel((4, 0)) == (255, 255, 255) and grid.getpixel((13, 7)) == (255, 255, 255)  # gap, empty cell
+
+
+def test_show_images_titles_every_picture(monkeypatch):
+    import matplotlib
+    import torch
+
+    from utils.viz import show_images
+
+    matplotlib.use("Agg")
+    pictures = [torch.rand(3, 8, 8), Image.new("RGB", (8, 8), (255, 0, 0)), np.zeros((8, 8, 3), np.uint8)]
+    fig = show_images(pictures, ["a", "b", "c"], "three", rows=2, show=False)
+    shown = [ax for ax in fig.axes if ax.images]
+    assert [ax.get_title() for ax in shown] == ["a", "b", "c"] and fig._suptitle.get_text() == "three"
+    assert len(fig.axes) == 4 and shown[1].images[0].get_array()[0, 0].tolist() == [255, 0, 0]
+
+
+# ---------------------------------------------------------------- utils.io: checkpoints and atomic writes
+
+
+def test_checkpoint_round_trip_keeps_values_in_float16(tmp_path):
+    import torch
+
+    from utils.io import load_checkpoint, save_checkpoint
+
+    model = torch.nn.Linear(3, 2)
+    model.register_buffer("counts", torch.tensor([1, 2, 3]))  # integers are stored as they are
+    config = save_checkpoint(model, tmp_path / "m.safetensors", {"width": 3})
+    state, raw, path = load_checkpoint(tmp_path / "m.safetensors", tmp_path / "x", "model", "retrain it")
+    assert config == tmp_path / "m.json" and raw == {"width": 3} and path == tmp_path / "m.safetensors"
+    assert state["weight"].dtype == torch.float32 and state["counts"].tolist() == [1, 2, 3]
+    assert torch.equal(state["weight"], model.weight.detach().half().float())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "m.safetensors"]  # no temporary file left
+    with pytest.raises(FileNotFoundError, match="The model .* is missing. Rebuild it: retrain it"):
+        load_checkpoint(None, tmp_path / "gone.safetensors", "model", "retrain it")
+
+
+def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
+    from utils.io import atomic_path, sha256_of, slug, write_atomic
+
+    path = write_atomic(tmp_path / "out.txt", "old")
+    with pytest.raises(RuntimeError), atomic_path(path) as tmp:
+        tmp.write_text("half of the new")
+        raise RuntimeError("interrupted")
+    assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+    import hashlib
+
+    assert sha256_of(path) == hashlib.sha256(b"old").hexdigest()
+    assert slug("A red Star, on the LEFT!") == "a-red-star-on-the-left" and slug("???") == "image"

@@ -88,6 +88,50 @@ def test_checkpoint_of_another_model_is_refused_clearly(small_clip_name, tmp_pat
         load_clip(small_clip_name, pretrained=str(path), device="cpu")
 
 
+def test_garbage_pt_checkpoint_is_refused_clearly(small_clip_name, tmp_path):
+    path = tmp_path / "garbage.pt"
+    path.write_bytes(b"this is no pickle" * 20)
+    with pytest.raises(CheckpointError, match="garbage.pt"):
+        load_clip(small_clip_name, pretrained=str(path), device="cpu")
+
+
+def test_an_error_while_building_the_model_keeps_its_meaning(small_clip_name, tmp_path, monkeypatch):
+    """Only reading the checkpoint is reported as a damaged file: a model that cannot be built
+    (here: its tokenizer files are missing) raises its own error, unchanged."""
+    import open_clip
+
+    path = tmp_path / "fine.safetensors"
+    _save(_random_model(small_clip_name).state_dict(), path, "safetensors")
+
+    def no_tokenizer(*args, **kwargs):
+        raise OSError("tokenizer.json of xlm-roberta-base is not in the cache")
+
+    monkeypatch.setattr(open_clip, "create_model_and_transforms", no_tokenizer)
+    with pytest.raises(OSError, match="tokenizer.json of xlm-roberta-base") as info:
+        load_clip(small_clip_name, pretrained=str(path), device="cpu")
+    assert not isinstance(info.value, CheckpointError)
+
+
+def test_embed_dim_is_read_from_the_model_without_running_it(small_clip_name, tmp_path, monkeypatch):
+    """D comes from the model's shapes: the tiny CLIP's config file, an open_clip model's config."""
+    import json
+
+    import open_clip
+
+    path = tmp_path / "w.safetensors"
+    _save(_random_model(small_clip_name).state_dict(), path, "safetensors")
+    small = load_clip(small_clip_name, pretrained=str(path), device="cpu")
+    tiny = load_clip("tiny-shapes", device="cpu")
+    expected = [(small, open_clip.get_model_config(small_clip_name)["embed_dim"]),
+                (tiny, json.loads(models.TINY_CONFIG.read_text())["embed_dim"])]
+    assert expected[0][1] != expected[1][1]  # two different sizes, so a constant cannot pass
+    for clip, dim in expected:
+        monkeypatch.setattr(clip.model, "encode_text", lambda *a: pytest.fail("embed_dim ran the text encoder"))
+        assert clip.embed_dim == dim
+        monkeypatch.undo()
+        assert clip.encode_texts(["a red circle"]).shape == (1, dim)
+
+
 def test_missing_local_file_is_clear(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.safetensors"):
         load_clip("ViT-B-32", pretrained=str(tmp_path / "nope.safetensors"))
@@ -214,18 +258,28 @@ def test_doctor_json_offline_reports_worlds_without_loading_models():
     result = _fresh_process(
         "import json, sys, time\n"
         "start = time.perf_counter()\n"
+        "from pathlib import Path\n"
+        "from utils import models\n"
         "from utils.doctor import diagnose\n"
         "report = diagnose()\n"
         "report['open_clip_imported'] = 'open_clip' in sys.modules\n"
         "report['seconds'] = time.perf_counter() - start\n"
+        "models.TINY_WEIGHTS = Path('/nonexistent/tiny-shapes.safetensors')  # as if it were deleted\n"
+        "report['without_tiny'] = diagnose()\n"
         "print(json.dumps(report))",
         HF_HUB_CACHE="/nonexistent-cache",
     )
     print(f"doctor took {result['seconds']:.2f} s")
     assert result["worlds"]["pretrained"]["available"] is False
     assert result["worlds"]["pretrained"]["cache_dir"] == "/nonexistent-cache"
-    assert result["worlds"]["tiny"]["available"] is True  # the tiny CLIP ships with the course
     assert result["network"] is False
+    # The tiny CLIP ships with the course: present, it is the one CLIP (and its six languages);
+    # deleted, doctor says so, says how to rebuild it, and is not ok.
+    assert result["worlds"]["tiny"]["available"] and result["ok"]
+    assert result["languages"] == {"tiny-shapes": "en fr es it pt zh (shapes world)"}
+    gone = result["without_tiny"]
+    assert not gone["worlds"]["tiny"]["available"] and not gone["ok"] and gone["languages"] == {}
+    assert any("python -m utils train clip" in line for line in gone["advice"])
     # Fast by construction: the report never builds a model nor imports open_clip.
     assert result["open_clip_imported"] is False
 
@@ -236,9 +290,13 @@ def test_doctor_cli_prints_json():
     out = subprocess.run([sys.executable, "-m", "utils", "doctor", "--json"], capture_output=True,
                          text=True, timeout=120, cwd=Path(__file__).resolve().parent.parent)
     report = json.loads(out.stdout)
-    assert set(report) >= {"python", "packages", "device", "worlds", "network", "advice", "ok"}
-    assert report["ok"] is True, report["advice"]  # the bundled world is always usable
-    assert out.returncode == 0
+    assert set(report) >= {"python", "packages", "device", "worlds", "languages", "network", "advice", "ok"}
+    assert report["ok"], report["advice"]  # the bundled world is usable here...
+    assert out.returncode == 0  # ...and the exit status says so (1 when not ok: see above)
+    text = subprocess.run([sys.executable, "-m", "utils", "doctor"], capture_output=True, text=True,
+                          timeout=120, cwd=Path(__file__).resolve().parent.parent).stdout
+    line = next(line for line in text.splitlines() if line.startswith("languages"))
+    assert all(f"{model}: {langs}" in line for model, langs in report["languages"].items()), line
 
 
 # ---------------------------------------------------------------- devices, caches, downloads

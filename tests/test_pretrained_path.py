@@ -66,6 +66,8 @@ def test_doctor_reports_pretrained_clip_vqgan_device_and_cache(world):
     report = _cli_json(world, "doctor")
     assert report["worlds"]["pretrained"]["available"] is True
     assert report["worlds"]["pretrained"]["weights"].startswith(str(world))
+    assert report["languages"]["ViT-B-32/laion2b_s34b_b79k"] == "en"  # which cached CLIP reads what
+    assert "zh" in report["languages"]["tiny-shapes"]
     assert report["vqgan"]["present"] is True
     assert report["vqgan"]["path"] == str(world / "course" / "vqgan" / "vqgan_imagenet_f16_16384.ckpt")
     assert len(report["vqgan"]["sha256"]) == 64

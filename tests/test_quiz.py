@@ -1,5 +1,6 @@
 """Quizzes: every file validates, exports are well-formed, text is escaped, bad files are named.
 
+utils.quiz (what students run) and course_tools.quiz_export (exports and authors' checks).
 The GIFT export is parsed back here by a small parser written for the test (not the exporter's
 code), so a wrong escape or a wrong number of right answers shows up as a mismatch."""
 
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from course_tools import quiz_export as X
 from utils import quiz as Q
 from utils.i18n import LANGUAGES
 
@@ -62,7 +64,7 @@ def test_every_quiz_validates_with_both_stages_in_every_language(lesson):
 
 
 def test_quiz_check_reports_no_problem_for_the_course():
-    assert Q.check_all() == []
+    assert X.check_all() == []
     assert sorted(p.stem for p in (ROOT / "quiz").glob("*.json")) == sorted([*Q.LESSONS, "schema", "ui"])
 
 
@@ -153,7 +155,7 @@ def test_missing_answer_is_named(tmp_path):
     assert len(problems) == 1, problems
     assert str(tmp_path) in problems[0]
     assert f"question {qid!r} (post #2)" in problems[0]
-    assert "missing 'answer'" in problems[0]
+    assert "'answer' is a required property" in problems[0]
 
 
 def test_answer_index_out_of_range_is_named(tmp_path):
@@ -184,13 +186,15 @@ def test_missing_language_is_named(tmp_path):
     problems = problems_of(write_quiz(tmp_path, data))
     assert len(problems) == 1, problems
     assert f"question {q['id']!r} (post #1)" in problems[0]
-    assert "options[2].explanation lacks language 'fr'" in problems[0]
+    assert "options[2].explanation: 'fr' is a required property" in problems[0]
 
 
 def test_duplicate_ids_are_named(tmp_path):
     data = raw("01-contrastive-learning")
     data["post"][3]["id"] = data["pre"][0]["id"]
-    problems = problems_of(write_quiz(tmp_path, data))
+    path = write_quiz(tmp_path, data)
+    assert Q.load_quiz(path).lesson == "01-contrastive-learning"  # it runs: only authors care
+    problems = X.check(path)
     assert len(problems) == 1, problems
     assert f"duplicate id {data['pre'][0]['id']!r} (also pre #1)" in problems[0]
     assert "(post #4)" in problems[0]
@@ -203,15 +207,28 @@ def test_several_problems_are_all_reported(tmp_path):
     data["post"][1]["tolerance"] = -1
     problems = problems_of(write_quiz(tmp_path, data, "03-image-search"))
     text = "\n".join(problems)
-    assert "question lacks language 'zh'" in text
-    assert "post has 2 item(s); it needs at least 5" in text
+    assert "question: 'zh' is a required property" in text
+    assert "post is too short (minItems 5)" in text
+    assert "tolerance: -1 is less than the minimum of 0" in text
     assert len(problems) == 3, problems
+
+
+def test_a_field_that_a_question_type_may_not_have_is_named(tmp_path):
+    data = raw("02-zero-shot-classification")
+    index, q = next((i, q) for i, q in enumerate(data["pre"]) if q["type"] == "single")
+    q["tolerance"] = 0.5
+    problems = problems_of(write_quiz(tmp_path, data, "02-zero-shot-classification"))
+    assert problems == [f"{tmp_path / '02-zero-shot-classification.json'}: question {q['id']!r} "
+                        f"(pre #{index + 1}): a 'single' question must not have ['tolerance']"]
 
 
 def test_wrong_file_name_and_bad_json_are_named(tmp_path):
     data = raw("00-setup")
-    problems = problems_of(write_quiz(tmp_path, data, "00-typo"))
-    assert any("differs from the file name '00-typo'" in p for p in problems)
+    data["pre"][0]["options"][1]["text"]["en"] = data["pre"][0]["options"][0]["text"]["en"]
+    problems = X.check(write_quiz(tmp_path, data, "00-typo"))
+    assert len(problems) == 2, problems
+    assert "differs from the file name '00-typo'" in problems[0]
+    assert "(pre #1): two options have the same English text" in problems[1]
     bad = tmp_path / "05-dall-e.json"
     bad.write_text('{"lesson": "05-dall-e",\n  "title": }', encoding="utf-8")
     with pytest.raises(Q.QuizError, match=r"05-dall-e\.json: not valid JSON \(line 2"):
@@ -326,7 +343,7 @@ def test_gift_export_is_well_formed_in_every_language(lesson):
     quiz = Q.load_quiz(lesson)
     for stage in Q.STAGES:
         for lang in LANGS:
-            text = Q.to_gift(quiz, stage, lang)
+            text = X.to_gift(quiz, stage, lang)
             parsed = parse_gift(text)
             questions = quiz.questions(stage)
             assert len(parsed) == len(questions)
@@ -368,7 +385,7 @@ def tricky_quiz(tmp_path: Path) -> Q.Quiz:
 
 def test_gift_escapes_every_special_character(tmp_path):
     quiz = tricky_quiz(tmp_path)
-    text = Q.to_gift(quiz, "post", "en")
+    text = X.to_gift(quiz, "post", "en")
     assert "<script" not in text and "<b>" not in text
     first = parse_gift(text)[0]
     assert html.unescape(gift_unescape(first["text"].removeprefix("[markdown]"))) == \
@@ -399,9 +416,9 @@ def test_script_in_a_question_renders_as_text(tmp_path):
     widget.check(0)  # right: every explanation is shown; wrong: the chosen one is
     assert "&lt;img src=x onerror=alert(1)&gt;" in widget.feedback[0].value
     assert "<img" not in widget.feedback[0].value
-    markdown = Q.to_markdown(quiz, "post", "en")
+    markdown = X.to_markdown(quiz, "post", "en")
     assert "<script" not in markdown and "&lt;script&gt;" in markdown
-    jq = json.dumps(Q.to_jupyterquiz(quiz, "post", "en"))
+    jq = json.dumps(X.to_jupyterquiz(quiz, "post", "en"))
     assert "<script" not in jq and "<img" not in jq
 
 
@@ -483,18 +500,20 @@ def test_cli_json_export_and_check(tmp_path, capsys):
     assert printed["lang"] == "fr" and printed["stage"] == "pre"
     assert len(printed["questions"]) == len(Q.load_quiz("03-image-search").questions("pre"))
     assert printed["questions"][0]["question"] == raw("03-image-search")["pre"][0]["question"]["fr"]
+    assert main(["quiz", "03-image-search", "--stage", "both", "--json"]) == 0
+    assert [item["stage"] for item in json.loads(capsys.readouterr().out)] == list(Q.STAGES)
 
     out = tmp_path / "all.gift"
-    assert main(["quiz", "all", "--stage", "both", "--lang", "zh", "--export", "gift",
-                 "--out", str(out)]) == 0
+    assert X.main(["all", "--stage", "both", "--lang", "zh", "--format", "gift",
+                   "--out", str(out)]) == 0
     total = sum(len(Q.load_quiz(x).questions(s)) for x in Q.LESSONS for s in Q.STAGES)
     assert len(parse_gift(out.read_text(encoding="utf-8"))) == total
 
-    assert main(["quiz", "05-dall-e", "--export", "markdown"]) == 0
+    assert X.main(["05-dall-e", "--format", "markdown"]) == 0
     markdown = capsys.readouterr().out
     assert "## Answer key" in markdown and markdown.count("**1.**") == 2
 
-    assert main(["quiz", "--check"]) == 0
+    assert X.main(["--check"]) == 0
     assert "0 problem(s)" in capsys.readouterr().out
 
 
@@ -502,7 +521,7 @@ def test_cli_json_export_and_check(tmp_path, capsys):
 def test_jupyterquiz_export_marks_the_right_answers(lesson):
     quiz = Q.load_quiz(lesson)
     for stage in Q.STAGES:
-        items = Q.to_jupyterquiz(quiz, stage, "it")
+        items = X.to_jupyterquiz(quiz, stage, "it")
         for q, item in zip(quiz.questions(stage), items, strict=True):
             assert item["question"] == html.escape(Q.tr(q.text, "it"))
             if q.type == "numeric":
@@ -520,13 +539,38 @@ def test_jupyterquiz_export_marks_the_right_answers(lesson):
 
 def test_markdown_export_lists_questions_then_the_key():
     quiz = Q.load_quiz("02-zero-shot-classification")
-    text = Q.to_markdown(quiz, "post", "pt")
+    text = X.to_markdown(quiz, "post", "pt")
     questions = quiz.questions("post")
     key = text.split("## Gabarito", 1)
     assert len(key) == 2
     for i, q in enumerate(questions, 1):
         assert f"**{i}.** {html.escape(Q.tr(q.text, 'pt'), quote=False)}" in key[0]
         assert f"**{i}.** {q.answer_text('pt')}" in key[1]
+
+
+def test_pyproject_installs_the_quiz_files_as_package_data():
+    """pip install: quiz/*.json become utils/quizdata/*.json (the package utils.quizdata
+    is the folder quiz/), so an installed course needs neither a checkout nor the network."""
+    import tomllib
+
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert setuptools["package-dir"]["utils.quizdata"] == "quiz"
+    assert "utils.quizdata" in setuptools["packages"]
+    assert "*.json" in setuptools["package-data"]["utils.quizdata"]
+
+
+def test_installed_package_finds_its_quiz_files_without_the_checkout(tmp_path, monkeypatch):
+    installed = tmp_path / "site-packages" / "utils"
+    (installed / "quizdata").mkdir(parents=True)
+    for path in (ROOT / "quiz").glob("*.json"):
+        (installed / "quizdata" / path.name).write_bytes(path.read_bytes())
+    monkeypatch.setattr(Q, "HERE", installed)  # where utils/quiz.py would be once installed
+    monkeypatch.delenv("COURSE_QUIZ_DIR", raising=False)
+    assert Q.quiz_file("ui").parent == installed / "quizdata"
+    assert Q.load_quiz("01-contrastive-learning").path.parent == installed / "quizdata"
+    (installed / "quizdata" / "05-dall-e.json").unlink()
+    with pytest.raises(Q.QuizError, match="05-dall-e.json is in none of"):
+        Q.quiz_file("05-dall-e")
 
 
 def test_unknown_lesson_stage_and_language_say_what_to_do():
@@ -543,5 +587,5 @@ def test_multiple_choice_weights_follow_moodle_grades():
     quiz = Q.load_quiz("03-image-search")
     q = next(q for q in quiz.questions("post") if q.type == "multiple")
     assert len(q.correct) == 3 and len(q.options) == 4
-    block = Q.to_gift(quiz, "post", "en").split(f"::03-image-search-post-{q.id}::")[1].split("}")[0]
+    block = X.to_gift(quiz, "post", "en").split(f"::03-image-search-post-{q.id}::")[1].split("}")[0]
     assert block.count("~%33.33333%") == 3 and block.count("~%-100%") == 1

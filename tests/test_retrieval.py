@@ -11,9 +11,9 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from utils import retrieval
+from utils import index_cache
 from utils.images import open_image
-from utils.models import load_clip
+from utils.models import CACHE_ENV, load_clip
 from utils.retrieval import (
     CorruptIndexError,
     ImageIndex,
@@ -45,7 +45,7 @@ def clip(small_clip_name, tmp_path_factory):
 @pytest.fixture(autouse=True)
 def cache_dir(tmp_path, monkeypatch):
     """Every test gets its own cache folder: nothing is written to the real user cache."""
-    monkeypatch.setenv(retrieval.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
     return tmp_path / "cache"
 
 
@@ -160,8 +160,8 @@ def test_cache_of_another_model_is_refused(clip, small_clip_name, tmp_path):
     rebuilt = ImageIndex.build(other, folder, cache=cache, rebuild=True, progress=False)
     assert rebuilt.stats["embedded"] == 5
     # The automatic cache location is per model and weights: no clash, nothing to refuse.
-    assert retrieval.default_cache_path(folder, clip) != retrieval.default_cache_path(folder, other)
-    assert ImageIndex.load(cache, clip=other).model == retrieval.model_identity(other)
+    assert index_cache.default_cache_path(folder, clip) != index_cache.default_cache_path(folder, other)
+    assert ImageIndex.load(cache, clip=other).model == index_cache.model_identity(other)
 
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "not-normalised", "wrong-count"])
@@ -237,6 +237,13 @@ def test_in_memory_dataset_with_captions_and_recall(clip):
     perfect = ImageIndex(embeddings=clip.encode_texts(captions), items=list("abcd"),
                          model=index.model, captions=captions, clip=clip)
     assert perfect.recall_at_k(ks=(1, 2)) == {1: 1.0, 2: 1.0}
+    # Chosen queries: "a blue square" is found first; a caption no image has cannot be scored.
+    assert perfect.recall_at_k(ks=(1,), queries=["a blue square"]) == {1: 1.0}
+    swapped = ["a blue square", "a red circle", "a green triangle", "a blue square"]
+    # its image is 3rd: the two images that ARE red circles score higher
+    assert perfect.recall_at_k(swapped, ks=(2, 3), queries=["a red circle"]) == {2: 0.0, 3: 1.0}
+    with pytest.raises(ValueError, match="relevant"):
+        perfect.recall_at_k(queries=["a yellow star"])
 
 
 def test_recall_at_k_by_hand():
@@ -277,13 +284,24 @@ def test_folder_of_only_broken_files_gives_an_empty_index(clip, tmp_path):
     assert again.stats["embedded"] == 0 and len(again.skipped) == len(broken)
 
 
-def test_unwritable_cache_warns_but_builds(clip, tmp_path):
+def test_unwritable_cache_warns_but_builds(clip, tmp_path, monkeypatch):
     blocker = tmp_path / "file"
     blocker.write_text("a file where the cache folder should be")
     with pytest.warns(UserWarning, match="Could not write"):
         index = ImageIndex.build(clip, _folder(tmp_path), cache=blocker / "ix.safetensors",
                                  progress=False)
     assert len(index) == 5
+    import safetensors.torch
+    from safetensors import SafetensorError
+
+    def disk_full(*args, **kwargs):  # what safetensors raises when the disk is full
+        raise SafetensorError("Error while serializing: I/O error: No space left on device")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", disk_full)
+    with pytest.warns(UserWarning, match="No space left"):
+        index = ImageIndex.build(clip, tmp_path / "images", cache=tmp_path / "ix.safetensors",
+                                 progress=False)
+    assert len(index) == 5 and not (tmp_path / "ix.safetensors").exists()
 
 
 def test_query_of_the_wrong_size_is_explained(clip, tmp_path):
@@ -374,3 +392,55 @@ def test_cli_finds_shapes_drawn_by_another_program(tmp_path, capsys):
     assert second["results"] == first["results"]
     assert set(second["seconds"]) == {"load_model", "index", "search"}
     assert {s["path"] for s in second["index"]["skipped_files"]} == set(broken)
+
+
+class _NoScan(list):
+    """A list of items that fails if anything walks through it, and counts the items read."""
+
+    reads = 0
+
+    def __iter__(self):
+        raise AssertionError("the whole list of items was scanned")
+
+    def __getitem__(self, i):
+        self.reads += 1
+        return super().__getitem__(i)
+
+
+def test_a_hit_looks_up_only_its_own_path(clip, tmp_path):
+    """search() finds each hit's file by its row: it never walks the N items (was O(N) per hit)."""
+    folder = _folder(tmp_path)
+    index = ImageIndex.build(clip, folder, cache=None, progress=False)
+    expected = {item: folder.resolve() / item for item in index.items}
+    index.items = _NoScan(index.items)
+    hits = index.search("a red circle", k=3) + index.more_like(0, k=2)
+    assert hits and all(h.path == expected[h.item] for h in hits)
+    assert index.items.reads <= 2 * len(hits), f"{index.items.reads} items read for {len(hits)} hits"
+    listed = ImageIndex.build(clip, sorted(folder.iterdir()), cache=None, progress=False)
+    assert listed.path(0) == Path(listed.items[0]) and listed.path(0).is_absolute()
+    in_memory = ImageIndex.build(clip, [Image.new("RGB", (8, 8))], progress=False)
+    assert in_memory.search("a red circle", k=1)[0].path is None
+
+
+def test_a_bug_in_preprocessing_is_raised_not_reported_as_a_bad_file(clip, tmp_path, monkeypatch):
+    """Only an unreadable file is skipped; an error of our own code keeps its type and message."""
+    def broken(image):
+        raise RuntimeError("bug in the transform")
+
+    monkeypatch.setattr(clip, "preprocess", broken)
+    with pytest.raises(RuntimeError, match="bug in the transform"):
+        ImageIndex.build(clip, _folder(tmp_path), cache=None, progress=False)
+    with pytest.raises(RuntimeError, match="bug in the transform"):
+        ImageIndex.build(clip, [Image.new("RGB", (8, 8))], progress=False)
+
+
+def test_build_options_are_one_config(clip, tmp_path):
+    from utils.index_cache import BuildConfig
+
+    folder = _folder(tmp_path)
+    by_config = ImageIndex.build(clip, folder, BuildConfig(cache=None, progress=False, float16=True))
+    by_keywords = ImageIndex.build(clip, folder, cache=None, progress=False, float16=True)
+    assert by_config.embeddings.dtype == torch.float16
+    assert torch.equal(by_config.embeddings, by_keywords.embeddings)
+    with pytest.raises(TypeError, match="batchsize"):
+        ImageIndex.build(clip, folder, batchsize=8)

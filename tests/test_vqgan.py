@@ -8,6 +8,7 @@ the reference model is composed here exactly as VQModel.encode / decode do it:
 
 from __future__ import annotations
 
+import hashlib
 import sys
 import types
 
@@ -231,6 +232,49 @@ def test_offline_download_fails_in_one_line(tmp_path, monkeypatch):
     assert not list(tmp_path.rglob("*.part")), "nothing half-downloaded is left behind"
 
 
+@pytest.fixture
+def local_server(tmp_path):
+    """An HTTP server on 127.0.0.1 serving tmp_path/served: the download runs for real, offline."""
+    import functools
+    import http.server
+    import threading
+
+    served = tmp_path / "served"
+    served.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield served, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_download_is_atomic_and_records_its_sha256(local_server, tmp_path, monkeypatch):
+    from utils import models, vqgan
+
+    served, url = local_server
+    (served / "last.ckpt").write_bytes(b"weights " * 5000)
+    monkeypatch.setenv("COURSE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    monkeypatch.setattr(models, "network_available", lambda *args, **kwargs: True)
+    monkeypatch.setitem(vqgan.CHECKPOINT_URLS, "f16_1024", f"{url}/last.ckpt")
+    # a wrong pinned sha256: refused, and nothing (not even a partial file) is kept
+    with pytest.raises(CheckpointError, match="expected sha256"):
+        vqgan.download_vqgan("f16_1024", sha256="0" * 64)
+    target = vqgan.checkpoint_path("f16_1024")
+    assert not any(target.parent.iterdir())
+    # no known sha256: downloaded whole, its sha256 computed and recorded beside it
+    assert vqgan.download_vqgan("f16_1024") == target
+    digest = hashlib.sha256((served / "last.ckpt").read_bytes()).hexdigest()
+    assert target.read_bytes() == (served / "last.ckpt").read_bytes()
+    assert target.with_name(target.name + ".sha256").read_text().split()[0] == digest
+    assert sorted(p.name for p in target.parent.iterdir()) == [target.name, target.name + ".sha256"]
+    # the right pinned sha256 is accepted
+    target.unlink()
+    assert vqgan.download_vqgan("f16_1024", sha256=digest) == target
+
+
 def test_checkpoint_status_verifies_the_recorded_sha256(reference, tmp_path, monkeypatch):
     from utils import vqgan
 
@@ -239,7 +283,7 @@ def test_checkpoint_status_verifies_the_recorded_sha256(reference, tmp_path, mon
     path = vqgan.checkpoint_path("f16_16384")
     path.parent.mkdir(parents=True)
     torch.save({"state_dict": reference.state_dict()}, path)
-    digest = vqgan._sha256(path)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
     status = vqgan.checkpoint_status()
     assert status["present"] and status["sha256"] == digest and status["sha256_verified"] is None
     path.with_name(path.name + ".sha256").write_text(f"{digest}  {path.name}\n")

@@ -73,7 +73,7 @@ def test_numbers_follow_the_language():
 def test_prediction_labels_stay_inside_the_bar_plot():
     import matplotlib.pyplot as plt
 
-    from utils.zeroshot import plot_prediction
+    from utils.viz import plot_prediction
 
     labels = ["a photo of a cat", "a drawing of a green star at the bottom of the picture"]
     axes = plot_prediction(np.zeros((32, 32, 3), np.uint8), labels, [0.3, 0.7])

@@ -14,6 +14,7 @@ from PIL import Image, ImageDraw
 
 from utils import zeroshot
 from utils.__main__ import main
+from utils.classify_cli import JSON_SCHEMA
 from utils.models import TINY_CONFIG, TINY_WEIGHTS, load_clip
 from utils.zeroshot import (
     OPENAI_IMAGENET_TEMPLATES,
@@ -213,7 +214,7 @@ def test_cli_json_handles_odd_images_and_skips_broken_ones(capsys, tmp_path, sma
                                  "--top", "2", "--json"])
     assert code == 0
     report = json.loads(out)
-    jsonschema.validate(report, zeroshot.JSON_SCHEMA)
+    jsonschema.validate(report, JSON_SCHEMA)
     assert report["labels"] == LABELS  # the duplicate is dropped...
     assert any("duplicate" in w for w in report["warnings"])  # ...and said so
     by_name = {r["path"].rsplit("/", 1)[-1]: r for r in report["results"]}

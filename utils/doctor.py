@@ -1,7 +1,8 @@
 """`python -m utils doctor`: what this machine can run, and what to do about what it can't.
 
 Reports Python, torch and open_clip versions, the device, which CLIP worlds are
-available (pretrained weights cached? tiny model bundled?), the cache folders, and advice.
+available (pretrained weights cached? tiny model bundled?) and which languages each reads,
+the cache folders, and advice.
 It never downloads anything and finishes in a few seconds.
 """
 
@@ -83,10 +84,11 @@ def diagnose() -> dict:
         report["device"] = None
         advice.append("torch is not installed: run `make lab` (or pip install -e .).")
 
-    from .models import available_worlds, network_available
+    from .models import available_worlds, clip_languages, network_available
 
     worlds = available_worlds()
     report["worlds"] = worlds
+    report["languages"] = clip_languages()  # {model: languages its text tower reads}, cached ones only
     report["network"] = network_available(timeout=1.0)
     if not worlds["tiny"]["available"]:
         advice.append("The bundled tiny CLIP is missing: rebuild it with `python -m utils train clip`.")
@@ -141,6 +143,8 @@ def format_report(report: dict) -> str:
     lines.append(f"tiny world   {'available' if tiny['available'] else 'MISSING'}: {tiny['weights']}")
     lines.append(f"pretrained   {'available' if pre['available'] else 'not cached'}: {pre['model']}"
                  f"  (cache folder {pre['cache_dir']})")
+    lines.append("languages    " + ("; ".join(f"{m}: {langs}" for m, langs in report["languages"].items())
+                                    or "no CLIP loads here"))
     lines.append(f"network      {'reachable' if report['network'] else 'offline'}")
     vq = report["vqgan"]
     check = {True: "sha256 verified", False: "sha256 MISMATCH", None: "no sha256 recorded"}

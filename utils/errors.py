@@ -1,7 +1,7 @@
 """The course's exceptions and the one error contract of `python -m utils`.
 
 Every error the course raises on purpose is a `CourseError`: `message` says what went wrong,
-`hint` what to do next. The command line (utils/__main__.py) turns them into one line:
+`hint` what to do next. The command line (utils/cli.py) turns them into one line:
 
     exit 2  UsageError: a bad argument, named with its allowed range, found before any work
     exit 1  any other CourseError (or an OSError, MemoryError...): what failed, what to do

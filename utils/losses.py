@@ -65,6 +65,21 @@ def contrastive_loss(
     return (image_to_text + text_to_image) / 2
 
 
+def soft_contrastive_loss(image_features: torch.Tensor, text_features: torch.Tensor,
+                          logit_scale: torch.Tensor, texts: list[str]) -> torch.Tensor:
+    """contrastive_loss where every pair with the same caption is a match (target shared evenly).
+
+    With few distinct captions ("a red circle"...) a batch holds many copies of each; the plain
+    loss would push image i away from caption j even when both say "a red circle".
+    """
+    ids = {text: k for k, text in enumerate(dict.fromkeys(texts))}
+    caption_id = torch.tensor([ids[text] for text in texts])
+    targets = (caption_id[:, None] == caption_id[None, :]).float()  # (B, B) 1 where captions match
+    targets /= targets.sum(1, keepdim=True)
+    logits = logit_scale * image_features @ text_features.T  # (B, B)
+    return (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2
+
+
 def siglip_loss(
     image_features: torch.Tensor,
     text_features: torch.Tensor,

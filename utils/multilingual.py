@@ -23,10 +23,8 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import math
 import random
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +33,8 @@ import torch.nn.functional as F
 
 from . import captions, data
 from .losses import contrastive_loss
-from .tinyclip import CachedTokenizer, embed_images, embed_texts, get_tokenizer, with_overrides
+from .tinyclip import CachedTokenizer, embed_images, embed_texts, get_tokenizer
+from .train import with_overrides
 
 BAR = 0.95  # zero-shot colour+shape accuracy on seen pairs that every language must reach
 
@@ -65,7 +64,7 @@ def tune_languages(model, config: TuneConfig | None = None, progress: bool = Tru
 
     Returns (model, history) where history holds "loss", "anchor" per step and "seconds".
     """
-    from tqdm.auto import tqdm
+    from .train import FitConfig, fit
 
     cfg = with_overrides(config or TuneConfig(), overrides, "tune_languages")
     previous_threads = torch.get_num_threads()
@@ -83,33 +82,28 @@ def tune_languages(model, config: TuneConfig | None = None, progress: bool = Tru
                                       as_tensor=True)
     image_emb = embed_images(model, images)  # (P, D), the locked image tower's view, once
     del images
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.0)
     rng = random.Random(cfg.seed)
     others = [lang for lang in captions.LANGUAGES if lang != "en"]
     scale = model.logit_scale.exp().detach()
-    history = {"loss": [], "anchor": []}
-    start = time.perf_counter()
-    for step in tqdm(range(cfg.steps), desc="teaching the tiny CLIP six languages", disable=not progress):
-        lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup) * (1 - step / cfg.steps)  # warm-up, linear decay
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+
+    def loss_of(step: int):
         idx = rng.sample(range(cfg.pictures), cfg.batch_size)
         langs = ["en" if rng.random() < cfg.english_share else rng.choice(others) for _ in idx]
         texts = [captions.caption(attrs[i], lang, rng) for i, lang in zip(idx, langs)]
         english = [captions.caption(attrs[i], "en", rng) for i in idx]
-        model.train()
         text_emb = F.normalize(model.encode_text(tokenizer(texts)), dim=-1)  # (B, D)
         english_emb = F.normalize(model.encode_text(tokenizer(english)), dim=-1)  # (B, D)
         with torch.no_grad():
             target = F.normalize(teacher.encode_text(tokenizer(english)), dim=-1)  # (B, D)
         anchor = (1 - (english_emb * target).sum(-1)).mean()
-        loss = contrastive_loss(image_emb[idx], text_emb, scale) + cfg.anchor * anchor
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        history["loss"].append(loss.item())
-        history["anchor"].append(anchor.item())
-    history["seconds"] = time.perf_counter() - start
+        return contrastive_loss(image_emb[idx], text_emb, scale) + cfg.anchor * anchor, {"anchor": anchor.item()}
+
+    def warmup_then_linear(step: int) -> float:  # lr min(1, (step + 1) / warmup) (1 - step / steps)
+        return cfg.lr * min(1.0, (step + 1) / cfg.warmup) * (1 - step / cfg.steps)
+
+    done = fit(model, loss_of, FitConfig(cfg.steps, cfg.lr, warmup_then_linear, betas=(0.9, 0.98), eps=1e-6),
+               "teaching the tiny CLIP six languages", params, progress=progress)
+    history = {"loss": done["loss"], "anchor": done["anchor"], "seconds": done["train_seconds"]}
     torch.set_num_threads(previous_threads)
     model.requires_grad_(False).eval()
     return model, history
@@ -221,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     from .assets import ASSETS_DIR, register_asset
     from .models import TINY_NAME, load_clip
     from .tinyclip import TINY_CONFIG, save_model
-    from .train import _new_folder, user_models_dir
+    from .train import _new_folder, print_report, user_models_dir
 
     parser = argparse.ArgumentParser(description="Teach the bundled tiny CLIP the six course languages.")
     parser.add_argument("--seed", type=int, default=0)
@@ -256,15 +250,11 @@ def main(argv: list[str] | None = None) -> int:
         register_asset(config_path, "tiny CLIP: open_clip model config", rebuild)
         register_asset(weights_path, "tiny CLIP trained on the shapes world, text tower tuned on six languages "
                                      "(fp16 safetensors)", rebuild)
-    if args.json:
-        print(json.dumps(report, indent=2))
-    else:
-        print(f"Tuned {args.steps} steps in {report['seconds']} s; saved {weights_path}.")
-        for lang in after:
-            print(f"{lang}: seen {before[lang]['test']:.1%} -> {after[lang]['test']:.1%}, "
-                  f"held-out {before[lang]['heldout']:.1%} -> {after[lang]['heldout']:.1%}")
-        print(f"cross-language search en->zh {report['en->zh']:.1%}, zh->en {report['zh->en']:.1%}")
-    return 0
+    return print_report(args, report, [
+        f"Tuned {args.steps} steps in {report['seconds']} s; saved {weights_path}.",
+        *(f"{lang}: seen {before[lang]['test']:.1%} -> {after[lang]['test']:.1%}, "
+          f"held-out {before[lang]['heldout']:.1%} -> {after[lang]['heldout']:.1%}" for lang in after),
+        f"cross-language search en->zh {report['en->zh']:.1%}, zh->en {report['zh->en']:.1%}"])
 
 
 if __name__ == "__main__":

@@ -21,8 +21,6 @@ it uses two other things:
 
 from __future__ import annotations
 
-import json
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,6 +31,7 @@ import torch.nn.functional as F
 
 from .assets import ASSETS_DIR
 from .data import COLOUR_HSV, COLOURS, SHAPES, render_batch
+from .io import load_checkpoint, save_checkpoint
 
 JUDGE_WEIGHTS = ASSETS_DIR / "shape-judge.safetensors"
 JUDGE_CONFIG = ASSETS_DIR / "shape-judge.json"
@@ -47,17 +46,12 @@ MIN_VALUE = 0.3
 def rgb_to_hsv(images: torch.Tensor) -> torch.Tensor:
     """(B, 3, H, W) RGB in [0, 1] -> (B, 3, H, W) with hue in degrees [0, 360), s and v in [0, 1].
 
-    v = max(r, g, b), s = (v - min) / v, hue from which channel is largest.
-    """
-    r, g, b = images.unbind(1)                                   # (B, H, W) each
-    v, argmax = images.max(1)                                    # (B, H, W)
-    delta = v - images.min(1).values                             # (B, H, W)
-    s = torch.where(v > 0, delta / v.clamp(min=1e-8), torch.zeros_like(v))
-    d = delta.clamp(min=1e-8)
-    hue = torch.stack([(g - b) / d % 6, (b - r) / d + 2, (r - g) / d + 4], 1)  # (B, 3, H, W)
-    h = hue.gather(1, argmax[:, None]).squeeze(1) * 60.0         # (B, H, W)
-    h = torch.where(delta > 0, h, torch.zeros_like(h))
-    return torch.stack([h % 360, s, v], 1)
+    v = max(r, g, b), s = (v - min) / v, hue from which channel is largest (kornia.color,
+    which gives the hue in radians)."""
+    from kornia.color import rgb_to_hsv as hsv_in_radians
+
+    hsv = hsv_in_radians(images)                                 # (B, 3, H, W)
+    return torch.cat([torch.rad2deg(hsv[:, :1]) % 360, hsv[:, 1:]], 1)
 
 
 def _hue_distance(hue: torch.Tensor, low: float, high: float) -> torch.Tensor:
@@ -169,28 +163,22 @@ def train_judge(steps: int = 2000, seed: int = 0, batch_size: int = 64, lr: floa
     The judge sees the held-out pairs too: it is the measuring instrument, not the model
     under test (the DALL-E never sees them).
     """
-    from tqdm.auto import tqdm
+    from .train import FitConfig, fit
 
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     net = ShapeNet(JudgeConfig())
-    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
-    bar = tqdm(range(steps), desc="training shape judge", disable=not progress, mininterval=2)
-    for step in bar:
+
+    def loss_of(step: int) -> torch.Tensor:
         images, attrs = render_batch(batch_size, seed=10_000 + seed * 100_003 + step, split="all",
                                      as_tensor=True)
         target = torch.tensor([SHAPES.index(a["shape"]) for a in attrs])
         if vq is not None:  # the VQ round trip of the clean image, for half of the batch
             images[: batch_size // 2] = vq.decode_codes(vq.encode(images[: batch_size // 2]))
-        images = degrade(images, gen)
-        loss = F.cross_entropy(net(images), target)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        if step % 50 == 0:
-            bar.set_postfix(loss=f"{loss.item():.3f}")
+        return F.cross_entropy(net(degrade(images, gen)), target)
+
+    fit(net, loss_of, FitConfig(steps, lr, "onecycle", warmup=0.1, weight_decay=1e-4),
+        "training shape judge", progress=progress)
     net.eval()
     return net, evaluate_judge(ShapeJudge(net), seed=seed + 777, vq=vq)
 
@@ -215,64 +203,31 @@ def evaluate_judge(judge: ShapeJudge, n: int = 512, seed: int = 777, vq=None) ->
 
 def save_judge(net: ShapeNet, weights: Path = JUDGE_WEIGHTS, extra: dict | None = None) -> Path:
     """Write float16 safetensors and the JSON config beside them; returns the config path."""
-    from safetensors.torch import save_file
-
-    save_file({k: v.detach().half().contiguous() for k, v in net.state_dict().items()}, str(weights))
-    config = weights.with_suffix(".json")
     cfg = JudgeConfig(width=net.head.in_features // 4)
-    config.write_text(json.dumps({**asdict(cfg), "shapes": SHAPES, **(extra or {})}, indent=2) + "\n")
-    return config
+    return save_checkpoint(net, weights, {**asdict(cfg), "shapes": SHAPES, **(extra or {})})
 
 
 def load_shape_judge(weights: str | Path | None = None) -> ShapeJudge:
     """The bundled judge (or `weights` with its .json config beside it)."""
-    from safetensors.torch import load_file
-
-    weights = Path(weights) if weights else JUDGE_WEIGHTS
-    config = weights.with_suffix(".json")
-    if not weights.exists() or not config.exists():
-        raise FileNotFoundError(f"The shape judge {weights} (or {config.name}) is missing. Rebuild it: {REBUILD}")
-    raw = json.loads(config.read_text())
+    state, raw, weights = load_checkpoint(weights, JUDGE_WEIGHTS, "shape judge", REBUILD)
     if raw.get("shapes", SHAPES) != SHAPES:
         raise ValueError(f"{weights} was trained for shapes {raw['shapes']}, not {SHAPES}. Rebuild it: {REBUILD}")
-    fields = JudgeConfig.__dataclass_fields__
-    net = ShapeNet(JudgeConfig(**{k: v for k, v in raw.items() if k in fields}))
-    net.load_state_dict({k: v.float() for k, v in load_file(str(weights)).items()})
+    net = ShapeNet(JudgeConfig(**{k: v for k, v in raw.items() if k in JudgeConfig.__dataclass_fields__}))
+    net.load_state_dict(state)
     return ShapeJudge(net.requires_grad_(False))
 
 
 def train_main(args) -> int:
-    """`python -m utils train shapecheck`: train the judge, save it, register it in the manifest."""
-    from .assets import register_asset, sha256_of
+    """`python -m utils train shapecheck`: train the judge and save it into the folder args.out."""
+    from .io import sha256_of
     from .tinyvq import TINY_VQ_WEIGHTS, load_tiny_vq
+    from .train import print_report
 
-    steps = args.steps or 2000
-    seed = args.seed or 0
-    start = time.perf_counter()
+    steps, seed, start = args.steps or 2000, args.seed or 0, time.perf_counter()
     net, metrics = train_judge(steps=steps, seed=seed, vq=load_tiny_vq(), progress=not args.json)
-    out = Path(args.out) / JUDGE_WEIGHTS.name if getattr(args, "out", None) else JUDGE_WEIGHTS
-    out.parent.mkdir(parents=True, exist_ok=True)
-    config = save_judge(net, out, extra={"vq_sha256": sha256_of(TINY_VQ_WEIGHTS),
-                                         "trained": {"steps": steps, "seed": seed, **metrics}})
-    if out.resolve().parent == ASSETS_DIR.resolve():
-        register_asset(out, "shape judge: a small CNN that names the shape in a shapes-world image "
-                            "(the independent check of lesson 05)", REBUILD)
-        register_asset(config, "config of shape-judge.safetensors", REBUILD)
-    report = {"weights": str(out), "steps": steps, "seconds": round(time.perf_counter() - start, 1),
-              **metrics}
-    print(json.dumps(report) if args.json else
-          f"saved {out}: shape accuracy {metrics['shape_accuracy']:.3f}, colour accuracy "
-          f"{metrics['colour_accuracy']:.3f} ({report['seconds']} s)",
-          file=sys.stdout)
-    return 0
-
-
-if __name__ == "__main__":  # python -m utils.shapecheck [--steps N] [--seed S] [--out FILE] [--json]
-    import argparse
-
-    parser = argparse.ArgumentParser(description="Train the shape judge of lesson 05.")
-    parser.add_argument("--steps", type=int, default=None)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=None, help="folder (default: utils/assets/, updates the manifest)")
-    parser.add_argument("--json", action="store_true")
-    sys.exit(train_main(parser.parse_args()))
+    out = Path(args.out) / JUDGE_WEIGHTS.name
+    save_judge(net, out, extra={"vq_sha256": sha256_of(TINY_VQ_WEIGHTS),
+                                "trained": {"steps": steps, "seed": seed, **metrics}})
+    report = {"weights": str(out), "steps": steps, "seconds": round(time.perf_counter() - start, 1), **metrics}
+    return print_report(args, report, [f"saved {out}: shape accuracy {metrics['shape_accuracy']:.3f}, colour "
+                                       f"accuracy {metrics['colour_accuracy']:.3f} ({report['seconds']} s)"])

@@ -22,7 +22,6 @@ import json
 import math
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import product
 from pathlib import Path
@@ -30,7 +29,8 @@ from pathlib import Path
 import torch
 
 from . import data
-from .losses import contrastive_loss
+from .io import save_checkpoint
+from .losses import contrastive_loss, soft_contrastive_loss
 from .models import TINY_VQ_NAME
 
 # The open_clip model config (the same JSON format as open_clip's own model configs).
@@ -97,16 +97,6 @@ class TrainConfig:
         return cls(**values)
 
 
-def with_overrides(config, overrides: dict, who: str):
-    """A copy of the dataclass `config` with `overrides` set (the caller's config is never changed)."""
-    import dataclasses
-
-    unknown = [key for key in overrides if not hasattr(config, key)]
-    if unknown:
-        raise TypeError(f"{who} got an unknown option {unknown[0]!r}; see {type(config).__name__}.")
-    return dataclasses.replace(config, **overrides)
-
-
 def build_model(config: dict | None = None, seed: int = 0) -> torch.nn.Module:
     """A freshly initialised open_clip CLIP from a model config dict (TINY_CONFIG by default)."""
     from open_clip.model import CLIP
@@ -129,9 +119,9 @@ def image_size(model) -> int:
 
 def normalize_images(images: torch.Tensor) -> torch.Tensor:
     """(N, 3, H, W) in [0, 1] -> the model's input, (x - mean) / std per channel."""
-    mean = torch.tensor(MEAN, device=images.device)[:, None, None]
-    std = torch.tensor(STD, device=images.device)[:, None, None]
-    return (images - mean) / std
+    from torchvision.transforms.functional import normalize
+
+    return normalize(images, MEAN, STD)
 
 
 class CachedTokenizer:
@@ -193,11 +183,8 @@ def evaluate(model, n: int = 1000, seed: int = 1234, tokenizer=None, splits=("te
     """
     tokenizer = tokenizer or CachedTokenizer(get_tokenizer())
     results = {}
-    families = {
-        ("colour", "shape"): "a {colour} {shape}",
-        ("size",): "a {size} {colour} {shape}",
-        ("position",): "a {colour} {shape} {where}",
-    }
+    families = {("colour", "shape"): "a {colour} {shape}", ("size",): "a {size} {colour} {shape}",
+                ("position",): "a {colour} {shape} {where}"}
     prompt_sets = {}
     for keys, template in families.items():
         combos = [dict(colour=c, shape=s, size=z, position=p)
@@ -222,33 +209,8 @@ def evaluate(model, n: int = 1000, seed: int = 1234, tokenizer=None, splits=("te
 # ------------------------------------------------------------------ training
 
 
-def lr_at(step: int, cfg: TrainConfig) -> float:
-    """Linear warm-up for cfg.warmup steps, then a cosine decay to zero."""
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
-    if cfg.schedule == "linear":
-        return cfg.lr * (1 - progress)
-    return cfg.lr * 0.5 * (1 + math.cos(math.pi * progress))
-
-
-def _param_groups(model, weight_decay: float) -> list[dict]:
-    """Weight decay on matrices only, not on biases, norms, embeddings' gains or logit_scale."""
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        (decay if p.ndim >= 2 and "embedding" not in name else no_decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
-def train_clip(
-    config: TrainConfig | None = None,
-    progress: bool = True,
-    callback: Callable[[dict], None] | None = None,
-    model: torch.nn.Module | None = None,
-    **overrides,
-) -> tuple[torch.nn.Module, dict]:
+def train_clip(config: TrainConfig | None = None, progress: bool = True, callback: Callable[[dict], None] | None = None,
+               model: torch.nn.Module | None = None, **overrides) -> tuple[torch.nn.Module, dict]:
     """Train a tiny CLIP from scratch on fresh shapes-world batches; returns (model, history).
 
     Every step draws B new images with their captions (seed, step) and minimises
@@ -257,7 +219,7 @@ def train_clip(
     `callback(record)` is called after every step (for live plots). Keyword overrides
     set TrainConfig fields: train_clip(steps=100, batch_size=64).
     """
-    from tqdm.auto import tqdm
+    from .train import FitConfig, decay_groups, fit, prefetched, with_overrides
 
     cfg = with_overrides(config or TrainConfig(), overrides, "train_clip")
     previous_threads = torch.get_num_threads()
@@ -266,8 +228,6 @@ def train_clip(
     if cfg.freeze_token_embedding:
         model.token_embedding.weight.requires_grad_(False)
     tokenizer = CachedTokenizer(get_tokenizer(cfg.model_config))
-    optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.98),
-                                  eps=1e-6)
     size = cfg.model_config["vision_cfg"]["image_size"]
     eval_set = data.render_batch(cfg.eval_images, seed=10_000 + cfg.seed, size=size, split="test")
     eval_prompts, eval_pairs = data.class_prompts()
@@ -276,7 +236,6 @@ def train_clip(
         from .tinyvq import load_tiny_vq
 
         vq = load_tiny_vq()
-
     rendered = data.render_batch(cfg.pool, seed=cfg.seed, size=size, split=cfg.split, as_tensor=True) \
         if cfg.pool else None
 
@@ -300,66 +259,39 @@ def train_clip(
                  for a, p, w in zip(attrs, partial, which)]
         return images, tokenizer(texts), texts
 
+    def loss_of(batch) -> torch.Tensor:
+        images, tokens, texts = batch
+        out = model(normalize_images(images), tokens)
+        if cfg.soft_targets:
+            return soft_contrastive_loss(out["image_features"], out["text_features"], out["logit_scale"], texts)
+        return contrastive_loss(out["image_features"], out["text_features"], out["logit_scale"])
+
     history = {"step": [], "loss": [], "logit_scale": [], "seconds": [], "eval_step": [], "eval_acc": []}
+
+    def after_step(record: dict) -> bool:
+        with torch.no_grad():  # CLIP clips the logit scale at 100 (temperature 0.01)
+            model.logit_scale.clamp_(0, math.log(100))
+        record["logit_scale"] = model.logit_scale.exp().item()
+        record["seconds"] = time.perf_counter() - start  # evaluation time included
+        for key in ("step", "loss", "logit_scale", "seconds"):
+            history[key].append(record[key])
+        if cfg.eval_every and ((record["step"] + 1) % cfg.eval_every == 0 or record["step"] + 1 == cfg.steps):
+            record["eval_acc"] = _quick_accuracy(model, tokenizer, eval_set, eval_prompts, eval_pairs)
+            history["eval_step"].append(record["step"])
+            history["eval_acc"].append(record["eval_acc"])
+        if callback is not None:
+            callback(record)
+        return bool(cfg.stop_at) and record.get("eval_acc", 0.0) >= cfg.stop_at
+
+    schedule = FitConfig(cfg.steps, cfg.lr, cfg.schedule, cfg.warmup, betas=(0.9, 0.98), eps=1e-6)
     start = time.perf_counter()
-    bar = tqdm(range(cfg.steps), desc="training tiny CLIP", disable=not progress, unit="step")
-    with ThreadPoolExecutor(max_workers=1) as pool:  # draws batch k+1 while the model learns on k
-        upcoming = pool.submit(draw, 0)
-        for step in bar:
-            images, tokens, texts = upcoming.result()
-            if step + 1 < cfg.steps:
-                upcoming = pool.submit(draw, step + 1)
-            model.train()
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(step, cfg)
-            out = model(normalize_images(images), tokens)
-            if cfg.soft_targets:
-                loss = soft_contrastive_loss(out["image_features"], out["text_features"], out["logit_scale"],
-                                             texts)
-            else:
-                loss = contrastive_loss(out["image_features"], out["text_features"], out["logit_scale"])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            with torch.no_grad():  # CLIP clips the logit scale at 100 (temperature 0.01)
-                model.logit_scale.clamp_(0, math.log(100))
-            record = {"step": step, "loss": loss.item(), "logit_scale": model.logit_scale.exp().item(),
-                      "seconds": time.perf_counter() - start}
-            for key in ("step", "loss", "logit_scale", "seconds"):
-                history[key].append(record[key])
-            last = step + 1 == cfg.steps
-            if cfg.eval_every and ((step + 1) % cfg.eval_every == 0 or last):
-                record["eval_acc"] = _quick_accuracy(model, tokenizer, eval_set, eval_prompts, eval_pairs)
-                history["eval_step"].append(step)
-                history["eval_acc"].append(record["eval_acc"])
-                bar.set_postfix(loss=f"{record['loss']:.3f}", acc=f"{record['eval_acc']:.0%}")
-            elif step % 10 == 0:
-                bar.set_postfix(loss=f"{record['loss']:.3f}")
-            if callback is not None:
-                callback(record)
-            if cfg.stop_at and record.get("eval_acc", 0.0) >= cfg.stop_at:
-                break
+    with prefetched(draw, cfg.steps) as batch_at:  # draws batch k+1 while the model learns on k
+        fit(model, lambda step: loss_of(batch_at(step)), schedule, "training tiny CLIP",
+            decay_groups(model, cfg.weight_decay, skip=("embedding",)), after_step, progress)
     torch.set_num_threads(previous_threads)
-    model.eval()
     history["train_seconds"] = time.perf_counter() - start
     history["images_per_second"] = len(history["step"]) * cfg.batch_size / history["train_seconds"]
     return model, history
-
-
-def soft_contrastive_loss(image_features: torch.Tensor, text_features: torch.Tensor,
-                          logit_scale: torch.Tensor, texts: list[str]) -> torch.Tensor:
-    """contrastive_loss where every pair with the same caption is a match (target shared evenly).
-
-    With few distinct captions ("a red circle"...) a batch holds many copies of each; the plain
-    loss would push image i away from caption j even when both say "a red circle".
-    """
-    ids = {text: k for k, text in enumerate(dict.fromkeys(texts))}
-    caption_id = torch.tensor([ids[text] for text in texts])
-    targets = (caption_id[:, None] == caption_id[None, :]).float()  # (B, B) 1 where captions match
-    targets /= targets.sum(1, keepdim=True)
-    logits = logit_scale * image_features @ text_features.T  # (B, B)
-    return (torch.nn.functional.cross_entropy(logits, targets)
-            + torch.nn.functional.cross_entropy(logits.T, targets)) / 2
 
 
 def _quick_accuracy(model, tokenizer, eval_set, prompts, pairs) -> float:
@@ -370,39 +302,26 @@ def _quick_accuracy(model, tokenizer, eval_set, prompts, pairs) -> float:
     return sum(pairs[b] == (a["colour"], a["shape"]) for b, a in zip(best, attrs)) / len(attrs)
 
 
-# ------------------------------------------------------------------ saving
-
-
-def save_model(model, out_dir: str | Path, name: str = "tiny-shapes", config: dict | None = None,
-               dtype: torch.dtype = torch.float16) -> tuple[Path, Path]:
+def save_model(model, out_dir: str | Path, name: str = "tiny-shapes", config: dict | None = None) -> tuple[Path, Path]:
     """Write `name`.json (open_clip model config) and `name`.safetensors (state dict, fp16).
 
     open_clip.create_model_and_transforms(name, pretrained=<the .safetensors>) loads it
     once the config is registered with open_clip.add_model_config(<the .json>); the fp16
     weights are cast to the fp32 model when loaded.
     """
-    from safetensors.torch import save_file
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    config_path, weights_path = out_dir / f"{name}.json", out_dir / f"{name}.safetensors"
-    config_path.write_text(json.dumps(config or TINY_CONFIG, indent=2) + "\n")
-    state = {k: v.detach().to(dtype).contiguous() if v.is_floating_point() else v.contiguous()
-             for k, v in getattr(model, "model", model).state_dict().items()}
-    save_file(state, str(weights_path), metadata={"format": "pt", "trained_on": "utils.data shapes world"})
-    return config_path, weights_path
+    weights = Path(out_dir) / f"{name}.safetensors"
+    metadata = {"format": "pt", "trained_on": "utils.data shapes world"}
+    return save_checkpoint(model, weights, config or TINY_CONFIG, metadata=metadata), weights
 
 
 def train_main(args) -> int:
-    """`python -m utils train clip`: train, evaluate, save and register the tiny CLIP."""
-    from .assets import ASSETS_DIR, register_asset
+    """`python -m utils train clip`: train, evaluate and save the tiny CLIP into the folder args.out."""
+    from .train import print_report
 
-    steps = args.steps if getattr(args, "steps", None) else TrainConfig.steps
-    cfg = TrainConfig(steps=steps, seed=args.seed)
-    model, history = train_clip(cfg, progress=not args.json)
+    steps = args.steps or TrainConfig.steps
+    model, history = train_clip(TrainConfig(steps=steps, seed=args.seed), progress=not args.json)
     scores = evaluate(model)
-    out_dir = Path(args.out) if getattr(args, "out", None) else ASSETS_DIR
-    config_path, weights_path = save_model(model, out_dir)
+    config_path, weights_path = save_model(model, args.out)
     report = {
         "model": str(weights_path), "config": str(config_path), "seed": args.seed, "steps": steps,
         "train_seconds": round(history["train_seconds"], 1),
@@ -410,26 +329,15 @@ def train_main(args) -> int:
         "final_loss": round(history["loss"][-1], 4), "accuracy": scores,
         "bytes": weights_path.stat().st_size,
     }
-    if out_dir.resolve() == ASSETS_DIR.resolve():
-        # The bundled model is this English CLIP taught five more languages afterwards.
-        rebuild = (f"python -m utils train clip --seed {args.seed} --replace-bundled && "
-                   f"python -m utils.multilingual --seed {args.seed} --replace-bundled")
-        register_asset(config_path, "tiny CLIP: open_clip model config", rebuild)
-        register_asset(weights_path, "tiny CLIP trained on the shapes world, English only so far: run "
-                                     "python -m utils.multilingual next (fp16 safetensors)", rebuild)
-        report["registered"] = True
-    if args.json:
-        print(json.dumps(report, indent=2))
-    else:
-        test, held = scores["test"], scores["heldout"]
-        print(f"Trained in {report['train_seconds']} s ({report['images_per_second']} images/s), "
-              f"final loss {report['final_loss']}.")
-        print(f"Zero-shot colour+shape accuracy: {test['colour+shape']:.1%} on seen pairs, "
-              f"{held['colour+shape']:.1%} on held-out pairs {data.HELD_OUT}.")
-        print("Per attribute (seen pairs): " + ", ".join(f"{k} {test[k]:.1%}" for k in
-                                                          ("colour", "shape", "size", "position")))
-        print(f"Saved {weights_path} ({report['bytes'] / 1e6:.1f} MB) and {config_path}.")
-    return 0
+    test, held = scores["test"], scores["heldout"]
+    return print_report(args, report, [
+        f"Trained in {report['train_seconds']} s ({report['images_per_second']} images/s), "
+        f"final loss {report['final_loss']}.",
+        f"Zero-shot colour+shape accuracy: {test['colour+shape']:.1%} on seen pairs, "
+        f"{held['colour+shape']:.1%} on held-out pairs {data.HELD_OUT}.",
+        "Per attribute (seen pairs): " + ", ".join(f"{k} {test[k]:.1%}" for k in ("colour", "shape", "size", "position")),
+        f"Saved {weights_path} ({report['bytes'] / 1e6:.1f} MB) and {config_path}; the bundled tiny CLIP is "
+        "this model taught six languages (python -m utils.multilingual)."])
 
 
 # ------------------------------------------------------------------ the reranker of lesson 05
@@ -469,34 +377,23 @@ def train_reranker(steps: int = RERANKER_STEPS, seed: int = 0, progress: bool = 
 
 
 def train_reranker_main(args) -> int:
-    """`python -m utils train reranker`: fine-tune, compare with the tiny CLIP, save, register."""
-    from .assets import ASSETS_DIR, register_asset
+    """`python -m utils train reranker`: fine-tune, compare with the tiny CLIP, save into args.out."""
     from .models import TINY_NAME, load_clip
     from .tinyvq import load_tiny_vq
+    from .train import print_report
 
-    steps = args.steps if getattr(args, "steps", None) else RERANKER_STEPS
+    steps = args.steps or RERANKER_STEPS
     model, history = train_reranker(steps, args.seed, progress=not args.json)
     vq = load_tiny_vq()
-    before = load_clip(TINY_NAME, verbose=False).model
     scores = {}
-    for name, m in (("tiny-shapes", before), (RERANKER_NAME, model)):
+    for name, m in (("tiny-shapes", load_clip(TINY_NAME, verbose=False).model), (RERANKER_NAME, model)):
         scores[name] = {"renders": evaluate(m, splits=("test",))["test"]["colour+shape"],
                         "vq_pictures": evaluate(m, splits=("test",), image_map=lambda x: vq_round_trip(x, vq))
                         ["test"]["colour+shape"]}
-    out_dir = Path(args.out) if getattr(args, "out", None) else ASSETS_DIR
-    config_path, weights_path = save_model(model, out_dir, name=RERANKER_NAME)
+    _, weights_path = save_model(model, args.out, name=RERANKER_NAME)
     report = {"model": str(weights_path), "seed": args.seed, "steps": steps,
               "train_seconds": round(history["train_seconds"], 1), "colour+shape accuracy": scores}
-    if out_dir.resolve() == ASSETS_DIR.resolve():
-        rebuild = f"python -m utils train reranker --seed {args.seed}"
-        register_asset(config_path, "config of tiny-shapes-vq.safetensors (the tiny CLIP's)", rebuild)
-        register_asset(weights_path, "tiny CLIP fine-tuned on tiny-VQ round trips: reranks the mini DALL-E "
-                                     "(fp16 safetensors)", rebuild)
-    if args.json:
-        print(json.dumps(report, indent=2))
-    else:
-        for name, row in scores.items():
-            print(f"{name}: colour+shape zero-shot {row['renders']:.1%} on renders, "
-                  f"{row['vq_pictures']:.1%} on tiny-VQ pictures")
-        print(f"Fine-tuned {steps} steps in {report['train_seconds']} s; saved {weights_path}.")
-    return 0
+    return print_report(args, report, [
+        *(f"{name}: colour+shape zero-shot {row['renders']:.1%} on renders, {row['vq_pictures']:.1%} on tiny-VQ "
+          "pictures" for name, row in scores.items()),
+        f"Fine-tuned {steps} steps in {report['train_seconds']} s; saved {weights_path}."])

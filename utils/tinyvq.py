@@ -23,9 +23,7 @@ on random encoder outputs so that the whole codebook is used.
 
 from __future__ import annotations
 
-import json
 import math
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -35,6 +33,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .assets import ASSETS_DIR
+from .io import load_checkpoint, save_checkpoint
 
 TINY_VQ_WEIGHTS = ASSETS_DIR / "tiny-vq.safetensors"
 TINY_VQ_CONFIG = ASSETS_DIR / "tiny-vq.json"
@@ -191,30 +190,15 @@ def _check_images(images: torch.Tensor, size: int) -> None:
 # ------------------------------------------------------------------ loading and saving
 
 
-def save_tiny_vq(model: TinyVQ, weights: Path = TINY_VQ_WEIGHTS, config: Path = TINY_VQ_CONFIG,
-                 extra: dict | None = None) -> None:
-    """Write the weights (float16 safetensors, to stay small) and the JSON config."""
-    from safetensors.torch import save_file
-
-    tensors = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()}
-    save_file(tensors, str(weights))
-    config.write_text(json.dumps({**asdict(model.cfg), **(extra or {})}, indent=2) + "\n")
+def save_tiny_vq(model: TinyVQ, weights: Path = TINY_VQ_WEIGHTS, extra: dict | None = None) -> Path:
+    """Write the weights (float16 safetensors, to stay small) and the JSON config beside them."""
+    return save_checkpoint(model, weights, {**asdict(model.cfg), **(extra or {})})
 
 
 def load_tiny_vq(weights: str | Path | None = None, device: str | torch.device = "cpu") -> TinyVQ:
     """Load the bundled tiny VQ model (or `weights`, with its .json config beside it)."""
-    from safetensors.torch import load_file
-
-    weights = Path(weights) if weights else TINY_VQ_WEIGHTS
-    config = weights.with_suffix(".json")
-    if not weights.exists() or not config.exists():
-        raise FileNotFoundError(
-            f"The tiny VQ model {weights} (or its config {config.name}) is missing. Rebuild it: {REBUILD}"
-        )
-    fields = TinyVQConfig.__dataclass_fields__
-    cfg = TinyVQConfig(**{k: v for k, v in json.loads(config.read_text()).items() if k in fields})
-    model = TinyVQ(cfg)
-    state = {k: v.float() for k, v in load_file(str(weights)).items()}
+    state, raw, _ = load_checkpoint(weights, TINY_VQ_WEIGHTS, "tiny VQ model", REBUILD)
+    model = TinyVQ(TinyVQConfig(**{k: v for k, v in raw.items() if k in TinyVQConfig.__dataclass_fields__}))
     model.load_state_dict(state)
     return model.eval().requires_grad_(False).to(device)
 
@@ -225,32 +209,30 @@ def load_tiny_vq(weights: str | Path | None = None, device: str | torch.device =
 def train_tiny_vq(steps: int = 3000, seed: int = 0, batch_size: int = 32, lr: float = 2e-3,
                   progress: bool = True) -> tuple[TinyVQ, dict]:
     """Train the tiny VQ on freshly rendered shapes-world images; returns (model, metrics)."""
-    from tqdm.auto import tqdm
-
     from .data import render_batch
+    from .train import FitConfig, fit
 
     torch.manual_seed(seed)
     cfg = TinyVQConfig()
     model = TinyVQ(cfg)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.05)
     usage = torch.zeros(cfg.n_codes)  # how often each code was picked since the last restart
-    bar = tqdm(range(steps), desc="training tiny VQ", disable=not progress, mininterval=2)
-    for step in bar:
-        images = _as_float(render_batch(batch_size, seed=seed * 1_000_003 + step, size=cfg.image_size))
-        recon, vq_loss, codes = model(images)
+    last: dict = {}  # the images and codes of the step that just ran
+
+    def loss_of(step: int):
+        last["images"] = images = _as_float(render_batch(batch_size, seed=seed * 1_000_003 + step,
+                                                         size=cfg.image_size))
+        recon, vq_loss, last["codes"] = model(images)
         rec_loss = F.mse_loss(recon, images * 2 - 1)
-        loss = rec_loss + vq_loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        usage += torch.bincount(codes.flatten(), minlength=cfg.n_codes)
-        if step % 100 == 99 and step < steps * 0.8:
-            _restart_dead_codes(model, images, usage)
+        return rec_loss + vq_loss, {"rec": rec_loss.item(), "vq": vq_loss.item()}
+
+    def after_step(record: dict) -> None:
+        usage.add_(torch.bincount(last["codes"].flatten(), minlength=cfg.n_codes))
+        if record["step"] % 100 == 99 and record["step"] < steps * 0.8:
+            _restart_dead_codes(model, last["images"], usage)
             usage.zero_()
-        if step % 50 == 0:
-            bar.set_postfix(rec=f"{rec_loss.item():.4f}", vq=f"{vq_loss.item():.4f}")
+
+    fit(model, loss_of, FitConfig(steps, lr, "onecycle", warmup=0.05), "training tiny VQ",
+        callback=after_step, progress=progress)
     return model.eval().requires_grad_(False), evaluate_tiny_vq(model, seed=seed + 10_000)
 
 
@@ -295,32 +277,18 @@ def evaluate_tiny_vq(model: TinyVQ, n: int = 256, seed: int = 12345) -> dict:
 
 
 def train_main(args) -> int:
-    """`python -m utils train vq`: train, save next to the other assets, register in the manifest.
-
-    args: seed, steps, out (a folder, or a .safetensors path; None: the bundled asset), json.
-    """
-    from .assets import register_asset
+    """`python -m utils train vq`: train and save into args.out (a folder, or a .safetensors path)."""
+    from .train import print_report
 
     torch.set_num_threads(max(1, min(torch.get_num_threads(), 4)))
-    steps = args.steps or 3000
-    start = time.perf_counter()
+    steps, start = args.steps or 3000, time.perf_counter()
     model, metrics = train_tiny_vq(steps=steps, seed=args.seed or 0, progress=not args.json)
-    out = Path(args.out) if args.out else TINY_VQ_WEIGHTS
+    out = Path(args.out)
     if out.suffix != ".safetensors":  # a folder
         out = out / TINY_VQ_WEIGHTS.name
-    out.parent.mkdir(parents=True, exist_ok=True)
-    config = out.with_suffix(".json")
-    save_tiny_vq(model, out, config, extra={"trained": {"steps": steps, "seed": args.seed or 0, **metrics}})
+    config = save_tiny_vq(model, out, extra={"trained": {"steps": steps, "seed": args.seed or 0, **metrics}})
     report = {"weights": str(out), "config": str(config), "steps": steps,
               "seconds": round(time.perf_counter() - start, 1), **metrics}
-    if out.resolve().parent == ASSETS_DIR.resolve():
-        desc = "tiny VQ tokenizer/decoder for the shapes world (64x64 -> 8x8 codes, K=256)"
-        register_asset(out, desc, REBUILD)
-        register_asset(config, "config of tiny-vq.safetensors", REBUILD)
-    if args.json:
-        print(json.dumps(report))
-    else:
-        print(f"saved {out} ({out.stat().st_size / 1e6:.2f} MB): PSNR {metrics['psnr_db']} dB, "
-              f"{metrics['codes_used']}/{metrics['n_codes']} codes used, {report['seconds']} s",
-              file=sys.stderr if args.json else sys.stdout)
-    return 0
+    return print_report(args, report, [
+        f"saved {out} ({out.stat().st_size / 1e6:.2f} MB): PSNR {metrics['psnr_db']} dB, "
+        f"{metrics['codes_used']}/{metrics['n_codes']} codes used, {report['seconds']} s"])

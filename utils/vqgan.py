@@ -1,10 +1,10 @@
 """The VQGAN of "Taming Transformers" (Esser, Rombach, Ommer, CVPR 2021), in our own small modules.
 
-Lesson 04 generates images by optimising the latent grid of this model with CLIP. The
-modules below are written from the paper's architecture and use exactly the parameter
-names of the taming-transformers code, so its checkpoints load unchanged
-(tests/test_vqgan.py proves that our encode, quantise and decode equal taming's on the
-same weights).
+Lesson 04 generates images by optimising the latent grid of this model with CLIP. Its layers
+(utils/vqgan_layers.py) are written from the paper's architecture and use exactly the parameter
+names of the taming-transformers code, so its checkpoints load unchanged (tests/test_vqgan.py
+proves that our encode, quantise and decode equal taming's on the same weights). This module
+assembles the model, reads taming's checkpoints safely, and downloads them (pooch).
 
     vq = load_vqgan("vqgan_imagenet_f16_16384.ckpt")   # or load_vqgan() after download_vqgan()
     z = vq.encode_z(images)               # (B, 3, H, W) in [0, 1] -> (B, 256, H/16, W/16)
@@ -22,17 +22,17 @@ their keys in a checkpoint (loss.*) are ignored.
 
 from __future__ import annotations
 
-import hashlib
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from .errors import CheckpointError
+from .io import sha256_of
 from .tinyvq import nearest_codes, quantize
+from .vqgan_layers import Decoder, Encoder
 
 
 @dataclass
@@ -61,8 +61,9 @@ CONFIGS = {
     "f16_16384": VQGANConfig(n_embed=16384),
 }
 
-# Official checkpoints of the taming-transformers README. Their authors publish no checksum:
-# the first download records its sha256 beside the file, later loads check against it.
+# Official checkpoints of the taming-transformers README. Their authors publish no checksum, and
+# none was found published elsewhere: the first download prints its sha256 and records it beside
+# the file, later loads check against it. Put a verified value here to pin it for every download.
 CHECKPOINT_URLS = {
     "f16_1024": "https://heibox.uni-heidelberg.de/d/8088892a516d4e3baf92/files/?p=%2Fckpts%2Flast.ckpt&dl=1",
     "f16_16384": "https://heibox.uni-heidelberg.de/d/a7530b09fed84f80a887/files/?p=%2Fckpts%2Flast.ckpt&dl=1",
@@ -84,6 +85,7 @@ def checkpoint_path(name: str = "f16_16384") -> Path:
 
 
 def download_command(name: str) -> str:
+    """The one-line shell command that downloads VQGAN `name`."""
     return f"python -c \"import utils.vqgan as v; v.download_vqgan('{name}')\""
 
 
@@ -97,177 +99,10 @@ def checkpoint_status(name: str = "f16_16384", verify: bool = True) -> dict:
         status["size_mb"] = round(path.stat().st_size / 1e6, 1)
         record = path.with_name(path.name + ".sha256")
         if verify:
-            status["sha256"] = _sha256(path)
+            status["sha256"] = sha256_of(path)
             if record.exists():
                 status["sha256_verified"] = status["sha256"] == record.read_text().split()[0]
     return status
-
-
-# ------------------------------------------------------------------ building blocks
-
-
-def swish(x: torch.Tensor) -> torch.Tensor:
-    """x * sigmoid(x), the non-linearity used everywhere in the VQGAN."""
-    return x * torch.sigmoid(x)
-
-
-def group_norm(channels: int) -> nn.GroupNorm:
-    return nn.GroupNorm(num_groups=32, num_channels=channels, eps=1e-6, affine=True)
-
-
-class ResnetBlock(nn.Module):
-    """x -> shortcut(x) + conv2(swish(norm2(conv1(swish(norm1(x)))))); 1x1 shortcut if channels change."""
-
-    def __init__(self, in_channels: int, out_channels: int):
-        super().__init__()
-        self.norm1 = group_norm(in_channels)
-        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
-        self.norm2 = group_norm(out_channels)
-        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
-        self.nin_shortcut = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.conv1(swish(self.norm1(x)))
-        h = self.conv2(swish(self.norm2(h)))
-        return (x if self.nin_shortcut is None else self.nin_shortcut(x)) + h
-
-
-class AttnBlock(nn.Module):
-    """Single-head self-attention over the pixels of a feature map, with a residual connection.
-
-    softmax(q k^T / sqrt(C)) v over the H*W positions, q, k, v and proj_out 1x1 convolutions.
-    """
-
-    def __init__(self, channels: int):
-        super().__init__()
-        self.norm = group_norm(channels)
-        self.q = nn.Conv2d(channels, channels, 1)
-        self.k = nn.Conv2d(channels, channels, 1)
-        self.v = nn.Conv2d(channels, channels, 1)
-        self.proj_out = nn.Conv2d(channels, channels, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, h, w = x.shape
-        hn = self.norm(x)
-        # (B, C, H, W) -> (B, 1 head, H*W, C)
-        q, k, v = (conv(hn).flatten(2).transpose(1, 2)[:, None] for conv in (self.q, self.k, self.v))
-        out = F.scaled_dot_product_attention(q, k, v)  # (B, 1, H*W, C)
-        out = out[:, 0].transpose(1, 2).reshape(b, c, h, w)
-        return x + self.proj_out(out)
-
-
-class Downsample(nn.Module):
-    """Halve the resolution with a stride-2 3x3 conv, padding only right and bottom (as taming does)."""
-
-    def __init__(self, channels: int):
-        super().__init__()
-        self.conv = nn.Conv2d(channels, channels, 3, stride=2, padding=0)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(F.pad(x, (0, 1, 0, 1)))
-
-
-class Upsample(nn.Module):
-    """Double the resolution: nearest-neighbour copy, then a 3x3 conv."""
-
-    def __init__(self, channels: int):
-        super().__init__()
-        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
-
-
-class Level(nn.Module):
-    """One resolution level: ResnetBlocks, each followed by attention where configured."""
-
-    def __init__(self, channels_in: int, channels_out: int, n_blocks: int, attention: bool):
-        super().__init__()
-        self.block = nn.ModuleList(
-            ResnetBlock(channels_in if i == 0 else channels_out, channels_out) for i in range(n_blocks)
-        )
-        self.attn = nn.ModuleList(AttnBlock(channels_out) for _ in range(n_blocks if attention else 0))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for i, block in enumerate(self.block):
-            x = block(x)
-            if len(self.attn):
-                x = self.attn[i](x)
-        return x
-
-
-class Middle(nn.Module):
-    def __init__(self, channels: int):
-        super().__init__()
-        self.block_1 = ResnetBlock(channels, channels)
-        self.attn_1 = AttnBlock(channels)
-        self.block_2 = ResnetBlock(channels, channels)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.block_2(self.attn_1(self.block_1(x)))
-
-
-class Encoder(nn.Module):
-    """(B, 3, H, W) in [-1, 1] -> (B, z_channels, H/f, W/f)."""
-
-    def __init__(self, cfg: VQGANConfig):
-        super().__init__()
-        widths = [cfg.ch * m for m in (1, *cfg.ch_mult)]  # channels entering each level
-        self.conv_in = nn.Conv2d(cfg.in_channels, cfg.ch, 3, padding=1)
-        self.down = nn.ModuleList()
-        res = cfg.resolution
-        for i, _ in enumerate(cfg.ch_mult):
-            level = Level(widths[i], widths[i + 1], cfg.num_res_blocks, res in cfg.attn_resolutions)
-            if i < len(cfg.ch_mult) - 1:
-                level.downsample = Downsample(widths[i + 1])
-                res //= 2
-            self.down.append(level)
-        self.mid = Middle(widths[-1])
-        self.norm_out = group_norm(widths[-1])
-        self.conv_out = nn.Conv2d(widths[-1], cfg.z_channels, 3, padding=1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.conv_in(x)
-        for level in self.down:
-            h = level(h)
-            if hasattr(level, "downsample"):
-                h = level.downsample(h)
-        h = self.mid(h)
-        return self.conv_out(swish(self.norm_out(h)))
-
-
-class Decoder(nn.Module):
-    """(B, z_channels, h, w) -> (B, 3, h*f, w*f), about [-1, 1]."""
-
-    def __init__(self, cfg: VQGANConfig):
-        super().__init__()
-        n = len(cfg.ch_mult)
-        top = cfg.ch * cfg.ch_mult[-1]
-        self.conv_in = nn.Conv2d(cfg.z_channels, top, 3, padding=1)
-        self.mid = Middle(top)
-        # taming stores the levels lowest resolution last (up[0] is full size) and runs them
-        # from up[n-1] down to up[0]; we keep its order so the keys match.
-        levels = [None] * n
-        channels, res = top, cfg.resolution // cfg.downsample
-        for i in reversed(range(n)):
-            width = cfg.ch * cfg.ch_mult[i]
-            level = Level(channels, width, cfg.num_res_blocks + 1, res in cfg.attn_resolutions)
-            if i > 0:
-                level.upsample = Upsample(width)
-                res *= 2
-            levels[i] = level
-            channels = width
-        self.up = nn.ModuleList(levels)
-        self.norm_out = group_norm(channels)
-        self.conv_out = nn.Conv2d(channels, cfg.out_ch, 3, padding=1)
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        h = self.mid(self.conv_in(z))
-        for level in reversed(self.up):
-            h = level(h)
-            if hasattr(level, "upsample"):
-                h = level.upsample(h)
-        return self.conv_out(swish(self.norm_out(h)))
 
 
 class VectorQuantizer(nn.Module):
@@ -303,9 +138,11 @@ class VQGAN(nn.Module):
 
     @property
     def downsample(self) -> int:
+        """Pixels per code, per side (16 for f16)."""
         return self.cfg.downsample
 
     def grid_for(self, size: int) -> tuple[int, int]:
+        """Codes per side of a size x size picture."""
         return size // self.downsample, size // self.downsample
 
     @property
@@ -373,8 +210,8 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     unsafe: list[str] = []
     try:  # names the pickle refers to that torch does not allow, found without unpickling
         unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
-    except Exception:  # legacy (non-zip) format: the loop below finds them one by one
-        pass
+    except (ValueError, RuntimeError, OSError):  # legacy (non-zip) format, or not readable: the
+        pass  # loop below finds the names one by one, or says why torch.load cannot read the file
     for _ in range(50):
         try:
             with torch.serialization.safe_globals(_placeholders(unsafe)):
@@ -462,33 +299,21 @@ def load_vqgan(checkpoint: str | Path | None = None, name: str = "f16_16384",
 
 def _check_recorded_sha256(path: Path) -> None:
     record = path.with_name(path.name + ".sha256")
-    if record.exists():
-        expected = record.read_text().split()[0]
-        if _sha256(path) != expected:
-            raise CheckpointError(
-                f"{path} no longer matches the sha256 recorded when it was downloaded ({record}): "
-                "the file changed or is corrupt. Delete it and download it again."
-            )
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    if record.exists() and sha256_of(path) != record.read_text().split()[0]:
+        raise CheckpointError(
+            f"{path} no longer matches the sha256 recorded when it was downloaded ({record}): "
+            "the file changed or is corrupt. Delete it and download it again."
+        )
 
 
 def download_vqgan(name: str = "f16_16384", sha256: str | None = None) -> Path:
-    """Download taming's ImageNet VQGAN `name` into `cache_dir()` (about 1 GB, with a progress bar).
+    """Download taming's ImageNet VQGAN `name` into `cache_dir()` with pooch (about 1 GB, progress bar).
 
-    The file is written under a temporary name and renamed only when complete. Its sha256 is
-    checked against `sha256` (or KNOWN_SHA256) when one is known, and recorded beside the file
-    so that later loads detect corruption.
+    pooch writes a temporary file and renames it only when complete and, when a sha256 is known
+    (`sha256` or KNOWN_SHA256), only if it matches. The sha256 is recorded beside the file, so
+    that later loads detect corruption.
     """
-    import urllib.request
-
-    from tqdm.auto import tqdm
+    import pooch
 
     from .models import network_available
 
@@ -500,24 +325,15 @@ def download_vqgan(name: str = "f16_16384", sha256: str | None = None) -> Path:
     if not network_available("heibox.uni-heidelberg.de"):
         raise ConnectionError(f"Offline: cannot download VQGAN {name}. When online, run "
                               f"`{download_command(name)}`, or copy its last.ckpt to {target}.")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(".part")
-    h = hashlib.sha256()
-    print(f"Downloading VQGAN {name} (about 1 GB) into {target} ...", file=sys.stderr)
-    with urllib.request.urlopen(CHECKPOINT_URLS[name]) as response, open(partial, "wb") as out:
-        total = int(response.headers.get("Content-Length") or 0) or None
-        with tqdm(total=total, unit="B", unit_scale=True, desc=f"VQGAN {name}") as bar:
-            for block in iter(lambda: response.read(1 << 20), b""):
-                out.write(block)
-                h.update(block)
-                bar.update(len(block))
-    digest = h.hexdigest()
     expected = sha256 or KNOWN_SHA256.get(name)
-    if expected and digest != expected:
-        partial.unlink()
-        raise CheckpointError(f"Downloaded VQGAN {name} has sha256 {digest}, expected {expected}. "
-                              "The download is corrupt or the file changed upstream; try again.")
-    partial.rename(target)
+    print(f"Downloading VQGAN {name} (about 1 GB) into {target} ...", file=sys.stderr)
+    try:
+        pooch.retrieve(CHECKPOINT_URLS[name], known_hash=expected and f"sha256:{expected}", fname=target.name,
+                       path=target.parent, progressbar=True)
+    except ValueError as err:  # pooch's hash check: the temporary file is deleted, nothing is kept
+        raise CheckpointError(f"Downloaded VQGAN {name} does not have the expected sha256 {expected}: "
+                              "the download is corrupt or the file changed upstream; try again.") from err
+    digest = sha256_of(target)
     target.with_name(target.name + ".sha256").write_text(f"{digest}  {target.name}\n")
     if not expected:
         print(f"Downloaded {target} (sha256 {digest}, recorded beside it).", file=sys.stderr)

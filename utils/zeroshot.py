@@ -12,15 +12,13 @@ No training: change the list of class names and you have a new classifier.
     probs = clf.predict_proba(images)             # (N, C), rows sum to 1
     result = evaluate(clf, images, targets)       # accuracy and confusion matrix
 
-From the terminal: `python -m utils classify photo.jpg --labels "a cat,a dog"`.
+From the terminal: `python -m utils classify photo.jpg --labels "a cat,a dog"` (utils/classify_cli.py).
 We reuse open_clip's own ImageNet templates and class names (Radford et al. 2021 used them)
 and add templates for the shapes world.
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -249,84 +247,6 @@ def evaluate(classifier: ZeroShotClassifier, images, targets: Sequence[int]) -> 
     )
 
 
-# ------------------------------------------------------------------ plots
-
-
-def plot_prediction(image, labels: Sequence[str], probs, title: str = "", axes=None):
-    """The image on the left, one horizontal bar per label on the right (best on top).
-
-    Each label is written above its bar, inside the bar plot: long labels never run over the
-    picture (tick labels would grow to the left)."""
-    import matplotlib.pyplot as plt
-
-    from .i18n import t
-
-    if axes is None:
-        _, axes = plt.subplots(1, 2, figsize=(8, 0.5 * len(labels) + 1.4),
-                               gridspec_kw={"width_ratios": [1, 1.6]})
-    ax_img, ax_bar = axes
-    ax_img.imshow(image)
-    ax_img.axis("off")
-    ax_img.set_title(title, fontsize=10)
-    probs = [float(p) for p in probs]
-    order = sorted(range(len(labels)), key=lambda i: probs[i])  # barh draws bottom-up
-    ax_bar.barh(range(len(order)), [probs[i] for i in order], height=0.4, color="tab:blue")
-    ax_bar.set_xlim(0, 1)
-    ax_bar.set_ylim(-0.4, len(order) - 0.15)
-    ax_bar.set_yticks([])
-    ax_bar.set_xlabel(t("probability"))
-    for y, i in enumerate(order):
-        label = labels[i] if len(labels[i]) <= 48 else labels[i][:47] + "…"
-        ax_bar.text(0.005, y + 0.24, label, va="bottom", ha="left", fontsize=9)
-        ax_bar.text(min(probs[i] + 0.02, 0.88), y, f"{probs[i]:.0%}", va="center", fontsize=8)
-    return axes
-
-
-def plot_similarity(similarity, images: Sequence, texts: Sequence[str], title: str = "", ax=None):
-    """Heatmap of cosine similarities (texts x images) with the images as column headers."""
-    import matplotlib.pyplot as plt
-
-    from .i18n import t
-
-    sim = similarity.detach().cpu().numpy() if hasattr(similarity, "detach") else similarity
-    n_texts, n_images = sim.shape
-    if ax is None:
-        _, ax = plt.subplots(figsize=(1.1 * n_images + 3, 0.6 * n_texts + 1.5), layout="constrained")
-    shown = ax.imshow(sim, cmap="viridis", extent=(-0.5, n_images - 0.5, n_texts - 0.5, -0.5))
-    for j, image in enumerate(images):  # thumbnails in a row above the matrix
-        ax.imshow(image, extent=(j - 0.45, j + 0.45, -0.6, -1.6), origin="upper")
-    for i in range(n_texts):
-        for j in range(n_images):
-            ax.text(j, i, f"{sim[i, j]:.2f}", ha="center", va="center", fontsize=8, color="white")
-    ax.set_xlim(-0.5, n_images - 0.5)
-    ax.set_ylim(n_texts - 0.5, -1.7)
-    ax.set_yticks(range(n_texts), texts)
-    ax.set_xticks([])
-    ax.set_xlabel(t("images"))
-    ax.set_title(title or t("Cosine similarity between texts and images"))
-    plt.colorbar(shown, ax=ax, fraction=0.03, label=t("cosine similarity"))
-    return ax
-
-
-def plot_confusion(confusion, classnames: Sequence[str], title: str = "", ax=None):
-    """Confusion matrix as an image: row = true class, column = predicted class."""
-    import matplotlib.pyplot as plt
-
-    from .i18n import t
-
-    n = len(classnames)
-    if ax is None:
-        _, ax = plt.subplots(figsize=(0.3 * n + 3, 0.3 * n + 2.5))
-    shown = ax.imshow(confusion, cmap="Blues")
-    ax.set_xticks(range(n), classnames, rotation=90, fontsize=7)
-    ax.set_yticks(range(n), classnames, fontsize=7)
-    ax.set_xlabel(t("predicted class"))
-    ax.set_ylabel(t("true class"))
-    ax.set_title(title or t("Confusion matrix"))
-    plt.colorbar(shown, ax=ax, fraction=0.04, label=t("images"))
-    return ax
-
-
 # ------------------------------------------------------------------ sample photos
 
 # The eight photos that ship inside scikit-image and that OpenAI's CLIP notebook shows,
@@ -395,77 +315,7 @@ def expand_paths(paths: Sequence[str | Path]) -> list[Path]:
     return out
 
 
-# ------------------------------------------------------------------ command line
-
-CLI_HELP = """\
-Zero-shot classification: which of the labels fits each image best?
-
-Every image is compared with every label; the probabilities of an image sum to 1 over the
-labels. Unreadable images are skipped with the reason; the exit code is 1 only when no
-image at all could be classified.
-
---json prints one object:
-  {"model": str,                      # description of the CLIP model used
-   "labels": [str, ...],              # the labels, in order, after cleaning
-   "templates": [str, ...],           # prompt templates ("{}" = the label as it is)
-   "results": [                       # one entry per classified image, in input order
-     {"path": str,
-      "probabilities": {label: float, ...},   # every label, in label order, sums to 1
-      "top": [{"label": str, "probability": float}, ...],  # the --top best, best first
-      "prediction": str}],            # the most probable label
-   "skipped": [{"path": str, "reason": str}, ...],  # images that could not be read
-   "warnings": [str, ...]}            # e.g. duplicate labels dropped, prompt truncated
-
-example:
-  python -m utils classify cat.jpg shapes/ --labels "a red circle,a blue square" --json
-"""
-
-JSON_SCHEMA = {
-    "type": "object",
-    "required": ["model", "labels", "templates", "results", "skipped", "warnings"],
-    "properties": {
-        "model": {"type": "string"},
-        "labels": {"type": "array", "items": {"type": "string"}, "minItems": 1},
-        "templates": {"type": "array", "items": {"type": "string"}},
-        "results": {"type": "array", "items": {
-            "type": "object",
-            "required": ["path", "probabilities", "top", "prediction"],
-            "properties": {
-                "path": {"type": "string"},
-                "probabilities": {"type": "object",
-                                  "additionalProperties": {"type": "number", "minimum": 0, "maximum": 1}},
-                "top": {"type": "array", "items": {
-                    "type": "object", "required": ["label", "probability"],
-                    "properties": {"label": {"type": "string"}, "probability": {"type": "number"}}}},
-                "prediction": {"type": "string"},
-            }}},
-        "skipped": {"type": "array", "items": {
-            "type": "object", "required": ["path", "reason"],
-            "properties": {"path": {"type": "string"}, "reason": {"type": "string"}}}},
-        "warnings": {"type": "array", "items": {"type": "string"}},
-    },
-}
-
-
-def add_cli(subparsers) -> None:
-    p = subparsers.add_parser("classify", help="zero-shot classify images with CLIP",
-                              description=CLI_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders of images")
-    p.add_argument("--labels", required=True,
-                   help='comma-separated labels, e.g. "a red circle,a blue square"')
-    p.add_argument("--model", default="auto",
-                   help='"auto" (pretrained if available, else tiny), "tiny-shapes" or an open_clip name')
-    p.add_argument("--pretrained", default="auto", help="open_clip tag or a local checkpoint file")
-    p.add_argument("--device", default="auto", help="cpu, cuda, mps or auto (default: $COURSE_DEVICE, "
-                                                    "else the GPU if there is one)")
-    p.add_argument("--templates", default="none", choices=sorted(TEMPLATE_SETS),
-                   help="prompt ensembling: none (labels as they are), shapes, simple or openai")
-    p.add_argument("--top", type=int, default=5, metavar="K", help="how many labels to show per image")
-    p.add_argument("--fit", default="pad", choices=["pad", "crop"],
-                   help="non-square images: pad to a square (default, nothing is lost) or "
-                        "let the model's preprocessing crop the centre")
-    p.add_argument("--json", action="store_true", help="print JSON (schema above)")
-    p.set_defaults(func=run_cli, validate=_validate_cli)
+# ------------------------------------------------------------------ classifying files
 
 
 def _template_text(tpl: Template) -> str:
@@ -507,50 +357,3 @@ def classify_files(paths: Sequence[str | Path], labels: str | Sequence[str], cli
                 "prediction": clf.classnames[order[0]],
             })
     return out
-
-
-def format_text(report: dict) -> str:
-    """The human-readable version of the --json object."""
-    lines = [f"model: {report['model']}"]
-    lines += [f"warning: {w}" for w in report["warnings"]]
-    for r in report["results"]:
-        lines.append(r["path"])
-        for item in r["top"]:
-            bar = "#" * round(30 * item["probability"])
-            lines.append(f"  {item['probability']:6.1%}  {item['label']:<40} {bar}")
-    lines += [f"skipped {s['path']}: {s['reason']}" for s in report["skipped"]]
-    lines.append(f"{len(report['results'])} image(s) classified, {len(report['skipped'])} skipped.")
-    return "\n".join(lines)
-
-
-def _validate_cli(args) -> None:
-    """Before the model loads: the labels make sense."""
-    from .errors import UsageError
-
-    try:
-        with warnings.catch_warnings():  # classify_files reports the warnings
-            warnings.simplefilter("ignore")
-            validate_labels(args.labels)
-    except ValueError as err:
-        raise UsageError(f"argument --labels: {err}") from None
-    # a missing image file is not refused here: like a broken one, it is skipped with its reason
-
-
-def run_cli(args) -> int:
-    """`python -m utils classify`: errors follow the contract of utils/__main__.py."""
-    from .errors import to_json
-    from .models import load_clip
-
-    paths = expand_paths(args.images)
-    clip = load_clip(args.model, args.pretrained, device=args.device)
-    if clip.is_tiny:  # on stderr, so that --json output stays clean
-        print("note: the tiny shapes-world model knows only coloured shapes; its answers about "
-              "photos mean nothing.", file=sys.stderr)
-    report = classify_files(paths, args.labels, clip, TEMPLATE_SETS[args.templates], args.top, args.fit)
-    if not report["results"]:  # the contract's error, with the reasons of every skip
-        report["error"] = f"no image could be classified ({len(report['skipped'])} skipped)."
-        report["hint"] = "Each skipped file has its reason; fix or replace those files."
-    print(to_json(report, indent=1) if args.json else format_text(report))
-    if not args.json and not report["results"]:
-        print(f"error: {report['error']} {report['hint']}", file=sys.stderr)
-    return 1 if not report["results"] else 0

@@ -59,25 +59,18 @@ print(clip.description)
 # %% id=embed
 import textwrap
 
-import matplotlib.pyplot as plt
-
 from utils.data import sample_images
+from utils.viz import show_images
 
 pairs = sample_images(4, seed=0)
 images = [im for im, _ in pairs]
 captions = [cap for _, cap in pairs]
 similarity = clip.encode_images(images) @ clip.encode_texts(captions).T  # (4 images, 4 texts)
 
-fig, axes = plt.subplots(1, 4, figsize=(10, 2.8))
-for i, ax in enumerate(axes):
-    ax.imshow(images[i])
-    best = int(similarity[i].argmax())
-    caption = textwrap.fill(captions[best], 26)  # long captions on two lines, not over the next one
-    ax.set_title(t("best caption:") + f"\n{caption}\n({similarity[i, best]:.2f})", fontsize=9)
-    ax.axis("off")
-fig.suptitle(t("Each image and the caption it matches best"))
-plt.tight_layout()  # room for the titles under the suptitle
-plt.show()
+best = similarity.argmax(dim=1).tolist()  # the caption each image matches best
+titles = [t("best caption:") + f"\n{textwrap.fill(captions[j], 26)}\n({similarity[i, j]:.2f})"
+          for i, j in enumerate(best)]  # long captions on two lines, not over the next one
+show_images(images, titles, t("Each image and the caption it matches best"), size=2.5)
 
 # %% [markdown] id=self-check-intro
 # ## Self-check

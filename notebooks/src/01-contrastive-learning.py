@@ -16,6 +16,7 @@ BATCH = 64 if QUICK else 128          # image-caption pairs per training step
 
 # %% id=imports
 import inspect
+import math
 import textwrap
 
 import matplotlib.pyplot as plt
@@ -38,6 +39,7 @@ from utils.tinyclip import (
     normalize_images,
     train_clip,
 )
+from utils.viz import Curve, LiveCurves, plot_curves, plot_matrix, show_images
 
 set_language(LANG)
 torch.manual_seed(SEED)
@@ -67,13 +69,8 @@ pixels = torch.from_numpy(pool[chosen]).permute(0, 3, 1, 2).float() / 255  # (8,
 captions = [describe(pool_attrs[i], LANG) for i in chosen]  # in the course language
 N = len(captions)
 
-fig, axes = plt.subplots(1, N, figsize=(14, 2.6))
-for i, ax in enumerate(axes):
-    ax.imshow(pool[chosen[i]])
-    ax.set_title(f"{i}: " + "\n".join(textwrap.wrap(captions[i], 18)), fontsize=8)
-    ax.axis("off")
-fig.suptitle(t("A batch of {n} image-caption pairs", n=N))
-plt.show()
+show_images(pool[chosen], [f"{i}: " + "\n".join(textwrap.wrap(c, 18)) for i, c in enumerate(captions)],
+            t("A batch of {n} image-caption pairs", n=N), size=1.75, fontsize=8)
 
 # %% [markdown] id=matrix-intro
 # Below, the similarity matrix of that batch, twice: for a CLIP with random weights
@@ -81,28 +78,15 @@ plt.show()
 # similarity between image $i$ and caption $j$. After training, the diagonal lights up.
 
 # %% id=matrix
-def plot_similarity(ax, sim: torch.Tensor, title: str) -> None:
-    """Heatmap of an (images x captions) similarity matrix with its values."""
-    im = ax.imshow(sim, cmap="viridis", vmin=float(sim.min()), vmax=float(sim.max()))
-    ax.set_xticks(range(len(captions)), [str(j) for j in range(len(captions))])
-    ax.set_yticks(range(len(captions)), [str(i) for i in range(len(captions))])
-    ax.set_xlabel(t("caption j"))
-    ax.set_ylabel(t("image i"))
-    ax.set_title(title)
-    for i in range(sim.shape[0]):
-        for j in range(sim.shape[1]):
-            ax.text(j, i, f"{sim[i, j]:.2f}", ha="center", va="center", fontsize=7, color="white")
-    plt.colorbar(im, ax=ax, fraction=0.046, label=t("cosine similarity"))
-
-
 random_model = build_model(seed=SEED)  # same architecture as the tiny CLIP, random weights
 tokenizer = get_tokenizer()
 sim_before = embed_images(random_model, pixels) @ embed_texts(random_model, tokenizer, captions).T
 sim_after = embed_images(tiny, pixels) @ embed_texts(tiny, tokenizer, captions).T  # (8, 8)
 
 fig, axes = plt.subplots(1, 2, figsize=(13, 5.2))
-plot_similarity(axes[0], sim_before, t("Before training (random weights)"))
-plot_similarity(axes[1], sim_after, t("After training (tiny CLIP)"))
+for ax, sim, title in ((axes[0], sim_before, t("Before training (random weights)")),
+                       (axes[1], sim_after, t("After training (tiny CLIP)"))):
+    plot_matrix(sim, ax, title, t("caption j"), t("image i"), colorbar=t("cosine similarity"))
 plt.tight_layout()
 plt.show()
 
@@ -176,42 +160,14 @@ assert abs(ours.item() - loss.item()) < 1e-6, "the step-by-step loss differs fro
 # own time): enough to see the curves move, not to finish. Set `QUICK = False` for the full run.
 
 # %% id=train
-curves = {"step": [], "loss": [], "eval_step": [], "eval_acc": []}
-fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 3.5))
-handle = display(fig, display_id=True)
-
-
-def redraw() -> None:
-    ax_loss.clear()
-    ax_acc.clear()
-    ax_loss.plot(curves["step"], curves["loss"], lw=1)
-    ax_loss.axhline(torch.log(torch.tensor(float(BATCH))).item(), color="grey", ls="--",
-                    label=t("random guess, log(batch size)"))
-    ax_loss.set(xlabel=t("step"), ylabel=t("contrastive loss"), title=t("Training loss"))
-    ax_loss.legend(loc="upper right", fontsize=8)
-    ax_acc.plot(curves["eval_step"], curves["eval_acc"], marker="o")
-    ax_acc.axhline(1 / 24, color="grey", ls="--", label=t("chance (1/24)"))
-    ax_acc.set(xlabel=t("step"), ylabel=t("zero-shot accuracy"), ylim=(0, 1),
-               title=t("Colour + shape accuracy on test images"))
-    ax_acc.legend(loc="upper left", fontsize=8)
-    handle.update(fig)
-
-
-def on_step(record: dict) -> None:
-    curves["step"].append(record["step"])
-    curves["loss"].append(record["loss"])
-    if "eval_acc" in record:
-        curves["eval_step"].append(record["step"])
-        curves["eval_acc"].append(record["eval_acc"])
-    if "eval_acc" in record:  # redraw when a new accuracy arrives (drawing costs time)
-        redraw()
-
-
-model, history = train_clip(steps=TRAIN_STEPS, batch_size=BATCH, seed=SEED, callback=on_step,
+live = LiveCurves([  # redrawn in place after each evaluation (drawing costs time)
+    Curve("loss", t("Training loss"), t("contrastive loss"), math.log(BATCH), t("random guess, log(batch size)")),
+    Curve("eval_acc", t("Colour + shape accuracy on test images"), t("zero-shot accuracy"), 1 / 24,
+          t("chance (1/24)"), ylim=(0, 1))], redraw_on="eval_acc")
+model, history = train_clip(steps=TRAIN_STEPS, batch_size=BATCH, seed=SEED, callback=live,
                             eval_every=20 if QUICK else 100, eval_images=100 if QUICK else 500,
                             warmup=10 if QUICK else 100)
-redraw()
-plt.close(fig)
+live.close()
 print(t("{steps} steps in {s:.0f} s ({ips:.0f} images/s)", steps=TRAIN_STEPS,
         s=history["train_seconds"], ips=history["images_per_second"]))
 
@@ -293,13 +249,10 @@ for n in sizes:
     losses.append(sum(lo) / len(lo))
 
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.4))
-ax1.plot(sizes, accuracies, marker="o")
-ax1.set(xscale="log", xlabel=t("batch size N"), ylabel=t("image -> caption accuracy"), ylim=(0, 1.05),
-        title=t("Finding your caption among N"))
-ax2.plot(sizes, losses, marker="o", label=t("tiny CLIP"))
-ax2.plot(sizes, [torch.log(torch.tensor(float(n))).item() for n in sizes], ls="--", label=t("random guess, log N"))
-ax2.set(xscale="log", xlabel=t("batch size N"), ylabel=t("contrastive loss"), title=t("Loss against batch size"))
-ax2.legend()
+plot_curves(sizes, {"": accuracies}, ax1, t("Finding your caption among N"), t("batch size N"),
+            t("image -> caption accuracy"), xscale="log", ylim=(0, 1.05))
+plot_curves(sizes, {t("tiny CLIP"): losses}, ax2, t("Loss against batch size"), t("batch size N"),
+            t("contrastive loss"), ([math.log(n) for n in sizes], t("random guess, log N")), xscale="log")
 plt.tight_layout()
 plt.show()
 assert accuracies[-1] < accuracies[0] and losses[-1] > losses[0], "more negatives should make the task harder"
@@ -332,12 +285,9 @@ for k in ks:
     texts = torch.stack([prompt_emb[p] for p in batch_pairs for _ in range(k)])
     dup_losses.append(contrastive_loss(embed_images(tiny, imgs), texts, tiny.logit_scale).item())
 
-fig, ax = plt.subplots(figsize=(6, 3.4))
-ax.plot(ks, dup_losses, marker="o", label=t("tiny CLIP, measured"))
-ax.plot(ks, [torch.log(torch.tensor(float(k))).item() for k in ks], ls="--", label=t("floor: log k"))
-ax.set(xlabel=t("copies k of each caption in a batch of 24"), ylabel=t("contrastive loss"),
-       title=t("Duplicates raise the loss"))
-ax.legend()
+plot_curves(ks, {t("tiny CLIP, measured"): dup_losses}, title=t("Duplicates raise the loss"),
+            xlabel=t("copies k of each caption in a batch of 24"), ylabel=t("contrastive loss"),
+            reference=([math.log(k) for k in ks], t("floor: log k")))
 plt.show()
 print(t("loss with unique captions {a:.2f}, with every caption 8 times {b:.2f}", a=dup_losses[0], b=dup_losses[-1]))
 assert all(lo >= torch.log(torch.tensor(float(k))).item() - 1e-4 for k, lo in zip(ks, dup_losses)), \

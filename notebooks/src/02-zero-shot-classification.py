@@ -20,28 +20,27 @@ from PIL import Image
 
 from utils.i18n import set_language, t
 from utils.models import load_clip, quality_checks_apply
+from utils.viz import plot_confusion, plot_prediction, plot_similarity, show_images
 from utils.zeroshot import (
     build_classifier,
     evaluate,
     load_sample_photos,
-    plot_confusion,
-    plot_prediction,
-    plot_similarity,
     shapes_classes,
     validate_labels,
 )
 
 set_language(LANG)
 torch.manual_seed(0)
-clip = load_clip(MODEL)
+clip = load_clip(MODEL, lang=LANG)  # with LANG != "en", prefers a cached multilingual CLIP
 print(clip.description)
 
 # %% [markdown] id=languages-note
 # **Which models read which languages.** The shapes-world labels and templates below follow
 # `LANG`. The tiny CLIP reads the six course languages (en, fr, es, it, pt, zh). OpenAI's and
 # LAION's ViT-B-32 read English only: with them, write your labels in English. open_clip also
-# ships multilingual CLIPs, such as `xlm-roberta-base-ViT-B-32` (weights `laion5b_s13b_b90k`);
-# this course has not tested them offline.
+# ships multilingual CLIPs, such as `xlm-roberta-base-ViT-B-32` (weights `laion5b_s13b_b90k`):
+# once its weights are downloaded, `MODEL = "auto"` takes it when `LANG` is not English. The
+# course tests how it loads offline, with random weights, but not how well it classifies.
 
 # %% [markdown] id=idea
 # ## The idea: classification is choosing the best caption
@@ -93,14 +92,8 @@ from utils.zeroshot import SAMPLE_PHOTOS
 
 names = list(SAMPLE_PHOTOS)
 descriptions = [SAMPLE_PHOTOS[n] for n in names]
-fig, axes = plt.subplots(2, 4, figsize=(12, 6.5))
-for ax, name in zip(axes.flat, names):
-    ax.imshow(photos[name])
-    ax.set_title(f"{name}\n{SAMPLE_PHOTOS[name]}", fontsize=8)
-    ax.axis("off")
-fig.suptitle(t("The eight sample photos and their descriptions"))
-plt.tight_layout()
-plt.show()
+show_images([photos[n] for n in names], titles=[f"{n}\n{SAMPLE_PHOTOS[n]}" for n in names],
+            title=t("The eight sample photos and their descriptions"), rows=2, size=3, fontsize=8)
 
 # %% id=photos-heatmap
 photo_vectors = clip.encode_images([photos[n] for n in names])  # (8, D)
@@ -285,16 +278,10 @@ candidates += [(heldout_pil[i], int(heldout_targets[i]), int(heldout.predictions
                for i in range(len(heldout_pil)) if heldout.predictions[i] != heldout_targets[i]]
 failures = candidates[:6] + candidates[-6:] if len(candidates) > 12 else candidates
 if failures:
-    n_rows = (len(failures) + 5) // 6
-    fig, axes = plt.subplots(n_rows, 6, figsize=(11, 2.7 * n_rows), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, (image, truth, guess) in zip(axes.flat, failures):
-        ax.imshow(image)
-        ax.set_title(f"{classnames[truth]}\n→ {classnames[guess]}", fontsize=8)
-    fig.suptitle(t("Mistakes: true class → predicted class"))
-    plt.tight_layout()
-    plt.show()
+    show_images([image for image, _, _ in failures],
+                titles=[f"{classnames[truth]}\n→ {classnames[guess]}" for _, truth, guess in failures],
+                title=t("Mistakes: true class → predicted class"), rows=(len(failures) + 5) // 6,
+                size=1.8, fontsize=8)
 else:
     print(t("No mistakes on these images."))
 

@@ -28,11 +28,12 @@ import torch
 
 from utils.i18n import set_language, t
 from utils.models import load_clip, quality_checks_apply
-from utils.retrieval import ImageIndex, recall_at_k, show_hits
+from utils.retrieval import ImageIndex
+from utils.viz import show_hits, show_images
 
 set_language(LANG)
 torch.manual_seed(0)
-clip = load_clip(MODEL)
+clip = load_clip(MODEL, lang=LANG)  # with LANG != "en", prefers a cached multilingual CLIP
 print(clip.description)
 if QUICK and clip.is_tiny:  # the tiny model runs fastest on one thread (CI runs two notebooks at once)
     torch.set_num_threads(1)
@@ -40,10 +41,11 @@ WORK = Path(tempfile.mkdtemp(prefix="image-search-"))  # everything this noteboo
 
 # %% [markdown] id=languages-note
 # **Which models read which languages.** The queries below follow `LANG`. The tiny CLIP reads
-# the six course languages (en, fr, es, it, pt, zh). OpenAI's and LAION's ViT-B-32 read
-# English only: with them, search in English. open_clip also ships multilingual CLIPs, such as
-# `xlm-roberta-base-ViT-B-32` (weights `laion5b_s13b_b90k`); this course has not tested them
-# offline.
+# the six course languages (en, fr, es, it, pt, zh). OpenAI's and LAION's ViT-B-32 read English
+# only: with them, search in English. open_clip also ships multilingual CLIPs, such as
+# `xlm-roberta-base-ViT-B-32` (weights `laion5b_s13b_b90k`): once its weights are downloaded,
+# `MODEL = "auto"` takes it when `LANG` is not English. The course tests how it loads offline,
+# with random weights, but not how well it searches.
 
 # %% [markdown] id=collection-intro
 # ## A collection of images
@@ -100,11 +102,7 @@ for query in queries:
 
 # %% id=image-search
 example = 7
-plt.figure(figsize=(1.6, 1.8))
-plt.imshow(pixels[example])
-plt.title(t("query image"), fontsize=9)
-plt.axis("off")
-plt.show()
+show_images([pixels[example]], titles=[t("query image")], size=1.6)
 similar = index.more_like(example, k=8)
 show_hits(similar, pixels, title=t("more like this"), ncols=8, size=1.3)
 plt.show()
@@ -119,22 +117,19 @@ plt.show()
 # The more a query says, the fewer images are right, and the harder it gets.
 
 # %% id=recall
-def attribute_recall(template: str, keys: tuple, ks=(1, 5, 10)) -> dict:
-    """Recall@k of the queries `template` makes from every combination of `keys` present."""
-    combos = sorted({tuple(a[k] for k in keys) for a in attrs})
-    queries = [caption({"size": "", "position": "left", **dict(zip(keys, c))}, template)
-               for c in combos]  # e.g. "a small red circle"
-    relevant = np.array([[tuple(a[k] for k in keys) == c for a in attrs] for c in combos])
-    scores = clip.encode_texts(queries) @ index.embeddings.float().T  # (Q, N)
-    return recall_at_k(scores.numpy(), relevant, ks)
-
-
 rows = {
     "a {colour} {shape}": ("colour", "shape"),
     "a {size} {colour} {shape}": ("size", "colour", "shape"),
     "a {colour} {shape} {where}": ("colour", "shape", "position"),
 }
-recall = {template: attribute_recall(template, keys) for template, keys in rows.items()}
+recall, captions_by_template = {}, {}
+for template, keys in rows.items():
+    # each image's caption says only `keys` ("a small red circle"); each distinct caption is a
+    # query, and the right images for it are those with that caption
+    captions = [caption({"size": "", "position": "left", **{k: a[k] for k in keys}}, template)
+                for a in attrs]
+    captions_by_template[template] = captions
+    recall[template] = index.recall_at_k(captions)
 print(f"{t('query template'):<30}{'R@1':>7}{'R@5':>7}{'R@10':>7}")
 for template, r in recall.items():
     print(f"{template:<30}{r[1]:>7.2f}{r[5]:>7.2f}{r[10]:>7.2f}")
@@ -155,17 +150,9 @@ for template, r in recall.items():
 # %% id=failures
 seen_pairs = [(c, s) for c, s in sorted({(a["colour"], a["shape"]) for a in attrs})
               if (c, s) not in HELD_OUT]
-
-
-def pair_recall(pairs) -> dict:
-    queries = [caption({"colour": c, "shape": s, "size": "", "position": "left"}) for c, s in pairs]
-    relevant = np.array([[(a["colour"], a["shape"]) == p for a in attrs] for p in pairs])
-    scores = clip.encode_texts(queries) @ index.embeddings.float().T  # (Q, N)
-    return recall_at_k(scores.numpy(), relevant, (1, 5))
-
-
 for name, pairs in [(t("pairs seen in training"), seen_pairs), (t("pairs never seen (HELD_OUT)"), HELD_OUT)]:
-    r = pair_recall(pairs)
+    pair_queries = [caption({"colour": c, "shape": s, "size": "", "position": "left"}) for c, s in pairs]
+    r = index.recall_at_k(captions_by_template["a {colour} {shape}"], (1, 5), queries=pair_queries)
     print(f"{name:<32} R@1 {r[1]:.2f}   R@5 {r[5]:.2f}")
 red_star = label("red", "star", LANG)
 show_hits(index.search(red_star, k=8), pixels, title=f'"{red_star}" (held out)', ncols=8, size=1.3)

@@ -25,25 +25,23 @@ import torch.nn.functional as F
 from IPython.display import Image as ShowImage
 from IPython.display import display
 
+from utils.cutouts import make_cutouts, sample_cutouts
 from utils.data import render_batch
+from utils.drawers import as_image_tensor, clamp_with_grad, colour_noise
 from utils.generate import (
-    clamp_with_grad,
-    clip_normalization,
-    colour_noise,
-    colourfulness,
+    GenerationConfig,
     generate,
-    make_cutouts,
-    parse_prompts,
     pixray_available,
-    prompt_loss,
     run_pixray,
-    sample_cutouts,
     spherical_distance,
 )
 from utils.i18n import set_language, t
 from utils.models import load_clip
+from utils.objective import clip_normalization, colourfulness, prompt_loss
+from utils.prompts import parse_prompts
 from utils.shapecheck import dominant_colours
 from utils.tinyvq import load_tiny_vq
+from utils.viz import plot_curves, show_images
 
 set_language(LANG)
 ITERATIONS = 40 if QUICK else 150  # optimisation steps per picture
@@ -51,25 +49,6 @@ CUTOUTS = 16 if QUICK else 32  # random views of the picture CLIP sees per step
 ALL_THREADS = torch.get_num_threads()  # the real models of the last section use every core
 if QUICK:  # these small models run fastest on one thread (and CI runs two notebooks at once)
     torch.set_num_threads(1)
-
-
-def show_row(images, titles, title=None, size=2.0):
-    """Images (PIL or (3, H, W) tensors in [0, 1]) side by side with their titles."""
-    fig, axes = plt.subplots(1, len(images), figsize=(size * len(images), size + 0.6))
-    for ax, im, name in zip(np.atleast_1d(axes), images, titles):
-        ax.imshow(im.permute(1, 2, 0).clamp(0, 1).numpy() if isinstance(im, torch.Tensor) else im,
-                  interpolation="nearest")
-        ax.set_title(name, fontsize=9)
-        ax.axis("off")
-    if title:
-        fig.suptitle(title)
-    plt.tight_layout()
-    plt.show()
-
-
-def as_tensor(image) -> torch.Tensor:
-    """PIL image -> (1, 3, H, W) float in [0, 1]."""
-    return torch.from_numpy(np.asarray(image, dtype=np.float32) / 255).permute(2, 0, 1)[None]
 
 
 # %% [markdown] id=models-intro
@@ -106,16 +85,11 @@ rebuilt = vq.decode_codes(codes)
 random_codes = torch.randint(vq.codebook.shape[0], (6, *vq.grid), generator=torch.Generator().manual_seed(SEED))
 noise = vq.decode_codes(random_codes)
 blotches = vq.decode_codes(vq.encode(colour_noise(6, 64, torch.Generator().manual_seed(SEED))))
-fig, axes = plt.subplots(4, 6, figsize=(9, 6.5))
-for row, (batch, name) in enumerate([(real, t("picture")), (rebuilt, t("encoded + decoded")),
-                                     (noise, t("random codes")), (blotches, t("coloured noise, encoded"))]):
-    for col in range(6):
-        axes[row, col].imshow(batch[col].permute(1, 2, 0).numpy())
-        axes[row, col].axis("off")
-    axes[row, 0].set_title(name, fontsize=9, loc="left")
-fig.suptitle(t("The tiny VQ: 64x64 pictures as 8x8 grids of codes"))
-plt.tight_layout()
-plt.show()
+rows = [(real, t("picture")), (rebuilt, t("encoded + decoded")), (noise, t("random codes")),
+        (blotches, t("coloured noise, encoded"))]
+show_images([picture for batch, _ in rows for picture in batch[:6]],  # one row per kind, its name on the left
+            [name if col == 0 else "" for _, name in rows for col in range(6)],
+            t("The tiny VQ: 64x64 pictures as 8x8 grids of codes"), rows=4, size=1.5)
 print(t("codes of the first picture:"))
 print(codes[0])
 
@@ -154,7 +128,7 @@ loss = prompt_loss(image_vectors[None], text_vector, torch.ones(1))  # mean dist
 loss.sum().backward()                                    # 5. gradient reaches z through CLIP and the decoder
 print(t("loss {l:.3f}; gradient on z: shape {s}, norm {n:.4f}", l=loss.item(), s=tuple(z.grad.shape),
         n=z.grad.norm().item()))
-show_row([picture[0].detach()] + list(views[:6].detach()),
+show_images([picture[0].detach()] + list(views[:6].detach()),
          [t("picture")] + [t("view {i}", i=i + 1) for i in range(6)], t("What CLIP sees: random views"))
 
 # %% [markdown] id=loop-intro
@@ -216,8 +190,8 @@ plt.show()
 # `python -m utils generate "a red circle" --drawer tiny-vq`.
 
 # %% id=library-run
-result = generate("a red circle", drawer="tiny-vq", clip=clip, iterations=ITERATIONS, cutouts=CUTOUTS,
-                  seed=SEED, progress=False)
+RUN = GenerationConfig(drawer="tiny-vq", iterations=ITERATIONS, cutouts=CUTOUTS, seed=SEED)  # the settings, in one place
+result = generate("a red circle", RUN, clip=clip, progress=False)
 print(t("CLIP score {a:.3f} -> {b:.3f} in {s:.1f} s", a=result.start_score, b=result.final_score,
         s=result.seconds))
 
@@ -233,11 +207,8 @@ def animation(frames, scale: int = 3, fps: int = 8) -> ShowImage:
 
 
 display(animation(result.frames))
-plt.figure(figsize=(5, 2.6))
-plt.plot(result.score_iterations, result.scores, marker=".")
-plt.xlabel(t("step"))
-plt.ylabel(t("CLIP score (cosine)"))
-plt.title(t("CLIP score of the picture over the optimisation"))
+plot_curves(result.score_iterations, {"": result.scores}, title=t("CLIP score of the picture over the optimisation"),
+            xlabel=t("step"), ylabel=t("CLIP score (cosine)"))
 plt.show()
 
 # %% [markdown] id=self-check-intro
@@ -248,7 +219,7 @@ plt.show()
 # coloured pixels.
 
 # %% id=self-check
-colour, share, n_coloured = dominant_colours(as_tensor(result.image))[0]
+colour, share, n_coloured = dominant_colours(as_image_tensor(result.image))[0]
 print(t("dominant colour: {c} ({s:.0%} of {n} coloured pixels)", c=colour, s=share, n=n_coloured))
 assert result.final_score > result.start_score + 0.1, "the CLIP score did not rise"
 assert colour == "red", f"the picture for 'a red circle' is mostly {colour}"
@@ -270,7 +241,7 @@ plain = generate("a red circle", drawer="tiny-vq", clip=clip, iterations=ITERATI
 
 def fresh_view_score(image, n: int = 64) -> float:
     """Mean CLIP score of n random views the optimisation never saw."""
-    x = as_tensor(image)
+    x = as_image_tensor(image)
     views = make_cutouts(x, sample_cutouts(n, generator=torch.Generator().manual_seed(999)), clip.image_size)
     with torch.no_grad():
         v = F.normalize(clip.model.encode_image((views - mean) / std), dim=-1)
@@ -280,10 +251,10 @@ def fresh_view_score(image, n: int = 64) -> float:
 fresh = {}
 for name, r in [(t("with cutouts"), result), (t("without cutouts"), plain)]:
     fresh[name] = fresh_view_score(r.image)
-    colour, share, _ = dominant_colours(as_tensor(r.image))[0]
+    colour, share, _ = dominant_colours(as_image_tensor(r.image))[0]
     print(t("{name}: score of the picture {a:.3f}, of fresh views {b:.3f}; {c} {s:.0%} of the colour",
             name=name, a=r.final_score, b=fresh[name], c=colour, s=share))
-show_row([result.image, plain.image], list(fresh), t("\"a red circle\", same seed"), size=2.6)
+show_images([result.image, plain.image], list(fresh), t("\"a red circle\", same seed"), size=2.6)
 assert fresh[t("with cutouts")] > fresh[t("without cutouts")], "cutouts should make the picture robust to new views"
 
 # %% [markdown] id=weights-intro
@@ -296,14 +267,13 @@ assert fresh[t("with cutouts")] > fresh[t("without cutouts")], "cutouts should m
 
 # %% id=weights
 print(parse_prompts("a red circle:1 | a red square:-1"))
-not_square = generate("a red circle:1 | a red square:-1", clip=clip, iterations=ITERATIONS,
-                      cutouts=CUTOUTS, seed=SEED, progress=False)
+not_square = generate("a red circle:1 | a red square:-1", RUN, clip=clip, progress=False)
 square_vector = clip.encode_texts(["a red square"])[0]
 similarity = {name: float(clip.encode_images([r.image])[0] @ square_vector)
               for name, r in [("a red circle", result), ("a red circle:1 | a red square:-1", not_square)]}
 for name, value in similarity.items():
     print(t("{p!r}: similarity to 'a red square' {s:.3f}", p=name, s=value))
-show_row([result.image, not_square.image], list(similarity), size=2.6)
+show_images([result.image, not_square.image], list(similarity), size=2.6)
 assert similarity["a red circle:1 | a red square:-1"] < similarity["a red circle"], \
     "the negative prompt should move the picture away from 'a red square'"
 
@@ -316,13 +286,12 @@ assert similarity["a red circle:1 | a red square:-1"] < similarity["a red circle
 # the picture looking like a picture. Compare the CLIP scores with the pictures.
 
 # %% id=drawers
-pixel = generate("a red circle", drawer="pixel", clip=clip, iterations=ITERATIONS, cutouts=CUTOUTS,
-                 seed=SEED, progress=False)
-show_row([pixel.image, result.image],
+pixel = generate("a red circle", RUN, clip=clip, drawer="pixel", progress=False)  # RUN, another drawer
+show_images([pixel.image, result.image],
          [t("pixel: {s:.2f}", s=pixel.final_score), t("tiny VQ: {s:.2f}", s=result.final_score)],
          t("\"a red circle\": CLIP score of each drawer's picture"), size=2.6)
 for name, r in [("pixel", pixel), ("tiny-vq", result)]:
-    c, share, _ = dominant_colours(as_tensor(r.image))[0]
+    c, share, _ = dominant_colours(as_image_tensor(r.image))[0]
     print(t("{d}: dominant colour {c} ({s:.0%})", d=name, c=c, s=share))
 
 # %% [markdown] id=gpu-intro
@@ -367,15 +336,14 @@ if checkpoint.exists() and clip_ready:
         run = {"size": 64, "iterations": 2, "cutouts": 4}
     prompt = "a watercolor painting of a lighthouse"
     vq_big = load_vqgan(device=DEVICE)
+    real_run = GenerationConfig(drawer="vqgan", seed=SEED, **run)  # size, iterations, cutouts
     start = time.perf_counter()  # one step, timed, says how long the run will take
-    generate(prompt, drawer="vqgan", clip=big_clip, vq=vq_big, size=run["size"], iterations=1,
-             cutouts=run["cutouts"], seed=SEED, progress=False)
+    generate(prompt, real_run, clip=big_clip, vq=vq_big, iterations=1, progress=False)
     per_step = time.perf_counter() - start
     print(t("{clip} and the VQGAN on {device}: {n} steps at {size} px, about {s:.0f} s ({p:.1f} s per step).",
             clip=big_clip.name, device=DEVICE, n=run["iterations"], size=run["size"],
             s=per_step * run["iterations"], p=per_step))
-    big = generate(prompt, drawer="vqgan", clip=big_clip, vq=vq_big, size=run["size"], iterations=run["iterations"],
-                   cutouts=run["cutouts"], seed=SEED)  # a progress bar while it runs
+    big = generate(prompt, real_run, clip=big_clip, vq=vq_big)  # a progress bar while it runs
     print(t("CLIP score: {a:.3f} at the start, {b:.3f} after {n} steps", a=big.start_score, b=big.final_score,
             n=run["iterations"]))
     if DEVICE.type == "cuda":
@@ -443,14 +411,13 @@ print(t("Correct."))
 
 # %% id=exercise-2-solution tags=solution
 ### BEGIN SOLUTION
-blue = generate("a blue square", drawer="tiny-vq", clip=clip, iterations=ITERATIONS, cutouts=CUTOUTS,
-                seed=SEED, progress=False)
+blue = generate("a blue square", RUN, clip=clip, progress=False)
 display(blue.image.resize((128, 128), 0))
 ### END SOLUTION
 
 # %% id=exercise-2-check
 with exercise_check(2):
-    colour, share, _ = dominant_colours(as_tensor(blue.image))[0]
+    colour, share, _ = dominant_colours(as_image_tensor(blue.image))[0]
     assert blue.final_score > blue.start_score, t("the CLIP score should rise")
     assert colour == "blue", t("the judge finds mostly {c}", c=colour)
 print(t("Correct: the judge finds {c} ({s:.0%}).", c=colour, s=share))
@@ -465,9 +432,9 @@ print(t("Correct: the judge finds {c} ({s:.0%}).", c=colour, s=share))
 start_picture = render_batch(8, seed=3, split="test", as_tensor=True)
 green = [i for i, a in enumerate(start_picture[1]) if a["colour"] == "green"]
 start = start_picture[0][green[0] if green else 0]
-recoloured = generate("a red circle", clip=clip, init_image=start, iterations=ITERATIONS // 2,
-                      cutouts=CUTOUTS, seed=SEED, progress=False)
-show_row([start, recoloured.image], [t("start"), t("after")], size=2.4)
+recoloured = generate("a red circle", RUN, clip=clip, init_image=start, iterations=ITERATIONS // 2,
+                      progress=False)
+show_images([start, recoloured.image], [t("start"), t("after")], size=2.4)
 ### END SOLUTION
 
 # %% id=exercise-3-check tags=points-2

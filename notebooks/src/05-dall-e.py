@@ -19,52 +19,32 @@ SEED = 0           # same seed, same pictures (on a CPU)
 CAPTION = "a yellow square"
 
 # %% id=imports
-import time
-
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.patches import FancyArrowPatch, Rectangle
 
 from utils import data
-from utils.dalle import (
-    SPECIALS,
-    TrainConfig,
-    decode_embeddings,
-    decoder_recipe,
-    evaluate_dalle,
-    evaluate_prior,
-    evaluate_unclip,
-    generate,
-    load_decoder,
-    load_prior,
-    load_tiny_dalle,
-    pair_caption,
-    train_dalle,
-    train_decoder,
-    to_pil,
-    train_prior,
-)
+from utils.dalle import Sampling, generate, load_tiny_dalle
+from utils.dalle_data import SPECIALS, pair_caption
+from utils.dalle_train import TrainConfig, evaluate_dalle, train_dalle
 from utils.i18n import set_language, t
 from utils.models import load_clip
 from utils.shapecheck import load_shape_judge
+from utils.unclip import (
+    PriorTrainConfig,
+    decode_embeddings,
+    decoder_recipe,
+    evaluate_prior,
+    evaluate_unclip,
+    load_decoder,
+    load_prior,
+    train_decoder,
+    train_prior,
+)
+from utils.viz import show_images, to_pil
 
 set_language(LANG)
-
-
-def show_images(images, titles, title=None, size=1.5, rows=1):
-    """(N, 3, H, W) tensor in [0, 1] -> a grid of N pictures with their titles."""
-    cols = int(np.ceil(len(images) / rows))
-    fig, axes = plt.subplots(rows, cols, figsize=(size * cols, (size + 0.5) * rows), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, image, name in zip(axes.flat, images, titles):
-        ax.imshow(image.permute(1, 2, 0).clamp(0, 1).numpy())
-        ax.set_title(name, fontsize=8)
-    if title:
-        fig.suptitle(title)
-    plt.tight_layout()
-    plt.show()
 
 
 # %% [markdown] id=load-intro
@@ -240,7 +220,7 @@ print(t("a code chosen at random would cost ln(256) = {v:.2f} nats", v=np.log(25
 result = generate(CAPTION, n=8, seed=SEED, dalle=dalle, clip=clip, rerank=False)
 verdicts = judge.judge(result.drawn)
 show_images(result.drawn, [f"{v['colour']} {v['shape']}" for v in verdicts],
-            t("Eight samples of \"{c}\" (judge's verdict above each)", c=CAPTION))
+            t("Eight samples of \"{c}\" (judge's verdict above each)", c=CAPTION), size=1.5, fontsize=8)
 
 # %% [markdown] id=knobs-intro
 # ## Sampling knobs: temperature, top-k and guidance
@@ -258,20 +238,22 @@ show_images(result.drawn, [f"{v['colour']} {v['shape']}" for v in verdicts],
 
 # %% id=knob-temperature
 temperatures = [0.3, 0.7, 1.0, 1.5]
-rows = [generate(CAPTION, n=5, temperature=T, seed=SEED, dalle=dalle, clip=clip, rerank=False).drawn
-        for T in temperatures]
+rows = [generate(CAPTION, n=5, sampling=Sampling(temperature=T), seed=SEED, dalle=dalle, clip=clip,
+                 rerank=False).drawn for T in temperatures]
 show_images(torch.cat(rows), [f"T={T}" for T in temperatures for _ in range(5)],
             t("Temperature: rows from cold (0.3) to hot (1.5)"), size=1.2, rows=len(temperatures))
 
 # %% id=knob-top-k
 top_ks = [1, 4, 32, None]
-rows = [generate(CAPTION, n=5, top_k=k, seed=SEED, dalle=dalle, clip=clip, rerank=False).drawn for k in top_ks]
+rows = [generate(CAPTION, n=5, sampling=Sampling(top_k=k), seed=SEED, dalle=dalle, clip=clip, rerank=False).drawn
+        for k in top_ks]
 show_images(torch.cat(rows), [f"top-k={k or 'all'}" for k in top_ks for _ in range(5)],
             t("Top-k: rows from greedy (k=1) to all 256 codes"), size=1.2, rows=len(top_ks))
 
 # %% id=knob-guidance
 scales = [1.0, 2.0, 4.0]
-rows = [generate(CAPTION, n=5, guidance=g, seed=SEED, dalle=dalle, clip=clip, rerank=False).drawn for g in scales]
+rows = [generate(CAPTION, n=5, sampling=Sampling(guidance=g), seed=SEED, dalle=dalle, clip=clip, rerank=False).drawn
+        for g in scales]
 show_images(torch.cat(rows), [f"s={g}" for g in scales for _ in range(5)],
             t("Guidance: rows from none (s=1) to strong (s=4)"), size=1.2, rows=len(scales))
 
@@ -288,7 +270,7 @@ drawn_scores = torch.empty_like(ranked.scores)
 drawn_scores[ranked.order] = ranked.scores
 show_images(torch.cat([ranked.drawn, ranked.images]),
             [f"{s:.3f}" for s in drawn_scores] + [f"#{i + 1}: {s:.3f}" for i, s in enumerate(ranked.scores)],
-            t("\"{c}\": as drawn (top) and reranked by CLIP (bottom)", c=CAPTION), rows=2)
+            t("\"{c}\": as drawn (top) and reranked by CLIP (bottom)", c=CAPTION), rows=2, size=1.5, fontsize=8)
 best_verdict = judge.judge(ranked.images[:1])[0]
 print(t("judge on CLIP's favourite: {c} {s}", c=best_verdict["colour"], s=best_verdict["shape"]))
 
@@ -400,7 +382,7 @@ for row in held["per_caption"]:
 if QUICK:
     prior, decoder = load_prior(), load_decoder()
 else:
-    prior, prior_history = train_prior(tiny_clip, seed=SEED)
+    prior, prior_history = train_prior(tiny_clip, PriorTrainConfig(seed=SEED))
     decoder, decoder_history = train_decoder(tiny_clip, decoder_recipe(SEED), vq=vq)
 retrieval = evaluate_prior(prior, tiny_clip, n_images=300 if QUICK else 1200, seed=SEED + 99)
 k = retrieval["k"]
@@ -545,7 +527,10 @@ show_images(star.drawn[[best_text, best_prior]], [t("text's pick"), t("prior's p
 
 # %% id=exercise-3-check tags=points-2
 with exercise_check(3):
-    assert 0 <= best_text < 8 and 0 <= best_prior < 8, \
+    star_emb = tiny_clip.encode_images(to_pil(star.drawn))  # recomputed: each favourite is an argmax
+    star_text = tiny_clip.encode_texts(["a blue star"])
+    assert (best_text, best_prior) == (int((star_emb @ star_text.T).argmax()),
+                                       int((star_emb @ prior.predict(star_text).T).argmax())), \
         t("best_text and best_prior are indices of the 8 samples")
 print(t("Judge: text's pick is {a}, prior's pick is {b}.",
         a=" ".join(str(v) for v in judge.judge(star.drawn[[best_text]])[0].values()),

@@ -62,7 +62,7 @@ def test_a_zh_plot_draws_without_missing_glyph_warnings(zh_font):
     import matplotlib.pyplot as plt
 
     from utils.data import sample_images
-    from utils.zeroshot import plot_prediction
+    from utils.viz import plot_prediction
 
     i18n.set_language("zh")
     image, _ = sample_images(1, seed=0)[0]

@@ -1,0 +1,267 @@
+"""The course's command line: `python -m utils <command> [--json] [--debug]`.
+
+This is its one entry point (`python -m utils` and the `multimodal-course` script both call
+`main`). A command's sub-parser is added by a function `add_cli(subparsers)` that sets `func`:
+`quiz`'s is here; the others are still in the module that does the work (see COMMANDS).
+
+One error contract for every command (see utils/errors.py):
+- a bad argument exits 2 with one line that names it and its allowed range, before any work;
+- a failure exits 1 with one line: what failed and what to do;
+- no traceback unless --debug; with --json the error is {"error": ..., "hint": ...} on stdout;
+- progress bars (\r and terminal control codes) only when stderr is a terminal (`show_progress`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import codecs
+import importlib
+import os
+import sys
+import traceback
+
+from .errors import CourseError, Range, UsageError, check_output, error_json, show, to_json
+
+# command name -> module that defines its add_cli(subparsers); None: defined in this file
+COMMANDS = {
+    "doctor": "utils.doctor",
+    "classify": "utils.classify_cli",
+    "search": "utils.search_cli",
+    "generate": "utils.generate_cli",
+    "dalle": "utils.dalle_train",
+    "quiz": None,
+    "train": "utils.train",
+}
+
+SEED = Range(0, 2**32 - 1)
+DALLE_MAX_N = 256  # samples per `dalle` call: 256 images of 64 x 64 sample in chunks in seconds
+# Every number a command takes, and its allowed values: (command, argument) -> Range.
+LIMITS = {
+    ("classify", "top"): Range(1, 1000),
+    ("search", "top"): Range(1, 10_000),
+    ("search", "batch_size"): Range(1, 4096),
+    ("search", "workers"): Range(0, 64),
+    ("search", "max_pixels"): Range(1, 1_000_000_000),
+    ("generate", "iterations"): Range(0, 100_000),
+    ("generate", "cutouts"): Range(1, 1024),
+    ("generate", "size"): Range(8, 2048),
+    ("generate", "lr"): Range(0, 100, strict_lo=True),
+    ("generate", "seed"): SEED,
+    ("generate", "batch"): Range(1, 64),
+    ("generate", "saturation"): Range(0, 1000),
+    ("generate", "threads"): Range(1, 1024),
+    ("dalle", "n"): Range(1, DALLE_MAX_N),
+    ("dalle", "seed"): SEED,
+    ("dalle", "temperature"): Range(0, 100, strict_lo=True),
+    ("dalle", "top_k"): Range(1, 100_000),
+    ("dalle", "guidance"): Range(0, 100),
+    ("train", "seed"): SEED,
+    ("train", "steps"): Range(1, 1_000_000),
+    ("train", "epochs"): Range(1, 10_000),
+}
+
+
+class CourseArgumentParser(argparse.ArgumentParser):
+    """argparse, but a bad argument raises UsageError (one line, exit 2) instead of exiting."""
+
+    def error(self, message: str):
+        raise UsageError(f"{self.prog}: {message}.", f"See `{self.prog} --help`.")
+
+
+def build_parser(commands: list[str] | None = None) -> argparse.ArgumentParser:
+    parser = CourseArgumentParser(prog="python -m utils", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in commands or COMMANDS:
+        add = _HERE[name] if COMMANDS[name] is None else importlib.import_module(COMMANDS[name]).add_cli
+        add(sub)
+    return parser
+
+
+def validate(args: argparse.Namespace) -> None:
+    """Check every number and output path of the parsed command before any work starts."""
+    command_name = getattr(args, "command", None)
+    for (command, dest), allowed in LIMITS.items():
+        if command == command_name and getattr(args, dest, None) is not None:
+            try:
+                allowed.check("--" + dest.replace("_", "-"), getattr(args, dest))
+            except UsageError as err:
+                raise UsageError(err.message, f"See `python -m utils {command} --help`.") from None
+    extra = getattr(args, "validate", None)  # a command's own checks (e.g. files that must exist)
+    if extra is not None:
+        extra(args)
+    if command_name in ("classify", "search", "generate"):
+        _check_model_arguments(args)
+    out = getattr(args, "out", None)
+    if not out and command_name in ("generate", "dalle"):
+        out = os.path.join("outputs", "new.png")  # their default folder must be writable too
+    if out:
+        # generate and dalle choose a new name when the file exists; quiz exports need --force;
+        # train writes a folder (see utils/train.py)
+        force = getattr(args, "force", False) or command_name in ("generate", "dalle")
+        check_output(out, "--out", force=force, folder=command_name == "train")
+
+
+def _check_model_arguments(args: argparse.Namespace) -> None:
+    """--model must be a model we know; --pretrained, --checkpoint, --init-image files must exist."""
+    from .models import CHECKPOINT_SUFFIXES, TINY_NAME, TINY_VQ_NAME
+
+    for dest in ("pretrained", "checkpoint", "init_image"):
+        value = getattr(args, dest, None)
+        looks_like_file = dest != "pretrained" or str(value).endswith(CHECKPOINT_SUFFIXES) or os.sep in str(value)
+        if value not in (None, "", "auto") and looks_like_file and not os.path.isfile(value):
+            raise UsageError(f"argument --{dest.replace('_', '-')}: {show(value)} is not a file.",
+                             "Check the path.")
+    name = getattr(args, "model", None)
+    if name in (None, "auto", TINY_NAME, TINY_VQ_NAME) or ":" in str(name):  # hf-hub:org/name
+        return
+    import open_clip
+
+    if name not in open_clip.list_models():
+        raise UsageError(f"argument --model: unknown model {show(name)!r}.",
+                         f"Use auto, {TINY_NAME}, or an open_clip name such as ViT-B-32 "
+                         "(python -c 'import open_clip; print(open_clip.list_models())').")
+
+
+def _replace_undecodable(err: UnicodeEncodeError):
+    """Codec error handler: a character the stream cannot encode is shown as U+FFFD or '?'.
+    (Encoders accept only ASCII text as a replacement, so U+FFFD is given as UTF-8 bytes.)"""
+    utf8 = err.encoding.lower().replace("-", "").replace("_", "") == "utf8"
+    return (b"\xef\xbf\xbd" * (err.end - err.start) if utf8 else "?" * (err.end - err.start), err.end)
+
+
+codecs.register_error("course-replace", _replace_undecodable)
+
+
+def _safe_streams() -> None:
+    """Undecodable file names print as replacement characters instead of crashing."""
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            try:
+                stream.reconfigure(errors="course-replace")
+            except (ValueError, OSError):  # a stream that cannot change: leave it
+                pass
+
+
+def _fail(err: BaseException, code: int, as_json: bool, hint: str = "") -> int:
+    message = err.message if isinstance(err, CourseError) else str(err)
+    hint = err.hint if isinstance(err, CourseError) else hint
+    lines = [line.strip() for line in show(message).splitlines() if line.strip()]
+    if len(lines) > 2:  # e.g. every problem of a quiz file: the first, and how many more
+        lines = [*lines[:2], f"(and {len(lines) - 2} more)"]
+    message = " ".join(" ".join(lines).split())  # one line, always
+    if as_json:
+        print(error_json(message, show(hint)))
+    else:
+        print(f"error: {message}" + (f" {show(hint)}" if hint else ""), file=sys.stderr)
+    return code
+
+
+def _describe_os_error(err: OSError) -> str:
+    if err.strerror is None:  # raised by the course with its own message
+        return str(err)
+    where = f" {show(err.filename)}" if err.filename else ""
+    return f"could not read or write{where}: {err.strerror or err}."
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m utils COMMAND ...`: the exit code of the command (0 when it worked)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Import only the module of the command asked for: `doctor` must start fast.
+    wanted = [argv[0]] if argv and argv[0] in COMMANDS else None
+    return run(lambda: build_parser(wanted), argv)
+
+
+def run(make_parser, argv: list[str]) -> int:
+    """Parse argv with make_parser(), check it (`validate`), call `args.func`: every error
+    follows the contract above. Course tools (course_tools/) use it for their own commands."""
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
+    as_json = "--json" in argv
+    _safe_streams()
+    try:
+        parser = make_parser()
+        args = parser.parse_args(argv)
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return 2
+        validate(args)
+        return int(args.func(args) or 0)
+    except SystemExit as err:  # --help, or a command that ends itself
+        if isinstance(err.code, str):
+            return _fail(err, 1, as_json)
+        return int(err.code or 0)
+    except KeyboardInterrupt:
+        return _fail(RuntimeError("interrupted (Ctrl-C); no output file was left half-written."), 130, as_json)
+    except Exception as err:  # the contract: one line, the traceback only with --debug
+        if debug:
+            traceback.print_exc()
+        if isinstance(err, CourseError):
+            return _fail(err, err.exit_code, as_json)
+        if isinstance(err, MemoryError) or type(err).__name__ == "OutOfMemoryError":
+            return _fail(RuntimeError(f"out of memory ({type(err).__name__})."), 1, as_json,
+                         "Ask for less at once (smaller --n, --batch, --size or --batch-size).")
+        if isinstance(err, OSError):
+            return _fail(RuntimeError(_describe_os_error(err)), 1, as_json,
+                         "Check that the path exists and that you may use it.")
+        if isinstance(err, (ValueError, FileNotFoundError, LookupError)):
+            return _fail(err, 1, as_json)
+        return _fail(RuntimeError(f"unexpected {type(err).__name__}: {err}"), 1, as_json,
+                     "This is a bug in the course: rerun with --debug and report the traceback.")
+
+
+# ------------------------------------------------------------------ quiz
+
+
+def add_quiz(subparsers) -> None:
+    from .i18n import LANGUAGES
+    from .quiz import LESSONS, STAGES
+
+    p = subparsers.add_parser("quiz", help="take a lesson's quiz in the terminal")
+    p.add_argument("lesson", choices=LESSONS, help="lesson id")
+    p.add_argument("--stage", choices=[*STAGES, "both"], default="post",
+                   help="pre: before the lesson; post: after it (default)")
+    p.add_argument("--lang", choices=list(LANGUAGES), help="language (default: en)")
+    p.add_argument("--json", action="store_true",
+                   help="print the quiz, answers included, as JSON instead of asking")
+    p.set_defaults(func=run_quiz)
+
+
+def run_quiz(args) -> int:
+    """Ask the questions of one lesson's quiz (both stages with --stage both), or print them."""
+    from . import quiz as Q
+    from .i18n import get_language
+
+    lang = Q.check_language(args.lang or get_language())
+    quiz = Q.load_quiz(args.lesson)
+    stages = list(Q.STAGES) if args.stage == "both" else [args.stage]
+    if args.json:
+        items = [quiz_as_json(quiz, stage, lang) for stage in stages]
+        print(to_json(items[0] if len(items) == 1 else items, indent=2))
+        return 0
+    for stage in stages:
+        Q.take_quiz(quiz, stage, lang)
+    return 0
+
+
+def quiz_as_json(quiz, stage: str, lang: str) -> dict:
+    """One stage of a quiz in one language, answers and explanations included."""
+    from .quiz import stage_title, tr
+
+    questions = []
+    for q in quiz.questions(stage):
+        item = {"id": q.id, "type": q.type, "question": tr(q.text, lang)}
+        if q.options:
+            item["options"] = [{"text": tr(o.text, lang), "explanation": tr(o.explanation, lang),
+                                "correct": k in q.correct} for k, o in enumerate(q.options)]
+        item["answer"] = q.answer
+        if q.type == "numeric":
+            item["tolerance"] = q.tolerance
+        if q.explanation:
+            item["explanation"] = tr(q.explanation, lang)
+        questions.append(item)
+    return {"lesson": quiz.lesson, "stage": stage, "lang": lang,
+            "title": stage_title(quiz, stage, lang), "questions": questions}
+
+
+_HERE = {"quiz": add_quiz}  # the commands whose add_cli is in this file

@@ -1,0 +1,108 @@
+"""Files the course writes and reads: model checkpoints, atomic writes, sha256 sums, file names.
+
+A tiny model is saved as two files side by side: `name.safetensors` (its weights, float16
+unless asked otherwise) and `name.json` (its config, plus whatever the trainer records).
+Every file is written to a temporary name and renamed when complete, so a crash or Ctrl-C
+never leaves half a file behind.
+
+    config_path = save_checkpoint(model, folder / "tiny-vq.safetensors", {"n_codes": 256})
+    state, config, path = load_checkpoint(None, TINY_VQ_WEIGHTS, "tiny VQ", "python -m utils train vq")
+Images are opened by `utils.images.open_image`; pictures are converted by `utils.viz.to_pil`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path in the folder of `path`; on success it is renamed to `path`.
+
+    Whatever happens inside (an error, Ctrl-C), the temporary file is removed, so `path`
+    either keeps its old content or gets the whole new one. An existing file keeps its mode.
+        with atomic_path("out.png") as tmp:
+            image.save(tmp, format="PNG")
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        if path.exists():
+            os.chmod(tmp, path.stat().st_mode & 0o7777)
+        else:  # what open() would have given: 0666 minus the umask
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_atomic(path: str | os.PathLike, data: bytes | str) -> Path:
+    """Write bytes (or UTF-8 text) to `path` through a temporary file and a rename."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
+    return Path(path)
+
+
+def unique_path(path: str | os.PathLike) -> Path:
+    """`path` if free, else the first free `stem-1.ext`, `stem-2.ext`, ...: never overwrite."""
+    path = Path(path)
+    candidate, i = path, 1
+    while candidate.exists():
+        candidate = path.with_name(f"{path.stem}-{i}{path.suffix}")
+        i += 1
+    return candidate
+
+
+def slug(text: str, limit: int = 40, empty: str = "image") -> str:
+    """A file name from text: "A red Star!" -> "a-red-star" (lower case, a-z 0-9 and dashes)."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:limit] or empty
+
+
+def save_checkpoint(model, weights: str | os.PathLike, config: dict, half: bool = True,
+                    metadata: dict[str, str] | None = None) -> Path:
+    """Write a model's state dict to `weights` (safetensors; floating tensors as float16 when
+    half=True) and `config` beside it as JSON (same name, .json); returns the config's path."""
+    from safetensors.torch import save
+
+    weights = Path(weights)
+    state = {k: (v.detach().half() if half and v.is_floating_point() else v.detach()).contiguous()
+             for k, v in getattr(model, "model", model).state_dict().items()}
+    write_atomic(weights, save(state, metadata=metadata))
+    return write_atomic(weights.with_suffix(".json"), json.dumps(config, indent=2) + "\n")
+
+
+def load_checkpoint(weights: str | os.PathLike | None, default: Path, what: str,
+                    rebuild: str) -> tuple[dict, dict, Path]:
+    """(float32 state dict, config, weights path) of a checkpoint written by save_checkpoint;
+    `weights` None means `default`. A missing file fails with the command that rebuilds it."""
+    from safetensors.torch import load_file
+
+    weights = Path(weights) if weights else default
+    config = weights.with_suffix(".json")
+    if not weights.exists() or not config.exists():
+        raise FileNotFoundError(f"The {what} {weights} (or its config {config.name}) is missing. "
+                                f"Rebuild it: {rebuild}")
+    state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(weights)).items()}
+    return state, json.loads(config.read_text()), weights

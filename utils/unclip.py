@@ -1,0 +1,385 @@
+"""DALL-E 2 (unCLIP, Ramesh et al. 2022) at small scale: a prior and a decoder around CLIP.
+
+Lesson 05, second half. unCLIP generates in two stages:
+
+    prior:   CLIP text embedding t  ->  a CLIP image embedding x      (ours: an MLP)
+    decoder: image embedding x      ->  a picture                     (ours: the mini DALL-E's
+             transformer, the caption words replaced by prefix vectors W x)
+
+Why not decode t directly? CLIP's text and image embeddings live in different regions of the
+sphere (the "modality gap"); the decoder only ever saw image embeddings. Both models learn
+from the pictures the mini DALL-E learns from (`utils.dalle_data`): large shapes on plain
+backgrounds, embedded by the bundled tiny CLIP.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .assets import ASSETS_DIR
+from .dalle import DalleConfig, MiniDalle, bundled
+from .dalle_data import (
+    PictureSet,
+    WordTokenizer,
+    check_caption,
+    fields_of,
+    pair_caption,
+    render_kept,
+    shapes_world_words,
+    translate_caption,
+    vq_codes,
+)
+from .dalle_train import TrainConfig, fit_codes, out_path, print_report
+from .io import load_checkpoint, save_checkpoint
+from .viz import to_pil
+
+PRIOR_WEIGHTS = ASSETS_DIR / "tiny-prior.safetensors"
+DECODER_WEIGHTS = ASSETS_DIR / "tiny-unclip-decoder.safetensors"
+EMBEDDER = "tiny-shapes"  # the CLIP whose embedding space the prior and decoder use
+
+
+# ---------------------------------------------------------------- the prior
+
+
+@dataclass
+class PriorConfig:
+    embed_dim: int = 64
+    hidden: int = 256
+    n_layer: int = 2
+
+
+class Prior(nn.Module):
+    """unCLIP's prior, as an MLP: a CLIP text embedding -> the CLIP image embedding it describes.
+
+    DALL-E 2 needs it because its decoder draws from an *image* embedding, and CLIP's text and
+    image embeddings live in different regions of the sphere (the "modality gap": a caption's
+    embedding is never close to its images'). Trained to minimise 1 - cos(prior(t), x) over
+    pairs (t, x) = (text embedding, image embedding), it predicts the average direction of the
+    images a caption describes. DALL-E 2's prior is a diffusion model that samples one image
+    embedding instead of the average; the MLP is the deterministic version.
+    """
+
+    def __init__(self, cfg: PriorConfig):
+        super().__init__()
+        self.cfg = cfg
+        layers, width = [], cfg.embed_dim
+        for _ in range(cfg.n_layer):
+            layers += [nn.Linear(width, cfg.hidden), nn.GELU()]
+            width = cfg.hidden
+        self.mlp = nn.Sequential(*layers, nn.Linear(width, cfg.embed_dim))
+
+    def forward(self, text_emb: torch.Tensor) -> torch.Tensor:
+        """(B, D) text embeddings -> (B, D) predicted image embeddings, L2-normalised."""
+        return F.normalize(self.mlp(text_emb), dim=-1)
+
+    @torch.no_grad()
+    def predict(self, text_emb: torch.Tensor) -> torch.Tensor:
+        self.eval()
+        return self(text_emb)
+
+    @torch.no_grad()
+    def embed_captions(self, clip, captions: Sequence[str]) -> torch.Tensor:
+        """Captions -> the prior's image embeddings (B, D): prior(CLIP_text(caption)).
+
+        The prior learned English shapes-world captions only: the course's labels in the other
+        languages are translated (`translate_caption`); any other caption in another language,
+        or one longer than PRIOR_MAX_WORDS words, is refused in one line (`check_caption`).
+        """
+        tokenizer = WordTokenizer(shapes_world_words(), length=PRIOR_MAX_WORDS + 1)
+        english = [(translate_caption(c) or (c,))[0] for c in captions]  # the course's labels, translated
+        for caption in english:
+            check_caption(caption, tokenizer, reader="the unCLIP prior")
+        return self.predict(clip.encode_texts(english))
+
+
+PRIOR_MAX_WORDS = 15  # captions the prior accepts; the tiny CLIP's context is 32 BPE tokens
+
+
+def clip_pairs(clip, pictures: PictureSet, progress: bool = True) -> tuple[torch.Tensor, torch.Tensor, list[dict]]:
+    """CLIP embeddings of the pictures and of their captions: (N, D), (N, D), attrs."""
+    images, attrs = render_kept(pictures)
+    image_emb = clip.encode_images(to_pil(images), progress=progress)      # (N, D)
+    captions = [a["caption"] for a in attrs]
+    unique = list(dict.fromkeys(captions))
+    unique_emb = clip.encode_texts(unique)                                  # (U, D)
+    index = {c: i for i, c in enumerate(unique)}
+    text_emb = unique_emb[torch.tensor([index[c] for c in captions])]       # (N, D)
+    return image_emb, text_emb, attrs
+
+
+@dataclass
+class PriorTrainConfig:
+    """Hyper-parameters of `train_prior`; the defaults rebuild the bundled prior, on the pictures
+    the decoder learns to draw (large shapes, plain backgrounds)."""
+
+    steps: int = 1500
+    n_images: int = 10_000
+    batch_size: int = 256
+    lr: float = 2e-3
+    seed: int = 0
+    plain_only: bool = True
+    sizes: tuple[str, ...] | None = ("large",)
+
+
+def train_prior(clip=None, cfg: PriorTrainConfig | None = None, progress: bool = True) -> tuple[Prior, dict]:
+    """Fit the prior on (caption, image) pairs of the seen colour-shape pairs; returns (prior, history).
+
+    loss = 1 - cos(prior(t), x) over (text embedding, image embedding) pairs, AdamW with a
+    cosine learning rate."""
+    import time
+
+    from .train import FitConfig, fit
+
+    cfg = cfg or PriorTrainConfig()
+    clip = clip or bundled(EMBEDDER)
+    torch.manual_seed(cfg.seed)
+    start = time.perf_counter()
+    # one chunk holds all n pictures when nothing is filtered out
+    pictures = PictureSet(cfg.n_images, cfg.seed, "train", cfg.plain_only, cfg.sizes, chunk=cfg.n_images)
+    image_emb, text_emb, _ = clip_pairs(clip, pictures, progress)
+    prior = Prior(PriorConfig(embed_dim=image_emb.shape[1]))
+    gen = torch.Generator().manual_seed(cfg.seed)
+
+    def loss_of(step: int) -> torch.Tensor:
+        idx = torch.randint(len(image_emb), (cfg.batch_size,), generator=gen)
+        return (1 - (prior(text_emb[idx]) * image_emb[idx]).sum(-1)).mean()  # 1 - cos
+
+    done = fit(prior, loss_of, FitConfig(cfg.steps, cfg.lr, "annealing", weight_decay=1e-4), "training prior",
+               progress=progress)
+    history = {"loss": [round(x, 4) for x in done["loss"][::10]],
+               "train_seconds": round(time.perf_counter() - start, 1)}
+    return prior.eval().requires_grad_(False), history
+
+
+@torch.no_grad()
+def evaluate_prior(prior: Prior, clip=None, n_images: int = 1200, seed: int = 99, k: int = 10) -> dict:
+    """Retrieval by the raw text embedding vs by the prior's image embedding.
+
+    Gallery: fresh "test" images (seen pairs) and "heldout" images. Query: "a {colour} {shape}"
+    for every pair. A hit is an image of that colour and shape. For each guide g we report
+    precision@k (share of hits among the k images with the highest cos(g, x)), average
+    precision over the whole ranking, and the mean cosine between g and its own images.
+    """
+    from . import data
+
+    clip = clip or bundled(EMBEDDER)
+    seen_emb, _, seen_attrs = clip_pairs(clip, PictureSet(n_images, seed, "test", chunk=n_images), False)
+    held_emb, _, held_attrs = clip_pairs(clip, PictureSet(n_images // 3, seed, "heldout", chunk=n_images // 3), False)
+    gallery = torch.cat([seen_emb, held_emb])                               # (G, D)
+    attrs = seen_attrs + held_attrs
+    labels = [(a["colour"], a["shape"]) for a in attrs]
+    pairs = data.SPLITS["all"]
+    text_emb = clip.encode_texts([pair_caption(c, s) for c, s in pairs])    # (P, D)
+    guides = {"text": text_emb, "prior": prior.predict(text_emb)}
+    result: dict = {"k": k, "gallery": len(gallery)}
+    for name, guide in guides.items():
+        sims = guide @ gallery.T                                            # (P, G)
+        stats = {"seen": [], "heldout": []}
+        for p, pair in enumerate(pairs):
+            hits = torch.tensor([lab == pair for lab in labels])            # (G,)
+            order = sims[p].argsort(descending=True)
+            ranked = hits[order].float()                                    # (G,)
+            precision = ranked.cumsum(0) / torch.arange(1, len(ranked) + 1)
+            ap = float((precision * ranked).sum() / ranked.sum().clamp(min=1))
+            group = "heldout" if pair in data.HELD_OUT else "seen"
+            stats[group].append((float(ranked[:k].mean()), ap, float(sims[p][hits].mean())))
+        for group, rows in stats.items():
+            cols = torch.tensor(rows).mean(0).tolist()
+            result[f"{name}_{group}"] = {f"precision@{k}": round(cols[0], 4), "mAP": round(cols[1], 4),
+                                          "cos_to_own_images": round(cols[2], 4)}
+    return result
+
+
+def save_prior(prior: Prior, weights: Path = PRIOR_WEIGHTS, extra: dict | None = None) -> Path:
+    return save_checkpoint(prior, weights, {**asdict(prior.cfg), **(extra or {})}, half=False)
+
+
+def load_prior(weights: str | Path | None = None) -> Prior:
+    """The bundled unCLIP prior for the tiny CLIP (or `weights` with its .json beside it)."""
+    state, raw, _ = load_checkpoint(weights, PRIOR_WEIGHTS, "prior", "python -m utils train prior")
+    prior = Prior(PriorConfig(**fields_of(PriorConfig, raw)))
+    prior.load_state_dict(state)
+    return prior.eval().requires_grad_(False)
+
+
+# ---------------------------------------------------------------- the unCLIP decoder (DALL-E 2)
+
+
+DECODER_STEPS = 2000
+
+
+def decoder_recipe(seed: int = 0, steps: int = DECODER_STEPS) -> TrainConfig:
+    """How the bundled unCLIP decoder was trained: like the mini DALL-E (large shapes, plain
+    backgrounds), with batch 64."""
+    return TrainConfig(steps=steps, batch_size=64, lr=2e-3, seed=seed)
+
+
+class UnclipDecoder(MiniDalle):
+    """DALL-E 2's decoder idea on our transformer: draw image codes from a CLIP IMAGE embedding.
+
+    The caption words are replaced by `text_len` prefix vectors computed from the embedding,
+    prefix = W e reshaped to (text_len, C); the rest is the mini DALL-E. It is trained on
+    (CLIP image embedding of a picture, the picture's codes) and never sees a text embedding:
+    at drawing time it gets either the prior's prediction or, to show why the prior exists,
+    the raw text embedding.
+    """
+
+    def __init__(self, cfg: DalleConfig, embed_dim: int):
+        super().__init__(cfg)
+        self.embed_dim = embed_dim
+        self.guidance = 1.0  # default classifier-free guidance scale; training sets its own
+        self.cond_proj = nn.Linear(embed_dim, cfg.text_len * cfg.n_embd)
+
+    def embed_prefix(self, emb: torch.Tensor) -> torch.Tensor:
+        """(B, D) CLIP embeddings -> (B, text_len, C) prefix vectors."""
+        return self.cond_proj(emb).view(len(emb), self.cfg.text_len, self.cfg.n_embd)
+
+
+def train_decoder(clip=None, cfg: TrainConfig | None = None, model_cfg: DalleConfig | None = None,
+                  vq=None, n_prefix: int = 4, progress: bool = True) -> tuple[UnclipDecoder, dict]:
+    """Train the unCLIP decoder on (CLIP image embedding, VQ codes) of rendered pictures."""
+    import time
+
+    from .tinyvq import load_tiny_vq
+
+    cfg = cfg or TrainConfig()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    clip, vq = clip or bundled(EMBEDDER), vq or load_tiny_vq()
+    start = time.perf_counter()
+    images, _ = render_kept(cfg.pictures(cfg.seed * 1000 + 500_000), progress, "images -> embeddings and codes")
+    embs = clip.encode_images(to_pil(images))                                # (N, D)
+    codes = vq_codes(vq, images)                                             # (N, h*w)
+    data_seconds = time.perf_counter() - start
+    model_cfg = replace(model_cfg or DalleConfig(), text_vocab=1, text_len=n_prefix, image_vocab=vq.cfg.n_codes,
+                        image_rows=vq.grid[0], image_cols=vq.grid[1])
+    decoder = UnclipDecoder(model_cfg, embs.shape[1])
+    gen = torch.Generator().manual_seed(cfg.seed)
+
+    def next_batch() -> tuple[torch.Tensor, torch.Tensor]:
+        idx = torch.randint(len(codes), (cfg.batch_size,), generator=gen)
+        emb = embs[idx].clone()                                             # (B, D)
+        emb[torch.rand(cfg.batch_size, generator=gen) < cfg.caption_dropout] = 0  # for guidance
+        return emb, codes[idx]
+
+    history = fit_codes(decoder, next_batch, cfg, "training unCLIP decoder", progress)
+    decoder.guidance = cfg.guidance  # the scale it draws with by default, saved with it
+    history["data_seconds"] = round(data_seconds, 1)
+    history["train_seconds"] = round(history["train_seconds"] + data_seconds, 1)
+    return decoder, history
+
+
+def save_decoder(decoder: UnclipDecoder, weights: Path = DECODER_WEIGHTS, extra: dict | None = None) -> Path:
+    return save_checkpoint(decoder, weights, {**asdict(decoder.cfg), "embed_dim": decoder.embed_dim,
+                                           "guidance": decoder.guidance, **(extra or {})})
+
+
+def load_decoder(weights: str | Path | None = None) -> UnclipDecoder:
+    """The bundled unCLIP decoder (or `weights` with its .json beside it)."""
+    state, raw, _ = load_checkpoint(weights, DECODER_WEIGHTS, "unCLIP decoder", "python -m utils train prior")
+    decoder = UnclipDecoder(DalleConfig(**fields_of(DalleConfig, raw)), raw["embed_dim"])
+    decoder.load_state_dict(state)
+    decoder.guidance = raw.get("guidance", 1.0)
+    return decoder.eval().requires_grad_(False)
+
+
+@torch.no_grad()
+def decode_embeddings(decoder: UnclipDecoder, vq, emb: torch.Tensor, guidance: float = 1.0,
+                      temperature: float = 1.0, seed: int = 0) -> torch.Tensor:
+    """Pictures from CLIP embeddings: (B, D) -> (B, 3, H, W) in [0, 1]."""
+    empty = torch.zeros(1, decoder.embed_dim)
+    codes = decoder.sample(emb, temperature, None, torch.Generator().manual_seed(seed), guidance, empty)
+    return vq.decode_codes(codes.view(len(emb), decoder.cfg.image_rows, decoder.cfg.image_cols))
+
+
+@torch.no_grad()
+def evaluate_unclip(decoder: UnclipDecoder, prior: Prior, clip=None, judge=None, vq=None, pairs=None,
+                    n_samples: int = 8, seed: int = 0, guidance: float | None = None) -> dict:
+    """DALL-E 2's test: decode the prior's image embedding vs the raw text embedding.
+
+    For each colour-shape pair, draw n_samples pictures from each guide; the judge of
+    `utils.shapecheck` says how many have the right colour and shape (accuracy), and the right
+    colour alone.
+    """
+    from . import data
+    from .shapecheck import load_shape_judge
+    from .tinyvq import load_tiny_vq
+
+    clip, judge, vq = clip or bundled(EMBEDDER), judge or load_shape_judge(), vq or load_tiny_vq()
+    guidance = decoder.guidance if guidance is None else guidance
+    pairs = list(data.SEEN if pairs is None else pairs)
+    text = clip.encode_texts([pair_caption(c, s) for c, s in pairs])        # (P, D)
+    result = {"n_captions": len(pairs), "n_samples": n_samples}
+    for name, guide in (("text", text), ("prior", prior.predict(text))):
+        images = decode_embeddings(decoder, vq, guide.repeat_interleave(n_samples, 0), guidance,
+                                   seed=seed)                               # (P * n, 3, H, W)
+        verdicts = judge.judge(images)
+        wanted = [pair for pair in pairs for _ in range(n_samples)]
+        result[name] = {
+            "accuracy": round(sum(v["colour"] == c and v["shape"] == s
+                                  for v, (c, s) in zip(verdicts, wanted)) / len(wanted), 4),
+            "colour_accuracy": round(sum(v["colour"] == c for v, (c, _) in zip(verdicts, wanted)) / len(wanted), 4),
+        }
+    return result
+
+
+
+
+# ---------------------------------------------------------------- command line
+
+
+def train_prior_main(args) -> int:
+    """`python -m utils train prior`: fit the unCLIP prior and decoder to the tiny CLIP, compare, save.
+
+    The two numbers of lesson 05: retrieval by the raw text embedding vs by the prior's image
+    embedding, and pictures decoded from each (judged by `utils.shapecheck`).
+    """
+    from . import data
+    from .assets import register_asset
+    from .io import sha256_of
+    from .models import TINY_WEIGHTS
+    from .tinyvq import TINY_VQ_WEIGHTS
+
+    seed = args.seed or 0
+    steps = args.steps or 1500
+    clip = bundled(EMBEDDER)
+    prior, history = train_prior(clip, PriorTrainConfig(steps=steps, seed=seed), progress=not args.json)
+    decoder_cfg = decoder_recipe(seed)
+    decoder, decoder_history = train_decoder(clip, decoder_cfg, progress=not args.json)
+    retrieval = evaluate_prior(prior, clip)
+    decoding = evaluate_unclip(decoder, prior, clip, pairs=data.SEEN, seed=seed)
+    out = out_path(args, PRIOR_WEIGHTS)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    clip_sha, vq_sha = sha256_of(TINY_WEIGHTS), sha256_of(TINY_VQ_WEIGHTS)
+    config = save_prior(prior, out, extra={"clip_sha256": clip_sha, "trained": {
+        "steps": steps, "seed": seed, "retrieval": retrieval, "decoding": decoding}})
+    decoder_out = out.with_name(DECODER_WEIGHTS.name)
+    decoder_config = save_decoder(decoder, decoder_out, extra={"clip_sha256": clip_sha, "vq_sha256": vq_sha, "trained": {
+        "steps": decoder_cfg.steps, "seed": seed, "train_seconds": decoder_history["train_seconds"],
+        "final_loss": decoder_history["loss"][-1], "decoding": decoding}})
+    if out.resolve().parent == ASSETS_DIR.resolve():
+        rebuild = f"python -m utils train prior --seed {seed}"
+        register_asset(out, "unCLIP prior: MLP from tiny-CLIP text embeddings to image embeddings", rebuild)
+        register_asset(config, "config of tiny-prior.safetensors", rebuild)
+        register_asset(decoder_out, "unCLIP decoder: transformer drawing tiny-VQ codes from a tiny-CLIP "
+                                    "image embedding", rebuild)
+        register_asset(decoder_config, "config of tiny-unclip-decoder.safetensors", rebuild)
+    report = {"weights": str(out), "decoder": str(decoder_out), "steps": steps, "seed": seed,
+              "train_seconds": history["train_seconds"] + decoder_history["train_seconds"],
+              "retrieval": retrieval, "decoding": decoding}
+    k = retrieval["k"]
+    print_report(report, args.json, [
+        f"retrieval precision@{k} on seen pairs: text {retrieval['text_seen'][f'precision@{k}']:.3f}, "
+        f"prior {retrieval['prior_seen'][f'precision@{k}']:.3f}; cosine to the caption's pictures: "
+        f"{retrieval['text_seen']['cos_to_own_images']:.3f} -> {retrieval['prior_seen']['cos_to_own_images']:.3f}",
+        f"decoded pictures with the right colour and shape: {decoding['text']['accuracy']:.0%} from the text "
+        f"embedding, {decoding['prior']['accuracy']:.0%} from the prior's image embedding",
+        f"saved {out} and {decoder_out}"])
+    return 0

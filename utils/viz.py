@@ -1,0 +1,282 @@
+"""Every plot and picture grid of the course: matplotlib figures, torchvision grids.
+
+Pictures come in three forms and every function here takes any of them: a PIL image, a
+numpy array (H, W, 3), or a tensor (3, H, W) with values in [0, 1]. A batch is a list of
+those or a tensor (N, 3, H, W).
+
+    show_images(batch, titles=captions, title="A batch")   # a row (or grid) with captions
+    image_grid(batch).save("grid.png")                       # one PIL image, no matplotlib
+    live = LiveCurves([Curve("loss", "Training loss", "loss")]); fit(..., callback=live)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .i18n import t
+from .images import open_image, to_rgb
+
+# ------------------------------------------------------------------ conversions
+
+
+def to_pil(images: torch.Tensor) -> Image.Image | list[Image.Image]:
+    """(3, H, W) in [0, 1] -> one PIL image; (N, 3, H, W) -> a list. v8 = round(255 v)."""
+    from torchvision.transforms.functional import to_pil_image
+
+    as_bytes = (images.detach().clamp(0, 1).cpu() * 255 + 0.5).to(torch.uint8)  # round, not floor
+    if as_bytes.dim() == 3:
+        return to_pil_image(as_bytes)
+    return [to_pil_image(image) for image in as_bytes]
+
+
+def as_array(image) -> np.ndarray:
+    """Any picture (PIL, (H, W, 3) array, (3, H, W) tensor in [0, 1]) -> an array imshow draws."""
+    if isinstance(image, torch.Tensor):
+        return image.detach().clamp(0, 1).permute(1, 2, 0).cpu().numpy()  # (H, W, 3)
+    return np.asarray(image)
+
+
+def image_grid(images: torch.Tensor, gap: int = 2, ncols: int | None = None) -> Image.Image:
+    """(N, 3, H, W) in [0, 1] -> one PIL image: a grid of ncols = ceil(sqrt(N)) columns by
+    default, in reading order, `gap` white pixels between pictures (none around them)."""
+    from torchvision.utils import make_grid
+
+    ncols = ncols or math.ceil(math.sqrt(len(images)))
+    grid = make_grid(images, nrow=ncols, padding=gap, pad_value=1.0)  # gap around each picture
+    return to_pil(grid[:, gap:grid.shape[1] - gap, gap:grid.shape[2] - gap])
+
+
+# ------------------------------------------------------------------ pictures with captions
+
+
+def show_images(images, titles: Sequence[str] | None = None, title: str | None = None, rows: int = 1,
+                size: float = 2.0, fontsize: int = 9, show: bool = True):
+    """Pictures in `rows` rows, each with its title below the suptitle `title`; returns the figure.
+
+    show=True calls plt.show(), so that the figure appears where the call is in a notebook."""
+    import matplotlib.pyplot as plt
+
+    images = list(images)
+    cols = max(1, math.ceil(len(images) / rows))
+    fig, axes = plt.subplots(rows, cols, figsize=(size * cols, (size + 0.5) * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for i, (ax, image) in enumerate(zip(axes.flat, images)):
+        ax.imshow(as_array(image), interpolation="nearest")  # small pictures stay sharp
+        if titles is not None:
+            ax.set_title(titles[i], fontsize=fontsize)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    if show:
+        plt.show()
+    return fig
+
+
+def show_hits(hits, images=None, title: str | None = None, ncols: int = 5, size: float = 2.0, fig=None):
+    """Search hits (utils.retrieval.Hit) as a grid, each captioned with its rank and score.
+
+    images: a sequence indexed by hit.index (PIL images or arrays), or None to open hit.path.
+    fig: an existing matplotlib figure to draw into (it is cleared), e.g. for a widget."""
+    import matplotlib.pyplot as plt
+
+    ncols = max(1, min(ncols, len(hits)))
+    nrows = max(1, -(-len(hits) // ncols))
+    if fig is None:
+        fig = plt.figure(figsize=(size * ncols, size * nrows + (0.4 if title else 0)))
+    fig.clear()
+    for j, hit in enumerate(hits):
+        ax = fig.add_subplot(nrows, ncols, j + 1)
+        image = images[hit.index] if images is not None else open_image(hit.path)
+        ax.imshow(to_rgb(image))
+        ax.set_title(f"#{hit.rank}  {hit.score:.3f}", fontsize=9)
+        ax.set_xlabel(Path(hit.item).name if hit.path else (hit.caption or ""), fontsize=7)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if not hits:
+        fig.text(0.5, 0.5, t("no results"), ha="center")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+# ------------------------------------------------------------------ matrices
+
+
+def plot_matrix(matrix, ax=None, title: str = "", xlabel: str = "", ylabel: str = "",
+                colorbar: str = "", values: bool = True, cmap: str = "viridis"):
+    """Heatmap of a matrix (rows on y, columns on x, index ticks), each entry written in it
+    when values=True, with a labelled colour bar; returns the axes."""
+    import matplotlib.pyplot as plt
+
+    matrix = matrix.detach().cpu().numpy() if isinstance(matrix, torch.Tensor) else np.asarray(matrix)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(0.6 * matrix.shape[1] + 2.5, 0.5 * matrix.shape[0] + 1.5))
+    shown = ax.imshow(matrix, cmap=cmap, vmin=float(matrix.min()), vmax=float(matrix.max()))
+    ax.set_xticks(range(matrix.shape[1]), [str(j) for j in range(matrix.shape[1])])
+    ax.set_yticks(range(matrix.shape[0]), [str(i) for i in range(matrix.shape[0])])
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    if values:
+        for (i, j), value in np.ndenumerate(matrix):
+            ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7, color="white")
+    plt.colorbar(shown, ax=ax, fraction=0.046, label=colorbar)
+    return ax
+
+
+def plot_similarity(similarity, images: Sequence, texts: Sequence[str], title: str = "", ax=None):
+    """Heatmap of cosine similarities (texts x images) with the images as column headers."""
+    import matplotlib.pyplot as plt
+
+    sim = similarity.detach().cpu().numpy() if hasattr(similarity, "detach") else similarity
+    n_texts, n_images = sim.shape
+    if ax is None:
+        _, ax = plt.subplots(figsize=(1.1 * n_images + 3, 0.6 * n_texts + 1.5), layout="constrained")
+    shown = ax.imshow(sim, cmap="viridis", extent=(-0.5, n_images - 0.5, n_texts - 0.5, -0.5))
+    for j, image in enumerate(images):  # thumbnails in a row above the matrix
+        ax.imshow(image, extent=(j - 0.45, j + 0.45, -0.6, -1.6), origin="upper")
+    for i in range(n_texts):
+        for j in range(n_images):
+            ax.text(j, i, f"{sim[i, j]:.2f}", ha="center", va="center", fontsize=8, color="white")
+    ax.set_xlim(-0.5, n_images - 0.5)
+    ax.set_ylim(n_texts - 0.5, -1.7)
+    ax.set_yticks(range(n_texts), texts)
+    ax.set_xticks([])
+    ax.set_xlabel(t("images"))
+    ax.set_title(title or t("Cosine similarity between texts and images"))
+    plt.colorbar(shown, ax=ax, fraction=0.03, label=t("cosine similarity"))
+    return ax
+
+
+def plot_confusion(confusion, classnames: Sequence[str], title: str = "", ax=None):
+    """Confusion matrix as an image: row = true class, column = predicted class."""
+    import matplotlib.pyplot as plt
+
+    n = len(classnames)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(0.3 * n + 3, 0.3 * n + 2.5))
+    shown = ax.imshow(confusion, cmap="Blues")
+    ax.set_xticks(range(n), classnames, rotation=90, fontsize=7)
+    ax.set_yticks(range(n), classnames, fontsize=7)
+    ax.set_xlabel(t("predicted class"))
+    ax.set_ylabel(t("true class"))
+    ax.set_title(title or t("Confusion matrix"))
+    plt.colorbar(shown, ax=ax, fraction=0.04, label=t("images"))
+    return ax
+
+
+def plot_prediction(image, labels: Sequence[str], probs, title: str = "", axes=None):
+    """The image on the left, one horizontal bar per label on the right (best on top).
+
+    Each label is written above its bar, inside the bar plot: long labels never run over the
+    picture (tick labels would grow to the left)."""
+    import matplotlib.pyplot as plt
+
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(8, 0.5 * len(labels) + 1.4),
+                               gridspec_kw={"width_ratios": [1, 1.6]})
+    ax_img, ax_bar = axes
+    ax_img.imshow(image)
+    ax_img.axis("off")
+    ax_img.set_title(title, fontsize=10)
+    probs = [float(p) for p in probs]
+    order = sorted(range(len(labels)), key=lambda i: probs[i])  # barh draws bottom-up
+    ax_bar.barh(range(len(order)), [probs[i] for i in order], height=0.4, color="tab:blue")
+    ax_bar.set_xlim(0, 1)
+    ax_bar.set_ylim(-0.4, len(order) - 0.15)
+    ax_bar.set_yticks([])
+    ax_bar.set_xlabel(t("probability"))
+    for y, i in enumerate(order):
+        label = labels[i] if len(labels[i]) <= 48 else labels[i][:47] + "…"
+        ax_bar.text(0.005, y + 0.24, label, va="bottom", ha="left", fontsize=9)
+        ax_bar.text(min(probs[i] + 0.02, 0.88), y, f"{probs[i]:.0%}", va="center", fontsize=8)
+    return axes
+
+
+# ------------------------------------------------------------------ curves
+
+
+def plot_curves(x, curves: dict[str, Sequence[float]], ax=None, title: str = "", xlabel: str = "",
+                ylabel: str = "", reference: tuple[Sequence[float] | float, str] | None = None, **axis):
+    """One line per {label: ys} against x (markers when few points), an optional dashed
+    reference (a constant or one value per x, with its label); `axis` goes to ax.set."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3.4))
+    for label, ys in curves.items():
+        ax.plot(x, ys, marker="o" if len(x) <= 20 else None, label=label or None, lw=1 if len(x) > 20 else 1.5)
+    if reference is not None:
+        value, label = reference
+        if isinstance(value, (int, float)):
+            ax.axhline(value, color="grey", ls="--", label=label)
+        else:
+            ax.plot(x, value, color="grey", ls="--", label=label)
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel, **axis)
+    if reference is not None or any(curves):
+        ax.legend(fontsize=8)
+    return ax
+
+
+@dataclass
+class Curve:
+    """One panel of LiveCurves: record[key] against record["step"]."""
+
+    key: str
+    title: str
+    ylabel: str
+    reference: float | None = None  # a dashed horizontal line, e.g. chance
+    reference_label: str = ""
+    ylim: tuple[float, float] | None = None
+
+
+class LiveCurves:
+    """Training curves that redraw in place in a notebook: pass it as fit()'s callback.
+
+    Each call with a record {"step": ..., key: value, ...} appends the values it finds;
+    the figure redraws when `redraw_on` is in the record (drawing costs time)."""
+
+    def __init__(self, curves: Sequence[Curve], redraw_on: str | None = None, size: float = 5.5):
+        import matplotlib.pyplot as plt
+        from IPython.display import display
+
+        self.curves, self.redraw_on = list(curves), redraw_on
+        self.points = {c.key: ([], []) for c in self.curves}  # key -> (steps, values)
+        self.fig, axes = plt.subplots(1, len(self.curves), figsize=(size * len(self.curves), 3.5),
+                                      squeeze=False)
+        self.axes = list(axes.flat)
+        self.handle = display(self.fig, display_id=True)
+
+    def __call__(self, record: dict) -> None:
+        for key, (steps, values) in self.points.items():
+            if key in record:
+                steps.append(record["step"])
+                values.append(record[key])
+        if self.redraw_on is None or self.redraw_on in record:
+            self.redraw()
+
+    def redraw(self) -> None:
+        """Draw every panel again from the points so far."""
+        for ax, curve in zip(self.axes, self.curves):
+            ax.clear()
+            steps, values = self.points[curve.key]
+            reference = None if curve.reference is None else (curve.reference, curve.reference_label)
+            plot_curves(steps, {"": values}, ax=ax, title=curve.title, xlabel=t("step"), ylabel=curve.ylabel,
+                        reference=reference, **({"ylim": curve.ylim} if curve.ylim else {}))
+        self.fig.tight_layout()
+        if self.handle is not None:  # None outside a notebook: nothing to update
+            self.handle.update(self.fig)
+
+    def close(self) -> None:
+        """Last redraw, then close the figure (it stays shown in the notebook)."""
+        import matplotlib.pyplot as plt
+
+        self.redraw()
+        plt.close(self.fig)
