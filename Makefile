@@ -43,7 +43,7 @@ BROWSER_NOTEBOOKS := $(shell sed -n 's|^\([0-9][0-9]-[a-z-]*\) \([a-z][a-z]\)$$|
 NBVAL_NOTEBOOKS := $(if $(CHROMIUM),$(filter-out $(BROWSER_NOTEBOOKS),$(NOTEBOOKS)),$(NOTEBOOKS))
 
 test: $(STAMP)
-	$(VENV)/bin/ruff check utils tests benchmarks
+	$(VENV)/bin/ruff check utils course_tools tests benchmarks
 	@$(if $(CHROMIUM),true,echo "NOTE: no Chromium found: the browser tests (tests/browser) are SKIPPED. Install chromium and fonts-noto-cjk (apt.txt) to run them.")
 	$(TEST_ENV) $(PY) -m pytest -n 2 --dist loadfile --nbval-lax --nbval-cell-timeout=120 \
 		--durations=25 tests $(NBVAL_NOTEBOOKS) $(PYTEST_ARGS)
@@ -55,10 +55,10 @@ unit: $(STAMP)
 	$(TEST_ENV) $(PY) -m pytest -n 2 --dist loadfile --ignore=tests/browser tests $(PYTEST_ARGS)
 
 notebooks: $(STAMP)
-	$(PY) -m utils.i18n build
+	$(PY) -m course_tools build
 
 exercises: $(STAMP)
-	$(PY) -m utils.exercises build
+	$(PY) -m course_tools exercises
 
 # Every benchmark, one report: benchmarks/results/<date>-<host>.json and one table.
 # BENCH_QUICK=1: the < 2 minute smoke test of the benchmark code (its numbers mean nothing).
@@ -69,7 +69,7 @@ doctor: $(STAMP)
 	$(PY) -m utils doctor
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check utils tests benchmarks
+	$(VENV)/bin/ruff check utils course_tools tests benchmarks
 
 clean:
 	rm -rf $(VENV) .pytest_cache

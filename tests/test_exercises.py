@@ -15,25 +15,28 @@ from unittest.mock import MagicMock
 
 import pytest
 
-from utils import exercises as E
-from utils.i18n import LANGUAGES, build_notebook, dumps_notebook, notebook_sources
+from course_tools import exercises as E
+from course_tools.notebooks import build_notebook, dumps_notebook
+from course_tools.sources import notebook_sources
+from utils.exercises import answer_digest, same_answer
+from utils.i18n import LANGUAGES
 
 ROOT = Path(__file__).resolve().parent.parent
 
-SOURCE = '''# %% [markdown] id=title
+SOURCE = '''# %% [markdown] id="title"
 # # 07 · Doubling
 #
 # A lesson with one exercise. See [the figure](figures/double.png) and [the docs](https://example.org/x).
 
-# %% id=params tags=parameters
+# %% id="params" tags=["parameters"]
 LANG = "en"
 QUICK = True
 
-# %% [markdown] id=task
+# %% [markdown] id="task"
 # ## Exercise
 # Write `double(x)` that returns twice its argument, and the table of double(0..2).
 
-# %% id=solution tags=solution
+# %% id="solution" tags=["solution"]
 import math
 
 
@@ -49,7 +52,7 @@ def double(x: float) -> float:
 table = [double(i) for i in range(3)]
 ### END SOLUTION
 
-# %% id=check tags=points-3
+# %% id="check" tags=["points-3"]
 from utils.exercises import exercise_check, same_answer
 
 with exercise_check(1):
@@ -58,12 +61,12 @@ with exercise_check(1):
     assert math.isclose(double(0.5), 1.0)
 print("check passed")
 
-# %% [markdown] id=after
+# %% [markdown] id="after"
 # Well done. Back to the [setup](../00-setup.ipynb).
 
-# %% id=after-code
+# %% id="after-code"
 done = True
-'''.replace("DIGEST", E.answer_digest([0, 2, 4]))
+'''.replace("DIGEST", answer_digest([0, 2, 4]))
 
 
 def notebook_from(source: str, lang: str = "en") -> dict:
@@ -121,7 +124,7 @@ def test_a_solution_without_markers_or_without_a_check_cell_is_an_error():
     with pytest.raises(E.ExerciseError, match="solution cell 'solution' needs '### BEGIN SOLUTION'"):
         notebook_from(unmarked)
     with pytest.raises(E.ExerciseError, match="solution cell 'solution' has no check cell"):
-        notebook_from(SOURCE.split("# %% id=check")[0])
+        notebook_from(SOURCE.split('# %% id="check"')[0])
 
 
 # ------------------------------------------------------------------ student notebooks
@@ -194,10 +197,10 @@ def test_only_the_function_body_is_missing_the_check_fails_with_not_implemented(
 
 def test_later_cells_that_need_the_solution_are_tagged_and_only_those():
     source = SOURCE + (
-        "\n# %% id=uses-table\ntotal = sum(table)\n"
-        "\n# %% id=uses-total\nif total:\n    print(total)\n"
-        "\n# %% id=redefines\ntable = [1]\nsizes = [len(t) for t in ([table],)]\n"
-        "\n# %% id=reads-clean\nfor row in table:\n    print(row, sizes)\n"
+        "\n# %% id=\"uses-table\"\ntotal = sum(table)\n"
+        "\n# %% id=\"uses-total\"\nif total:\n    print(total)\n"
+        "\n# %% id=\"redefines\"\ntable = [1]\nsizes = [len(t) for t in ([table],)]\n"
+        "\n# %% id=\"reads-clean\"\nfor row in table:\n    print(row, sizes)\n"
     )
     student = E.student_notebook(notebook_from(source), "en", "07-doubling")
     tagged = [c["id"] for c in student["cells"]
@@ -208,9 +211,9 @@ def test_later_cells_that_need_the_solution_are_tagged_and_only_those():
 
 
 def test_answer_digests_hide_the_value_and_round_floats():
-    assert E.same_answer(15.3600001, E.answer_digest(15.36))
-    assert not E.same_answer(15.4, E.answer_digest(15.36))
-    assert "15.36" not in E.answer_digest(15.36)
+    assert same_answer(15.3600001, answer_digest(15.36))
+    assert not same_answer(15.4, answer_digest(15.36))
+    assert "15.36" not in answer_digest(15.36)
 
 
 # ------------------------------------------------------------------ nbgrader itself
@@ -276,7 +279,7 @@ def test_committed_student_versions_match_a_fresh_build():
                 problems.append(f"{path.relative_to(ROOT)}: missing")
             elif path.read_text(encoding="utf-8") != E.student_text(nb, lang, src.stem):
                 problems.append(f"{path.relative_to(ROOT)}: differs from the source")
-    assert not problems, "run `python -m utils.i18n build`: " + "; ".join(problems)
+    assert not problems, "run `python -m course_tools build`: " + "; ".join(problems)
 
 
 class _LessonState(dict):

@@ -4,7 +4,7 @@
 and the words a translation must not use ("avoid": "modèle de prompt", "perte adverse"...).
 This file checks the lesson pages and the quizzes against it, and checks that numbers are
 written the way each language writes them (0,3 and 50 000 in French). The notebooks have
-their own translators' check (`python -m utils.i18n terms`)."""
+their own translators' check (`python -m course_tools terms`)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from utils.i18n import LANGUAGES, SOURCE_LANG, fresh_text, load_glossary, parse_lesson, term_forms
+from course_tools.glossary import load_glossary, term_forms
+from course_tools.sources import parse_lesson
+from course_tools.translations import fresh_translations
+from utils.i18n import LANGUAGES, SOURCE_LANG
 
 ROOT = Path(__file__).resolve().parent.parent
 TRANSLATED = [lang for lang in LANGUAGES if lang != SOURCE_LANG]
@@ -43,12 +46,10 @@ def lesson_pairs(lang: str) -> list[tuple[str, str, str]]:
     """(where, English, translation) for every fresh translated block of every lesson page."""
     pairs = []
     for src in sorted((ROOT / "lessons" / "src").glob("*.md")):
-        path = ROOT / "lessons" / "i18n" / lang / f"{src.stem}.json"
-        found = json.loads(path.read_text(encoding="utf-8"))["blocks"] if path.exists() else {}
+        found = fresh_translations(src, lang, ROOT)
         for block in parse_lesson(src):
-            text = fresh_text(found.get(block.id), block.text)
-            if text:
-                pairs.append((f"lessons/i18n/{lang}/{src.stem}.json#{block.id}", block.text, text))
+            if found.get(block.id):
+                pairs.append((f"lessons/i18n/{lang}/{src.stem}.po#{block.id}", block.text, found[block.id]))
     return pairs
 
 

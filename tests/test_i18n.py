@@ -1,7 +1,8 @@
-"""Translations stay complete, current and built: notebooks, lesson pages, t() strings.
+"""Translations stay complete, current and built; the build itself; lesson pages; runtime t().
 
-The repository checks (first section) read the committed files. The machinery checks
-(second section) copy sources and translations into tmp_path and edit them there.
+The repository checks (first section) read the committed files. The machinery checks copy
+sources and translations (.po) into tmp_path and edit them there. The catalogs' own rules
+(fuzzy, missing, left over, links kept, t() strings) are tested in tests/test_po.py.
 """
 
 from __future__ import annotations
@@ -11,18 +12,26 @@ import re
 import shutil
 from pathlib import Path
 
+import jupytext
+import polib
 import pytest
 
+from course_tools import lessons, sources
+from course_tools.build import build_all, check_all
+from course_tools.glossary import load_glossary, terms_advice
+from course_tools.notebooks import build_notebook
+from course_tools.translations import update_catalogs
 from utils import i18n
-from utils.i18n import LANGUAGES, ROOT, SOURCE_LANG, check_all, text_hash
+from utils.i18n import LANGUAGES, SOURCE_LANG
 
+ROOT = Path(__file__).resolve().parent.parent
 OTHERS = [lang for lang in LANGUAGES if lang != SOURCE_LANG]
 
 
 def _report(problems: list[str], limit: int = 40) -> str:
     shown = "\n".join(problems[:limit])
     more = f"\n... and {len(problems) - limit} more" if len(problems) > limit else ""
-    return f"{len(problems)} problem(s):\n{shown}{more}\n(`python -m utils.i18n todo` lists them)"
+    return f"{len(problems)} problem(s):\n{shown}{more}\n(`python -m course_tools todo` lists them)"
 
 
 # ------------------------------------------------------------------ the repository
@@ -35,7 +44,7 @@ def test_notebook_translations_are_complete_and_current():
 
 def test_lesson_translations_are_complete_and_current():
     problems = check_all(parts=("lessons",))
-    assert i18n.lesson_sources(), "lessons/src/ has no lesson source"
+    assert sources.lesson_sources(), "lessons/src/ has no lesson source"
     assert not problems, _report(problems)
 
 
@@ -50,7 +59,7 @@ def test_every_t_string_has_a_translation_in_every_language():
 
 
 def test_glossary_has_every_term_in_every_language():
-    glossary = i18n.load_glossary()
+    glossary = load_glossary()
     assert len(glossary["terms"]) >= 20, "the glossary should hold the lesson's key terms"
     for term in ["contrastive-loss", "embedding", "zero-shot", "prompt", "codebook", "token",
                  "cutout", "temperature"]:
@@ -59,12 +68,67 @@ def test_glossary_has_every_term_in_every_language():
     assert not problems, _report(problems)
 
 
+# ------------------------------------------------------------------ notebook sources
+
+
+_HEADER = re.compile(r'^# %%(?P<md> \[markdown\])?(?: id="(?P<id>[^"]+)")?(?: tags=(?P<tags>\[[^\]]*\]))?$')
+
+
+def _headers(path: Path) -> list[tuple[str, str | None, list[str]]]:
+    """(kind, id, tags) of every `# %%` line, read with a regex (not with jupytext)."""
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("# %%"):
+            match = _HEADER.match(line)
+            assert match, f"{path.name}: header {line!r} is not `# %% [markdown] id=\"x\" tags=[...]`"
+            out.append(("markdown" if match["md"] else "code", match["id"],
+                        json.loads(match["tags"]) if match["tags"] else []))
+    return out
+
+
+@pytest.mark.parametrize("src", sources.notebook_sources(), ids=lambda p: p.stem)
+def test_jupytext_reads_every_source_with_its_cell_ids_and_tags(src):
+    """`jupytext --to ipynb` keeps each cell's id and tags (no `incorrectly_encoded_metadata`)."""
+    nb = jupytext.reads(src.read_text(encoding="utf-8"), fmt="py:percent")
+    read = [(c.cell_type, c.metadata.get("id"), c.metadata.get("tags", [])) for c in nb.cells]
+    assert read == _headers(src)
+    assert not [c for c in nb.cells if "incorrectly_encoded_metadata" in c.metadata]
+    assert all(cell_id for kind, cell_id, _ in read if kind == "markdown")
+    assert any("parameters" in tags for _, _, tags in read), f"{src.name}: no parameters cell"
+
+
+@pytest.mark.parametrize("header, message", [
+    ("# %% [markdown] id=title", "not id="),  # the old, hand-parsed encoding
+    ("# %% [markdown]", "has no id="),
+    ('# %% [markdown] id="a b"', "letters, digits, dashes"),
+])
+def test_malformed_notebook_headers_raise_with_the_file(tmp_path, header, message):
+    src = tmp_path / "09-bad.py"
+    src.write_text(f'{header}\n# # Title\n\n# %% id="x"\nx = 1\n', encoding="utf-8")
+    with pytest.raises(ValueError, match=message):
+        sources.parse_source(src)
+
+
+def test_a_built_notebook_keeps_ids_tags_and_has_no_outputs():
+    src = ROOT / "notebooks" / "src" / "00-setup.py"
+    nb = build_notebook(src, "it")
+    ids = [c["id"] for c in nb["cells"]]
+    assert ids[:3] == ["languages", "title", "colab-setup"]
+    wanted = [cell_id for _, cell_id, _ in _headers(src) if cell_id]
+    assert [i for i in ids if i not in ("languages", "colab-setup")] == wanted  # in source order
+    params = next(c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", []))
+    assert 'LANG = "it"' in params["source"]
+    assert all(c["outputs"] == [] and c["execution_count"] is None
+               for c in nb["cells"] if c["cell_type"] == "code")
+    assert "**Italiano**" in nb["cells"][0]["source"] and "colab.research.google.com" in nb["cells"][0]["source"]
+
+
 def _code_cells(nb: dict) -> list[tuple[str, str, list[str]]]:
     return [(c["id"], "".join(c["source"]), c["metadata"].get("tags", []))
             for c in nb["cells"] if c["cell_type"] == "code"]
 
 
-@pytest.mark.parametrize("stem", [src.stem for src in i18n.notebook_sources()])
+@pytest.mark.parametrize("stem", [src.stem for src in sources.notebook_sources()])
 def test_code_cells_are_identical_in_every_language(stem):
     """Only the parameters cell's LANG line may differ between languages."""
     english = json.loads((ROOT / "notebooks" / "en" / f"{stem}.ipynb").read_text(encoding="utf-8"))
@@ -85,21 +149,32 @@ def test_code_cells_are_identical_in_every_language(stem):
 
 
 def _fill_translations(root: Path) -> None:
-    """Give every language a current translation of everything (the real one where it exists,
-    else '[xx] ' + English), so that the repository in `root` starts with no problem."""
-    for kind, src, base, items in i18n._translatables(root):
-        key = "cells" if kind == "cell" else "blocks"
-        for lang in OTHERS:
-            path = base / lang / f"{src.stem}.json"
-            data = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
-            entries = data.setdefault(key, {})
-            for item_id, english in items:
-                if i18n.fresh_text(entries.get(item_id), english) is None:
-                    entries[item_id] = {"hash": text_hash(english), "text": f"[{lang}] {english}"}
-            for gone in set(entries) - {item_id for item_id, _ in items}:
-                del entries[gone]
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    """Give every language a current translation of everything (the real one where it is
+    fresh, else '[xx] ' + English), so that the repository in `root` starts with no problem."""
+    update_catalogs(root)
+    for path in (root / "notebooks" / "i18n").rglob("*.po"):
+        _fill(path)
+    for path in (root / "lessons" / "i18n").rglob("*.po"):
+        _fill(path)
+
+
+def _fill(path: Path) -> None:
+    po = polib.pofile(str(path))
+    lang = path.parent.name
+    for entry in po:
+        if "fuzzy" in entry.flags or not entry.msgstr:
+            entry.msgstr = f"[{lang}] {entry.msgid}"
+            entry.flags = [f for f in entry.flags if f != "fuzzy"]
+            entry.previous_msgid = None
+    po[:] = [e for e in po if not e.obsolete]
+    po.save(str(path))
+
+
+def _set_translation(path: Path, item_id: str, edit) -> None:
+    po = polib.pofile(str(path))
+    entry = next(e for e in po if e.msgctxt == item_id)
+    entry.msgstr = edit(entry.msgstr)
+    po.save(str(path))
 
 
 @pytest.fixture
@@ -108,16 +183,17 @@ def repo(tmp_path: Path) -> Path:
     (tmp_path / "notebooks" / "src").mkdir(parents=True)
     shutil.copy(ROOT / "notebooks" / "src" / "00-setup.py", tmp_path / "notebooks" / "src")
     for lang in OTHERS:
-        real = ROOT / "notebooks" / "i18n" / lang / "00-setup.json"
+        real = ROOT / "notebooks" / "i18n" / lang / "00-setup.po"
         if real.exists():
             (tmp_path / "notebooks" / "i18n" / lang).mkdir(parents=True, exist_ok=True)
             shutil.copy(real, tmp_path / "notebooks" / "i18n" / lang)
     shutil.copytree(ROOT / "lessons" / "src", tmp_path / "lessons" / "src")
-    if (ROOT / "lessons" / "i18n").exists():
-        shutil.copytree(ROOT / "lessons" / "i18n", tmp_path / "lessons" / "i18n")
+    shutil.copytree(ROOT / "lessons" / "i18n", tmp_path / "lessons" / "i18n",
+                    ignore=shutil.ignore_patterns("*.json"))
     shutil.copy(ROOT / "lessons" / "glossary.json", tmp_path / "lessons")
     _fill_translations(tmp_path)
-    i18n.build_all(root=tmp_path)
+    assert build_all(root=tmp_path), "the first build writes every file"
+    assert build_all(root=tmp_path) == [], "the build is deterministic: a second one writes nothing"
     assert check_all(root=tmp_path, parts=("notebooks", "lessons", "built")) == []
     return tmp_path
 
@@ -128,73 +204,31 @@ def _edit(path: Path, old: str, new: str) -> None:
     path.write_text(text.replace(old, new, 1), encoding="utf-8")
 
 
-def _stale_langs(problems: list[str], file: str, what: str) -> set[str]:
-    langs = set()
-    for p in problems:
-        assert file in p and what in p and "stale" in p, f"unexpected problem: {p}"
-        langs.add(p.split(":")[0])
-    return langs
-
-
-def test_editing_an_english_markdown_cell_makes_it_stale_in_the_five_other_languages(repo):
+def test_editing_an_english_markdown_cell_fails_the_check_in_the_five_other_languages(repo):
     src = repo / "notebooks" / "src" / "00-setup.py"
     _edit(src, "# The course has two worlds that share one API:",
           "# The course has two worlds, and they share one API:")
     problems = check_all(root=repo, parts=("notebooks",))
     assert len(problems) == 5, problems
-    assert _stale_langs(problems, "notebooks/src/00-setup.py", "cell 'doctor-intro'") == set(OTHERS)
+    assert all("notebooks/src/00-setup.py" in p and "'doctor-intro'" in p for p in problems), problems
+    assert {p.split(":")[0] for p in problems} == set(OTHERS)
     # The build falls back to English for that cell, so every built notebook is now out of date.
     built = check_all(root=repo, parts=("built",))
     assert {p.split(":")[0] for p in built if "00-setup.ipynb" in p} == set(LANGUAGES)
+    fr = build_notebook(src, "fr", repo / "notebooks" / "i18n")
+    cell = next(c for c in fr["cells"] if c["id"] == "doctor-intro")
+    assert "two worlds, and they share one API" in cell["source"], "stale must fall back to English"
+    title = next(c for c in fr["cells"] if c["id"] == "title")
+    assert not title["source"].startswith("# 00 · Setup check"), "a fresh translation is used"
 
 
-def test_editing_an_english_lesson_block_makes_it_stale_in_the_five_other_languages(repo):
+def test_editing_an_english_lesson_block_falls_back_to_english_in_the_page(repo):
     src = repo / "lessons" / "src" / "multimodal-networks.md"
     _edit(src, "A low\ntemperature makes the model confident", "A low\ntemperature makes it confident")
     problems = check_all(root=repo, parts=("lessons",))
-    assert len(problems) == 5, problems
-    assert _stale_langs(problems, "lessons/src/multimodal-networks.md", "block 'temperature'") \
-        == set(OTHERS)
-    fr = i18n.build_lesson(src, "fr", repo / "lessons" / "i18n")
+    assert len(problems) == 5 and all("'temperature'" in p for p in problems), problems
+    fr = lessons.build_lesson(src, "fr", repo / "lessons" / "i18n")
     assert "A low\ntemperature makes it confident" in fr, "a stale block must fall back to English"
-
-
-def test_updating_the_hash_makes_the_translation_current_again(repo):
-    src = repo / "lessons" / "src" / "instructor-guide.md"
-    _edit(src, "## Learning objectives", "## Learning goals")
-    assert len(check_all(root=repo, parts=("lessons",))) == 5
-    english = next(b.text for b in i18n.parse_lesson(src) if b.id == "objectives")
-    for lang in OTHERS:
-        path = repo / "lessons" / "i18n" / lang / "instructor-guide.json"
-        data = json.loads(path.read_text(encoding="utf-8"))
-        data["blocks"]["objectives"]["hash"] = text_hash(english)
-        path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
-    assert check_all(root=repo, parts=("lessons",)) == []
-
-
-def test_missing_translation_and_left_over_translation_are_named(repo):
-    path = repo / "notebooks" / "i18n" / "pt" / "00-setup.json"
-    data = json.loads(path.read_text(encoding="utf-8"))
-    data["cells"]["an-old-cell"] = data["cells"].pop("load-intro")
-    path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
-    problems = check_all(root=repo, parts=("notebooks",))
-    assert len(problems) == 2, problems
-    assert any("pt:" in p and "'load-intro' is not translated" in p for p in problems)
-    assert any("pt:" in p and "'an-old-cell'" in p and "remove it" in p for p in problems)
-
-
-def test_a_translation_that_breaks_a_link_or_macro_is_reported(repo):
-    path = repo / "lessons" / "i18n" / "es" / "multimodal-networks.json"
-    data = json.loads(path.read_text(encoding="utf-8"))
-    block = data["blocks"]["clip"]
-    block["text"] = block["text"].replace("../figures/clip-architecture.png", "figures/clip.png")
-    data["blocks"]["clip-notebook"]["text"] = "Notebook 01."  # the {{notebook}} macro is gone
-    path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
-    problems = check_all(root=repo, parts=("lessons",))
-    assert len(problems) == 2, problems
-    assert any("es:" in p and "'clip'" in p and "../figures/clip-architecture.png" in p for p in problems)
-    assert any("es:" in p and "'clip-notebook'" in p and "notebook 01-contrastive-learning" in p
-               for p in problems)
 
 
 def test_an_edited_built_file_is_reported(repo):
@@ -202,6 +236,14 @@ def test_an_edited_built_file_is_reported(repo):
     page.write_text(page.read_text(encoding="utf-8") + "\nedited by hand\n", encoding="utf-8")
     problems = check_all(root=repo, parts=("built",))
     assert len(problems) == 1 and "lessons/it/instructor-guide.md" in problems[0], problems
+    assert build_all(root=repo) == [page] and check_all(root=repo, parts=("built",)) == []
+
+
+def test_terms_advice_flags_a_translation_without_the_glossary_term(repo):
+    path = repo / "lessons" / "i18n" / "it" / "multimodal-networks.po"
+    _set_translation(path, "temperature", lambda text: re.sub("(?i)temperatur[ae]", "calore", text))
+    advice = terms_advice(repo, ["it"])
+    assert any("'temperature'" in a and "'temperatura'" in a for a in advice), advice
 
 
 # ------------------------------------------------------------------ lesson pages
@@ -211,7 +253,7 @@ def test_lesson_blocks_are_split_at_markers(tmp_path):
     src = tmp_path / "page.md"
     src.write_text("<!-- i18n: intro -->\n# Title\n\nText.\n\n<!-- i18n: code -->\n```python\n"
                    "x = 1\n```\n", encoding="utf-8")
-    blocks = i18n.parse_lesson(src)
+    blocks = sources.parse_lesson(src)
     assert [(b.id, b.text, b.line) for b in blocks] == [
         ("intro", "# Title\n\nText.", 1), ("code", "```python\nx = 1\n```", 6)]
 
@@ -227,28 +269,28 @@ def test_malformed_lesson_sources_raise_with_the_line(tmp_path, text, message):
     src = tmp_path / "page.md"
     src.write_text(text, encoding="utf-8")
     with pytest.raises(ValueError, match=message):
-        i18n.parse_lesson(src)
+        sources.parse_lesson(src)
 
 
 def test_macros_link_the_notebook_and_quiz_of_the_page_language():
     text = "Run {{notebook 03-image-search}}, then {{quiz overview post}}."
-    fr = i18n.expand_macros(text, "fr")
+    fr = lessons.expand_macros(text, "fr")
     # a notebook with exercises: its student version, the solved one beside it
     assert "[`03-image-search.ipynb`](../../notebooks/fr/exercises/03-image-search.ipynb)" in fr
     assert "([avec les solutions](../../notebooks/fr/03-image-search.ipynb))" in fr
-    assert "(../../notebooks/fr/00-setup.ipynb)" in i18n.expand_macros("{{notebook 00-setup}}", "fr")
+    assert "(../../notebooks/fr/00-setup.ipynb)" in lessons.expand_macros("{{notebook 00-setup}}", "fr")
     assert "colab.research.google.com/github/" in fr and "notebooks/fr/03-image-search.ipynb" in fr
     assert "mybinder.org" in fr
     assert "`python -m utils quiz overview --stage post --lang fr`" in fr
     assert "(../../quiz/overview.json)" in fr
-    en = i18n.expand_macros(text, "en")
+    en = lessons.expand_macros(text, "en")
     assert "--lang" not in en and "notebooks/en/03-image-search.ipynb" in en
 
 
 def test_every_built_page_starts_with_a_language_line(tmp_path):
-    for src in i18n.lesson_sources():
+    for src in sources.lesson_sources():
         for lang, name in LANGUAGES.items():
-            page = i18n.build_lesson(src, lang)
+            page = lessons.build_lesson(src, lang)
             line = page.splitlines()[2]
             assert f"**{name}**" in line, f"{lang}: {src.name}: the language line does not bold {name}"
             for other in LANGUAGES:
@@ -267,50 +309,34 @@ def test_lesson_cites_the_facts_it_teaches():
         assert f"{{{{notebook {stem}}}}}" in text, f"the lesson does not link notebook {stem}"
 
 
-def test_export_then_import_round_trip(repo, tmp_path):
-    src = repo / "lessons" / "src" / "instructor-guide.md"
-    _edit(src, "## Quizzes", "## The quizzes")
-    todo = i18n.export_text(src, "zh")
-    assert todo.startswith("<!-- i18n: quizzes -->\n## The quizzes") and todo.count("<!-- i18n:") == 1
-    translated = tmp_path / "zh.md"
-    translated.write_text(todo.replace("## The quizzes", "## 测验"), encoding="utf-8")
-    i18n.import_translation(src, "zh", translated)
-    assert not [p for p in check_all(root=repo, parts=("lessons",)) if p.startswith("zh:")]
-    assert "## 测验" in i18n.build_lesson(src, "zh", repo / "lessons" / "i18n")
-    translated.write_text("<!-- i18n: no-such-block -->\nx\n", encoding="utf-8")
-    with pytest.raises(ValueError, match="no-such-block"):
-        i18n.import_translation(src, "zh", translated)
+# ------------------------------------------------------------------ t() at runtime
 
 
-def test_import_stores_notebook_cells_under_their_hash(repo, tmp_path):
-    src = repo / "notebooks" / "src" / "00-setup.py"
-    _edit(src, "# ## Self-check", "# ## Check yourself")
-    todo = i18n.export_text(src, "it")
-    assert todo.startswith("<!-- i18n: self-check-intro -->\n## Check yourself")
-    translated = tmp_path / "it.md"
-    translated.write_text(todo.replace("## Check yourself", "## Verifica"), encoding="utf-8")
-    path = i18n.import_translation(src, "it", translated)
-    entry = json.loads(path.read_text(encoding="utf-8"))["cells"]["self-check-intro"]
-    english = next(c.source for c in i18n.parse_source(src) if c.id == "self-check-intro")
-    assert entry["hash"] == text_hash(english) and entry["text"].startswith("## Verifica")
-    assert not [p for p in check_all(root=repo, parts=("notebooks",)) if p.startswith("it:")]
-
-
-# ------------------------------------------------------------------ t() and its catalogs
-
-
-def test_t_translates_falls_back_and_fills_placeholders(tmp_path, monkeypatch):
-    (tmp_path / "fr.json").write_text(json.dumps({"{n} images": "{n} images (fr)", "Loss": "Perte"}),
-                                      encoding="utf-8")
-    monkeypatch.setattr(i18n, "LOCALES", tmp_path)
-    monkeypatch.setattr(i18n, "_catalogs", {})
-    monkeypatch.setattr(i18n.catalog, "__defaults__", (tmp_path,))
-    assert i18n.t("Loss", "fr") == "Perte"
-    assert i18n.t("{n} images", "fr", n=3) == "3 images (fr)"
-    assert i18n.t("Not in the catalog", "fr") == "Not in the catalog"
+def test_t_translates_falls_back_and_fills_placeholders(tmp_path):
+    po = polib.POFile()
+    po.metadata = {"Content-Type": "text/plain; charset=UTF-8"}
+    po.append(polib.POEntry(msgid="{n} images", msgstr="{n} images (fr)"))
+    po.append(polib.POEntry(msgid="Loss", msgstr="Perte"))
+    po.append(polib.POEntry(msgid="Accuracy", msgstr="Précision", flags=["fuzzy"]))
+    po.append(polib.POEntry(msgid="Recall", msgstr=""))
+    po.save(str(tmp_path / "fr.po"))
+    found = i18n.catalog("fr", tmp_path)
+    assert found == {"{n} images": "{n} images (fr)", "Loss": "Perte"}  # fuzzy and empty: English
+    assert i18n.catalog("fr", tmp_path) is found  # read once
+    assert i18n.t("Loss", "fr") == i18n.catalog("fr").get("Loss", "Loss")
     assert i18n.t("{n} images", "en", n=2) == "2 images"
+    assert i18n.t("Not in any catalog", "fr") == "Not in any catalog"
+    assert i18n.catalog("de", tmp_path) == {}
     with pytest.raises(ValueError, match="choose one of"):
         i18n.set_language("de")
+
+
+def test_the_runtime_catalogs_are_po_files_with_translations():
+    for lang in OTHERS:
+        assert (ROOT / "utils" / "locales" / f"{lang}.po").exists(), f"utils/locales/{lang}.po is missing"
+        assert not (ROOT / "utils" / "locales" / f"{lang}.json").exists(), "left-over JSON catalog"
+        found = i18n.catalog(lang)
+        assert len(found) > 50 and all(v.strip() for v in found.values()), lang
 
 
 def test_chinese_gets_a_font_for_plots_or_one_clear_message(monkeypatch, capsys):
@@ -324,62 +350,3 @@ def test_chinese_gets_a_font_for_plots_or_one_clear_message(monkeypatch, capsys)
         assert second is None and printed.count("No Chinese font for plots") == 1, printed
     else:
         assert rcParams["font.sans-serif"][0] == first == second and not printed
-
-
-def test_catalog_scanner_finds_t_strings_and_names_file_and_language(tmp_path):
-    (tmp_path / "utils" / "locales").mkdir(parents=True)
-    (tmp_path / "notebooks" / "src").mkdir(parents=True)
-    (tmp_path / "utils" / "plots.py").write_text(
-        "from utils.i18n import t\n\n"
-        "def title(n):\n"
-        "    return t(\"Loss\") + t(\"{n} steps\", n=n) + t(f\"{n} bad\")\n", encoding="utf-8")
-    (tmp_path / "notebooks" / "src" / "01-x.py").write_text(
-        "# %% [markdown] id=a\n# text\n\n# %%\nfrom utils import i18n\nprint(i18n.t('Accuracy'))\n"
-        "t = 3  # not our t: this file does not import it\nprint(t)\n"
-        "from utils.i18n import t as tr\nprint(tr('Loss'))\n", encoding="utf-8")
-    assert i18n.t_strings(tmp_path / "utils" / "plots.py") == [("Loss", 4), ("{n} steps", 4), (None, 4)]
-    catalogs = {"fr": {"Loss": "Perte", "{n} steps": "{n} étapes", "Accuracy": "Exactitude"},
-                "es": {"Loss": "Pérdida", "{n} steps": "{m} pasos"}}
-    for lang in OTHERS:
-        (tmp_path / "utils" / "locales" / f"{lang}.json").write_text(
-            json.dumps(catalogs.get(lang, {})), encoding="utf-8")
-    problems = check_all(root=tmp_path, parts=("catalogs",))
-    assert not [p for p in problems if p.startswith("fr:")], problems
-    es = [p for p in problems if p.startswith("es:")]
-    assert len(es) == 2 and any("'Accuracy'" in p and "notebooks/src/01-x.py:6" in p for p in es)
-    assert any("placeholders" in p and "'{n} steps'" in p for p in es)
-    assert sum(p.startswith("zh: utils/locales/zh.json") for p in problems) == 3
-    assert any("utils/plots.py:4" in p and "f\"...\"" in p for p in problems)
-
-
-def test_catalog_reports_translations_no_code_uses(tmp_path):
-    (tmp_path / "utils" / "locales").mkdir(parents=True)
-    (tmp_path / "notebooks" / "src").mkdir(parents=True)
-    (tmp_path / "utils" / "plots.py").write_text(
-        "from utils.i18n import t\n\nKEYS = ['Precision']\n\n"
-        "def title(key):\n    return t(\"Loss\") + t(key)\n", encoding="utf-8")
-    for lang in OTHERS:  # "Precision" reaches t() through a variable: it is used
-        (tmp_path / "utils" / "locales" / f"{lang}.json").write_text(
-            json.dumps({"Loss": "x", "Precision": "y", "Old title": "z"}), encoding="utf-8")
-    problems = check_all(root=tmp_path, parts=("catalogs",))
-    assert len(problems) == len(OTHERS), problems
-    assert all("'Old title'" in p and "no code uses it" in p for p in problems)
-
-
-def test_catalog_files_are_flat_string_maps():
-    for lang in OTHERS:
-        path = ROOT / "utils" / "locales" / f"{lang}.json"
-        if path.exists():
-            data = json.loads(path.read_text(encoding="utf-8"))
-            bad = [k for k, v in data.items() if not isinstance(v, str) or not v.strip()]
-            assert not bad, f"{path.relative_to(ROOT)}: empty or non-string translations for {bad}"
-
-
-def test_terms_advice_flags_a_translation_without_the_glossary_term(repo):
-    path = repo / "lessons" / "i18n" / "it" / "multimodal-networks.json"
-    data = json.loads(path.read_text(encoding="utf-8"))
-    data["blocks"]["temperature"]["text"] = re.sub("(?i)temperatur[ae]", "calore",
-                                                   data["blocks"]["temperature"]["text"])
-    path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
-    advice = i18n.terms_advice(repo, ["it"])
-    assert any("'temperature'" in a and "'temperatura'" in a for a in advice), advice

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import ast
 import re
 import subprocess
 import sys
 from pathlib import Path
 
-import tomllib
 import yaml
+
+from course_tools.notebooks import read_pyproject
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -23,7 +25,7 @@ def _names(requirements: list[str]) -> dict[str, str]:
 
 
 def test_environment_yml_names_the_same_dependencies_as_pyproject():
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    project = read_pyproject(ROOT)["project"]
     wanted = _names(project["dependencies"] + project["optional-dependencies"]["lab"])
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     assert "conda-forge" in env["channels"]
@@ -38,7 +40,7 @@ def test_environment_yml_names_the_same_dependencies_as_pyproject():
 
 
 def test_constraints_pin_every_direct_dependency():
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    project = read_pyproject(ROOT)["project"]
     direct = set(_names(project["dependencies"]))
     for extra in project["optional-dependencies"].values():
         direct |= set(_names(extra))
@@ -72,6 +74,16 @@ def test_cli_lists_every_command():
         assert command in out.stdout
 
 
+def test_nothing_the_lessons_import_needs_python_3_11():
+    """README says Python 3.10+: `tomllib` (3.11) may appear only in the tooling, with a fallback."""
+    for path in sorted((ROOT / "utils").rglob("*.py")) + sorted((ROOT / "notebooks" / "src").glob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        names |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        assert "tomllib" not in names, f"{path.relative_to(ROOT)} imports tomllib (Python 3.11+)"
+    assert read_pyproject(ROOT)["project"]["requires-python"] == ">=3.10"
+
+
 def test_readme_starts_with_the_two_commands():
     readme = (ROOT / "README.md").read_text()
     first = readme.find("make lab")
@@ -87,10 +99,9 @@ def test_colab_setup_cell_installs_every_module_the_notebooks_import():
     """Every module the notebooks and the helpers they import need comes from the Colab setup
     cell's install (or from what that installs), or is one the runtime keeps (torch,
     torchvision, ipywidgets; IPython is the runtime itself)."""
-    import ast
     import importlib.metadata as md
 
-    from utils.i18n import COLAB_KEEP, colab_requirements, colab_setup_cell
+    from course_tools.notebooks import COLAB_KEEP, colab_requirements, colab_setup_cell
 
     cell = colab_setup_cell()
     compile(cell, "colab-setup", "exec")
@@ -104,8 +115,7 @@ def test_colab_setup_cell_installs_every_module_the_notebooks_import():
         covered |= {_dist(r) for r in (md.requires(dist) or []) if "extra ==" not in r}
     owners = md.packages_distributions()
     optional = {"pixray"}  # installed by its own cell in lesson 04, on request
-    sources = sorted((ROOT / "notebooks" / "src").glob("*.py")) + [
-        p for p in sorted((ROOT / "utils").glob("*.py")) if p.name != "exercises.py"]  # an authoring tool
+    sources = sorted((ROOT / "notebooks" / "src").glob("*.py")) + sorted((ROOT / "utils").glob("*.py"))
     missing = {}
     for path in sources:
         for node in ast.walk(ast.parse(path.read_text())):

@@ -1,8 +1,10 @@
 """Helpers for the multi-modal networks course.
 
-Each module backs one lesson; students are meant to read them:
+Each module backs one lesson; students are meant to read them (CONTRIBUTING.md has the tour):
 `models` (loading CLIP), `data` (the shapes world), `losses` (the contrastive loss),
-`zeroshot`, `retrieval`, `generate`, `dalle`, `quiz`, `i18n`.
+`tinyclip`, `train` (one `fit()`), `zeroshot`, `retrieval` and `index_cache`, `generate` with
+`drawers`, `cutouts`, `objective` and `prompts`, `vqgan`, `dalle` and `unclip`, `viz` (every
+plot and grid), `io` (checkpoints, atomic writes), `quiz`, `i18n`; `cli` is the command line.
 """
 
 __version__ = "0.1.0"

@@ -1,22 +1,22 @@
-# %% [markdown] id=title
+# %% [markdown] id="title"
 # # 00 · Setup check
 #
 # This notebook checks that your machine can run the course, and shows the one object every
 # lesson uses: a CLIP model that turns images and texts into vectors you can compare.
 # It takes a few seconds and needs no internet.
 
-# %% id=params tags=parameters
+# %% id="params" tags=["parameters"]
 LANG = "en"        # course language: en, fr, es, it, pt, zh
 MODEL = "auto"     # "auto": ViT-B-32 if already downloaded, else "tiny-shapes"; "ViT-B-32": download it (605 MB)
 QUICK = True       # True: fast, offline (what CI runs); False: the full experiments
 
-# %% id=imports
+# %% id="imports"
 import utils
 from utils.i18n import set_language, t
 
 set_language(LANG)
 
-# %% [markdown] id=doctor-intro
+# %% [markdown] id="doctor-intro"
 # ## What this machine can run
 #
 # The course has two worlds that share one API:
@@ -29,13 +29,13 @@ set_language(LANG)
 # The report below says which worlds are available here and what to do if something is missing.
 # The same report is printed in a terminal by `python -m utils doctor`.
 
-# %% id=doctor
+# %% id="doctor"
 from utils.doctor import diagnose, format_report
 
 report = diagnose()
 print(format_report(report))
 
-# %% [markdown] id=load-intro
+# %% [markdown] id="load-intro"
 # ## One object for every lesson
 #
 # `load_clip` returns the model together with what is needed to use it: its image
@@ -43,20 +43,20 @@ print(format_report(report))
 # `MODEL = "auto"` you get the pretrained model when its weights are here, and the tiny
 # shapes-world model otherwise.
 
-# %% id=load
+# %% id="load"
 from utils.models import load_clip
 
 clip = load_clip(MODEL)
 print(clip.description)
 
-# %% [markdown] id=embed-intro
+# %% [markdown] id="embed-intro"
 # ## Images and texts become vectors
 #
 # `encode_images` and `encode_texts` return **L2-normalised** embeddings: every vector has
 # length 1, so the dot product of an image vector and a text vector is their cosine
 # similarity, a number between -1 and 1. The right caption should score highest.
 
-# %% id=embed
+# %% id="embed"
 import textwrap
 
 from utils.data import sample_images
@@ -72,13 +72,13 @@ titles = [t("best caption:") + f"\n{textwrap.fill(captions[j], 26)}\n({similarit
           for i, j in enumerate(best)]  # long captions on two lines, not over the next one
 show_images(images, titles, t("Each image and the caption it matches best"), size=2.5)
 
-# %% [markdown] id=self-check-intro
+# %% [markdown] id="self-check-intro"
 # ## Self-check
 #
 # These assertions fail if the setup is broken: the embeddings must have length 1, and the
 # model must match at least three of the four images with their own captions.
 
-# %% id=self-check
+# %% id="self-check"
 import torch
 
 image_vectors = clip.encode_images(images)
@@ -89,12 +89,12 @@ if clip.is_tiny:
     assert matches >= 3, f"the tiny model matched only {matches}/4 images to their captions"
 print(t("Setup OK:"), clip.description)
 
-# %% [markdown] id=quiz
+# %% [markdown] id="quiz"
 # ## Quiz
 #
 # A few questions on what this setup showed: the two worlds and what an embedding is.
 
-# %% id=quiz-show
+# %% id="quiz-show"
 from utils.quiz import show
 
 show("00-setup", "post", LANG)

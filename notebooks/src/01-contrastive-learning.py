@@ -1,4 +1,4 @@
-# %% [markdown] id=title
+# %% [markdown] id="title"
 # # 01 · Contrastive learning: the loss that trains CLIP
 #
 # CLIP learns from pairs of an image and its caption, and from one loss. This lesson takes
@@ -6,7 +6,7 @@
 # step by step, train a tiny CLIP from scratch on this computer while its curves update,
 # and run the experiments that explain why CLIP needs huge batches.
 
-# %% id=params tags=parameters
+# %% id="params" tags=["parameters"]
 LANG = "en"        # course language: en, fr, es, it, pt, zh
 MODEL = "auto"     # the CLIP of the last comparison: "auto", "tiny-shapes" or an open_clip name
 QUICK = True       # True: fast, offline (what CI runs); False: the full experiments
@@ -14,7 +14,7 @@ SEED = 0           # the same seed gives the same images and the same training r
 TRAIN_STEPS = 60 if QUICK else 3000   # 3000 steps: the bundled tiny CLIP's recipe
 BATCH = 64 if QUICK else 128          # image-caption pairs per training step
 
-# %% id=imports
+# %% id="imports"
 import inspect
 import math
 import textwrap
@@ -46,7 +46,7 @@ torch.manual_seed(SEED)
 tiny = load_clip("tiny-shapes")  # the tiny CLIP bundled with the course, trained on the shapes world
 print(tiny.description)
 
-# %% [markdown] id=idea
+# %% [markdown] id="idea"
 # ## The idea: find your partner in the batch
 #
 # A training batch holds $N$ images and their $N$ captions. Image $i$ belongs with
@@ -58,7 +58,7 @@ print(tiny.description)
 # Here is a batch of 8 pairs from the *shapes world*, the pictures the course draws itself
 # (`utils.data`): each holds one coloured shape, and its caption says what is there.
 
-# %% id=batch
+# %% id="batch"
 pool, pool_attrs = data.render_batch(64, seed=SEED, split="test")
 chosen, seen_pairs = [], set()
 for i, a in enumerate(pool_attrs):  # 8 images with 8 different colour-shape pairs
@@ -72,12 +72,12 @@ N = len(captions)
 show_images(pool[chosen], [f"{i}: " + "\n".join(textwrap.wrap(c, 18)) for i, c in enumerate(captions)],
             t("A batch of {n} image-caption pairs", n=N), size=1.75, fontsize=8)
 
-# %% [markdown] id=matrix-intro
+# %% [markdown] id="matrix-intro"
 # Below, the similarity matrix of that batch, twice: for a CLIP with random weights
 # (before training) and for the tiny CLIP (after training). Entry $(i, j)$ is the cosine
 # similarity between image $i$ and caption $j$. After training, the diagonal lights up.
 
-# %% id=matrix
+# %% id="matrix"
 random_model = build_model(seed=SEED)  # same architecture as the tiny CLIP, random weights
 tokenizer = get_tokenizer()
 sim_before = embed_images(random_model, pixels) @ embed_texts(random_model, tokenizer, captions).T
@@ -90,15 +90,15 @@ for ax, sim, title in ((axes[0], sim_before, t("Before training (random weights)
 plt.tight_layout()
 plt.show()
 
-# %% [markdown] id=loss-intro
+# %% [markdown] id="loss-intro"
 # ## The loss, step by step
 #
 # Here is the whole loss, from `utils/losses.py`:
 
-# %% id=loss-source
+# %% id="loss-source"
 display(Code(inspect.getsource(contrastive_loss), language="python"))
 
-# %% [markdown] id=loss-steps
+# %% [markdown] id="loss-steps"
 # Four steps, run one at a time on our batch with the tiny CLIP:
 #
 # 1. **Normalise.** Divide every embedding by its length, so that the dot product of an
@@ -115,7 +115,7 @@ display(Code(inspect.getsource(contrastive_loss), language="python"))
 # $$\mathcal{L} = \frac{1}{2}\left[\frac{1}{N}\sum_i -\log\frac{e^{s S_{ii}}}{\sum_j e^{s S_{ij}}}
 # + \frac{1}{N}\sum_i -\log\frac{e^{s S_{ii}}}{\sum_j e^{s S_{ji}}}\right]$$
 
-# %% id=loss-steps-code
+# %% id="loss-steps-code"
 with torch.no_grad():
     image_features = tiny.model.encode_image(normalize_images(pixels))  # (N, D), not normalised yet
     text_features = tiny.model.encode_text(tiny.tokenizer(captions))
@@ -135,11 +135,11 @@ print(t("4. image->text {a:.4f}, text->image {b:.4f}, loss {c:.4f}",
         a=loss_image_to_text.item(), b=loss_text_to_image.item(), c=loss.item()))
 print(t("   a random guess costs log(N) = {v:.4f}", v=torch.log(torch.tensor(float(N))).item()))
 
-# %% [markdown] id=check-open-clip
+# %% [markdown] id="check-open-clip"
 # **Self-check: ours equals open_clip's.** open_clip, the library that trains CLIP models
 # at scale, has its own `ClipLoss`. Same inputs, same number, to a millionth:
 
-# %% id=check-open-clip-code
+# %% id="check-open-clip-code"
 from open_clip.loss import ClipLoss
 
 ours = contrastive_loss(img, txt, scale)
@@ -148,7 +148,7 @@ print(t("ours {a:.6f}, open_clip {b:.6f}", a=ours.item(), b=theirs.item()))
 assert abs(ours.item() - theirs.item()) < 1e-6, "our contrastive loss differs from open_clip's ClipLoss"
 assert abs(ours.item() - loss.item()) < 1e-6, "the step-by-step loss differs from contrastive_loss"
 
-# %% [markdown] id=train-intro
+# %% [markdown] id="train-intro"
 # ## Train a tiny CLIP, live
 #
 # Now train one from scratch. The model is a real open_clip `CLIP` (a small ResNet for
@@ -159,7 +159,7 @@ assert abs(ours.item() - loss.item()) < 1e-6, "the step-by-step loss differs fro
 # With `QUICK = True` this runs 60 small steps, about 20 s on 2 CPU cores (the cell prints its
 # own time): enough to see the curves move, not to finish. Set `QUICK = False` for the full run.
 
-# %% id=train
+# %% id="train"
 live = LiveCurves([  # redrawn in place after each evaluation (drawing costs time)
     Curve("loss", t("Training loss"), t("contrastive loss"), math.log(BATCH), t("random guess, log(batch size)")),
     Curve("eval_acc", t("Colour + shape accuracy on test images"), t("zero-shot accuracy"), 1 / 24,
@@ -171,11 +171,11 @@ live.close()
 print(t("{steps} steps in {s:.0f} s ({ips:.0f} images/s)", steps=TRAIN_STEPS,
         s=history["train_seconds"], ips=history["images_per_second"]))
 
-# %% [markdown] id=learning-check
+# %% [markdown] id="learning-check"
 # **Self-check: learning happens.** The loss must fall, and the model must name colours
 # far better than chance (1 in 6) on images it never saw.
 
-# %% id=learning-check-code
+# %% id="learning-check-code"
 first, last = sum(history["loss"][:10]) / 10, sum(history["loss"][-10:]) / 10
 scores = evaluate(model, n=200 if QUICK else 1000, splits=("test",))["test"]
 print(t("loss {a:.2f} -> {b:.2f}; colour accuracy {c:.0%}, colour+shape accuracy {d:.0%}",
@@ -183,14 +183,14 @@ print(t("loss {a:.2f} -> {b:.2f}; colour accuracy {c:.0%}, colour+shape accuracy
 assert last < first - 0.3, "the loss did not fall: training is broken"
 assert scores["colour"] > 0.4, "the trained model names colours no better than chance (1/6)"
 
-# %% [markdown] id=temperature-intro
+# %% [markdown] id="temperature-intro"
 # ## Experiment 1: the temperature
 #
 # The softmax of one row turns similarities into probabilities over the captions. Divide the
 # similarities by a temperature $\tau$ before the softmax: a small $\tau$ (a large logit
 # scale) makes the distribution sharp, a large one makes it flat. Move the slider.
 
-# %% id=temperature
+# %% id="temperature"
 import ipywidgets as widgets
 
 row = sim_after[0]  # image 0 against the 8 captions, cosine similarities
@@ -220,12 +220,12 @@ for ax, tau in zip(axes, (1.0, 0.07, 0.01)):
 plt.tight_layout()
 plt.show()
 
-# %% [markdown] id=temperature-conclusion
+# %% [markdown] id="temperature-conclusion"
 # At $\tau = 1$ the row is almost uniform, so the loss cannot tell a good model from a bad
 # one; at $\tau = 0.01$ it is nearly one-hot. CLIP learns $\tau$ and it ends at the cap,
 # $0.01$ (logit scale 100).
 
-# %% [markdown] id=negatives-intro
+# %% [markdown] id="negatives-intro"
 # ## Experiment 2: batch size and the number of negatives
 #
 # With $N$ pairs in a batch, every image must beat $N - 1$ wrong captions (its negatives).
@@ -233,7 +233,7 @@ plt.show()
 # picks captions in batches of growing size: the accuracy of "find your caption" falls and
 # the loss grows, while a random guess would cost $\log N$.
 
-# %% id=negatives
+# %% id="negatives"
 pool_n = 128 if QUICK else 512
 neg_images, neg_attrs = data.render_batch(pool_n, seed=SEED + 1, split="test", as_tensor=True)
 neg_I = embed_images(tiny, neg_images)  # (pool_n, D)
@@ -257,12 +257,12 @@ plt.tight_layout()
 plt.show()
 assert accuracies[-1] < accuracies[0] and losses[-1] > losses[0], "more negatives should make the task harder"
 
-# %% [markdown] id=negatives-conclusion
+# %% [markdown] id="negatives-conclusion"
 # In a batch of 2 the model only has to tell two shapes apart; in a batch of hundreds it must
 # tell apart captions that differ by one word, so a big batch teaches fine distinctions.
 # That is why CLIP trains with 32,768 pairs per batch.
 
-# %% [markdown] id=duplicates-intro
+# %% [markdown] id="duplicates-intro"
 # ## Experiment 3: duplicate captions are false negatives
 #
 # The loss assumes caption $j$ is wrong for image $i$ whenever $j \ne i$. If two images of
@@ -271,7 +271,7 @@ assert accuracies[-1] < accuracies[0] and losses[-1] > losses[0], "more negative
 # times ($24/k$ different captions). Even a perfect model cannot tell the $k$ copies apart,
 # so the loss cannot go below $\log k$.
 
-# %% id=duplicates
+# %% id="duplicates"
 prompts, pairs_all = data.class_prompts()  # the 24 prompts "a {colour} {shape}"
 by_pair = {}
 dup_images, dup_attrs = data.render_batch(400, seed=SEED + 2, split="all", as_tensor=True)
@@ -294,20 +294,20 @@ assert all(lo >= torch.log(torch.tensor(float(k))).item() - 1e-4 for k, lo in zi
     "a loss fell below its log k floor: the duplicates were not counted right"
 assert dup_losses[-1] > dup_losses[0] + 1.0, "duplicates should raise the loss"
 
-# %% [markdown] id=duplicates-conclusion
+# %% [markdown] id="duplicates-conclusion"
 # The measured loss climbs with $k$ and stays above $\log k$: part of the loss of a batch
 # with duplicates is not an error of the model but a wrong label. With 400 million varied
 # web captions, exact duplicates are rare; in our small world they are common, which is
 # one reason the tiny CLIP's training loss never gets near zero.
 
-# %% [markdown] id=composition-intro
+# %% [markdown] id="composition-intro"
 # ## Experiment 4: compositional generalisation
 #
 # The tiny CLIP never saw four colour-shape pairs during training (`data.HELD_OUT`): no red
 # star, no green square, no blue triangle, no purple circle. It saw red things and stars.
 # Does it recognise a red star?
 
-# %% id=composition
+# %% id="composition"
 print(t("held-out pairs:"), ", ".join(f"{c} {s}" for c, s in data.HELD_OUT))
 comp = evaluate(tiny, n=200 if QUICK else 1000, splits=("test", "heldout"))
 keys = ["colour", "shape", "colour+shape"]
@@ -326,7 +326,7 @@ print(t("colour+shape accuracy: {a:.0%} on seen pairs, {b:.0%} on held-out pairs
 assert comp["heldout"]["colour"] > 0.9, "colour should carry over to held-out pairs"
 assert comp["heldout"]["colour+shape"] > 4 / 24, "held-out pairs should beat chance by far"
 
-# %% [markdown] id=composition-conclusion
+# %% [markdown] id="composition-conclusion"
 # Colours carry over to the held-out pairs almost perfectly: the model learned "red" as a
 # property of any shape. Shapes carry over much less well: part of what it learned about a
 # star is tied to the colours it saw stars in, and a red star is often taken for a red
@@ -334,7 +334,7 @@ assert comp["heldout"]["colour+shape"] > 4 / 24, "held-out pairs should beat cha
 # they are known to be poor at *composition* (which object has which colour). Captions
 # that name one attribute alone ("a star") help; `utils.tinyclip` mixes some in.
 
-# %% [markdown] id=languages-intro
+# %% [markdown] id="languages-intro"
 # ## One embedding space, six languages
 #
 # The bundled tiny CLIP first learned English; then its text tower learned French, Spanish,
@@ -345,7 +345,7 @@ assert comp["heldout"]["colour+shape"] > 4 / 24, "held-out pairs should beat cha
 # OpenAI's and LAION's ViT-B-32 read English only; open_clip's `xlm-roberta-base-ViT-B-32`
 # (`laion5b_s13b_b90k`) reads many languages, once downloaded.
 
-# %% id=translations-meet
+# %% id="translations-meet"
 from utils.multilingual import plot_translations, translation_accuracy
 
 plot_translations(tiny)
@@ -356,7 +356,7 @@ print(t("labels whose nearest English label is their translation:"),
       ", ".join(f"{lang} {acc:.0%}" for lang, acc in nearest.items()))
 assert min(nearest.values()) >= 0.9, f"a translation is not nearest to its English label: {nearest}"
 
-# %% [markdown] id=scale-intro
+# %% [markdown] id="scale-intro"
 # ## How CLIP trains at scale
 #
 # The original CLIP saw 400 million image-caption pairs, in batches of 32,768 spread over
@@ -370,7 +370,7 @@ assert min(nearest.values()) >= 0.9, f"a translation is not nearest to its Engli
 # below starts 2 processes on this CPU (the `gloo` backend), gives each half of a batch,
 # and compares their loss and gradients with one process holding the whole batch.
 
-# %% id=scale
+# %% id="scale"
 from utils.i18n import number  # 0.5 -> "0,50" in French, as t() writes numbers
 
 result = check_distributed(world_size=2, n_per_process=4)
@@ -381,14 +381,14 @@ print(t("largest gradient difference: {g:.1e}", g=result["max_grad_diff"]))
 assert result["max_loss_diff"] < 1e-6 and result["max_grad_diff"] < 1e-6, \
     "the distributed loss does not match the single-process loss"
 
-# %% [markdown] id=exercise-1
+# %% [markdown] id="exercise-1"
 # ## Exercises
 #
 # **Exercise 1.** Write the image-to-text half of the loss without `F.cross_entropy`: for
 # each row $i$ of `logits`, take the log-softmax over the row and keep the entry of the
 # right caption, then average minus those over the rows.
 
-# %% id=exercise-1-solution tags=solution
+# %% id="exercise-1-solution" tags=["solution"]
 def image_to_text_loss(logits: torch.Tensor) -> torch.Tensor:
     """The image-to-text cross-entropy of a (N, N) logit matrix, without F.cross_entropy."""
     ### BEGIN SOLUTION
@@ -398,7 +398,7 @@ def image_to_text_loss(logits: torch.Tensor) -> torch.Tensor:
     ### END SOLUTION
 
 
-# %% id=exercise-1-check
+# %% id="exercise-1-check"
 from utils.exercises import exercise_check
 
 with exercise_check(1):
@@ -406,36 +406,36 @@ with exercise_check(1):
         t("image_to_text_loss differs from F.cross_entropy(logits, arange(N)): check the sign and the mean")
 print(t("Exercise 1 passed."))
 
-# %% [markdown] id=exercise-2
+# %% [markdown] id="exercise-2"
 # **Exercise 2.** Predict, then compute: with the similarities `row` of image 0 (above),
 # what is the largest probability of the softmax at temperature 0.01, and at temperature
 # 1? Store them in `p_cold` and `p_hot`.
 
-# %% id=exercise-2-solution tags=solution
+# %% id="exercise-2-solution" tags=["solution"]
 ### BEGIN SOLUTION
 p_cold = (row / 0.01).softmax(-1).max().item()
 p_hot = (row / 1.0).softmax(-1).max().item()
 ### END SOLUTION
 
-# %% id=exercise-2-check tags=points-2
+# %% id="exercise-2-check" tags=["points-2"]
 with exercise_check(2):
     print(t("temperature 0.01: {a:.3f}; temperature 1: {b:.3f}", a=p_cold, b=p_hot))
     assert 0 < p_hot <= 1 and 0 < p_cold <= 1, t("p_cold and p_hot are probabilities: numbers in (0, 1]")
     assert p_cold > 0.9 and p_hot < 0.4, \
         t("not the softmax of row / temperature: divide the similarities, then take the largest probability")
 
-# %% [markdown] id=exercise-3
+# %% [markdown] id="exercise-3"
 # **Exercise 3.** CLIP trained with 32,768 pairs per batch on 256 GPUs. How many pairs does
 # each GPU encode (`per_gpu`), and how many negatives does each image have in the loss
 # (`negatives`)?
 
-# %% id=exercise-3-solution tags=solution
+# %% id="exercise-3-solution" tags=["solution"]
 ### BEGIN SOLUTION
 per_gpu = 32768 // 256
 negatives = 32768 - 1
 ### END SOLUTION
 
-# %% id=exercise-3-check
+# %% id="exercise-3-check"
 from utils.exercises import same_answer
 
 with exercise_check(3):
@@ -444,14 +444,14 @@ with exercise_check(3):
         t("negatives: after the all-gather, which captions of the global batch are wrong for an image?")
 print(t("Exercise 3 passed."))
 
-# %% [markdown] id=final-check
+# %% [markdown] id="final-check"
 # ## Self-check: the trained diagonal
 #
 # The tiny CLIP must match each image of our first batch with its own caption, with a clear
 # margin between the true pairs (diagonal) and the wrong ones. The last line computes the
 # same loss with the model chosen by `MODEL` (the pretrained CLIP when available).
 
-# %% id=final-check-code
+# %% id="final-check-code"
 diag = sim_after.diag()
 off = sim_after[~torch.eye(N, dtype=torch.bool)]
 print(t("mean similarity: true pairs {a:.2f}, wrong pairs {b:.2f}", a=diag.mean().item(), b=off.mean().item()))
@@ -463,12 +463,12 @@ other_loss = contrastive_loss(other.encode_images(pil_images), other.encode_text
 print(t("{name}: loss {v:.3f} on this batch (random guess: {r:.3f})", name=other.name, v=other_loss.item(),
         r=torch.log(torch.tensor(float(N))).item()))
 
-# %% [markdown] id=quiz
+# %% [markdown] id="quiz"
 # ## Quiz
 #
 # Check what you learned.
 
-# %% id=quiz-show
+# %% id="quiz-show"
 from utils.quiz import show
 
 show("01-contrastive-learning", "post", LANG)

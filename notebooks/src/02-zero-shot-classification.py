@@ -1,4 +1,4 @@
-# %% [markdown] id=title
+# %% [markdown] id="title"
 # # 02 · Zero-shot image classification
 #
 # An ordinary image classifier knows the classes it was trained on and nothing else. CLIP can
@@ -6,14 +6,14 @@
 # labels in words and you have a new classifier, with no training and no labelled example.
 # This lesson shows how that works, measures how well it works, and looks at where it breaks.
 
-# %% id=params tags=parameters
+# %% id="params" tags=["parameters"]
 LANG = "en"        # course language: en, fr, es, it, pt, zh
 MODEL = "auto"     # "auto": ViT-B-32 if already downloaded, else "tiny-shapes"; "ViT-B-32": download it (605 MB)
 QUICK = True       # True: fast, offline (what CI runs); False: the full experiments (ViT-B-32 on 2 CPU cores: ~15 min; GPU: not measured)
 N_TEST = 240 if QUICK else 3000  # shapes-world test images (colour-shape pairs seen in training)
 N_HELDOUT = 96 if QUICK else 1000  # images of the 4 pairs held out of training
 
-# %% id=imports
+# %% id="imports"
 import matplotlib.pyplot as plt
 import torch
 from PIL import Image
@@ -34,7 +34,7 @@ torch.manual_seed(0)
 clip = load_clip(MODEL, lang=LANG)  # with LANG != "en", prefers a cached multilingual CLIP
 print(clip.description)
 
-# %% [markdown] id=languages-note
+# %% [markdown] id="languages-note"
 # **Which models read which languages.** The shapes-world labels and templates below follow
 # `LANG`. The tiny CLIP reads the six course languages (en, fr, es, it, pt, zh). OpenAI's and
 # LAION's ViT-B-32 read English only: with them, write your labels in English. open_clip also
@@ -42,7 +42,7 @@ print(clip.description)
 # once its weights are downloaded, `MODEL = "auto"` takes it when `LANG` is not English. The
 # course tests how it loads offline, with random weights, but not how well it classifies.
 
-# %% [markdown] id=idea
+# %% [markdown] id="idea"
 # ## The idea: classification is choosing the best caption
 #
 # CLIP turns an image into a vector $x$ and a text into a vector $w$, both of length 1, so
@@ -58,7 +58,7 @@ print(clip.description)
 # the text encoder *writes* the classifier from the class names. Changing the labels
 # changes the classifier instantly.
 
-# %% id=idea-demo
+# %% id="idea-demo"
 from utils.data import sample_images
 
 photos = load_sample_photos()
@@ -79,7 +79,7 @@ if clip.is_tiny:
     print(t("Note: the tiny offline model only ever saw coloured shapes, so its answer for the "
             "cat photo means nothing. The shapes row is the one to look at."))
 
-# %% [markdown] id=photos-intro
+# %% [markdown] id="photos-intro"
 # ## Real photos: the eight scikit-image samples
 #
 # scikit-image ships eight small photos, the same ones OpenAI's CLIP notebook used. We give
@@ -87,7 +87,7 @@ if clip.is_tiny:
 # draw every text-image cosine similarity. A good model makes the diagonal stand out: each
 # photo is most similar to its own description.
 
-# %% id=photos-list
+# %% id="photos-list"
 from utils.zeroshot import SAMPLE_PHOTOS
 
 names = list(SAMPLE_PHOTOS)
@@ -95,7 +95,7 @@ descriptions = [SAMPLE_PHOTOS[n] for n in names]
 show_images([photos[n] for n in names], titles=[f"{n}\n{SAMPLE_PHOTOS[n]}" for n in names],
             title=t("The eight sample photos and their descriptions"), rows=2, size=3, fontsize=8)
 
-# %% id=photos-heatmap
+# %% id="photos-heatmap"
 photo_vectors = clip.encode_images([photos[n] for n in names])  # (8, D)
 text_vectors = clip.encode_texts(descriptions)  # (8, D)
 similarity = text_vectors @ photo_vectors.T  # (8 texts, 8 images)
@@ -112,15 +112,15 @@ if clip.is_tiny:
             "training captions. Run this notebook with the pretrained model (MODEL = 'auto' "
             "with internet) to see the real result."))
 
-# %% [markdown] id=photos-check-intro
+# %% [markdown] id="photos-check-intro"
 # With the pretrained model, nearly every photo picks its own description. (Self-check:
 # we require at least 6 of 8; the tiny model is excused, see above.)
 
-# %% id=photos-check
+# %% id="photos-check"
 if not clip.is_tiny and quality_checks_apply():  # (random-weight test fixtures stand aside)
     assert matched >= 6, f"only {matched}/8 photos matched their description with {clip.name}"
 
-# %% [markdown] id=imagenet-intro
+# %% [markdown] id="imagenet-intro"
 # ### A 1,000-class classifier in one line
 #
 # open_clip ships the 1,000 ImageNet class names and the prompt templates of the CLIP paper
@@ -130,7 +130,7 @@ if not clip.is_tiny and quality_checks_apply():  # (random-weight test fixtures 
 # the pretrained model. (The ImageNet list holds "missile" and "sunglasses" twice;
 # `dedupe=False` keeps every class at its ImageNet index.)
 
-# %% id=imagenet
+# %% id="imagenet"
 from utils.zeroshot import IMAGENET_CLASSNAMES, SIMPLE_IMAGENET_TEMPLATES
 
 if not QUICK and not clip.is_tiny:
@@ -142,7 +142,7 @@ if not QUICK and not clip.is_tiny:
 else:
     print(t("Skipped: needs QUICK = False and the pretrained model."))
 
-# %% [markdown] id=shapes-intro
+# %% [markdown] id="shapes-intro"
 # ## The shapes world: measuring zero-shot accuracy
 #
 # In the shapes world we know the true class of every picture, so we can measure. There are
@@ -152,7 +152,7 @@ else:
 # **held-out** pairs it never saw together, such as a red star (lesson 01): a harder test of
 # whether it learned "red" and "star" separately.
 
-# %% id=shapes-data
+# %% id="shapes-data"
 from utils.data import COLOURS, SHAPES, render_batch
 
 pairs = [(c, s) for c in COLOURS for s in SHAPES]
@@ -172,7 +172,7 @@ heldout_pil, heldout_targets, heldout_features, _ = shapes_test_set(N_HELDOUT, 7
 print(t("{n} test images of seen pairs, {m} of held-out pairs, {c} classes",
         n=len(test_pil), m=len(heldout_pil), c=len(classnames)))
 
-# %% [markdown] id=ensemble-intro
+# %% [markdown] id="ensemble-intro"
 # ### One prompt, or an ensemble of templates?
 #
 # The bare class name "red circle" is a poor caption: training captions were sentences.
@@ -190,7 +190,7 @@ print(t("{n} test images of seen pairs, {m} of held-out pairs, {c} classes",
 # templates as `OPENAI_IMAGENET_TEMPLATES`. Here is the same experiment in the shapes world,
 # with our `SHAPES_TEMPLATES`:
 
-# %% id=ensemble
+# %% id="ensemble"
 print(t("Templates of the ensemble:"), shapes_templates)
 single = build_classifier(clip, classnames, ["{}"])
 ensemble = build_classifier(clip, classnames, shapes_templates)
@@ -207,7 +207,7 @@ for name, (seen, unseen) in rows.items():
 print(f"{t('gain of the ensemble'):30} {100 * (acc_ensemble - acc_single):+11.1f}p "
       f"{100 * (heldout.accuracy - heldout_single):+14.1f}p")
 
-# %% [markdown] id=ensemble-discussion
+# %% [markdown] id="ensemble-discussion"
 # The gain is measured, not promised: read it off the table above. With the tiny model it is
 # small on the seen pairs, which it already classifies well, and larger on the held-out pairs,
 # where the model is unsure. Averaging several phrasings helps most where a single phrasing
@@ -215,7 +215,7 @@ print(f"{t('gain of the ensemble'):30} {100 * (acc_ensemble - acc_single):+11.1f
 # images), +0.0 points on seen pairs and +2.3 points on held-out pairs in English; between
 # +0.0 and +2.7 points in French, Spanish, Italian and Portuguese; none in Chinese (-0.1).
 
-# %% [markdown] id=wording-intro
+# %% [markdown] id="wording-intro"
 # ### How much does the wording matter?
 #
 # Each bar below is a zero-shot classifier built from one template only. Same model, same
@@ -225,7 +225,7 @@ print(f"{t('gain of the ensemble'):30} {100 * (acc_ensemble - acc_single):+11.1f
 # colour and shape words and ignore the rest: for it every wording scores about the same,
 # even the negated one. Pretrained CLIP read real captions, and its wording matters more.
 
-# %% id=wording
+# %% id="wording"
 wordings = ["{}", "a {}", "a picture of a {}", "a drawing of a {}", "a photo of a {}",
             "an image of a {}", "a {} on a plain background", "a {} in a video game",
             "art of the {}", "not a {}"]
@@ -247,7 +247,7 @@ for y, (_, v) in enumerate(ordered):
 plt.tight_layout()
 plt.show()
 
-# %% [markdown] id=confusion-intro
+# %% [markdown] id="confusion-intro"
 # ### Which classes get confused?
 #
 # The confusion matrix counts, for each true class (row), how often each class was
@@ -256,7 +256,7 @@ plt.show()
 # of colour jumps to another block. Seen and held-out test images are counted together;
 # each of the 24 classes competes as an answer for every image.
 
-# %% id=confusion
+# %% id="confusion"
 confusion = result.confusion + heldout.confusion  # (24, 24) counts
 plot_confusion(confusion, classnames, t("Ensemble classifier, shapes-world test images"))
 plt.tight_layout()
@@ -265,13 +265,13 @@ recall = confusion.diag() / confusion.sum(dim=1).clamp(min=1)
 worst = recall.argsort()[:3].tolist()
 print(t("Hardest classes:"), ", ".join(f"{classnames[i]} ({recall[i]:.0%})" for i in worst))
 
-# %% [markdown] id=failures-intro
+# %% [markdown] id="failures-intro"
 # ### Failure cases
 #
 # Numbers hide what goes wrong; pictures show it. Below are test images the ensemble got
 # wrong, with their true and predicted classes.
 
-# %% id=failures
+# %% id="failures"
 candidates = [(test_pil[i], int(targets[i]), int(result.predictions[i]))
               for i in range(len(test_pil)) if result.predictions[i] != targets[i]]
 candidates += [(heldout_pil[i], int(heldout_targets[i]), int(heldout.predictions[i]))
@@ -285,12 +285,12 @@ if failures:
 else:
     print(t("No mistakes on these images."))
 
-# %% [markdown] id=shapes-check-intro
+# %% [markdown] id="shapes-check-intro"
 # Self-check: the lesson's claims, as assertions. Over all test images, the ensemble must
 # classify at least as many correctly as the bare class name, and the tiny model must
 # classify the seen pairs well.
 
-# %% id=shapes-check
+# %% id="shapes-check"
 assert torch.allclose(ensemble.weights.norm(dim=-1), torch.ones(len(classnames)), atol=1e-5), \
     "class vectors of the ensemble are not unit length"
 right_single = sum(int(r.confusion.diag().sum()) for r in rows[t("one prompt (bare class name)")])
@@ -303,7 +303,7 @@ if quality_checks_apply():  # accuracy checks (random-weight test fixtures stand
         assert acc_ensemble >= 0.9, f"tiny model zero-shot accuracy in {LANG!r} only {acc_ensemble:.1%}"
     assert acc_ensemble > 3 / len(classnames), "no better than a few times chance"
 
-# %% [markdown] id=playground-intro
+# %% [markdown] id="playground-intro"
 # ## Playground
 #
 # Pick a sample image or upload your own, type labels separated by commas, and watch the
@@ -313,7 +313,7 @@ if quality_checks_apply():  # accuracy checks (random-weight test fixtures stand
 # The same thing works in a terminal:
 # `python -m utils classify my_photo.jpg --labels "a cat,a dog"`.
 
-# %% id=playground
+# %% id="playground"
 import ipywidgets as widgets
 from IPython.display import display
 
@@ -364,7 +364,7 @@ for widget in (picker, upload, labels_box):
 display(widgets.VBox([widgets.HBox([picker, upload]), labels_box, output]))
 update()
 
-# %% [markdown] id=limits
+# %% [markdown] id="limits"
 # ## Limits and responsibility
 #
 # Zero-shot classification is convenient, and that is exactly why it needs care: anyone can
@@ -404,7 +404,7 @@ update()
 # with the exact labels you will use, before you trust any zero-shot classifier**, and ask
 # whether the classes should exist at all.
 
-# %% [markdown] id=exercise-1
+# %% [markdown] id="exercise-1"
 # ## Exercises
 #
 # **Exercise 1: build an ensemble by hand.** Using only `clip.encode_texts`, compute the
@@ -412,7 +412,7 @@ update()
 # fill each template with each class name, embed, average over templates, normalise.
 # Store the result, a tensor of shape (24, D), in `my_weights`.
 
-# %% id=exercise-1-solution tags=solution
+# %% id="exercise-1-solution" tags=["solution"]
 my_templates = ["a {}", "a drawing of a {}", "a picture of a {}"]
 ### BEGIN SOLUTION
 prompts = [tpl.format(name) for name in classnames for tpl in my_templates]  # class-major
@@ -421,7 +421,7 @@ mean = vectors.mean(dim=1)  # (24, D)
 my_weights = mean / mean.norm(dim=-1, keepdim=True)
 ### END SOLUTION
 
-# %% id=exercise-1-check
+# %% id="exercise-1-check"
 from utils.exercises import exercise_check
 
 with exercise_check(1):
@@ -432,13 +432,13 @@ with exercise_check(1):
         t("your class vectors differ from build_classifier's: average over templates, then normalise")
 print(t("Correct: your ensemble equals build_classifier's."))
 
-# %% [markdown] id=exercise-2
+# %% [markdown] id="exercise-2"
 # **Exercise 2: a colour-only classifier.** Zero-shot, the classes are whatever you write.
 # Build a classifier with one class per colour (`COLOURS`), using templates of your choice,
 # and measure on the test images how often it names the right colour, whatever the shape.
 # Store the accuracy (a float between 0 and 1) in `colour_accuracy`.
 
-# %% id=exercise-2-solution tags=solution
+# %% id="exercise-2-solution" tags=["solution"]
 ### BEGIN SOLUTION
 colour_classifier = build_classifier(clip, COLOURS, ["a {} shape", "something {}", "a {} thing"])
 colour_targets = [COLOURS.index(a["colour"]) for a in test_attrs]
@@ -446,19 +446,19 @@ colour_accuracy = evaluate(colour_classifier, test_features, colour_targets).acc
 print(t("colour-only accuracy: {a:.1%}", a=colour_accuracy))
 ### END SOLUTION
 
-# %% id=exercise-2-check tags=points-2
+# %% id="exercise-2-check" tags=["points-2"]
 with exercise_check(2):
     assert 0 <= colour_accuracy <= 1, t("colour_accuracy must be a fraction between 0 and 1")
     assert colour_accuracy > 3 / len(COLOURS) or not quality_checks_apply(), \
         t("{a:.1%} is barely above chance (1/6): are the targets colour indices?", a=colour_accuracy)
 print(t("Done. Chance would be {c:.0%}.", c=1 / len(COLOURS)))
 
-# %% [markdown] id=exercise-3
+# %% [markdown] id="exercise-3"
 # **Exercise 3: bad labels.** `validate_labels` is what `build_classifier` calls first.
 # Find out, by calling it, what happens with (a) an empty label list, (b) the labels
 # "a cat, A cat, a dog". Store the cleaned list of (b) in `cleaned`.
 
-# %% id=exercise-3-solution tags=solution
+# %% id="exercise-3-solution" tags=["solution"]
 import warnings
 
 ### BEGIN SOLUTION
@@ -472,7 +472,7 @@ with warnings.catch_warnings(record=True) as caught:
 print("(b)", cleaned, "-", caught[0].message if caught else "")
 ### END SOLUTION
 
-# %% id=exercise-3-check
+# %% id="exercise-3-check"
 from utils.exercises import same_answer
 
 with exercise_check(3):
@@ -480,7 +480,7 @@ with exercise_check(3):
         t("cleaned is not the list validate_labels returns for the labels of (b)")
 print(t("Correct."))
 
-# %% [markdown] id=summary
+# %% [markdown] id="summary"
 # ## Summary
 #
 # - A zero-shot classifier is a matrix of text embeddings, one unit vector per class;
@@ -492,12 +492,12 @@ print(t("Correct."))
 #
 # Next, lesson 03 uses the same embeddings to search a folder of images with text.
 
-# %% [markdown] id=quiz
+# %% [markdown] id="quiz"
 # ## Quiz
 #
 # Check what you learned.
 
-# %% id=quiz-show
+# %% id="quiz-show"
 from utils.quiz import show
 
 show("02-zero-shot-classification", "post", LANG)

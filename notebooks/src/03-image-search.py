@@ -1,4 +1,4 @@
-# %% [markdown] id=title
+# %% [markdown] id="title"
 # # 03 · Image search with an embedding index
 #
 # "Find the picture that matches my words" is CLIP's most useful everyday job. A text and an
@@ -10,14 +10,14 @@
 # an index that embeds in batches and caches its work, search by text and by image,
 # recall@k to measure it, what makes it fail, and how it scales to millions of images.
 
-# %% id=params tags=parameters
+# %% id="params" tags=["parameters"]
 LANG = "en"        # course language: en, fr, es, it, pt, zh
 MODEL = "auto"     # "auto": ViT-B-32 if already downloaded, else "tiny-shapes"; "ViT-B-32": download it (605 MB)
 QUICK = True       # True: fast, offline (what CI runs); False: the full experiments (ViT-B-32 on 2 CPU cores: 25-80 min; GPU: not measured)
 N_SHAPES = 2_000 if QUICK else 20_000          # shapes-world images in the collection
 N_RANDOM = 50_000 if QUICK else 1_000_000      # random embeddings for the scale experiment
 
-# %% id=imports
+# %% id="imports"
 import tempfile
 import time
 from pathlib import Path
@@ -39,7 +39,7 @@ if QUICK and clip.is_tiny:  # the tiny model runs fastest on one thread (CI runs
     torch.set_num_threads(1)
 WORK = Path(tempfile.mkdtemp(prefix="image-search-"))  # everything this notebook writes goes here
 
-# %% [markdown] id=languages-note
+# %% [markdown] id="languages-note"
 # **Which models read which languages.** The queries below follow `LANG`. The tiny CLIP reads
 # the six course languages (en, fr, es, it, pt, zh). OpenAI's and LAION's ViT-B-32 read English
 # only: with them, search in English. open_clip also ships multilingual CLIPs, such as
@@ -47,14 +47,14 @@ WORK = Path(tempfile.mkdtemp(prefix="image-search-"))  # everything this noteboo
 # `MODEL = "auto"` takes it when `LANG` is not English. The course tests how it loads offline,
 # with random weights, but not how well it searches.
 
-# %% [markdown] id=collection-intro
+# %% [markdown] id="collection-intro"
 # ## A collection of images
 #
 # We draw a few thousand pictures of the shapes world (lesson 01), every colour and shape,
 # including the colour-shape pairs the tiny CLIP never saw while training (`HELD_OUT`).
 # Each image comes with its attributes, so we know which images a query *should* find.
 
-# %% id=collection
+# %% id="collection"
 from utils.captions import describe, label
 from utils.data import HELD_OUT, caption, render_batch
 
@@ -63,7 +63,7 @@ if QUICK and not clip.is_tiny and clip.device.type == "cpu":
 pixels, attrs = render_batch(N_SHAPES, seed=3, split="all")  # (N, 64, 64, 3) uint8, list of dicts
 print(len(attrs), t("images, for example:"), [describe(a, LANG) for a in attrs[:3]])
 
-# %% [markdown] id=index-intro
+# %% [markdown] id="index-intro"
 # ## Build the index once
 #
 # `ImageIndex.build` pushes the images through the image encoder in **batches** (64 at a
@@ -72,20 +72,20 @@ print(len(attrs), t("images, for example:"), [describe(a, LANG) for a in attrs[:
 # vector $q$ the score of image $i$ is the cosine similarity $s_i = E_i \cdot q$.
 # This is the expensive step; a query afterwards costs one matrix-vector product.
 
-# %% id=index
+# %% id="index"
 start = time.perf_counter()
 index = ImageIndex.build(clip, list(pixels), batch_size=64)
 build_seconds = time.perf_counter() - start
 print(index)
 print(t("embedding speed:"), f"{len(index) / build_seconds:.0f}", t("images/s"))
 
-# %% [markdown] id=text-search-intro
+# %% [markdown] id="text-search-intro"
 # ## Text → image
 #
 # `index.search("a green triangle", k=8)` embeds the text and returns the 8 best images with
 # their scores. The scores are cosine similarities: only their order matters, not their size.
 
-# %% id=text-search
+# %% id="text-search"
 queries = [label("green", "triangle", LANG),  # in the course language: "a green triangle", ...
            describe({"colour": "orange", "shape": "star", "size": "large"}, LANG, where=False),
            describe({"colour": "blue", "shape": "circle", "size": "small"}, LANG, where=False)]
@@ -94,20 +94,20 @@ for query in queries:
     show_hits(hits, pixels, title=f'"{query}"', ncols=8, size=1.3)
     plt.show()
 
-# %% [markdown] id=image-search-intro
+# %% [markdown] id="image-search-intro"
 # ## Image → image: "more like this"
 #
 # A query can also be an image: embed it with the image encoder and search the same index.
 # `index.more_like(i)` uses image *i* of the index itself and leaves it out of the results.
 
-# %% id=image-search
+# %% id="image-search"
 example = 7
 show_images([pixels[example]], titles=[t("query image")], size=1.6)
 similar = index.more_like(example, k=8)
 show_hits(similar, pixels, title=t("more like this"), ncols=8, size=1.3)
 plt.show()
 
-# %% [markdown] id=recall-intro
+# %% [markdown] id="recall-intro"
 # ## How good is it? Recall@k
 #
 # For each query we know which images are right (their attributes match). **Recall@k** is the
@@ -116,7 +116,7 @@ plt.show()
 # $\text{R@}k = \text{mean}_q[\text{rank}_q \le k]$.
 # The more a query says, the fewer images are right, and the harder it gets.
 
-# %% id=recall
+# %% id="recall"
 rows = {
     "a {colour} {shape}": ("colour", "shape"),
     "a {size} {colour} {shape}": ("size", "colour", "shape"),
@@ -134,7 +134,7 @@ print(f"{t('query template'):<30}{'R@1':>7}{'R@5':>7}{'R@10':>7}")
 for template, r in recall.items():
     print(f"{template:<30}{r[1]:>7.2f}{r[5]:>7.2f}{r[10]:>7.2f}")
 
-# %% [markdown] id=failures-intro
+# %% [markdown] id="failures-intro"
 # ## What makes search fail
 #
 # - **Pairs never seen in training.** The tiny CLIP never saw a red star (`HELD_OUT`). Can it
@@ -147,7 +147,7 @@ for template, r in recall.items():
 #   collection answers with one it cannot. Scores of different queries are not on one scale,
 #   so a fixed threshold is a fragile way to say "no result".
 
-# %% id=failures
+# %% id="failures"
 seen_pairs = [(c, s) for c, s in sorted({(a["colour"], a["shape"]) for a in attrs})
               if (c, s) not in HELD_OUT]
 for name, pairs in [(t("pairs seen in training"), seen_pairs), (t("pairs never seen (HELD_OUT)"), HELD_OUT)]:
@@ -165,7 +165,7 @@ print(t("red shapes among the top 8 for 'not red':"), n_red)
 for query in ["a red circle", "a photo of a dog on the beach"]:
     print(f"{query!r}: " + t("best score") + f" {index.search(query, k=1)[0].score:.3f}")
 
-# %% [markdown] id=folder-intro
+# %% [markdown] id="folder-intro"
 # ## A real folder: odd files, broken files, and a cache
 #
 # Real folders hold grayscale scans, PNGs with transparency, CMYK JPEGs, 16-bit TIFFs,
@@ -179,7 +179,7 @@ for query in ["a red circle", "a photo of a dog on the beach"]:
 # (By default the cache goes to your user cache folder, never into the image folder; here
 # we put it in a temporary folder.)
 
-# %% id=photos
+# %% id="photos"
 import skimage.data
 from PIL import Image
 
@@ -211,7 +211,7 @@ for name, built in [(t("first build"), first), (t("second build"), second)]:
 for skipped in second.skipped:
     print(t("skipped"), skipped.item, "->", skipped.reason)
 
-# %% id=photo-search
+# %% id="photo-search"
 photo_queries = ["an astronaut", "a cup of coffee", "a cat", "a rocket", "the moon"]
 for query in photo_queries[:2] if QUICK else photo_queries:
     show_hits(second.search(query, k=5), title=f'"{query}"', ncols=5, size=1.8)
@@ -220,7 +220,7 @@ if clip.is_tiny:
     print(t("The tiny model only knows coloured shapes: on photos it matches colours, not meaning. "
             "With the pretrained model (MODEL = 'auto' online) these searches find the right photo."))
 
-# %% [markdown] id=scale-intro
+# %% [markdown] id="scale-intro"
 # ## Scale: why you precompute, and when you need faiss
 #
 # Embedding is the slow part: every image passes through the image encoder. A query is one
@@ -237,7 +237,7 @@ if clip.is_tiny:
 # IVF: cluster the vectors, then score only the clusters nearest to the query. Below we time
 # both on random 512-d unit vectors.
 
-# %% id=scale
+# %% id="scale"
 gen = torch.Generator().manual_seed(0)
 centres = torch.randn(1000, 512, generator=gen)  # random vectors gathered around 1000 "topics",
 topic = torch.randint(1000, (N_RANDOM,), generator=gen)  # like real image embeddings
@@ -281,12 +281,12 @@ ax.set_title(t("Top-10 search over {n:,} embeddings", n=N_RANDOM))
 plt.tight_layout()
 plt.show()
 
-# %% [markdown] id=widget-intro
+# %% [markdown] id="widget-intro"
 # ## A search box
 #
 # Type a query and press Enter: the grid shows the best images of the shapes collection.
 
-# %% id=widget
+# %% id="widget"
 import ipywidgets as widgets
 from IPython.display import display
 
@@ -307,21 +307,21 @@ box.observe(update, names="value")
 display(widgets.VBox([box, results]))
 widget_hits = update()
 
-# %% [markdown] id=exercise-1
+# %% [markdown] id="exercise-1"
 # ## Exercise 1: search by hand
 #
 # `index.search` is one matrix product and a top-k. Compute the indices of the 5 best images
 # for "a yellow square" yourself from `index.embeddings` (N, D) and `clip.encode_texts`,
 # into a list `my_top5`.
 
-# %% id=exercise-1-solution tags=solution
+# %% id="exercise-1-solution" tags=["solution"]
 ### BEGIN SOLUTION
 q = clip.encode_texts(["a yellow square"])[0]  # (D,)
 scores = index.embeddings.float() @ q  # (N,)
 my_top5 = scores.topk(5).indices.tolist()
 ### END SOLUTION
 
-# %% id=exercise-1-check
+# %% id="exercise-1-check"
 from utils.exercises import exercise_check
 
 with exercise_check(1):
@@ -329,19 +329,19 @@ with exercise_check(1):
         t("my_top5 differs from index.search: use index.embeddings @ text_vector, then topk(5)")
 print(t("Right!"))
 
-# %% [markdown] id=exercise-2
+# %% [markdown] id="exercise-2"
 # ## Exercise 2: how much memory?
 #
 # A photo library has 10 million images. Its index stores 768-dimensional embeddings in
 # float16. How many gigabytes (1 GB = $10^9$ bytes) does the embedding matrix take?
 # Put the number in `gigabytes`.
 
-# %% id=exercise-2-solution tags=solution
+# %% id="exercise-2-solution" tags=["solution"]
 ### BEGIN SOLUTION
 gigabytes = 10_000_000 * 768 * 2 / 1e9
 ### END SOLUTION
 
-# %% id=exercise-2-check
+# %% id="exercise-2-check"
 from utils.exercises import same_answer
 
 with exercise_check(2):
@@ -349,20 +349,20 @@ with exercise_check(2):
         t("count the bytes: images x dimensions x bytes per float16 number, then divide by 1e9")
 print(t("Right!"))
 
-# %% [markdown] id=exercise-3
+# %% [markdown] id="exercise-3"
 # ## Exercise 3: search with a filter
 #
 # Real search engines mix embeddings with plain data ("only photos from 2023"). Find the 5
 # **large** images that score best for "a green circle": search more than 5, keep the hits whose
 # `attrs[hit.index]["size"]` is `"large"`, and put the first 5 of them in `large_hits`.
 
-# %% id=exercise-3-solution tags=solution
+# %% id="exercise-3-solution" tags=["solution"]
 ### BEGIN SOLUTION
 candidates = index.search("a green circle", k=len(index))
 large_hits = [h for h in candidates if attrs[h.index]["size"] == "large"][:5]
 ### END SOLUTION
 
-# %% id=exercise-3-check tags=points-2
+# %% id="exercise-3-check" tags=["points-2"]
 with exercise_check(3):
     q = clip.encode_texts(["a green circle"])[0]
     large = torch.tensor([a["size"] == "large" for a in attrs])
@@ -371,12 +371,12 @@ with exercise_check(3):
 show_hits(large_hits, pixels, title='"a green circle", ' + t("large only"), ncols=5, size=1.3)
 plt.show()
 
-# %% [markdown] id=self-check-intro
+# %% [markdown] id="self-check-intro"
 # ## Self-check
 #
 # These assertions fail when a claim of this lesson breaks.
 
-# %% id=self-check
+# %% id="self-check"
 assert torch.allclose(index.embeddings.norm(dim=1), torch.ones(len(index)), atol=1e-4), \
     "index embeddings are not L2-normalised"
 assert second.stats["embedded"] == 0 and second.stats["reused"] == first.stats["indexed"], \
@@ -399,12 +399,12 @@ else:
     assert right >= 4, f"the pretrained model found only {right}/5 photos: {best}"
 print(t("All checks passed."))
 
-# %% [markdown] id=quiz
+# %% [markdown] id="quiz"
 # ## Quiz
 #
 # Check what you learned in this lesson.
 
-# %% id=quiz-show
+# %% id="quiz-show"
 from utils.quiz import show
 
 show("03-image-search", "post", LANG)

@@ -1,4 +1,4 @@
-# %% [markdown] id=title
+# %% [markdown] id="title"
 # # 04 · Image generation with VQGAN+CLIP
 #
 # CLIP can tell how well an image matches a text. Turn that around: start from noise and
@@ -8,13 +8,13 @@
 # the quantisation trick, the cutouts, the loss. Then you see what it takes on a GPU with the
 # real models.
 
-# %% id=params tags=parameters
+# %% id="params" tags=["parameters"]
 LANG = "en"        # course language: en, fr, es, it, pt, zh
 MODEL = "auto"     # CLIP of the real section: "auto" = ViT-B-32 if already downloaded; "ViT-B-32" downloads it (605 MB)
 QUICK = True       # True: fast (what CI runs); False: longer runs, and the real section at 128 px on a CPU (it prints its estimate) or 256 px on a GPU
 SEED = 0           # same seed, same picture (on a CPU)
 
-# %% id=imports
+# %% id="imports"
 import io
 import sys
 
@@ -51,7 +51,7 @@ if QUICK:  # these small models run fastest on one thread (and CI runs two noteb
     torch.set_num_threads(1)
 
 
-# %% [markdown] id=models-intro
+# %% [markdown] id="models-intro"
 # ## Two models, neither of them trained for this
 #
 # - a **CLIP** that scores image-text pairs: here the tiny shapes-world CLIP of lesson 01;
@@ -62,14 +62,14 @@ if QUICK:  # these small models run fastest on one thread (and CI runs two noteb
 #
 # Neither model knows the other. The generation is pure optimisation: no training happens.
 
-# %% id=load-models
+# %% id="load-models"
 clip = load_clip("tiny-shapes", device="cpu")  # tiny models: a GPU would not make them faster
 vq = load_tiny_vq(device=clip.device)  # the generator lives where its critic lives
 print(clip.description)
 print(t("tiny VQ: {h}x{w} codes per image, codebook of {k} vectors of dimension {c}",
         h=vq.grid[0], w=vq.grid[1], k=vq.codebook.shape[0], c=vq.codebook.shape[1]))
 
-# %% [markdown] id=vq-intro
+# %% [markdown] id="vq-intro"
 # ## The generator: a decoder of code grids
 #
 # Real pictures go through the VQ model almost unchanged (top row vs. middle row): the
@@ -78,7 +78,7 @@ print(t("tiny VQ: {h}x{w} codes per image, codebook of {k} vectors of dimension 
 # start from the latents of a picture of **coloured noise** (last row): of all the noises we
 # tried, it is the one the tiny CLIP finds least like any particular shape.
 
-# %% id=vq-demo
+# %% id="vq-demo"
 real, _ = render_batch(6, seed=SEED, split="test", as_tensor=True)  # (6, 3, 64, 64)
 codes = vq.encode(real)  # (6, 8, 8) integers in [0, 256)
 rebuilt = vq.decode_codes(codes)
@@ -93,7 +93,7 @@ show_images([picture for batch, _ in rows for picture in batch[:6]],  # one row 
 print(t("codes of the first picture:"))
 print(codes[0])
 
-# %% [markdown] id=step-intro
+# %% [markdown] id="step-intro"
 # ## One optimisation step, piece by piece
 #
 # We optimise the **latent grid** `z` (one 32-dimensional vector per cell), not the pixels.
@@ -111,7 +111,7 @@ print(codes[0])
 #    half the squared angle between the unit vectors.
 # 5. **Step**: Adam lowers the mean distance; then `z` is clamped to the codebook's range.
 
-# %% id=one-step
+# %% id="one-step"
 g = torch.Generator().manual_seed(SEED)
 with torch.no_grad():
     z_start = vq.encode_z(colour_noise(1, 64, g))  # (1, 32, 8, 8): the latents of coloured noise
@@ -131,7 +131,7 @@ print(t("loss {l:.3f}; gradient on z: shape {s}, norm {n:.4f}", l=loss.item(), s
 show_images([picture[0].detach()] + list(views[:6].detach()),
          [t("picture")] + [t("view {i}", i=i + 1) for i in range(6)], t("What CLIP sees: random views"))
 
-# %% [markdown] id=loop-intro
+# %% [markdown] id="loop-intro"
 # ## The whole loop, in a dozen lines
 #
 # Repeat the step. One addition, from pixray's optional losses: a small **saturation
@@ -140,7 +140,7 @@ show_images([picture[0].detach()] + list(views[:6].detach()),
 # needs it. We record the **CLIP score** of the whole picture, the cosine similarity between
 # its embedding and the prompt's, to watch it rise.
 
-# %% id=loop
+# %% id="loop"
 z = z_start.clone().requires_grad_(True)
 optimizer = torch.optim.Adam([z], lr=0.15)
 z_min = vq.codebook.min(0).values[None, :, None, None]  # the box spanned by the codebook
@@ -169,7 +169,7 @@ for _ in range(ITERATIONS):
 by_hand = picture.detach()[0]
 print(t("CLIP score: {a:.3f} at the start, {b:.3f} after {n} steps", a=scores[0], b=scores[-1], n=ITERATIONS))
 
-# %% id=loop-plot
+# %% id="loop-plot"
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(8, 3), gridspec_kw={"width_ratios": [2, 1]})
 ax1.plot(scores)
 ax1.set_xlabel(t("step"))
@@ -181,7 +181,7 @@ ax2.axis("off")
 plt.tight_layout()
 plt.show()
 
-# %% [markdown] id=library-intro
+# %% [markdown] id="library-intro"
 # ## The same loop in `utils.generate`
 #
 # `generate()` is this loop with a few more options (several prompts, several seeds per step,
@@ -189,7 +189,7 @@ plt.show()
 # here is "a red circle" appearing from noise. The command line does the same:
 # `python -m utils generate "a red circle" --drawer tiny-vq`.
 
-# %% id=library-run
+# %% id="library-run"
 RUN = GenerationConfig(drawer="tiny-vq", iterations=ITERATIONS, cutouts=CUTOUTS, seed=SEED)  # the settings, in one place
 result = generate("a red circle", RUN, clip=clip, progress=False)
 print(t("CLIP score {a:.3f} -> {b:.3f} in {s:.1f} s", a=result.start_score, b=result.final_score,
@@ -211,20 +211,20 @@ plot_curves(result.score_iterations, {"": result.scores}, title=t("CLIP score of
             xlabel=t("step"), ylabel=t("CLIP score (cosine)"))
 plt.show()
 
-# %% [markdown] id=self-check-intro
+# %% [markdown] id="self-check-intro"
 # ### Self-check
 #
 # Claims of this lesson that the code must keep true: the score rises clearly, and an
 # independent judge (pixel statistics, not CLIP) finds red the dominant colour of the
 # coloured pixels.
 
-# %% id=self-check
+# %% id="self-check"
 colour, share, n_coloured = dominant_colours(as_image_tensor(result.image))[0]
 print(t("dominant colour: {c} ({s:.0%} of {n} coloured pixels)", c=colour, s=share, n=n_coloured))
 assert result.final_score > result.start_score + 0.1, "the CLIP score did not rise"
 assert colour == "red", f"the picture for 'a red circle' is mostly {colour}"
 
-# %% [markdown] id=cutouts-intro
+# %% [markdown] id="cutouts-intro"
 # ## Why cutouts?
 #
 # Run the same optimisation, but let CLIP see only the whole picture, once per step. Now the
@@ -234,7 +234,7 @@ assert colour == "red", f"the picture for 'a red circle' is mostly {colour}"
 # picture made with cutouts keeps its score, the other loses much of it. The cutouts force the
 # picture to match the prompt from every view, which is what a real red circle does.
 
-# %% id=cutouts-compare
+# %% id="cutouts-compare"
 plain = generate("a red circle", drawer="tiny-vq", clip=clip, iterations=ITERATIONS, seed=SEED,
                  augment="none", progress=False)
 
@@ -257,7 +257,7 @@ for name, r in [(t("with cutouts"), result), (t("without cutouts"), plain)]:
 show_images([result.image, plain.image], list(fresh), t("\"a red circle\", same seed"), size=2.6)
 assert fresh[t("with cutouts")] > fresh[t("without cutouts")], "cutouts should make the picture robust to new views"
 
-# %% [markdown] id=weights-intro
+# %% [markdown] id="weights-intro"
 # ## Prompt weights and negative prompts
 #
 # pixray's prompt syntax: prompts separated by `|`, each with an optional `:weight`. The loss
@@ -265,7 +265,7 @@ assert fresh[t("with cutouts")] > fresh[t("without cutouts")], "cutouts should m
 # that prompt. Below, "a red circle" that must not look like "a red square", next to the
 # plain "a red circle" from above.
 
-# %% id=weights
+# %% id="weights"
 print(parse_prompts("a red circle:1 | a red square:-1"))
 not_square = generate("a red circle:1 | a red square:-1", RUN, clip=clip, progress=False)
 square_vector = clip.encode_texts(["a red square"])[0]
@@ -277,7 +277,7 @@ show_images([result.image, not_square.image], list(similarity), size=2.6)
 assert similarity["a red circle:1 | a red square:-1"] < similarity["a red circle"], \
     "the negative prompt should move the picture away from 'a red square'"
 
-# %% [markdown] id=drawers-intro
+# %% [markdown] id="drawers-intro"
 # ## Pixel drawer vs. VQ drawer
 #
 # The generator is a choice. pixray's fastest drawer optimises a coarse grid of coloured
@@ -285,7 +285,7 @@ assert similarity["a red circle:1 | a red square:-1"] < similarity["a red circle
 # decoder can only draw what it learnt from the shapes world, a strong **prior** that keeps
 # the picture looking like a picture. Compare the CLIP scores with the pictures.
 
-# %% id=drawers
+# %% id="drawers"
 pixel = generate("a red circle", RUN, clip=clip, drawer="pixel", progress=False)  # RUN, another drawer
 show_images([pixel.image, result.image],
          [t("pixel: {s:.2f}", s=pixel.final_score), t("tiny VQ: {s:.2f}", s=result.final_score)],
@@ -294,7 +294,7 @@ for name, r in [("pixel", pixel), ("tiny-vq", result)]:
     c, share, _ = dominant_colours(as_image_tensor(r.image))[0]
     print(t("{d}: dominant colour {c} ({s:.0%})", d=name, c=c, s=share))
 
-# %% [markdown] id=gpu-intro
+# %% [markdown] id="gpu-intro"
 # ## The real thing: pretrained CLIP + VQGAN
 #
 # With `drawer="vqgan"` the same loop runs taming-transformers' ImageNet VQGAN (f16: one code
@@ -309,7 +309,7 @@ for name, r in [("pixel", pixel), ("tiny-vq", result)]:
 # compares the plain loop with ours (one `grid_sample` for all cutouts, several pictures per
 # step, TF32, CUDA graphs) at 256 and 512 px.
 
-# %% id=gpu-path
+# %% id="gpu-path"
 import time
 
 from utils.generate import REAL_RUN_CPU, REAL_RUN_GPU
@@ -353,7 +353,7 @@ if checkpoint.exists() and clip_ready:
     if quality_checks_apply() and not QUICK:  # (random-weight test fixtures stand aside)
         assert big.final_score > big.start_score, "the CLIP score of the real run did not rise"
 
-# %% [markdown] id=pixray-intro
+# %% [markdown] id="pixray-intro"
 # ## Optional: pixray itself
 #
 # pixray wraps this loop with many drawers and losses. It is no longer maintained and does not
@@ -361,14 +361,14 @@ if checkpoint.exists() and clip_ready:
 # with a GPU you can try it: set `INSTALL_PIXRAY = True` and run the two cells below;
 # `run_pixray` takes the same prompt syntax. Elsewhere they only print how to install it.
 
-# %% id=pixray-install
+# %% id="pixray-install"
 INSTALL_PIXRAY = False
 if INSTALL_PIXRAY and "google.colab" in sys.modules:
     get_ipython().system("git clone --depth 1 https://github.com/pixray/pixray")  # noqa: F821
     get_ipython().system("pip install -q -r pixray/requirements.txt")  # noqa: F821
     sys.path.append("pixray")
 
-# %% id=pixray-run
+# %% id="pixray-run"
 if pixray_available() and torch.cuda.is_available():
     run_pixray("a red circle:1 | a blue square:-0.5", drawer="vqgan", quality="draft")
 else:
@@ -376,14 +376,14 @@ else:
 
     print(t("pixray is not available here; nothing to run.") if pixray_available() else PIXRAY_INSTALL)
 
-# %% [markdown] id=exercise-1
+# %% [markdown] id="exercise-1"
 # ## Exercises
 #
 # **Exercise 1: the spherical distance.** Write `my_distance(a, b)` for unit vectors of shape
 # (..., D): `2 arcsin(|a - b| / 2)^2`. Check it against the angle between the vectors: it is
 # half the squared angle.
 
-# %% id=exercise-1-solution tags=solution
+# %% id="exercise-1-solution" tags=["solution"]
 def my_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """2 arcsin(|a - b| / 2)^2 over the last dimension of unit vectors a, b (..., D)."""
     ### BEGIN SOLUTION
@@ -391,7 +391,7 @@ def my_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     ### END SOLUTION
 
 
-# %% id=exercise-1-check
+# %% id="exercise-1-check"
 from utils.exercises import exercise_check
 
 with exercise_check(1):
@@ -404,30 +404,30 @@ with exercise_check(1):
         t("my_distance should be half the squared angle between a and b")
 print(t("Correct."))
 
-# %% [markdown] id=exercise-2
+# %% [markdown] id="exercise-2"
 # **Exercise 2: another colour, another shape.** Generate "a blue square" with the tiny VQ
 # drawer (same `ITERATIONS` and `CUTOUTS`) and store the result in `blue`. The check uses the
 # independent colour judge.
 
-# %% id=exercise-2-solution tags=solution
+# %% id="exercise-2-solution" tags=["solution"]
 ### BEGIN SOLUTION
 blue = generate("a blue square", RUN, clip=clip, progress=False)
 display(blue.image.resize((128, 128), 0))
 ### END SOLUTION
 
-# %% id=exercise-2-check
+# %% id="exercise-2-check"
 with exercise_check(2):
     colour, share, _ = dominant_colours(as_image_tensor(blue.image))[0]
     assert blue.final_score > blue.start_score, t("the CLIP score should rise")
     assert colour == "blue", t("the judge finds mostly {c}", c=colour)
 print(t("Correct: the judge finds {c} ({s:.0%}).", c=colour, s=share))
 
-# %% [markdown] id=exercise-3
+# %% [markdown] id="exercise-3"
 # **Exercise 3: start from a picture.** `init_image` starts the optimisation from the codes of
 # a picture instead of noise. Start from a rendered *green* shape and ask for "a red circle".
 # Store the result in `recoloured`; does the shape keep its place?
 
-# %% id=exercise-3-solution tags=solution
+# %% id="exercise-3-solution" tags=["solution"]
 ### BEGIN SOLUTION
 start_picture = render_batch(8, seed=3, split="test", as_tensor=True)
 green = [i for i, a in enumerate(start_picture[1]) if a["colour"] == "green"]
@@ -437,12 +437,12 @@ recoloured = generate("a red circle", RUN, clip=clip, init_image=start, iteratio
 show_images([start, recoloured.image], [t("start"), t("after")], size=2.4)
 ### END SOLUTION
 
-# %% id=exercise-3-check tags=points-2
+# %% id="exercise-3-check" tags=["points-2"]
 with exercise_check(3):
     assert recoloured.final_score > recoloured.start_score, t("the score should rise from the start picture")
 print(t("Score {a:.3f} -> {b:.3f}.", a=recoloured.start_score, b=recoloured.final_score))
 
-# %% [markdown] id=summary
+# %% [markdown] id="summary"
 # ## Summary
 #
 # - VQGAN+CLIP generates by **optimisation**: a latent grid is changed until CLIP finds the
@@ -457,12 +457,12 @@ print(t("Score {a:.3f} -> {b:.3f}.", a=recoloured.start_score, b=recoloured.fina
 # Lesson 05 turns the same code grids into a sequence of tokens, and trains a transformer to
 # write them from a caption: DALL-E.
 
-# %% [markdown] id=quiz
+# %% [markdown] id="quiz"
 # ## Quiz
 #
 # Check what you learnt.
 
-# %% id=quiz-show
+# %% id="quiz-show"
 from utils.quiz import show
 
 show("04-vqgan-clip", "post", LANG)

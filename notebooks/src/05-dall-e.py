@@ -1,4 +1,4 @@
-# %% [markdown] id=title
+# %% [markdown] id="title"
 # # 05 · DALL-E: text and image tokens in one stream
 #
 # DALL-E (2021) drew pictures from captions with the simplest idea that could work: write the
@@ -11,14 +11,14 @@
 # DALL-E that a laptop trains in a quarter of an hour, CLIP reranking, and an unCLIP prior. You will also
 # see what they cannot do, and what responsible use of such models asks for.
 
-# %% id=params tags=parameters
+# %% id="params" tags=["parameters"]
 LANG = "en"        # course language: en, fr, es, it, pt, zh
 MODEL = "tiny-shapes-vq"  # CLIP that reranks: the tiny CLIP fine-tuned on VQ pictures; or "auto" (ViT-B-32 if cached)
 QUICK = True       # True: bundled weights, fast, offline (what CI runs); False: retrain the mini DALL-E, prior and decoder
 SEED = 0           # same seed, same pictures (on a CPU)
 CAPTION = "a yellow square"
 
-# %% id=imports
+# %% id="imports"
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
@@ -47,7 +47,7 @@ from utils.viz import show_images, to_pil
 set_language(LANG)
 
 
-# %% [markdown] id=load-intro
+# %% [markdown] id="load-intro"
 # ## Three small models
 #
 # - the **tiny VQ** of lesson 04 turns a 64x64 picture into an 8x8 grid of codes (each one of
@@ -61,7 +61,7 @@ set_language(LANG)
 # pixel statistics and the shape with a small CNN trained separately. It never saw a caption,
 # and it is not the CLIP that reranks, so it can grade the reranker's choice fairly.
 
-# %% id=load
+# %% id="load"
 dalle = load_tiny_dalle()
 vq = dalle.vq
 clip = load_clip(MODEL)
@@ -75,7 +75,7 @@ print(t("mini DALL-E: {p:,} parameters, {l} layers, width {w}; stream of {tt} ca
 print(t("caption vocabulary ({n} words):", n=len(dalle.tokenizer) - len(SPECIALS)),
       " ".join(dalle.tokenizer.vocab[len(SPECIALS):]))
 
-# %% [markdown] id=stream-intro
+# %% [markdown] id="stream-intro"
 # ## One stream of tokens
 #
 # The caption becomes **word tokens**. We use one token per word: the shapes world has only a
@@ -91,7 +91,7 @@ print(t("caption vocabulary ({n} words):", n=len(dalle.tokenizer) - len(SPECIALS
 #
 # The figure draws this stream for a real picture.
 
-# %% id=stream-diagram
+# %% id="stream-diagram"
 picture, attrs = data.render_batch(1, seed=SEED + 3, split="test", as_tensor=True)
 stream_caption = data.caption(attrs[0], "a {size} {colour} {shape}")
 codes = vq.encode(picture)[0]  # (8, 8)
@@ -133,12 +133,12 @@ ax.axis("off")
 fig.suptitle(t("Tokens in one stream: \"{c}\"", c=stream_caption), y=1.02)
 plt.show()
 
-# %% [markdown] id=mask-intro
+# %% [markdown] id="mask-intro"
 # Causality is a mask on the attention scores: position `t` may attend to `s` only if `s <= t`.
 # Below, row = the position that reads, column = the position it may read (dark: allowed).
 # Every image position reads the whole caption, so the caption steers every code.
 
-# %% id=mask-plot
+# %% id="mask-plot"
 T_text, T_img = dalle.model.cfg.text_len, 12  # the first 12 image positions, for readability
 T = T_text + T_img
 mask = torch.tril(torch.ones(T, T))
@@ -151,14 +151,14 @@ ax.set_ylabel(t("position reading"))
 ax.set_title(t("Causal attention mask"))
 plt.show()
 
-# %% [markdown] id=resolution-intro
+# %% [markdown] id="resolution-intro"
 # ## What the image tokenizer can carry
 #
 # The tiny VQ keeps one code per 8x8 pixels. A *small* shape (radius 7 to 12 pixels) covers
 # only a few codes: does its outline survive the trip picture -> codes -> picture? We pass
 # rendered pictures through the VQ and ask the judge to name the shape of each round trip.
 
-# %% id=resolution
+# %% id="resolution"
 pictures, picture_attrs = data.render_batch(600 if QUICK else 3000, seed=SEED + 5, split="test", as_tensor=True)
 round_trips = vq.decode_codes(vq.encode(pictures))  # (N, 3, 64, 64)
 shape_ok = torch.tensor([v["shape"] == a["shape"] for v, a in zip(judge.judge(round_trips), picture_attrs)])
@@ -176,7 +176,7 @@ show_images(torch.cat([pictures[examples], round_trips[examples]]),
             t("Pictures (top) and their VQ round trips (bottom)"), size=1.4, rows=2)
 assert survives["large"] > survives["small"] + 0.15, "large shapes should survive the VQ much better"
 
-# %% [markdown] id=train-intro
+# %% [markdown] id="train-intro"
 # ## Training
 #
 # A generator cannot draw what its tokens cannot hold, so the mini DALL-E is trained on
@@ -189,7 +189,7 @@ assert survives["large"] > survives["small"] + 0.15, "large shapes should surviv
 # trained; with `QUICK = False` the notebook retrains (about half an hour on 2 CPU cores,
 # with the prior and decoder below).
 
-# %% id=train
+# %% id="train"
 if QUICK:
     import json
 
@@ -209,20 +209,20 @@ else:
     plt.show()
 print(t("a code chosen at random would cost ln(256) = {v:.2f} nats", v=np.log(256)))
 
-# %% [markdown] id=sample-intro
+# %% [markdown] id="sample-intro"
 # ## Drawing a caption
 #
 # Sampling writes the 64 codes one at a time: the model gives a probability for each of the
 # 256 codes, we draw one, append it, and ask again. Different random draws give different
 # pictures of the same caption.
 
-# %% id=sample
+# %% id="sample"
 result = generate(CAPTION, n=8, seed=SEED, dalle=dalle, clip=clip, rerank=False)
 verdicts = judge.judge(result.drawn)
 show_images(result.drawn, [f"{v['colour']} {v['shape']}" for v in verdicts],
             t("Eight samples of \"{c}\" (judge's verdict above each)", c=CAPTION), size=1.5, fontsize=8)
 
-# %% [markdown] id=knobs-intro
+# %% [markdown] id="knobs-intro"
 # ## Sampling knobs: temperature, top-k and guidance
 #
 # - **temperature** `T` divides the logits before the softmax, `p = softmax(logits / T)`.
@@ -236,35 +236,35 @@ show_images(result.drawn, [f"{v['colour']} {v['shape']}" for v in verdicts],
 #   caption-free ones: `logits = logits(empty) + s * (logits(caption) - logits(empty))`.
 #   `s = 1` is plain sampling; the bundled model samples with `s = 2` by default.
 
-# %% id=knob-temperature
+# %% id="knob-temperature"
 temperatures = [0.3, 0.7, 1.0, 1.5]
 rows = [generate(CAPTION, n=5, sampling=Sampling(temperature=T), seed=SEED, dalle=dalle, clip=clip,
                  rerank=False).drawn for T in temperatures]
 show_images(torch.cat(rows), [f"T={T}" for T in temperatures for _ in range(5)],
             t("Temperature: rows from cold (0.3) to hot (1.5)"), size=1.2, rows=len(temperatures))
 
-# %% id=knob-top-k
+# %% id="knob-top-k"
 top_ks = [1, 4, 32, None]
 rows = [generate(CAPTION, n=5, sampling=Sampling(top_k=k), seed=SEED, dalle=dalle, clip=clip, rerank=False).drawn
         for k in top_ks]
 show_images(torch.cat(rows), [f"top-k={k or 'all'}" for k in top_ks for _ in range(5)],
             t("Top-k: rows from greedy (k=1) to all 256 codes"), size=1.2, rows=len(top_ks))
 
-# %% id=knob-guidance
+# %% id="knob-guidance"
 scales = [1.0, 2.0, 4.0]
 rows = [generate(CAPTION, n=5, sampling=Sampling(guidance=g), seed=SEED, dalle=dalle, clip=clip, rerank=False).drawn
         for g in scales]
 show_images(torch.cat(rows), [f"s={g}" for g in scales for _ in range(5)],
             t("Guidance: rows from none (s=1) to strong (s=4)"), size=1.2, rows=len(scales))
 
-# %% [markdown] id=rerank-intro
+# %% [markdown] id="rerank-intro"
 # ## CLIP reranking, before and after
 #
 # DALL-E 1 drew many samples and let CLIP pick: score each picture by the cosine similarity
 # between its CLIP embedding and the caption's, and keep the best. Top row: the samples in
 # the order they were drawn; bottom row: the same samples sorted by CLIP score.
 
-# %% id=rerank
+# %% id="rerank"
 ranked = generate(CAPTION, n=8, seed=SEED + 1, dalle=dalle, clip=clip)
 drawn_scores = torch.empty_like(ranked.scores)
 drawn_scores[ranked.order] = ranked.scores
@@ -274,7 +274,7 @@ show_images(torch.cat([ranked.drawn, ranked.images]),
 best_verdict = judge.judge(ranked.images[:1])[0]
 print(t("judge on CLIP's favourite: {c} {s}", c=best_verdict["colour"], s=best_verdict["shape"]))
 
-# %% [markdown] id=which-clip-intro
+# %% [markdown] id="which-clip-intro"
 # ## Which CLIP reranks?
 #
 # A reranker is only as good as its eye. The tiny CLIP of lesson 01 only ever saw clean
@@ -284,7 +284,7 @@ print(t("judge on CLIP's favourite: {c} {s}", c=best_verdict["colour"], s=best_v
 # embedding space, a sharper eye for VQ pictures. Here both name the colour and shape of the
 # large round trips from above, among all 24 captions "a {colour} {shape}".
 
-# %% id=which-clip
+# %% id="which-clip"
 class_captions, class_pairs = data.class_prompts()
 large = [i for i, a in enumerate(picture_attrs) if a["size"] == "large"]
 truth = [(picture_attrs[i]["colour"], picture_attrs[i]["shape"]) for i in large]
@@ -297,7 +297,7 @@ for name, reader in readers.items():
 if clip.name == "tiny-shapes-vq":
     assert read_accuracy["tiny-shapes-vq"] > read_accuracy["tiny-shapes"], "fine-tuning should help"
 
-# %% [markdown] id=quality-intro
+# %% [markdown] id="quality-intro"
 # ## How often is it right?
 #
 # For each of the twenty **seen** colour-shape pairs we draw 8 samples of "a {colour} {shape}",
@@ -306,7 +306,7 @@ if clip.name == "tiny-shapes-vq":
 # noisy share (one caption is 5 points), so the bundled model's training report judged each
 # caption five times, with fresh samples.
 
-# %% id=quality
+# %% id="quality"
 quality = evaluate_dalle(dalle, clip, judge, data.SEEN, n_samples=8, seed=SEED)
 print(t("seen pairs: best reranked sample right for {a:.0%} of captions; a random sample is right {b:.0%} "
         "of the time", a=quality["reranked_accuracy"], b=quality["sample_accuracy"]))
@@ -318,27 +318,27 @@ if QUICK:
     print(t("bundled model, training report ({n} captions): {a:.0%} reranked, {b:.0%} per sample",
             n=report["n_captions"], a=report["reranked_accuracy"], b=report["sample_accuracy"]))
 
-# %% [markdown] id=self-check-intro
+# %% [markdown] id="self-check-intro"
 # ## Self-check
 #
 # These assertions fail when the lesson's claims break: the reranked sample of the seen
 # pairs is right at least 80% of the time in this run, and reranking beats taking a sample
 # at random.
 
-# %% id=self-check
+# %% id="self-check"
 if clip.name == "tiny-shapes-vq":  # the claims are about our reranker; another CLIP may differ
     assert quality["reranked_accuracy"] >= 0.8, f"reranked accuracy {quality['reranked_accuracy']:.0%} < 80%"
     assert quality["reranked_accuracy"] > quality["sample_accuracy"], "CLIP reranking should help"
 print(t("Self-check passed."))
 
-# %% [markdown] id=heldout-intro
+# %% [markdown] id="heldout-intro"
 # ## Compositional prompts: pairs it never saw
 #
 # Four colour-shape pairs never appear in training (for example "a red star"), although the
 # model saw red things and stars. Can it compose them? Here are honest numbers: the same
 # measurement as above, on the held-out pairs.
 
-# %% id=heldout
+# %% id="heldout"
 held = evaluate_dalle(dalle, clip, judge, data.HELD_OUT, n_samples=6 if QUICK else 8, seed=SEED)
 held_images = torch.cat([generate(pair_caption(c, s), n=8, seed=SEED, dalle=dalle, clip=clip).images[:4]
                          for c, s in data.HELD_OUT])
@@ -350,7 +350,7 @@ for row in held["per_caption"]:
     print(f"  {row['caption']:<22} {row['right_samples']}/{row['n']} " + t("samples right; CLIP's pick:")
           + f" {row['top_colour']} {row['top_shape']}")
 
-# %% [markdown] id=heldout-discussion
+# %% [markdown] id="heldout-discussion"
 # Look at the pictures before trusting a number. Per sample, held-out pairs come out right
 # far less often than seen pairs: the model tends to draw a pair it *knows*, the right colour
 # on a familiar shape or the right shape in a familiar colour. Reranking rescues many
@@ -359,7 +359,7 @@ for row in held["per_caption"]:
 # at our scale it is weak per sample, and we say so. Try it yourself: draw one sample instead
 # of eight (`n=1`), and see what is left without reranking.
 
-# %% [markdown] id=dalle2-intro
+# %% [markdown] id="dalle2-intro"
 # ## DALL-E 2: a prior and a decoder
 #
 # DALL-E 2 ("unCLIP") generates in two stages:
@@ -378,7 +378,7 @@ for row in held["per_caption"]:
 # CLIP image embedding, trained on (embedding of a picture, codes of the picture). Both learn
 # from the pictures the mini DALL-E learns from: large shapes on plain backgrounds.
 
-# %% id=prior
+# %% id="prior"
 if QUICK:
     prior, decoder = load_prior(), load_decoder()
 else:
@@ -394,7 +394,7 @@ for group in ("seen", "heldout"):
             a=text[f"precision@{k}"], b=guided[f"precision@{k}"], c=text["mAP"], d=guided["mAP"],
             e=text["cos_to_own_images"], f=guided["cos_to_own_images"]))
 
-# %% [markdown] id=decode-intro
+# %% [markdown] id="decode-intro"
 # The prior's output lands much closer to the caption's pictures. For **retrieval** that
 # hardly matters here: ranking pictures by cosine only needs a good *direction*, and the tiny
 # CLIP's text embeddings already point well (both find the right pictures; look at the numbers
@@ -402,7 +402,7 @@ for group in ("seen", "heldout"):
 # decoder draws from the raw text embedding and from the prior's image embedding, and the
 # judge counts the right pictures.
 
-# %% id=decode
+# %% id="decode"
 decode_pairs = data.SEEN[::2] if QUICK else data.SEEN
 decoding = evaluate_unclip(decoder, prior, tiny_clip, judge, vq, decode_pairs, n_samples=4 if QUICK else 8,
                            seed=SEED)
@@ -419,19 +419,19 @@ show_images(torch.cat([from_text, from_prior]),
             + [t("prior: {c}", c=pair_caption(c, s)) for c, s in shown_pairs],
             t("unCLIP decoder: from the text embedding (top) and from the prior (bottom)"), size=1.8, rows=2)
 
-# %% [markdown] id=prior-check-intro
+# %% [markdown] id="prior-check-intro"
 # Self-check: the prior's embedding must land much closer to the caption's own pictures than
 # the text embedding, and the pictures decoded from it must have the right colour and shape
 # more often.
 
-# %% id=prior-check
+# %% id="prior-check"
 seen_text, seen_prior = retrieval["text_seen"], retrieval["prior_seen"]
 assert seen_prior["cos_to_own_images"] > seen_text["cos_to_own_images"] + 0.1, "the prior should close the gap"
 assert decoding["prior"]["accuracy"] > decoding["text"]["accuracy"], \
     "pictures decoded from the prior should have the right colour and shape more often"
 print(t("Self-check passed."))
 
-# %% [markdown] id=responsibility
+# %% [markdown] id="responsibility"
 # ## Responsibility
 #
 # Our pictures are coloured shapes; the same methods at scale draw photographs of people.
@@ -454,14 +454,14 @@ print(t("Self-check passed."))
 #   pairs (the numbers above), wrong far more often per sample on unseen pairs; cannot draw
 #   small shapes or busy backgrounds; not for anything but learning.
 
-# %% [markdown] id=exercise-1
+# %% [markdown] id="exercise-1"
 # ## Exercises
 #
 # **Exercise 1: top-k and temperature.** Write `filter_logits(logits, temperature, top_k)` that
 # returns the probabilities the sampler uses: divide by the temperature, keep the `top_k`
 # largest logits (set the others to minus infinity), softmax. `logits` has shape (B, K).
 
-# %% id=exercise-1-solution tags=solution
+# %% id="exercise-1-solution" tags=["solution"]
 def filter_logits(logits: torch.Tensor, temperature: float, top_k: int) -> torch.Tensor:
     """The sampler's probabilities (B, K): logits / temperature, top_k kept, softmax."""
     ### BEGIN SOLUTION
@@ -471,7 +471,7 @@ def filter_logits(logits: torch.Tensor, temperature: float, top_k: int) -> torch
     ### END SOLUTION
 
 
-# %% id=exercise-1-check
+# %% id="exercise-1-check"
 from utils.exercises import exercise_check
 
 with exercise_check(1):
@@ -483,14 +483,14 @@ with exercise_check(1):
         t("with temperature 1 and top_k = K, filter_logits should be the plain softmax")
 print(t("Correct."))
 
-# %% [markdown] id=exercise-2
+# %% [markdown] id="exercise-2"
 # **Exercise 2: does the caption matter?** Compute the model's average loss on 64 pictures of
 # the test split with their *true* captions, and with the captions *shuffled* between
 # pictures. Store the two numbers in `loss_true` and `loss_shuffled`. (Use
 # `dalle.model.loss(words, codes)`, `dalle.tokenizer.encode(captions)` and
 # `vq.encode(images).flatten(1)`.)
 
-# %% id=exercise-2-solution tags=solution
+# %% id="exercise-2-solution" tags=["solution"]
 ### BEGIN SOLUTION
 images, attrs = data.render_batch(64, seed=SEED + 7, split="test", as_tensor=True)
 codes = vq.encode(images).flatten(1)  # (64, 64)
@@ -502,20 +502,20 @@ with torch.no_grad():
 print(loss_true, loss_shuffled)
 ### END SOLUTION
 
-# %% id=exercise-2-check tags=points-2
+# %% id="exercise-2-check" tags=["points-2"]
 with exercise_check(2):
     assert loss_true < loss_shuffled, t("with the true captions the loss should be the lower one")
 print(t("Correct: the caption lowers the loss from {b:.3f} to {a:.3f} nats per code.",
         a=loss_true, b=loss_shuffled))
 
-# %% [markdown] id=exercise-3
+# %% [markdown] id="exercise-3"
 # **Exercise 3: rerank with the prior.** DALL-E 2's idea also helps reranking: score the
 # samples by their cosine with the prior's image embedding instead of the text embedding.
 # Draw 8 samples of "a blue star" with `generate(..., clip=tiny_clip)`, compute both scores
 # with `tiny_clip.encode_images`, and store the index of each favourite in `best_text` and
 # `best_prior`.
 
-# %% id=exercise-3-solution tags=solution
+# %% id="exercise-3-solution" tags=["solution"]
 ### BEGIN SOLUTION
 star = generate("a blue star", n=8, seed=SEED, dalle=dalle, clip=tiny_clip, rerank=False)
 image_emb = tiny_clip.encode_images(to_pil(star.drawn))  # (8, D)
@@ -525,7 +525,7 @@ best_prior = int((image_emb @ prior.predict(text_emb).T).argmax())
 show_images(star.drawn[[best_text, best_prior]], [t("text's pick"), t("prior's pick")], size=2)
 ### END SOLUTION
 
-# %% id=exercise-3-check tags=points-2
+# %% id="exercise-3-check" tags=["points-2"]
 with exercise_check(3):
     star_emb = tiny_clip.encode_images(to_pil(star.drawn))  # recomputed: each favourite is an argmax
     star_text = tiny_clip.encode_texts(["a blue star"])
@@ -536,7 +536,7 @@ print(t("Judge: text's pick is {a}, prior's pick is {b}.",
         a=" ".join(str(v) for v in judge.judge(star.drawn[[best_text]])[0].values()),
         b=" ".join(str(v) for v in judge.judge(star.drawn[[best_prior]])[0].values())))
 
-# %% [markdown] id=summary
+# %% [markdown] id="summary"
 # ## Summary
 #
 # - DALL-E 1 is a **GPT over one stream**: caption tokens, then image tokens from a VQ
@@ -550,12 +550,12 @@ print(t("Judge: text's pick is {a}, prior's pick is {b}.",
 # - Small models **compose poorly**: samples of pairs never seen in training come out wrong
 #   much more often. Say what your model cannot do: that is what a model card is for.
 
-# %% [markdown] id=quiz
+# %% [markdown] id="quiz"
 # ## Quiz
 #
 # Check what you learnt.
 
-# %% id=quiz-show
+# %% id="quiz-show"
 from utils.quiz import show
 
 show("05-dall-e", "post", LANG)
