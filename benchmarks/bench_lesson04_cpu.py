@@ -59,7 +59,7 @@ def main() -> None:
     device = pick_device("cpu")
     clip = random_clip(device)
     torch.manual_seed(0)
-    vq = VQGAN(CONFIGS["f16_16384"]).eval().requires_grad_(False)
+    vq = VQGAN(CONFIGS["f16_16384"], encoder=False).eval().requires_grad_(False)  # as the lesson loads it
     print(f"threads {torch.get_num_threads()}, load average {Path('/proc/loadavg').read_text().split()[:3]}")
     for size, cutouts in [(64, 8), (REAL_RUN_CPU["size"], REAL_RUN_CPU["cutouts"])]:
         per_step, cpu_per_step = seconds_per_step(clip, vq, size, cutouts, args.steps)

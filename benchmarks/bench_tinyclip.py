@@ -7,8 +7,11 @@ the colour+shape zero-shot accuracy on 1,000 fresh test images every 100 steps (
 evaluation is NOT counted in the training time), and prints when it first reaches 95%.
 --recipe live trains TrainConfig.live() (lesson 01's live recipe): its clock starts before
 the training images are rendered and INCLUDES its evaluation on the fly (300 fixed test
-images every 25 steps); it stops at 95%. Numbers depend on how busy the machine is:
-the report prints the load average next to them.
+images every 25 steps); it stops at 95%. --recipe compare trains the previous live recipe
+(OLD_LIVE, session 3) and then TrainConfig.live() in one run and prints, side by side, the
+steps and the CPU seconds of this process (time.process_time(), setup included) to 95%, and
+their ratio: CPU time is a fairer cost than wall time on a shared machine. Numbers depend on
+how busy the machine is: the report prints the load average next to them.
 """
 
 from __future__ import annotations
@@ -20,20 +23,24 @@ import time
 
 import torch
 
-from utils.tinyclip import TrainConfig, evaluate, train_clip
+from utils.tinyclip import TINY_CONFIG, TrainConfig, evaluate, train_clip
 
 GOAL_SECONDS = 60.0  # issue 18: 95% within a minute on 2 cores
+# The live recipe before this one (session 3: 95% at step 1,025 of 1,200): 32 px images, a
+# width-16 ResNet, 32 text tokens; the same optimiser, schedule, batch and pool as today's.
+OLD_LIVE_MODEL = {**TINY_CONFIG, "vision_cfg": {**TINY_CONFIG["vision_cfg"], "image_size": 32, "width": 16}}
+OLD_LIVE = dict(steps=1200, batch_size=128, lr=3e-3, warmup=25, model_config=OLD_LIVE_MODEL)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--recipe", choices=["bundled", "live"], default="bundled")
+    parser.add_argument("--recipe", choices=["bundled", "live", "compare"], default="bundled")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--steps", type=int, default=None, help="default: the recipe's own")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    if args.recipe == "live":
-        live(args)
+    if args.recipe in ("live", "compare"):
+        (live if args.recipe == "live" else compare)(args)
         return
     args.steps = args.steps or TrainConfig.steps
     checkpoints = []  # (step, training seconds so far, accuracy)
@@ -113,6 +120,57 @@ def live(args) -> None:
               f"held-out pairs {result['accuracy_1000']['heldout']:.1%}")
     else:
         print(json.dumps(result, indent=2))
+
+
+def cpu_run(cfg: TrainConfig) -> dict:
+    """Train cfg from scratch; CPU seconds of this process (all threads) and steps to 95%."""
+    marks = []  # (steps done, accuracy on the fly, CPU seconds since the start)
+    start_cpu, start_wall = time.process_time(), time.perf_counter()
+
+    def on_step(record: dict) -> None:
+        if "eval_acc" in record:
+            marks.append((record["step"] + 1, record["eval_acc"], time.process_time() - start_cpu))
+
+    model, history = train_clip(cfg, progress=False, callback=on_step)
+    cpu, wall = time.process_time() - start_cpu, time.perf_counter() - start_wall
+    reached = next(((s, c) for s, a, c in marks if a >= 0.95), None)
+    return {"steps_to_95": reached[0] if reached else None,
+            "cpu_seconds_to_95": round(reached[1], 1) if reached else None,
+            "images_to_95": reached[0] * cfg.batch_size if reached else None,
+            "steps_run": len(history["step"]), "cpu_seconds": round(cpu, 1), "wall_seconds": round(wall, 1),
+            # between the first and the last evaluation: steps and evaluation, no setup
+            "cpu_seconds_per_step": round((marks[-1][2] - marks[0][2]) / (marks[-1][0] - marks[0][0]), 3)
+            if len(marks) > 1 else None,
+            "fresh_1000": {k: v["colour+shape"] for k, v in evaluate(model, n=1000).items()}}
+
+
+def compare(args) -> None:
+    """The previous live recipe and TrainConfig.live(), one after the other, in one process."""
+    torch.set_num_threads(args.threads)
+    steps = {"steps": args.steps} if args.steps else {}
+    load_before = os.getloadavg()[0]
+    rows = {"old_live": cpu_run(TrainConfig.live(**{**OLD_LIVE, **steps}, threads=args.threads)),
+            "live": cpu_run(TrainConfig.live(**steps, threads=args.threads))}
+    old, new = rows["old_live"], rows["live"]
+    for key in ("steps_to_95", "cpu_seconds_to_95"):
+        rows[key.replace("_to_95", "_ratio_old_over_new")] = \
+            round(old[key] / new[key], 2) if old[key] and new[key] else None
+    rows.update(threads=args.threads, load_average_before_after=[round(load_before, 2), round(os.getloadavg()[0], 2)],
+                cpu_count=os.cpu_count(), torch=torch.__version__)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return
+    print(f"{'':28s}{'old live':>12s}{'live':>12s}")
+    for key in ("steps_to_95", "images_to_95", "cpu_seconds_to_95", "cpu_seconds_per_step", "wall_seconds"):
+        print(f"{key:28s}{old[key]!s:>12s}{new[key]!s:>12s}")
+    for split in ("test", "heldout"):
+        print(f"{'1,000 fresh ' + split:28s}{old['fresh_1000'][split]:>12.1%}{new['fresh_1000'][split]:>12.1%}")
+    if rows["steps_ratio_old_over_new"]:
+        print(f"old / new: {rows['steps_ratio_old_over_new']}x the steps, {rows['cpu_seconds_ratio_old_over_new']}x "
+              "the CPU time to 95%")
+    else:
+        print("old / new: no ratio, a recipe did not reach 95% within its steps")
+    print(f"{args.threads} thread(s), load average {rows['load_average_before_after']} on {os.cpu_count()} cores")
 
 
 if __name__ == "__main__":

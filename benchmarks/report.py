@@ -10,6 +10,10 @@ machine it ran on (CPU model, cores, load average before and after, torch versio
                                                  # its numbers say nothing about speed
     python benchmarks/report.py --only dalle generate
     python benchmarks/report.py --readme benchmarks/results/FILE.json   # README's table from a file
+    python benchmarks/report.py --claims benchmarks/results/FILE.json   # its ratios into the claims
+
+A full run (not --quick) also merges every ratio into `reports/claims.json` as
+`bench.<benchmark>.<ratio path>` (course_tools/claims.py), which README's markers read.
 
 `make bench` runs the first form (BENCH_QUICK=1 for the second).
 """
@@ -152,6 +156,29 @@ def readme_table(report: dict) -> str:
     return "\n".join(rows)
 
 
+def write_claims(report: dict, source: str | None = None) -> Path | None:
+    """Merge the ratios of a full report into reports/claims.json; quick numbers say nothing."""
+    if report["quick"]:
+        return None
+    sys.path.insert(0, str(HERE.parent))
+    from course_tools.claims import record
+
+    m = report["machine"]
+    on = f"{m['cpu']} ({m['cores']} cores, load average {report['load_average_before'][0]:.1f}), " \
+         f"torch {m['torch']}, {m['device']}, {report['date']}"
+    path = None
+    for name, row in report["benchmarks"].items():
+        if "error" in row:
+            continue
+        claims = {f"bench.{name}.{key}": {"value": value, "unit": "ratio"}
+                  for key, value in ratios(row.get("result") or {}).items()}
+        if source:
+            claims = {key: {**claim, "source": source} for key, claim in claims.items()}
+        if claims:
+            path = record(claims, f"python benchmarks/report.py --only {name}", "benchmarks/report.py", on=on)
+    return path
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", default=bool(os.environ.get("BENCH_QUICK")),
@@ -160,9 +187,17 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=None, help="results file (default benchmarks/results/<date>-<host>.json)")
     parser.add_argument("--timeout", type=float, default=3 * 3600, help="seconds per benchmark")
     parser.add_argument("--readme", metavar="RESULTS_JSON", help="print README's table from a results file")
+    parser.add_argument("--claims", metavar="RESULTS_JSON", help="merge a results file's ratios into the claims")
     args = parser.parse_args(argv)
     if args.readme:
         print(readme_table(json.loads(Path(args.readme).read_text())))
+        return 0
+    if args.claims:
+        written = write_claims(json.loads(Path(args.claims).read_text()), source=args.claims)
+        if written is None:
+            print(f"{args.claims} is a quick run (or has no ratio): its numbers are not claims", file=sys.stderr)
+            return 1
+        print(f"wrote {written}")
         return 0
     now = dt.datetime.now(dt.timezone.utc)
     report = {"date": now.strftime("%Y-%m-%d %H:%M UTC"), "quick": args.quick, "machine": machine(),
@@ -177,6 +212,9 @@ def main(argv=None) -> int:
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(table(report))
     print(f"wrote {out}")
+    claims = write_claims(report)
+    if claims:
+        print(f"wrote {claims}")
     return 1 if any("error" in row for row in report["benchmarks"].values()) else 0
 
 

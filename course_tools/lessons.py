@@ -4,7 +4,9 @@ A page is the language line (with a link to the glossary), then the blocks of
 `lessons/src/<name>.md`, each in its fresh translation or in English. Two macros keep links
 right in every language: `{{notebook 01-contrastive-learning}}` links that notebook in the
 page's language with its Colab and Binder badges; `{{quiz overview pre}}` gives the quiz
-command and a link to `quiz/overview.json`. Translations write them unchanged.
+command and a link to `quiz/overview.json`; `{{claim KEY:.1f}}` writes a measured number of
+`reports/claims.json` in the page language's format (course_tools/claims.py). Translations
+write them unchanged.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 
 from utils.i18n import SOURCE_LANG
 
+from .claims import expand_claims, load_claims
 from .notebooks import badges, language_line
 from .sources import MACRO, ROOT, parse_lesson
 
@@ -61,7 +64,9 @@ def build_lesson(src: Path, lang: str, base: Path = LESSON_I18N) -> str:
     if lang != SOURCE_LANG:
         sources.append(f"lessons/i18n/{lang}/{src.stem}.po")
     parts = [generated_note(sources), links]
+    claims = load_claims()
     for block in parse_lesson(src):
         text = fresh_text(found.get(block.id), block.text) or block.text
-        parts.append(expand_macros(text, lang))
+        where = f"lessons/src/{src.name}, block {block.id!r} ({lang}): "
+        parts.append(expand_claims(expand_macros(text, lang), lang, claims, where))
     return "\n\n".join(parts) + "\n"

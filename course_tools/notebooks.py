@@ -112,6 +112,7 @@ def _cell(kind: str, cell_id: str, source: str, tags: list[str] | None = None):
 def build_notebook(src: Path, lang: str, base: Path = NOTEBOOK_I18N) -> nbformat.NotebookNode:
     """The notebook of `src` in `lang` (nbformat 4.5, no outputs), with nbgrader metadata on
     its exercise cells. Missing or stale translations fall back to English (`check` says so)."""
+    from .claims import expand_claims, load_claims
     from .exercises import add_grading_metadata
     from .po import fresh_text, load_translations
 
@@ -120,11 +121,13 @@ def build_notebook(src: Path, lang: str, base: Path = NOTEBOOK_I18N) -> nbformat
     header = language_line(stem, lang) + "\n\n" + badges(f"notebooks/{lang}/{stem}.ipynb")
     cells = [_cell("markdown", "languages", header)]
     n_code = 0
+    claims = load_claims()
     for cell in parse_source(src):
         if cell.id == "colab-setup":  # generated below, the same in every notebook
             continue
         if cell.kind == "markdown":
             text = fresh_text(found.get(cell.id), cell.source) or cell.source
+            text = expand_claims(text, lang, claims, f"notebooks/src/{stem}.py, cell {cell.id!r} ({lang}): ")
             cells.append(_cell("markdown", cell.id, text, cell.tags))
             if cell.id == "title":
                 cells.append(_cell("code", "colab-setup", colab_setup_cell()))

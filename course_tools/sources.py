@@ -14,6 +14,8 @@ from pathlib import Path
 
 from utils.i18n import LANGUAGES, SOURCE_LANG
 
+from .claims import claim_macros
+
 __all__ = ["LANGUAGES", "SOURCE_LANG", "ROOT", "Cell", "Block", "parse_source", "parse_lesson",
            "notebook_sources", "lesson_sources", "items_of", "translatables", "kept_references", "rel"]
 
@@ -148,4 +150,5 @@ def kept_references(text: str) -> list[str]:
     refs = {a or b for a, b in _LINK.findall(text)}
     refs = {r for r in refs if not re.match(r"^[a-z][a-z0-9+.-]*:", r, re.I)}
     refs |= {" ".join(x for x in m.groups() if x) for m in MACRO.finditer(text)}
+    refs |= {f"claim {macro}" for macro in claim_macros(text)}
     return sorted(refs)

@@ -2,14 +2,16 @@
 
     python lessons/measure_timings.py                 # run notebooks/en/*.ipynb, write both files
     python lessons/measure_timings.py --only 01 02    # some notebooks (the others keep their numbers)
-    python lessons/measure_timings.py --render        # rewrite timings.md from timings.json
+    python lessons/measure_timings.py --render        # rewrite timings.md and the claims from timings.json
 
 Each notebook runs in a fresh kernel as a student's first run would: quick mode (the committed
 parameters), offline (HF_HUB_OFFLINE=1, so the tiny shapes-world models), an empty course cache.
 nbclient records when each cell starts and ends; the time of a cell is its execute_reply minus
 its status busy. The results go to `lessons/timings.json` (every cell) and `lessons/timings.md`
 (the table the instructor guide links to), with the machine's CPU count and load average,
-because a shared or busy machine runs slower: compare only numbers measured together.
+because a shared or busy machine runs slower: compare only numbers measured together. The
+totals and each notebook's times also go to `reports/claims.json` (keys `timings.*`), which
+the lesson text and README read.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 JSON_PATH = HERE / "timings.json"
+CELL_CLAIMS = {"01-contrastive-learning": ["train"]}  # cells whose time the text quotes
 MD_PATH = HERE / "timings.md"
 
 
@@ -116,10 +119,38 @@ def render(data: dict) -> str:
     return "\n".join(lines)
 
 
+def timing_claims(data: dict) -> dict[str, tuple[float, str]]:
+    """The claims of `timings.json`: each notebook's and the module's cell and wall seconds."""
+    claims: dict[str, tuple[float, str]] = {}
+    for name, nb in data["notebooks"].items():
+        claims[f"timings.{name}.cells_seconds"] = (nb["cells_total_seconds"], "s")
+        claims[f"timings.{name}.wall_seconds"] = (nb["wall_seconds"], "s")
+        claims[f"timings.{name}.code_cells"] = (nb["code_cells"], "cells")
+        for cell in nb["cells"]:
+            if cell["id"] in CELL_CLAIMS.get(name, []) and cell["seconds"] is not None:
+                claims[f"timings.{name}.cell.{cell['id']}"] = (cell["seconds"], "s")
+    notebooks = data["notebooks"].values()
+    claims["timings.all.cells_seconds"] = (round(sum(nb["cells_total_seconds"] for nb in notebooks), 1), "s")
+    claims["timings.all.wall_seconds"] = (round(sum(nb["wall_seconds"] for nb in notebooks), 1), "s")
+    claims["timings.all.code_cells"] = (sum(nb["code_cells"] for nb in notebooks), "cells")
+    return claims
+
+
+def write_claims(data: dict) -> Path:
+    """Merge the timing claims into reports/claims.json, with the machine they were measured on."""
+    sys.path.insert(0, str(ROOT))
+    from course_tools.claims import record
+
+    first = next(iter(data["notebooks"].values()))["machine"]
+    on = f"{first['cpus']} CPUs, {first['platform']}, torch {first['torch']}, {data['measured_at']}"
+    return record(timing_claims(data), "python lessons/measure_timings.py", "lessons/measure_timings.py", on=on)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", default=None, help="notebook numbers to run (00 01 ...)")
-    parser.add_argument("--render", action="store_true", help="only rewrite timings.md from timings.json")
+    parser.add_argument("--render", action="store_true",
+                        help="only rewrite timings.md and the timing claims from timings.json")
     parser.add_argument("--timeout", type=int, default=600, help="seconds allowed per cell")
     args = parser.parse_args(argv)
     data = json.loads(JSON_PATH.read_text(encoding="utf-8")) if JSON_PATH.exists() else {"notebooks": {}}
@@ -141,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         data["measured_at"] = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         JSON_PATH.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
     MD_PATH.write_text(render(data), encoding="utf-8")
-    print(f"wrote {MD_PATH.relative_to(ROOT)}")
+    print(f"wrote {MD_PATH.relative_to(ROOT)} and {write_claims(data).relative_to(ROOT)}")
     return 0
 
 

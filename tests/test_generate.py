@@ -301,3 +301,32 @@ def test_every_drawer_runs_where_its_clip_lives(device):
                      progress=False)
         assert r.settings["device"].startswith(device) and r.image.size == (32, 32), drawer
         assert all(np.isfinite(r.losses)), drawer
+
+
+def test_low_memory_is_the_same_run_and_loads_no_encoder(monkeypatch):
+    """low_memory (on by default for the VQGAN on a CPU with under 4 GiB) recomputes the activations of the VQGAN
+    decoder and of CLIP's image transformer: the same losses to the bit, their switches restored
+    after. Starting from random codes, generate() loads the VQGAN without its encoder."""
+    from utils.models import load_clip
+    from utils.vqgan import VQGAN, VQGANConfig
+
+    clip = load_clip("tiny-shapes", device="cpu")
+    torch.manual_seed(0)
+    small_vqgan = VQGAN(VQGANConfig(n_embed=32, embed_dim=8, z_channels=16, ch=32, ch_mult=(1, 2),
+                                    num_res_blocks=1, attn_resolutions=(8,), resolution=16))
+    runs = {on: generate("a red circle", drawer="vqgan", clip=clip, vq=small_vqgan, size=32, iterations=3,
+                         cutouts=2, low_memory=on, progress=False) for on in (False, True)}
+    assert runs[True].losses == runs[False].losses
+    assert runs[True].settings["low_memory"] and not runs[False].settings["low_memory"]
+    assert small_vqgan.decoder.grad_checkpointing is False
+    for limit, expected in ((2 * 10**9, True), (16 * 2**30, False), (None, False)):  # Binder, laptop
+        monkeypatch.setattr(gen, "memory_limit", lambda limit=limit: limit)
+        assert generate("a red circle", drawer="vqgan", clip=clip, vq=small_vqgan, size=32, iterations=0,
+                        cutouts=2, progress=False).settings["low_memory"] is expected, limit
+
+    asked = []
+    monkeypatch.setattr(gen, "load_vq", lambda name, ckpt, device, encoder: asked.append(encoder) or small_vqgan)
+    for init_noise in (None, "random", "grey"):
+        generate("a red circle", drawer="vqgan", clip=clip, size=32, iterations=0, cutouts=2,
+                 init_noise=init_noise, progress=False)
+    assert asked == [False, False, True]  # only a noise picture (or an init image) needs the encoder

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from open_clip.loss import ClipLoss, SigLipLoss
@@ -53,6 +55,21 @@ def test_siglip_loss_equals_open_clip(n, scale, bias):
     theirs = SigLipLoss()(img, txt, torch.tensor(scale, dtype=torch.float64),
                           torch.tensor(bias, dtype=torch.float64))
     assert abs(ours.item() - theirs.item()) < 1e-6
+
+
+@pytest.mark.parametrize("n", [4, 16, 64])
+def test_siglip_bias_settles_where_the_model_predicts_the_share_of_true_pairs(n):
+    """Lesson 01 starts SigLIP's bias near -log N. With uninformative logits (scale 0) the bias
+    gradient is N sigmoid(b) - 1: zero at b = -log(N - 1), where the model gives every cell the
+    probability 1/N (N true pairs among N^2 cells); above it the gradient lowers b, below it raises it."""
+    img, txt = _features(n, 8, seed=n)
+    grads = {}
+    for bias in (-math.log(n - 1), 0.0, -10.0):
+        b = torch.tensor(bias, dtype=torch.float64, requires_grad=True)
+        siglip_loss(img, txt, 0.0, b).backward()
+        grads[bias] = b.grad.item()
+    assert abs(grads[-math.log(n - 1)]) < 1e-9
+    assert grads[0.0] > 0 > grads[-10.0]
 
 
 def test_loss_is_low_for_matching_pairs_and_high_for_shuffled():

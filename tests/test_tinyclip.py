@@ -273,12 +273,12 @@ def test_cli_trains_the_reranker_into_a_folder(tmp_path, capsys):
 
 
 def test_live_recipe_trains_a_usable_clip():
-    """TrainConfig.live(): 32 px model, frozen token table, stops early, evaluate() can score it."""
+    """TrainConfig.live(): 64 px model, frozen token table, stops early, evaluate() can score it."""
     from utils.tinyclip import TrainConfig, image_size
 
     cfg = TrainConfig.live(steps=4, pool=256, batch_size=32, eval_every=2, eval_images=40, threads=1)
     model, history = train_clip(cfg, progress=False)
-    assert image_size(model) == cfg.model_config["vision_cfg"]["image_size"] == 32
+    assert image_size(model) == cfg.model_config["vision_cfg"]["image_size"] == 64
     assert not model.token_embedding.weight.requires_grad
     assert history["eval_step"] == [1, 3] and len(history["step"]) == 4
     scores = evaluate(model, n=24, splits=("test",))
@@ -303,3 +303,14 @@ def test_overrides_leave_the_callers_config_unchanged():
     _, history = train_clip(config, progress=False, steps=1)
     assert config.steps == 2, "train_clip changed the config it was given"
     assert len(history["loss"]) == 1
+
+
+def test_short_live_run_learns_colours_and_tokenizes_at_its_own_context_length():
+    """A few dozen live steps: the loss falls, colours beat chance; evaluate() uses the model's context."""
+    cfg = TrainConfig.live(steps=60, batch_size=64, pool=1024, warmup=10, eval_every=0, threads=1, seed=2)
+    model, history = train_clip(cfg, progress=False)
+    first, last = sum(history["loss"][:10]) / 10, sum(history["loss"][-10:]) / 10
+    assert last < first - 0.3, (first, last)
+    assert model.context_length == cfg.model_config["text_cfg"]["context_length"] < 32  # evaluate() must follow
+    scores = evaluate(model, n=200, splits=("test",))["test"]
+    assert scores["colour"] > 0.4, scores  # chance: 1/6

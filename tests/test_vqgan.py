@@ -307,3 +307,68 @@ def test_fixture_checkpoint_is_taming_f16_16384_with_its_yaml(tmp_path):
     assert (cfg.ch, cfg.ch_mult, cfg.num_res_blocks) == (dd["ch"], tuple(dd["ch_mult"]), dd["num_res_blocks"])
     assert list(cfg.attn_resolutions) == dd["attn_resolutions"] and cfg.z_channels == dd["z_channels"]
     assert load_vqgan(path).codebook.shape == (1024, 256)
+
+
+# ------------------------------------------------------------------ memory (lesson 04 on a 2 GB Binder)
+# benchmarks/bench_memory.py --lesson04 measures the peak RSS; these tests pin what makes it small.
+
+
+def _file_mappings(path) -> list[tuple[int, int]]:
+    """Address ranges of this process that map `path` (Linux /proc/self/maps)."""
+    target, ranges = str(path.resolve()), []
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            fields = line.split(maxsplit=5)
+            if len(fields) == 6 and fields[5].strip() == target:
+                start, end = (int(x, 16) for x in fields[0].split("-"))
+                ranges.append((start, end))
+    return ranges
+
+
+def test_generation_vqgan_holds_no_encoder_nor_training_weights(reference, tmp_path, fake_lightning):
+    """load_vqgan(encoder=False): decoder, codebook and post_quant_conv only; it decodes exactly
+    as the full model does, and says how to get the encoder when asked to encode."""
+    path = tmp_path / "last.ckpt"
+    save_ckpt(reference, path)
+    full, light = load_vqgan(path), load_vqgan(path, encoder=False)
+    assert {k.split(".")[0] for k in light.state_dict()} == {"decoder", "quantize", "post_quant_conv"}
+    assert {k.split(".")[0] for k in full.state_dict()} == {"encoder", "decoder", "quantize", "quant_conv",
+                                                            "post_quant_conv"}
+    z = torch.randn(1, EMBED_DIM, 4, 4, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(light.decode_z(z), full.decode_z(z))
+    with pytest.raises(RuntimeError, match="encoder=True"):
+        light.encode_z(torch.rand(1, 3, 16, 16))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/maps")
+def test_checkpoint_is_memory_mapped_not_copied(reference, tmp_path):
+    """The weights are not held twice: the parameters are the checkpoint file's own pages
+    (torch.load(mmap=True) + assign), and the optimizer states beside them are never read."""
+    path = tmp_path / "last.ckpt"
+    adam = {i: {"exp_avg": torch.zeros_like(v), "exp_avg_sq": torch.zeros_like(v)}
+            for i, v in enumerate(reference.state_dict().values())}
+    torch.save({"state_dict": reference.state_dict(), "optimizer_states": [{"state": adam}]}, path)
+    model = load_vqgan(path, encoder=False)
+    ranges = _file_mappings(path)
+    assert ranges, "the checkpoint is not memory-mapped"
+    for name, p in model.named_parameters():
+        assert any(start <= p.data_ptr() < end for start, end in ranges), f"{name} was copied out of the file"
+    assert torch.equal(model.codebook, reference.quantize.embedding.weight)
+
+
+def test_decoder_recomputes_activations_with_the_same_numbers(ours):
+    """grad_checkpointing keeps only each stage's input for the backward pass (a fraction of the
+    activations) and gives bit-identical images and gradients."""
+    z = torch.randn(1, EMBED_DIM, 8, 8, generator=torch.Generator().manual_seed(1), requires_grad=True)
+    weights = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(2))
+    results = {}
+    for on in (False, True):
+        ours.decoder.grad_checkpointing, saved = on, []
+        z.grad = None
+        with torch.autograd.graph.saved_tensors_hooks(lambda t, saved=saved: saved.append(t.numel()) or t, lambda t: t):
+            image = ours.decode_z(z)
+        (image * weights).sum().backward()
+        results[on] = (image.detach(), z.grad.clone(), sum(saved))
+    ours.decoder.grad_checkpointing = False
+    assert torch.equal(results[True][0], results[False][0]) and torch.equal(results[True][1], results[False][1])
+    assert results[True][2] < results[False][2] / 3, (results[True][2], results[False][2])

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .drawers import DEFAULT_LR, DEFAULT_SIZE, as_image_tensor, load_vq, make_drawer
+from .drawers import DEFAULT_LR, DEFAULT_SIZE, as_image_tensor, load_vq, make_drawer, needs_encoder
 from .errors import CourseError
 from .io import unique_path  # never overwrite a file (utils.dalle imports it from here too)
 from .objective import CLIPObjective, spherical_distance  # noqa: F401 - lesson 04's exercise names it here
@@ -89,6 +89,11 @@ class GenerationConfig:
     device: str | None = None  # None: where CLIP is
     frame_every: int | None = None  # keep a frame every this many steps (None: about 30 frames)
     compile: bool = False  # torch.compile the step (CUDA graphs on a GPU)
+    # Recompute the VQGAN decoder's and CLIP image tower's activations in the backward pass instead
+    # of keeping them (torch.utils.checkpoint): the same numbers, one more forward pass per step,
+    # a fraction of the memory. None: on for the VQGAN on a CPU when this process may use less
+    # than LOW_MEMORY_BELOW bytes (a 2 GB Binder session), off where memory is plenty (faster).
+    low_memory: bool | None = None
     tf32: bool = True  # TF32 matmuls on a GPU
 
     def resolved(self, tiny: bool) -> GenerationConfig:
@@ -188,6 +193,42 @@ def save_animation(frames: list, path: str | Path, fps: int = 10) -> Path:
 # ------------------------------------------------------------------ the loop
 
 
+LOW_MEMORY_BELOW = 4 * 2**30
+
+
+def memory_limit() -> int | None:
+    """Bytes this process may use: its cgroup's limit (Binder, Docker) or the machine's RAM."""
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = Path(path).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit() and int(text) < 2**60:  # "max" or a huge number: no limit there
+            return int(text)
+    try:
+        import os
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not POSIX: unknown
+        return None
+
+
+@contextmanager
+def _recomputed(clip, drawer, on: bool):
+    """Activation checkpointing in the VQGAN decoder and CLIP's image transformer while `on`
+    (their `grad_checkpointing` switch, open_clip's name); the previous settings come back after."""
+    parts = [getattr(getattr(drawer, "vq", None), "decoder", None),
+             getattr(getattr(clip.model, "visual", None), "transformer", None)]
+    parts = [m for m in parts if hasattr(m, "grad_checkpointing")]
+    before = [m.grad_checkpointing for m in parts]
+    for m in parts:
+        m.grad_checkpointing = on
+    try:
+        yield
+    finally:
+        for m, flag in zip(parts, before):
+            m.grad_checkpointing = flag
+
+
 @contextmanager
 def _frozen(modules, keep: torch.Tensor, tf32: bool):
     """Gradients flow through CLIP and the decoder into `keep`, not into their weights;
@@ -209,7 +250,8 @@ def _frozen(modules, keep: torch.Tensor, tf32: bool):
 def _start_drawer(cfg: GenerationConfig, generator, device, init, vq):
     """The drawer at its start; with batch > 1 and no init image, image i starts where seed + i
     would start alone."""
-    vq = vq if vq is not None else load_vq(cfg.drawer, cfg.checkpoint, device)
+    if vq is None:  # without an init image or a noise picture to encode, the VQGAN's encoder is not loaded
+        vq = load_vq(cfg.drawer, cfg.checkpoint, device, encoder=needs_encoder(cfg.drawer, init, cfg.init_noise))
     model, size, notes = make_drawer(cfg.drawer, cfg.size, cfg.batch, generator, device, init, vq, cfg.init_noise)
     if cfg.batch > 1 and init is None:
         with torch.no_grad():
@@ -280,7 +322,12 @@ def generate(prompts: str | Sequence[str], config: GenerationConfig | None = Non
 
     start = time.perf_counter()
     try:
-        with _frozen([clip.model, model], model.latent, cfg.tf32):
+        low_memory = cfg.low_memory
+        if low_memory is None:
+            limit = memory_limit()
+            low_memory = (cfg.drawer == "vqgan" and device.type == "cpu"
+                          and limit is not None and limit < LOW_MEMORY_BELOW)
+        with _frozen([clip.model, model], model.latent, cfg.tf32), _recomputed(clip, model, low_memory):
             clip.model.eval()
             start_scores = keep_frame(0)
             for it in tqdm(range(1, cfg.iterations + 1), desc="generating", disable=not progress, unit="it"):
@@ -311,7 +358,7 @@ def generate(prompts: str | Sequence[str], config: GenerationConfig | None = Non
         ) from err
     settings = {k: getattr(cfg, k) for k in ("drawer", "size", "iterations", "cutouts", "lr", "seed", "batch",
                                              "augment", "quality", "saturation", "compile")}
-    settings.update(size=size, device=str(device), clip=clip.description)
+    settings.update(size=size, device=str(device), clip=clip.description, low_memory=low_memory)
     return GenerationResult(
         images=to_pil(images), frames=frames, scores=scores, score_iterations=score_its,
         prompts=parsed, settings=settings, seconds=time.perf_counter() - start,

@@ -7,6 +7,7 @@ those or a tensor (N, 3, H, W).
     show_images(batch, titles=captions, title="A batch")   # a row (or grid) with captions
     image_grid(batch).save("grid.png")                       # one PIL image, no matplotlib
     live = LiveCurves([Curve("loss", "Training loss", "loss")]); fit(..., callback=live)
+    plot_embedding_2d(image_emb, classes, text_emb, names)     # images and texts on 2 PCA axes
 """
 
 from __future__ import annotations
@@ -198,6 +199,41 @@ def plot_prediction(image, labels: Sequence[str], probs, title: str = "", axes=N
         ax_bar.text(0.005, y + 0.24, label, va="bottom", ha="left", fontsize=9)
         ax_bar.text(min(probs[i] + 0.02, 0.88), y, f"{probs[i]:.0%}", va="center", fontsize=8)
     return axes
+
+
+def pca_2d(points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, D) -> (N, 2): the centred points on their two main axes (PCA by SVD), and the
+    share of the variance each of the two axes keeps, (2,)."""
+    centred = points.detach().float().cpu() - points.detach().float().cpu().mean(0)
+    _, singular, vh = torch.linalg.svd(centred, full_matrices=False)
+    return centred @ vh[:2].T, singular[:2] ** 2 / (singular ** 2).sum()
+
+
+def plot_embedding_2d(image_emb: torch.Tensor, image_classes: Sequence[int], text_emb: torch.Tensor,
+                      class_names: Sequence[str], colours: Sequence[str] | None = None,
+                      title: str = "", ax=None):
+    """Images (dots) and texts (stars, text k names class k) projected together on the two
+    main axes of all the embeddings; colour = class. Returns the axes."""
+    import matplotlib.pyplot as plt
+
+    n = len(image_emb)
+    xy, share = pca_2d(torch.cat([image_emb, text_emb]))
+    colours = colours or [plt.get_cmap("tab10")(k % 10) for k in range(len(class_names))]
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 5))
+    classes = torch.as_tensor(list(image_classes))
+    for k, name in enumerate(class_names):
+        points = xy[:n][classes == k]
+        ax.scatter(points[:, 0], points[:, 1], s=18, alpha=0.55, color=colours[k],
+                   label=t("images: {name}", name=name))
+        ax.scatter(xy[n + k, 0], xy[n + k, 1], s=260, marker="*", color=colours[k],
+                   edgecolors="black", linewidths=1.2, zorder=3)
+    ax.scatter([], [], s=160, marker="*", color="white", edgecolors="black", label=t("text (star)"))
+    ax.set(xlabel=t("axis 1 ({p:.0%} of the variance)", p=share[0].item()),
+           ylabel=t("axis 2 ({p:.0%} of the variance)", p=share[1].item()),
+           title=title or t("Images and texts in one embedding space (PCA)"))
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)  # beside the points
+    return ax
 
 
 # ------------------------------------------------------------------ curves

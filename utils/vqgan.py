@@ -120,12 +120,14 @@ class VectorQuantizer(nn.Module):
 class VQGAN(nn.Module):
     """Encoder, quantiser and decoder of taming's VQModel, with the same interface as TinyVQ."""
 
-    def __init__(self, cfg: VQGANConfig):
+    def __init__(self, cfg: VQGANConfig, encoder: bool = True):
         super().__init__()
         self.cfg = cfg
-        self.encoder = Encoder(cfg)
+        # encoder False: a decoder-only model (generation from random codes needs no encoder),
+        # 29 M parameters (117 MB) lighter for f16.
+        self.encoder = Encoder(cfg) if encoder else None
         self.decoder = Decoder(cfg)
-        self.quant_conv = nn.Conv2d(cfg.z_channels, cfg.embed_dim, 1)
+        self.quant_conv = nn.Conv2d(cfg.z_channels, cfg.embed_dim, 1) if encoder else None
         # `vq.quantize(z)` -> (z_q, codes), as TinyVQ.quantize; its weight key is taming's
         # quantize.embedding.weight.
         self.quantize = VectorQuantizer(cfg.n_embed, cfg.embed_dim)
@@ -152,6 +154,9 @@ class VQGAN(nn.Module):
 
     def encode_z(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) in [0, 1] -> latents before quantisation (B, C, H/f, W/f)."""
+        if self.encoder is None:
+            raise RuntimeError("This VQGAN was loaded without its encoder: it cannot encode pictures "
+                               "(init images, noise starts). Load it with load_vqgan(..., encoder=True).")
         return self.quant_conv(self.encoder(images * 2 - 1))
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
@@ -192,21 +197,27 @@ def _placeholders(names: list[str]) -> list[tuple[type, str]]:
     return [(type(name.rsplit(".", 1)[-1], (_Placeholder,), {}), name) for name in names]
 
 
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+def read_state_dict(path: str | Path, mmap: bool | None = None) -> dict[str, torch.Tensor]:
     """The weights of a checkpoint file, read without running any code from it.
 
     .safetensors files are read directly. .ckpt/.pt/.pth files are read with
     torch.load(weights_only=True); taming's .ckpt files are pytorch-lightning checkpoints
     whose extras (callbacks, hyper-parameters) refer to classes that weights_only refuses:
     those are replaced by inert placeholders, and only the 'state_dict' entry is kept.
+
+    Files in torch's zip format are memory-mapped (torch.load(mmap=True)): a tensor's bytes are
+    read from the file only when it is used, so the training extras (optimizer states, loss.*
+    weights) and the weights a caller leaves out never occupy memory. mmap False reads it whole.
     """
     from pickle import UnpicklingError
+    from zipfile import is_zipfile
 
     path = Path(path)
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
         return load_file(str(path))
+    mmap = is_zipfile(path) if mmap is None else mmap  # torch's zip format; legacy files are read whole
     unsafe: list[str] = []
     try:  # names the pickle refers to that torch does not allow, found without unpickling
         unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
@@ -215,7 +226,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     for _ in range(50):
         try:
             with torch.serialization.safe_globals(_placeholders(unsafe)):
-                obj = torch.load(str(path), map_location="cpu", weights_only=True)
+                obj = torch.load(str(path), map_location="cpu", weights_only=True, mmap=mmap)
             break
         except UnpicklingError as err:
             name = _refused_global(str(err))
@@ -266,11 +277,14 @@ def config_from_state_dict(state: dict[str, torch.Tensor]) -> VQGANConfig:
 
 
 def load_vqgan(checkpoint: str | Path | None = None, name: str = "f16_16384",
-               device: str | torch.device = "cpu") -> VQGAN:
+               device: str | torch.device = "cpu", encoder: bool = True) -> VQGAN:
     """Build a VQGAN from a taming checkpoint (.ckpt, .pt or .safetensors); training-only weights
-    (the discriminator and perceptual loss, keys loss.*) are dropped.
+    (the discriminator and perceptual loss, keys loss.*) and the optimizer states are dropped.
 
-    checkpoint None: the file `download_vqgan(name)` put in the cache.
+    checkpoint None: the file `download_vqgan(name)` put in the cache. encoder False: the decoder
+    and codebook only, all that generating from random codes needs (`VQGAN.encode_z` then says
+    so); 117 MB less for f16. The weights are in memory once: the file is memory-mapped, the model
+    is built without weights of its own, and the tensors it uses become its parameters.
     """
     if checkpoint is None:
         if name not in CHECKPOINT_URLS:
@@ -283,9 +297,12 @@ def load_vqgan(checkpoint: str | Path | None = None, name: str = "f16_16384",
             f"with `{download_command(name)}` (online), or pass the path of a .ckpt you already have."
         )
     _check_recorded_sha256(path)
-    state = {k: v for k, v in read_state_dict(path).items() if not k.startswith("loss.")}
-    with torch.device("meta"):  # no random weights: the checkpoint's tensors become the parameters,
-        model = VQGAN(config_from_state_dict(state))  # so the weights are in memory once, not twice
+    state = read_state_dict(path)
+    cfg = config_from_state_dict(state)  # shapes only: nothing is read from a memory-mapped file
+    unused = ("loss.",) if encoder else ("loss.", "encoder.", "quant_conv.")
+    state = {k: v for k, v in state.items() if not k.startswith(unused)}
+    with torch.device("meta"):  # no random weights: the checkpoint's tensors become the parameters
+        model = VQGAN(cfg, encoder=encoder)
     missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
     if missing or unexpected:
         raise CheckpointError(

@@ -16,6 +16,15 @@ from utils.i18n import set_language, t
 
 set_language(LANG)
 
+# %% [markdown] id="pre-quiz"
+# **Before you start:** a short quiz on what you may already know. Guess freely: every
+# answer explains itself, and the quiz at the end shows what you learned.
+
+# %% id="pre-quiz-show"
+from utils.quiz import show
+
+show("00-setup", "pre", LANG)
+
 # %% [markdown] id="doctor-intro"
 # ## What this machine can run
 #

@@ -42,6 +42,15 @@ print(clip.description)
 # once its weights are downloaded, `MODEL = "auto"` takes it when `LANG` is not English. The
 # course tests how it loads offline, with random weights, but not how well it classifies.
 
+# %% [markdown] id="pre-quiz"
+# **Before you start:** a short quiz on what you may already know. Guess freely: every
+# answer explains itself, and the quiz at the end shows what you learned.
+
+# %% id="pre-quiz-show"
+from utils.quiz import show
+
+show("02-zero-shot-classification", "pre", LANG)
+
 # %% [markdown] id="idea"
 # ## The idea: classification is choosing the best caption
 #

@@ -47,6 +47,15 @@ WORK = Path(tempfile.mkdtemp(prefix="image-search-"))  # everything this noteboo
 # `MODEL = "auto"` takes it when `LANG` is not English. The course tests how it loads offline,
 # with random weights, but not how well it searches.
 
+# %% [markdown] id="pre-quiz"
+# **Before you start:** a short quiz on what you may already know. Guess freely: every
+# answer explains itself, and the quiz at the end shows what you learned.
+
+# %% id="pre-quiz-show"
+from utils.quiz import show
+
+show("03-image-search", "pre", LANG)
+
 # %% [markdown] id="collection-intro"
 # ## A collection of images
 #

@@ -51,6 +51,15 @@ if QUICK:  # these small models run fastest on one thread (and CI runs two noteb
     torch.set_num_threads(1)
 
 
+# %% [markdown] id="pre-quiz"
+# **Before you start:** a short quiz on what you may already know. Guess freely: every
+# answer explains itself, and the quiz at the end shows what you learned.
+
+# %% id="pre-quiz-show"
+from utils.quiz import show
+
+show("04-vqgan-clip", "pre", LANG)
+
 # %% [markdown] id="models-intro"
 # ## Two models, neither of them trained for this
 #

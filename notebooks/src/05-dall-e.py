@@ -47,6 +47,15 @@ from utils.viz import show_images, to_pil
 set_language(LANG)
 
 
+# %% [markdown] id="pre-quiz"
+# **Before you start:** a short quiz on what you may already know. Guess freely: every
+# answer explains itself, and the quiz at the end shows what you learned.
+
+# %% id="pre-quiz-show"
+from utils.quiz import show
+
+show("05-dall-e", "pre", LANG)
+
 # %% [markdown] id="load-intro"
 # ## Three small models
 #

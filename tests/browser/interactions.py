@@ -176,8 +176,15 @@ def gif_plays(page, lang: str) -> None:
 
 
 def quiz_gives_feedback(page, lang: str) -> None:
-    """The quiz: Check without an answer asks for one; with an answer it says right or wrong."""
-    area = output_of(page, cell_index(page, "quiz-show"))
+    """Both quizzes (before the lesson, when the notebook has one, and after it): Check
+    without an answer asks for one; with an answer it says right or wrong."""
+    if cell_index(page, "pre-quiz-show", missing_ok=True) >= 0:
+        _quiz_answers(page, "pre-quiz-show")
+    _quiz_answers(page, "quiz-show")
+
+
+def _quiz_answers(page, cell_id: str) -> None:
+    area = output_of(page, cell_index(page, cell_id))
     button = area.locator("button").first
     button.scroll_into_view_if_needed()
     question = button.locator("xpath=..")
@@ -195,11 +202,11 @@ def quiz_gives_feedback(page, lang: str) -> None:
     page.wait_for_function("([el, before]) => el.innerText.trim() !== before.trim()",
                            arg=[feedback.element_handle(), asked], timeout=WAIT_MS)
     verdict = feedback.inner_text()
-    assert "✔" in verdict or "✘" in verdict or "%" in verdict, f"no verdict: {verdict!r}"
+    assert "✔" in verdict or "✘" in verdict or "%" in verdict, f"{cell_id}: no verdict: {verdict!r}"
 
 
 # The cells whose widgets the tests use: each gets its own screenshot after use.
-WIDGET_CELLS = ("temperature", "playground", "widget", "library-run", "quiz-show")
+WIDGET_CELLS = ("temperature", "playground", "widget", "library-run", "pre-quiz-show", "quiz-show")
 
 FOR_LESSON = {
     "01-contrastive-learning": [temperature_slider],

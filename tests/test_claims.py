@@ -1,0 +1,173 @@
+"""Every measured number has one source: `reports/claims.json`, written by the scripts that measure.
+
+Lesson sources read claims through `{{claim KEY:SPEC}}`, formatted per language by Babel;
+README.md marks its numbers with `<!-- claim:KEY:SPEC -->`, checked here against the file.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import polib
+import pytest
+
+from course_tools import claims as cl
+from course_tools import lessons
+
+ROOT = Path(__file__).resolve().parent.parent
+CLAIMS = {"acc": {"value": 0.8765, "unit": "fraction"}, "n": {"value": 50000, "unit": "images"},
+          "t": {"value": 1967.84, "unit": "s"}}
+
+
+@pytest.mark.parametrize("lang, expected", [
+    ("en", "87.7% of 50,000 in 1,967.8 s, 0.88"),
+    ("fr", "87,7\u00a0% of 50\u202f000 in 1\u202f967,8 s, 0,88"),
+    ("zh", "87.7% of 50,000 in 1,967.8 s, 0.88"),
+])
+def test_claim_macro_is_formatted_for_the_page_language(lang, expected):
+    text = "{{claim acc:.1%}} of {{claim n:,d}} in {{claim t:.1f}} s, {{ claim acc:.2f }}"
+    assert cl.expand_claims(text, lang, CLAIMS) == expected
+
+
+def test_an_unknown_claim_fails_the_lesson_build_and_names_the_key(tmp_path):
+    src = tmp_path / "lessons" / "src" / "page.md"
+    src.parent.mkdir(parents=True)
+    src.write_text("<!-- i18n: top -->\nIt took {{claim timings.all.nonexistent:.0f}} s.\n", encoding="utf-8")
+    (tmp_path / "lessons" / "glossary.json").write_text('{"page": {}}', encoding="utf-8")
+    with pytest.raises(KeyError, match=r"page\.md, block 'top' \(en\).*unknown claim 'timings\.all\.nonexistent'"):
+        lessons.build_lesson(src, "en", tmp_path / "lessons" / "i18n")
+
+
+def test_a_bad_number_format_says_which_formats_exist():
+    with pytest.raises(ValueError, match=r"use \.Nf, \.N%, \+\.Nf or ,d"):
+        cl.expand_claims("{{claim acc:3g}}", "en", CLAIMS)
+
+
+def test_record_merges_and_is_deterministic(tmp_path):
+    path = tmp_path / "claims.json"
+    cl.record({"a.x": (1.5, "s")}, "python a.py", "a.py", on="here", path=path)
+    cl.record({"b.y": {"value": 2, "unit": "cells"}}, "python b.py", "b.py", on="here", path=path)
+    first = path.read_text(encoding="utf-8")
+    assert list(json.loads(first)) == ["a.x", "b.y"], "other scripts' claims are kept, keys sorted"
+    cl.record({"b.y": {"value": 2, "unit": "cells"}}, "python b.py", "b.py", on="here", path=path)
+    assert path.read_text(encoding="utf-8") == first, "measuring the same number again changes nothing"
+    with pytest.raises(TypeError, match="not a number"):
+        cl.record({"c.z": ("fast", "s")}, "python c.py", "c.py", path=path)
+
+
+def test_readme_markers_equal_the_claims():
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert cl.README_MARKER.search(text), "README.md has no claim marker"
+    assert cl.readme_mismatches(text) == []
+
+
+def test_a_readme_number_that_differs_from_its_claim_is_reported():
+    good = "88%<!-- claim:acc:.0% --> and 50,000<!-- claim:n:,d -->"
+    assert cl.readme_mismatches(good, CLAIMS) == [], "88% is 0.8765 rounded"
+    problems = cl.readme_mismatches(good.replace("88%", "91%"), CLAIMS)
+    assert len(problems) == 1 and "'acc' expects '88%'" in problems[0], problems
+    problems = cl.readme_mismatches(good.replace("50,000", "150,000"), CLAIMS)
+    assert len(problems) == 1 and "'n'" in problems[0], problems
+    assert cl.readme_mismatches("x 91%<!-- claim:nope -->", CLAIMS)[0].count("unknown claim 'nope'") == 1
+
+
+def test_every_claim_names_the_script_that_measures_it():
+    claims = cl.load_claims()
+    assert claims, "reports/claims.json is empty"
+    for key, claim in claims.items():
+        assert set(claim) >= {"value", "unit", "measured_by", "measured_on", "written_by"}, key
+        script = cl.script_of(claim["measured_by"])
+        assert script is not None and script.exists(), f"{key}: {claim['measured_by']!r} runs no file here"
+        writer = ROOT / claim["written_by"]
+        assert writer.exists(), f"{key}: its writer {claim['written_by']} does not exist"
+        namespace = key.split(".")[0]
+        assert any(namespace in path.read_text(encoding="utf-8") for path in (writer, script)), \
+            f"{key}: neither {claim['written_by']} nor {script.name} mentions {namespace!r}"
+
+
+def test_every_claim_used_by_a_lesson_exists_and_translations_keep_the_macros():
+    claims = cl.load_claims()
+    used = set()
+    for src in sorted((ROOT / "lessons" / "src").glob("*.md")):
+        used |= {m.split(":")[0] for m in cl.claim_macros(src.read_text(encoding="utf-8"))}
+    assert used, "no lesson reads a claim"
+    assert used <= set(claims), f"unknown claims: {sorted(used - set(claims))}"
+    for po_path in sorted((ROOT / "lessons" / "i18n").glob("*/*.po")):
+        for entry in polib.pofile(str(po_path)):
+            if entry.msgstr and "fuzzy" not in entry.flags:
+                assert cl.claim_macros(entry.msgstr) == cl.claim_macros(entry.msgid), \
+                    f"{po_path.relative_to(ROOT)}: {entry.msgctxt!r} must keep the claim macros verbatim"
+
+
+def test_timing_claims_are_recomputed_from_timings_json():
+    sys.path.insert(0, str(ROOT / "lessons"))
+    import measure_timings
+
+    data = json.loads((ROOT / "lessons" / "timings.json").read_text(encoding="utf-8"))
+    recomputed = measure_timings.timing_claims(data)
+    stored = cl.load_claims()
+    for key, (value, _unit) in recomputed.items():
+        assert stored[key]["value"] == value, f"{key}: rerun python lessons/measure_timings.py --render"
+    total = sum(nb["cells_total_seconds"] for nb in data["notebooks"].values())
+    assert recomputed["timings.all.cells_seconds"][0] == pytest.approx(total, abs=0.05)
+
+
+def test_asset_claims_equal_the_bundled_models_records():
+    stored = cl.load_claims()
+    for command, found in cl.asset_claims().items():
+        for key, claim in found.items():
+            assert stored[key]["value"] == claim["value"], f"{key}: rerun python -m course_tools.claims --from-assets"
+            assert stored[key]["measured_by"] == command
+
+
+def test_a_full_benchmark_report_writes_its_ratios_as_claims_and_a_quick_one_does_not(tmp_path, monkeypatch):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import report
+
+    monkeypatch.setattr(cl, "CLAIMS_PATH", tmp_path / "claims.json")
+    run = {"date": "2026-12-07 01:00 UTC", "quick": False, "load_average_before": [1.0, 1.0, 1.0],
+           "machine": {"cpu": "test CPU", "cores": 2, "torch": "2", "device": "cpu"},
+           "benchmarks": {"generate": {"result": {"batched": {"speedup": 1.98}, "iterations": 30}},
+                          "dalle": {"error": "timed out", "result": {"speedup": 9.0}}}}
+    report.write_claims(run)
+    found = cl.load_claims(tmp_path / "claims.json")
+    assert list(found) == ["bench.generate.batched.speedup"], "ratios only, and none of a failed benchmark"
+    assert found["bench.generate.batched.speedup"]["value"] == 1.98
+    assert found["bench.generate.batched.speedup"]["measured_by"] == "python benchmarks/report.py --only generate"
+    (tmp_path / "claims.json").unlink()
+    assert report.write_claims({**run, "quick": True}) is None and not (tmp_path / "claims.json").exists()
+
+
+def test_imported_claims_equal_the_saved_output_they_came_from():
+    imported = {}
+    for key, claim in cl.load_claims().items():
+        if claim.get("source", "").startswith("reports/"):
+            imported.setdefault(claim["source"], {})[key] = claim["value"]
+    assert imported, "no claim imported from a saved output in reports/"
+    for source, found in imported.items():
+        prefix = next(iter(found)).split(".")[0]
+        again = cl.flatten(json.loads((ROOT / source).read_text(encoding="utf-8")), prefix)
+        assert found == again, f"{source}: rerun python -m course_tools.claims --import {source}"
+
+
+def test_tiny_clip_claims_are_what_the_bundled_model_measures_now():
+    stored = cl.load_claims()
+    for key, (value, _unit) in cl.tiny_clip_claims(n=200).items():
+        # 200 images instead of the claim's 1,000 keep this fast: a rerun with n=1000 is exact
+        assert abs(stored[key]["value"] - value) < 0.08, f"{key}: run python -m course_tools.claims --measure tiny-clip"
+
+
+def test_search_claims_are_what_notebook_03_measures_now():
+    stored = cl.load_claims()
+    for key, (value, _unit) in cl.search_claims().items():
+        assert stored[key]["value"] == value, f"{key}: run python -m course_tools.claims --measure search"
+
+
+def test_ensembling_claims_are_close_to_a_smaller_run_now():
+    stored = cl.load_claims()
+    # 600 + 200 images instead of 3,000 + 1,000 keep this fast; the full run is exact
+    for key, (value, unit) in cl.ensembling_claims(n_test=600, n_heldout=200).items():
+        if unit == "fraction":
+            assert abs(stored[key]["value"] - value) < 0.06, f"{key}: run python -m course_tools.claims --measure ensembling"
