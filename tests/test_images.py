@@ -267,3 +267,22 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
 
     assert sha256_of(path) == hashlib.sha256(b"old").hexdigest()
     assert slug("A red Star, on the LEFT!") == "a-red-star-on-the-left" and slug("???") == "image"
+
+
+def test_a_malformed_exif_block_costs_a_warning_not_the_picture_and_bugs_still_raise(tmp_path, monkeypatch):
+    import struct
+
+    import pytest
+    from PIL import Image, ImageOps
+
+    from utils import images
+
+    path = tmp_path / "photo.png"
+    Image.new("RGB", (6, 4), "red").save(path)
+    for broken in (struct.error("unpack requires a buffer"), KeyError(0x0112), ValueError("bad")):
+        monkeypatch.setattr(ImageOps, "exif_transpose", lambda image, broken=broken: (_ for _ in ()).throw(broken))
+        with pytest.warns(UserWarning, match="EXIF orientation ignored"):
+            assert images.open_image(path).size == (6, 4)
+    monkeypatch.setattr(ImageOps, "exif_transpose", lambda image: (_ for _ in ()).throw(RuntimeError("a bug")))
+    with pytest.raises(RuntimeError, match="a bug"):
+        images.open_image(path)

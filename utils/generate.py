@@ -24,6 +24,7 @@ the image away from a prompt.
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -206,7 +207,6 @@ def memory_limit() -> int | None:
         if text.isdigit() and int(text) < 2**60:  # "max" or a huge number: no limit there
             return int(text)
     try:
-        import os
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):  # not POSIX: unknown
         return None

@@ -15,6 +15,7 @@ a person can act on. Search (lesson 03), classify (lesson 02) and the widgets us
 from __future__ import annotations
 
 import os
+import struct
 import warnings
 from pathlib import Path
 
@@ -122,11 +123,16 @@ def open_image(
         return rgb.copy() if rgb is image else rgb
 
 
+# What Pillow raises on a malformed EXIF block (a bug of ours, e.g. a RuntimeError, still raises).
+EXIF_ERRORS = (OSError, ValueError, TypeError, KeyError, IndexError, SyntaxError, struct.error,
+               ZeroDivisionError)
+
+
 def _upright(image: Image.Image, path: Path) -> Image.Image:
     """Apply the EXIF Orientation tag (phones store photos sideways plus a 'rotate' flag)."""
     try:
         return ImageOps.exif_transpose(image)
-    except Exception as err:  # a malformed EXIF block must not cost us the picture
+    except EXIF_ERRORS as err:  # a malformed EXIF block must not cost us the picture
         warnings.warn(f"{path}: EXIF orientation ignored, it is unreadable ({err}).", stacklevel=3)
         return image
 
