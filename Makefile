@@ -38,6 +38,10 @@ lab: $(STAMP)
 # The browser tests (tests/browser) run the notebooks listed in tests/browser/runs.txt in
 # JupyterLab and Chromium; where Chromium is found, nbval leaves those out (no notebook runs
 # twice). Without Chromium they are skipped, and said so; with CI=true they fail instead.
+# The English notebooks run in full; the five translations run as smoke runs (SMOKE = True:
+# tiny sizes, every cell and t() string but the checks tagged smoke-skip; tests/smoke_run.py).
+# COURSE_SMOKE=0 make test runs them in full. --no-loadscope-reorder keeps tests/conftest.py's
+# order: the longest files first.
 CHROMIUM := $(or $(CHROMIUM_PATH),$(firstword $(wildcard /usr/bin/chromium /usr/bin/chromium-browser /usr/bin/google-chrome)))
 BROWSER_NOTEBOOKS := $(shell sed -n 's|^\([0-9][0-9]-[a-z-]*\) \([a-z][a-z]\)$$|notebooks/\2/\1.ipynb|p' tests/browser/runs.txt)
 NBVAL_NOTEBOOKS := $(if $(CHROMIUM),$(filter-out $(BROWSER_NOTEBOOKS),$(NOTEBOOKS)),$(NOTEBOOKS))
@@ -45,14 +49,14 @@ NBVAL_NOTEBOOKS := $(if $(CHROMIUM),$(filter-out $(BROWSER_NOTEBOOKS),$(NOTEBOOK
 test: $(STAMP)
 	$(VENV)/bin/ruff check utils course_tools tests benchmarks
 	@$(if $(CHROMIUM),true,echo "NOTE: no Chromium found: the browser tests (tests/browser) are SKIPPED. Install chromium and fonts-noto-cjk (apt.txt) to run them.")
-	$(TEST_ENV) $(PY) -m pytest -n 2 --dist loadfile --nbval-lax --nbval-cell-timeout=120 \
+	$(TEST_ENV) $(PY) -m pytest -n 2 --dist loadfile --no-loadscope-reorder --nbval-lax --nbval-cell-timeout=120 \
 		--durations=25 tests $(NBVAL_NOTEBOOKS) $(PYTEST_ARGS)
 
 browser: $(STAMP)
-	$(TEST_ENV) $(PY) -m pytest -n 2 --dist loadfile --durations=14 tests/browser $(PYTEST_ARGS)
+	$(TEST_ENV) $(PY) -m pytest -n 2 --dist loadfile --no-loadscope-reorder --durations=14 tests/browser $(PYTEST_ARGS)
 
 unit: $(STAMP)
-	$(TEST_ENV) $(PY) -m pytest -n 2 --dist loadfile --ignore=tests/browser tests $(PYTEST_ARGS)
+	$(TEST_ENV) $(PY) -m pytest -n 2 --dist loadfile --no-loadscope-reorder --ignore=tests/browser tests $(PYTEST_ARGS)
 
 notebooks: $(STAMP)
 	$(PY) -m course_tools build

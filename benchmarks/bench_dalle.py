@@ -1,17 +1,20 @@
 """Mini DALL-E benchmark: training time to the quality bar, and sampling speed.
 
 1. Training time to the bar (issue 8, item 4; issue 18, item 2): train from scratch with the
-   bundled recipe (`utils.dalle_train.TrainConfig`), and every `--every` steps measure the share of seen
-   colour-shape captions (each of the twenty twice: 40) whose best sample of 8, reranked by
-   the bundled reranker (`tiny-shapes-vq`), has the right colour and shape, judged by
-   `utils.shapecheck` (not by the reranking CLIP). Measuring time is not
-   counted. Prints the training seconds (data preparation included) when the share first
-   reaches 90%, and its ratio to the 5-minute goal.
+   bundled model's recipe (`TrainConfig()`; `--recipe fast`: `utils.dalle_train.FAST`, bf16),
+   and every `--every` steps measure the share of seen colour-shape captions (each of the
+   twenty twice: 40) whose best sample of 8, reranked by the bundled reranker
+   (`tiny-shapes-vq`), has the right colour and shape, judged by `utils.shapecheck` (not by
+   the reranking CLIP). Measuring time is not counted. Prints the training seconds (data
+   preparation included) when the share first reaches 90%, its ratio to the 5-minute goal,
+   and the share at the last step.
 2. Sampling speed in images/s: the KV-cached sampler vs a plain loop that recomputes the
    whole stream for every new token (what the model's forward alone gives you), batch 8
-   and 64, plus the full `generate` (sampling, VQ decoding, CLIP reranking) for n=8.
+   and 64, plus the full `generate` (sampling, VQ decoding, CLIP reranking) for n=8. After
+   training, the new model's KV-cached sampling against the bundled one's, side by side.
 
     python benchmarks/bench_dalle.py                 # both parts (about 20-25 minutes on 2 cores)
+    python benchmarks/bench_dalle.py --recipe fast --every 100   # the bf16 recipe (about 6 minutes)
     python benchmarks/bench_dalle.py --sampling-only # part 2 only, with the bundled weights
     python benchmarks/bench_dalle.py --threads 2 --json
     python benchmarks/bench_dalle.py --quick         # smoke test of the script (seconds; numbers mean nothing)
@@ -25,6 +28,7 @@ import os
 import resource
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -33,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from utils import data  # noqa: E402
 from utils.dalle import generate, load_tiny_dalle  # noqa: E402
-from utils.dalle_train import TrainConfig, evaluate_dalle, train_dalle  # noqa: E402
+from utils.dalle_train import FAST, TrainConfig, evaluate_dalle, fast_bf16, train_dalle  # noqa: E402
 
 GOAL_SECONDS = 300
 BAR = 0.9
@@ -75,31 +79,52 @@ def sampling_speed(bundle, batches=(8, 64), generate_runs: int = 3) -> dict:
     return out
 
 
-def time_to_bar(cfg: TrainConfig, every: int, n_samples: int = 8, repeats: int = 2) -> dict:
+def new_vs_old(old, new, batches=(8, 64), rounds: int = 3) -> dict:
+    """KV-cached sampling of two models in turns, same captions and seeds: images/s and new / old."""
+    out = {}
+    for batch in batches:
+        words = old.tokenizer.encode(["a yellow square"] * batch)
+        speeds = {"old": [], "new": []}
+        for _ in range(rounds):
+            for name, bundle in (("old", old), ("new", new)):
+                speeds[name].append(images_per_second(
+                    lambda w=words, b=bundle: b.model.sample(w, generator=torch.Generator().manual_seed(0)), batch, 1))
+        old_s, new_s = max(speeds["old"]), max(speeds["new"])  # the best round: the least disturbed
+        out[f"batch{batch}"] = {"old_images_per_s": round(old_s, 1), "new_images_per_s": round(new_s, 1),
+                                "new_vs_old_ratio": round(new_s / old_s, 2)}
+    return out
+
+
+def time_to_bar(cfg: TrainConfig, every: int, n_samples: int = 8, repeats: int = 2, old=None) -> dict:
     def measure(step, bundle):
         result = evaluate_dalle(bundle, pairs=data.SEEN, n_samples=n_samples, seed=cfg.seed, repeats=repeats)
         print(f"  step {step}: reranked {result['reranked_accuracy']:.0%}, per sample "
               f"{result['sample_accuracy']:.0%}", file=sys.stderr)
         return {k: result[k] for k in ("reranked_accuracy", "sample_accuracy")}
 
-    _, history = train_dalle(cfg, progress=True, callback=measure, callback_every=every)
+    bundle, history = train_dalle(cfg, progress=True, callback=measure, callback_every=every)
     reached = [c for c in history["callbacks"] if c["reranked_accuracy"] >= BAR]
     first = reached[0] if reached else None
     return {
         "bar": BAR, "goal_seconds": GOAL_SECONDS, "checkpoints": history["callbacks"],
+        "final_reranked_accuracy": history["callbacks"][-1]["reranked_accuracy"],
         "data_seconds": history["data_seconds"],
         "seconds_to_bar": first["train_seconds"] if first else None,
         "steps_to_bar": first["step"] if first else None,
         "ratio_to_goal": round(first["train_seconds"] / GOAL_SECONDS, 2) if first else None,
         "steps": cfg.steps, "batch_size": cfg.batch_size, "lr": cfg.lr, "schedule": cfg.schedule,
+        "n_images": cfg.n_images, "bf16": cfg.bf16 and fast_bf16(bundle.model),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "sampling_new_vs_bundled": new_vs_old(old, bundle, (8,) if cfg.steps < 100 else (8, 64)) if old else None,
     }
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--steps", type=int, default=TrainConfig.steps)
+    parser.add_argument("--recipe", choices=("fast", "bundled"), default="bundled",
+                        help="bundled: the bundled model's TrainConfig() (default); fast: utils.dalle_train.FAST")
+    parser.add_argument("--steps", type=int, default=None, help="default: the recipe's")
     parser.add_argument("--every", type=int, default=250, help="measure quality every N steps")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sampling-only", action="store_true")
@@ -110,14 +135,17 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     load_before = os.getloadavg()
     bundle = load_tiny_dalle()
-    report = {"threads": args.threads, "quick": args.quick,
+    report = {"threads": args.threads, "quick": args.quick, "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
               "sampling": sampling_speed(bundle, (8,), 1) if args.quick else sampling_speed(bundle)}
     if not args.sampling_only:
+        recipe = FAST if args.recipe == "fast" else TrainConfig()
         if args.quick:
-            cfg = TrainConfig(steps=10, n_images=500, seed=args.seed)
-            report["training"] = time_to_bar(cfg, every=10, n_samples=2, repeats=1)
+            cfg = replace(recipe, steps=10, n_images=500, seed=args.seed)
+            report["training"] = time_to_bar(cfg, every=10, n_samples=2, repeats=1, old=bundle)
         else:
-            report["training"] = time_to_bar(TrainConfig(steps=args.steps, seed=args.seed), args.every)
+            cfg = replace(recipe, steps=args.steps or recipe.steps, seed=args.seed)
+            report["training"] = time_to_bar(cfg, args.every, old=bundle)
+        report["training"]["recipe"] = args.recipe
         torch.set_num_threads(args.threads)
     report["load_average_before_after"] = [round(load_before[0], 2), round(os.getloadavg()[0], 2)]
     if args.json:
@@ -139,7 +167,12 @@ def main() -> int:
             print(f"  bar not reached in {tr['steps']} steps")
         else:
             print(f"  reached at step {tr['steps_to_bar']} after {tr['seconds_to_bar']} s "
-                  f"(data {tr['data_seconds']} s included): {tr['ratio_to_goal']} x the {GOAL_SECONDS} s goal")
+                  f"(data {tr['data_seconds']} s included): {tr['ratio_to_goal']} x the {GOAL_SECONDS} s goal; "
+                  f"{tr['final_reranked_accuracy']:.0%} at the last step ({tr['recipe']} recipe, bf16 {tr['bf16']})")
+        for key, row in tr["sampling_new_vs_bundled"].items():
+            print(f"  sampling {key}: new model {row['new_images_per_s']} images/s, bundled "
+                  f"{row['old_images_per_s']} images/s: new / bundled x{row['new_vs_old_ratio']}")
+    print(f"  load average before, after: {report['load_average_before_after']}")
     return 0
 
 

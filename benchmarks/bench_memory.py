@@ -14,7 +14,8 @@ Lesson 04 on Binder (about 2 GB): `--lesson04` measures the peak RSS of a proces
 lesson 04's real section does (load ViT-B-32 and the VQGAN f16_16384, then a few VQGAN+CLIP
 steps), side by side: "before" loads as the course did up to c95ca88 (the whole checkpoint read,
 encoder kept, every activation kept for the backward pass), "after" as it does now
-(memory-mapped checkpoint, no encoder, activations recomputed). Random weights in the real
+(CLIP's text tower freed once the prompt is embedded, memory-mapped checkpoint, no encoder,
+activations recomputed). Random weights in the real
 formats (tests/pretrained_fixture.py; COURSE_RANDOM_WEIGHTS=1): memory does not depend on them.
 `--optimizer-states` adds Adam states the size of the weights to the checkpoint, as a
 pytorch-lightning training checkpoint keeps them (assumed to be why taming's file is ~1 GB).
@@ -120,6 +121,9 @@ def lesson04_child(way: str, runs: list[tuple[int, int]], steps: int) -> dict:
     clip = load_clip("auto", device="cpu")
     assert not clip.is_tiny, clip.description
     mark("load ViT-B-32")
+    if way == "after":  # as the lesson does once the prompt is embedded
+        clip.drop_text_tower([LESSON_PROMPT])
+    mark("free CLIP's text tower (after only)")
     if way == "before":  # the loading of c95ca88: whole file, loss.* dropped, encoder kept
         state = {k: v for k, v in read_state_dict(_vqgan_path(), mmap=False).items() if not k.startswith("loss.")}
         with torch.device("meta"):

@@ -20,6 +20,8 @@ separators); without it the number is written as stored.
     python -m course_tools.claims --measure tiny-clip   # the bundled tiny CLIP's zero-shot accuracy
     python -m course_tools.claims --measure ensembling  # one prompt vs the ensemble, six languages
     python -m course_tools.claims --measure search      # notebook 03's recall@k, tiny CLIP
+    python -m course_tools.claims --measure NAME        # pil-shapes, vq-roundtrip, reranker,
+                                                  # tiny-generate, model-size, vit-speed: measures.py
     python -m course_tools.claims --import reports/bench_languages.json --prefix languages \
         --measured-by "python benchmarks/bench_languages.py --json" --on "2 CPUs, 2026-12-07"
                                                   # every number of a script's saved --json output
@@ -36,6 +38,13 @@ import re
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
+
+from course_tools import measures
+
+try:
+    import fcntl
+except ImportError:  # Windows: no file locks; run one measuring script at a time
+    fcntl = None
 
 ROOT = Path(__file__).resolve().parent.parent
 CLAIMS_PATH = ROOT / "reports" / "claims.json"
@@ -67,8 +76,15 @@ def record(claims: dict[str, dict], measured_by: str, written_by: str, on: str |
     Other keys keep their values; the file is written sorted, so a rerun that measures the same
     numbers changes nothing. `written_by` is the script (repository path) that calls this."""
     path = Path(path or CLAIMS_PATH)
-    found = load_claims(path)
-    on = on or measured_on()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+", encoding="utf-8") as handle:  # one writer at a time (POSIX): no lost claims
+        if fcntl is not None:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        return _merge(claims, measured_by, written_by, on or measured_on(), path)
+
+
+def _merge(claims: dict[str, dict], measured_by: str, written_by: str, on: str, path: Path) -> Path:
+    found = json.loads(path.read_text(encoding="utf-8") or "{}")
     for key, claim in claims.items():
         if not re.fullmatch(r"[A-Za-z0-9_.@\-]+", key):
             raise ValueError(f"claim key {key!r}: use letters, digits, '.', '-', '_' and '@'")
@@ -80,7 +96,6 @@ def record(claims: dict[str, dict], measured_by: str, written_by: str, on: str |
         if isinstance(claim, dict) and "source" in claim:
             entry["source"] = claim["source"]
         found[key] = entry
-    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(dict(sorted(found.items())), indent=1, ensure_ascii=False) + "\n",
                     encoding="utf-8")
     return path
@@ -187,8 +202,12 @@ ASSET_CLAIMS = [
     ("tiny-dalle.seen.reranked_accuracy", "tiny-dalle", "quality.seen.reranked_accuracy", "fraction"),
     ("tiny-dalle.seen.sample_accuracy", "tiny-dalle", "quality.seen.sample_accuracy", "fraction"),
     ("tiny-dalle.seen.n_captions", "tiny-dalle", "quality.seen.n_captions", "captions"),
+    ("tiny-dalle.heldout.reranked_accuracy", "tiny-dalle", "quality.heldout.reranked_accuracy", "fraction"),
+    ("tiny-dalle.heldout.sample_accuracy", "tiny-dalle", "quality.heldout.sample_accuracy", "fraction"),
+    ("tiny-dalle.heldout.n_captions", "tiny-dalle", "quality.heldout.n_captions", "captions"),
     ("tiny-dalle.train_seconds", "tiny-dalle", "train_seconds", "s"),
     ("tiny-dalle.steps", "tiny-dalle", "steps", "steps"),
+    ("tiny-unclip-decoder.train_seconds", "tiny-unclip-decoder", "train_seconds", "s"),
     ("tiny-prior.decoding.n_captions", "tiny-prior", "decoding.n_captions", "captions"),
     ("tiny-prior.decoding.n_samples", "tiny-prior", "decoding.n_samples", "samples"),
     ("tiny-prior.decoding.text_accuracy", "tiny-prior", "decoding.text.accuracy", "fraction"),
@@ -303,7 +322,10 @@ def flatten(result, prefix: str) -> dict[str, float]:
     return {}
 
 
-MEASURES = {"tiny-clip": tiny_clip_claims, "ensembling": ensembling_claims, "search": search_claims}
+MEASURES = {"tiny-clip": tiny_clip_claims, "ensembling": ensembling_claims, "search": search_claims,
+            "pil-shapes": measures.pil_shapes_claims, "vq-roundtrip": measures.vq_roundtrip_claims,
+            "reranker": measures.reranker_claims, "tiny-generate": measures.tiny_generate_claims,
+            "model-size": measures.model_size_claims, "vit-speed": measures.vit_speed_claims}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -59,7 +59,7 @@ def test_quick_report_runs_every_benchmark(tmp_path):
         assert row["peak_rss_mb"] > 50, (name, row)  # a Python process with torch loaded
     found = ratios(report["benchmarks"]["dalle"]["result"])
     assert "sampling.batch8.speedup" in found
-    assert "rows[0].ratio" in ratios(report["benchmarks"]["generate"]["result"])
+    assert "rows.tiny_world.ratio" in ratios(report["benchmarks"]["generate"]["result"])
     memory = report["benchmarks"]["memory"]["result"]
     assert [r["images"] for r in memory["index_build"]] == [300, 1200]
     assert "wrote" in proc.stdout and "machine:" in proc.stdout

@@ -14,7 +14,7 @@ import polib
 import pytest
 
 from course_tools import claims as cl
-from course_tools import lessons
+from course_tools import lessons, measures
 
 ROOT = Path(__file__).resolve().parent.parent
 CLAIMS = {"acc": {"value": 0.8765, "unit": "fraction"}, "n": {"value": 50000, "unit": "images"},
@@ -87,14 +87,17 @@ def test_every_claim_names_the_script_that_measures_it():
             f"{key}: neither {claim['written_by']} nor {script.name} mentions {namespace!r}"
 
 
-def test_every_claim_used_by_a_lesson_exists_and_translations_keep_the_macros():
+def test_every_claim_used_by_a_lesson_or_notebook_exists_and_translations_keep_the_macros():
     claims = cl.load_claims()
     used = set()
     for src in sorted((ROOT / "lessons" / "src").glob("*.md")):
         used |= {m.split(":")[0] for m in cl.claim_macros(src.read_text(encoding="utf-8"))}
     assert used, "no lesson reads a claim"
     assert used <= set(claims), f"unknown claims: {sorted(used - set(claims))}"
-    for po_path in sorted((ROOT / "lessons" / "i18n").glob("*/*.po")):
+    for src in sorted((ROOT / "notebooks" / "src").glob("*.py")):
+        used |= {m.split(":")[0] for m in cl.claim_macros(src.read_text(encoding="utf-8"))}
+    assert used <= set(claims), f"unknown claims: {sorted(used - set(claims))}"
+    for po_path in sorted((ROOT / "lessons" / "i18n").glob("*/*.po")) + sorted((ROOT / "notebooks" / "i18n").glob("*/*.po")):
         for entry in polib.pofile(str(po_path)):
             if entry.msgstr and "fuzzy" not in entry.flags:
                 assert cl.claim_macros(entry.msgstr) == cl.claim_macros(entry.msgid), \
@@ -171,3 +174,45 @@ def test_ensembling_claims_are_close_to_a_smaller_run_now():
     for key, (value, unit) in cl.ensembling_claims(n_test=600, n_heldout=200).items():
         if unit == "fraction":
             assert abs(stored[key]["value"] - value) < 0.06, f"{key}: run python -m course_tools.claims --measure ensembling"
+
+
+def test_pil_shapes_claims_are_what_the_bundled_model_measures_now():
+    stored = cl.load_claims()
+    for key, (value, _unit) in measures.pil_shapes_claims().items():
+        assert stored[key]["value"] == value, f"{key}: run python -m course_tools.claims --measure pil-shapes"
+
+
+@pytest.mark.parametrize("name, smaller", [("vq-roundtrip", {"n": 384}), ("reranker", {"n": 384})])
+def test_lesson05_tokenizer_and_reranker_claims_are_close_to_a_smaller_run_now(name, smaller):
+    stored = cl.load_claims()
+    # 384 pictures instead of the claims' 3,000 keep this fast; the full run is exact
+    for key, (value, unit) in cl.MEASURES[name](**smaller).items():
+        if unit == "fraction":
+            assert abs(stored[key]["value"] - value) < 0.1, f"{key}: run python -m course_tools.claims --measure {name}"
+
+
+def test_tiny_generate_claims_of_one_prompt_are_what_generate_gives_now():
+    stored = cl.load_claims()
+    again = measures.tiny_generate_claims(pairs=[("red", "circle")])
+    for key in ("tiny-generate.red_circle.start_score", "tiny-generate.red_circle.final_score"):
+        # exact on the same code; a change in the generation loop's arithmetic moves it a little
+        assert abs(stored[key]["value"] - again[key][0]) < 0.02, f"{key}: run python -m course_tools.claims --measure tiny-generate"
+    assert again["tiny-generate.colour_dominant"][0] == 1, "the red circle is no longer mostly red"
+    assert stored["tiny-generate.n_prompts"]["value"] == 24
+
+
+def test_model_size_is_recounted_from_the_architecture():
+    stored = cl.load_claims()
+    for key, (value, _unit) in measures.model_size_claims().items():
+        assert stored[key]["value"] == value, f"{key}: run python -m course_tools.claims --measure model-size"
+
+
+def test_vit_speed_estimates_follow_from_its_measured_rates():
+    from utils.zeroshot import IMAGENET_CLASSNAMES, SIMPLE_IMAGENET_TEMPLATES
+
+    stored = {key: claim["value"] for key, claim in cl.load_claims().items() if key.startswith("vit-speed.")}
+    assert stored["vit-speed.imagenet_texts"] == len(IMAGENET_CLASSNAMES) * len(SIMPLE_IMAGENET_TEMPLATES)
+    minutes = stored["vit-speed.imagenet_texts"] / stored["vit-speed.texts_per_cpu_s"] / 60
+    assert stored["vit-speed.imagenet_cpu_minutes"] == pytest.approx(minutes, rel=0.01)
+    minutes = 20_000 / stored["vit-speed.images_per_cpu_s"] / 60
+    assert stored["vit-speed.images_20000_cpu_minutes"] == pytest.approx(minutes, rel=0.01)

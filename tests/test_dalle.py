@@ -10,6 +10,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from device_params import DEVICES
 
 from utils import data
@@ -341,11 +342,12 @@ def test_the_bundle_draws_on_every_device(device):
         assert torch.equal(result.codes, generate("a yellow square", n=3, sampling=Sampling(top_k=1), dalle=cpu).codes)
 
 
-def test_train_dalle_leaves_its_configs_alone_and_is_seeded():
+@pytest.mark.parametrize("bf16", [False, True])
+def test_train_dalle_leaves_its_configs_alone_and_is_seeded(bf16):
     """Two short runs with one seed give the same losses; the configs given are not changed."""
     from utils.dalle_train import TrainConfig, train_dalle
 
-    cfg = TrainConfig(steps=20, n_images=200, batch_size=8, warmup=5)
+    cfg = TrainConfig(steps=20, n_images=200, batch_size=8, warmup=5, bf16=bf16)
     model_cfg = DalleConfig(n_layer=1, n_head=2, n_embd=32)
     before = (repr(cfg), repr(model_cfg))
     first, history = train_dalle(cfg, model_cfg, progress=False)
@@ -354,3 +356,34 @@ def test_train_dalle_leaves_its_configs_alone_and_is_seeded():
     assert history["loss"] == again["loss"] and history["step"] == [10, 20]
     assert history["loss"][-1] < math.log(first.model.cfg.image_vocab), "it should learn something in 20 steps"
     assert first.model.cfg.text_vocab == len(first.tokenizer) and first.model.cfg.text_len == cfg.text_len
+
+
+def test_bf16_autocast_gives_the_float32_loss_and_gradients():
+    """The fast recipe's bf16 matmuls (attention kept in float32) follow the float32 model."""
+    model = _small_model(3)
+    words, codes = torch.randint(0, 8, (16, 4)), torch.randint(0, 16, (16, 9))
+    model.loss(words, codes).backward()
+    exact = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    with torch.autocast("cpu", torch.bfloat16):
+        loss = model.loss(words, codes)
+        logits, _ = model(words, codes[:, :-1])
+    loss.backward()
+    assert logits.dtype == torch.bfloat16, "autocast must reach the matmuls"
+    assert loss.item() == pytest.approx(model.loss(words, codes).item(), rel=0.02)
+    cosines = [F.cosine_similarity(p.grad.flatten(), g.flatten(), 0) for p, g in zip(model.parameters(), exact)
+               if g.abs().sum() > 0]
+    assert min(cosines) > 0.95, "bf16 gradients must point where the float32 ones do"
+
+
+def test_fast_recipe_decays_to_zero_and_vq_codes_are_exact():
+    """FAST ends its linear decay at 0; channels-last VQ encoding gives the codes of vq.encode."""
+    from utils.dalle_data import vq_codes
+    from utils.dalle_train import FAST, lr_at
+    from utils.tinyvq import TinyVQ, TinyVQConfig
+
+    assert lr_at(FAST.steps, FAST) == 0.0 and lr_at(FAST.warmup, FAST) == pytest.approx(FAST.lr)
+    torch.manual_seed(0)
+    vq = TinyVQ(TinyVQConfig(n_codes=16, width=16, code_dim=8)).eval()
+    images, _ = data.render_batch(12, seed=4, as_tensor=True)
+    assert torch.equal(vq_codes(vq, images, chunk=5), vq.encode(images).flatten(1))

@@ -330,3 +330,88 @@ def test_low_memory_is_the_same_run_and_loads_no_encoder(monkeypatch):
         generate("a red circle", drawer="vqgan", clip=clip, size=32, iterations=0, cutouts=2,
                  init_noise=init_noise, progress=False)
     assert asked == [False, False, True]  # only a noise picture (or an init image) needs the encoder
+
+
+# ------------------------------------------------------------------ the CPU speed-ups: same numbers
+
+
+def test_folded_tower_computes_what_clip_computes(tiny_clip):
+    """On a CPU the loop runs the tiny CLIP with its BatchNorms folded into its convolutions, in
+    channels_last; the copy's embeddings are CLIP's, and a copy that differs is refused."""
+    visual = tiny_clip.model.visual
+    tower = objective.folded(visual, 64)
+    assert tower is not visual and not any(isinstance(m, torch.nn.BatchNorm2d) for m in tower.modules())
+    assert not any(p.requires_grad for p in tower.parameters())
+    assert tower.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    x = torch.rand(5, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        torch.testing.assert_close(tower(x), visual(x), atol=1e-4, rtol=1e-3)
+
+    class BatchNormFirst(torch.nn.Module):  # registered conv, bn; runs bn, conv: folding would be wrong
+        def __init__(self):
+            super().__init__()
+            self.conv, self.bn = torch.nn.Conv2d(3, 3, 3, padding=1), torch.nn.BatchNorm2d(3)
+            self.bn.running_mean.fill_(0.5)
+
+        def forward(self, x):
+            return self.conv(self.bn(x))
+
+    odd = BatchNormFirst().eval()
+    assert objective.folded(odd, 8) is odd
+    conv = torch.nn.Conv2d(3, 3, 1).eval()
+    assert objective.folded(conv, 8) is conv  # nothing to fold
+
+
+def test_sequence_first_attention_and_patches_are_the_same_and_restored():
+    """While the loop runs, open_clip's attention is sequence-first and the patch embedding one
+    matrix product (faster on a CPU): the same gradients, and the model as it was afterwards."""
+    from types import SimpleNamespace
+
+    from open_clip.transformer import VisionTransformer
+
+    torch.manual_seed(0)
+    vit = VisionTransformer(image_size=32, patch_size=8, width=64, layers=2, heads=2, mlp_ratio=2.0,
+                            output_dim=16).eval()
+    drawer = torch.nn.Linear(1, 1)
+    drawer.latent = torch.nn.Parameter(torch.zeros(1))
+    clip = SimpleNamespace(model=SimpleNamespace(visual=vit, parameters=vit.parameters))
+    x = torch.rand(3, 3, 32, 32)
+
+    def input_gradient():
+        image = x.clone().requires_grad_()
+        vit(image).square().sum().backward()
+        return image.grad
+
+    before = input_gradient()
+    with gen._loop_settings(clip, drawer, low_memory=False, tf32=True, cpu=True):
+        assert vit.transformer.batch_first is False
+        assert all(not m.batch_first for m in vit.modules() if isinstance(m, torch.nn.MultiheadAttention))
+        assert not any(p.requires_grad for p in vit.parameters()) and isinstance(vit.conv1, objective.Patches)
+        during = input_gradient()
+    torch.testing.assert_close(during, before, atol=1e-6, rtol=1e-4)
+    assert vit.transformer.batch_first and all(p.requires_grad for p in vit.parameters())
+    assert isinstance(vit.conv1, torch.nn.Conv2d)
+    patches, conv = objective.Patches(vit.conv1), vit.conv1
+    for x in (torch.rand(2, 3, 32, 48), torch.rand(2, 3, 33, 32)):  # whole patches; a remainder (plain conv)
+        torch.testing.assert_close(patches(x), conv(x), atol=1e-5, rtol=1e-4)
+
+
+def test_bf16_on_a_cpu(tiny_clip, monkeypatch):
+    """bf16 autocast: on by default for the VQGAN where the CPU has native bf16, off for the tiny
+    world; `bf16` decides otherwise; a bf16 run draws nearly what a float32 run draws."""
+    from utils.vqgan import VQGAN, VQGANConfig
+
+    torch.manual_seed(0)
+    small_vqgan = VQGAN(VQGANConfig(n_embed=32, embed_dim=8, z_channels=16, ch=32, ch_mult=(1, 2),
+                                    num_res_blocks=1, attn_resolutions=(8,), resolution=16))
+    for native in (True, False):
+        monkeypatch.setattr(gen, "native_bf16", lambda native=native: native)
+        for drawer, vq in (("vqgan", small_vqgan), ("tiny-vq", None)):
+            r = generate("a red circle", drawer=drawer, clip=tiny_clip, vq=vq, size=32, iterations=0, cutouts=2,
+                         progress=False)
+            assert r.settings["bf16"] is (native and drawer == "vqgan"), (native, drawer)
+    runs = {bf16: generate("a red circle", clip=tiny_clip, iterations=12, cutouts=8, bf16=bf16, progress=False)
+            for bf16 in (False, True)}
+    assert runs[True].settings["bf16"] and not runs[False].settings["bf16"]
+    assert runs[True].losses != runs[False].losses  # bf16 really ran
+    assert abs(runs[True].final_score - runs[False].final_score) < 0.05 * abs(runs[False].final_score)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import string
 from pathlib import Path
 
 import jupytext
@@ -145,6 +146,31 @@ def test_code_cells_are_identical_in_every_language(stem):
             assert src == en_src, f"{lang}: {stem}: code cell {cell_id!r} differs from English"
 
 
+def test_translations_run_as_smoke_runs_where_only_tagged_cells_stand_aside():
+    """tests/smoke_run.py: the English runs as committed; a translation runs every code cell
+    but those tagged smoke-skip, with SMOKE = True wherever the parameters cell has SMOKE."""
+    import nbformat
+    import smoke_run
+
+    assert not smoke_run.applies(ROOT / "notebooks" / "en" / "01-contrastive-learning.ipynb")
+    for src in sources.notebook_sources():
+        text = src.read_text(encoding="utf-8")
+        assert ("SMOKE" in text) == ("SMOKE = False" in text), f"{src.name}: SMOKE must default to False"
+        for lang in OTHERS:
+            path = ROOT / "notebooks" / lang / f"{src.stem}.ipynb"
+            assert smoke_run.applies(path), path
+            for cell in nbformat.read(path, as_version=4).cells:
+                if cell.cell_type != "code":
+                    continue
+                runs = smoke_run.smoke_source(cell)
+                tags = cell.metadata.get("tags", [])
+                assert (runs is None) == (smoke_run.SMOKE_TAG in tags), (path.name, cell.id)
+                if "parameters" in tags and "SMOKE = False" in cell.source:
+                    assert "SMOKE = True" in runs and "SMOKE = False" not in runs, (path.name, lang)
+                elif runs is not None:
+                    assert runs == cell.source, (path.name, cell.id)
+
+
 # ------------------------------------------------------------------ the machinery, in tmp_path
 
 
@@ -177,9 +203,11 @@ def _set_translation(path: Path, item_id: str, edit) -> None:
     po.save(str(path))
 
 
-@pytest.fixture
-def repo(tmp_path: Path) -> Path:
-    """A copy of the 00-setup notebook source, the lesson sources and their translations."""
+@pytest.fixture(scope="module")
+def built_repo(tmp_path_factory) -> Path:
+    """A copy of the 00-setup notebook source, the lesson sources and their translations, built
+    (once per module: each test edits its own copy, `repo`)."""
+    tmp_path = tmp_path_factory.mktemp("course")
     (tmp_path / "notebooks" / "src").mkdir(parents=True)
     shutil.copy(ROOT / "notebooks" / "src" / "00-setup.py", tmp_path / "notebooks" / "src")
     for lang in OTHERS:
@@ -196,6 +224,12 @@ def repo(tmp_path: Path) -> Path:
     assert build_all(root=tmp_path) == [], "the build is deterministic: a second one writes nothing"
     assert check_all(root=tmp_path, parts=("notebooks", "lessons", "built")) == []
     return tmp_path
+
+
+@pytest.fixture
+def repo(built_repo: Path, tmp_path: Path) -> Path:
+    """A fresh copy of built_repo for one test to edit."""
+    return Path(shutil.copytree(built_repo, tmp_path / "course"))
 
 
 def _edit(path: Path, old: str, new: str) -> None:
@@ -337,6 +371,30 @@ def test_the_runtime_catalogs_are_po_files_with_translations():
         assert not (ROOT / "utils" / "locales" / f"{lang}.json").exists(), "left-over JSON catalog"
         found = i18n.catalog(lang)
         assert len(found) > 50 and all(v.strip() for v in found.values()), lang
+
+
+@pytest.mark.parametrize("lang", OTHERS)
+def test_every_runtime_message_renders_with_its_placeholders_filled(lang):
+    """Each t() message of utils/locales/<lang>.po goes through t() with a number in every
+    placeholder: it renders, and each placeholder shows its value as that language writes it.
+    (The translated notebooks run small; this covers the messages of every branch.)"""
+    entries = [e for e in polib.pofile(str(ROOT / "utils" / "locales" / f"{lang}.po")) if e.translated()]
+    assert len(entries) > 50, f"utils/locales/{lang}.po has few translations"
+    formatter = string.Formatter()
+    for entry in entries:
+        fields = [(name, spec, conv) for _, name, spec, conv in formatter.parse(entry.msgstr) if name is not None]
+        names = {name for _, name, _, _ in formatter.parse(entry.msgid) if name is not None}
+        assert {f[0] for f in fields} == names, f"{lang}: t({entry.msgid!r}) is translated with other placeholders"
+        values = {name: 1234.5678 + k for k, name in enumerate(sorted(names))}
+        out = i18n.t(entry.msgid, lang, **values)
+        if not values:
+            assert out == entry.msgstr, f"{lang}: t({entry.msgid!r}) does not give its translation"
+            continue
+        assert i18n.t(entry.msgid, SOURCE_LANG, **values), entry.msgid  # the English renders too
+        for name, spec, conv in fields:
+            value = formatter.convert_field(values[name], conv)
+            assert i18n.number(value, spec, lang) in out, \
+                f"{lang}: t({entry.msgid!r}) gave {out!r}: its {{{name}}} is not filled"
 
 
 def test_chinese_gets_a_font_for_plots_or_one_clear_message(monkeypatch, capsys):

@@ -71,6 +71,24 @@ def test_embeddings_are_normalised_and_batched(small_clip_name, tmp_path):
     assert clip.encode_images(odd).shape == (2, 32)
 
 
+def test_drop_text_tower_frees_its_weights_and_keeps_the_embeddings(small_clip_name, tmp_path):
+    """Lesson 04 frees CLIP's text tower once the prompt is embedded (Binder's 2 GB)."""
+    path = tmp_path / "w.safetensors"
+    _save(_random_model(small_clip_name, seed=2).state_dict(), path, "safetensors")
+    clip = load_clip(small_clip_name, pretrained=str(path), device="cpu")
+    before_txt, before_img = clip.encode_texts(TEXTS), clip.encode_images(IMAGES)
+    visual = sum(p.numel() * p.element_size() for p in clip.model.visual.parameters())
+    everything = sum(t.numel() * t.element_size() for t in [*clip.model.parameters(), *clip.model.buffers()])
+    freed = clip.drop_text_tower(TEXTS[:2])
+    left = sum(t.numel() * t.element_size() for t in [*clip.model.parameters(), *clip.model.buffers()])
+    assert freed == everything - left and left == visual + clip.model.logit_scale.numel() * 4  # only images
+    assert torch.equal(clip.encode_texts(TEXTS[1::-1]), before_txt[[1, 0]])  # answered from memory
+    assert torch.allclose(clip.encode_images(IMAGES), before_img, atol=1e-6)
+    assert clip.embed_dim == before_txt.shape[1]
+    with pytest.raises(ValueError, match="drop_text_tower"):
+        clip.encode_texts(TEXTS[2])  # never embedded: the tower that could is gone
+
+
 @pytest.mark.parametrize("damage", ["truncate", "garbage"])
 def test_corrupt_checkpoint_names_the_file(small_clip_name, tmp_path, damage):
     path = tmp_path / "broken.safetensors"

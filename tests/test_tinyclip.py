@@ -273,11 +273,12 @@ def test_cli_trains_the_reranker_into_a_folder(tmp_path, capsys):
 
 
 def test_live_recipe_trains_a_usable_clip():
-    """TrainConfig.live(): 64 px model, frozen token table, stops early, evaluate() can score it."""
-    from utils.tinyclip import TrainConfig, image_size
+    """TrainConfig.live(): 64 px ShapesCNN, frozen token table, stops early, evaluate() can score it."""
+    from utils.tinyclip import ShapesCNN, TrainConfig, image_size
 
     cfg = TrainConfig.live(steps=4, pool=256, batch_size=32, eval_every=2, eval_images=40, threads=1)
     model, history = train_clip(cfg, progress=False)
+    assert isinstance(model.visual, ShapesCNN)
     assert image_size(model) == cfg.model_config["vision_cfg"]["image_size"] == 64
     assert not model.token_embedding.weight.requires_grad
     assert history["eval_step"] == [1, 3] and len(history["step"]) == 4
@@ -314,3 +315,20 @@ def test_short_live_run_learns_colours_and_tokenizes_at_its_own_context_length()
     assert model.context_length == cfg.model_config["text_cfg"]["context_length"] < 32  # evaluate() must follow
     scores = evaluate(model, n=200, splits=("test",))["test"]
     assert scores["colour"] > 0.4, scores  # chance: 1/6
+
+
+def test_each_caption_is_encoded_once_with_the_same_embedding(monkeypatch):
+    """train_clip encodes each distinct caption of a batch once: row i is still caption i's embedding."""
+    from utils import tinyclip
+
+    seen = []
+    original = tinyclip.soft_contrastive_loss
+    monkeypatch.setattr(tinyclip, "soft_contrastive_loss", lambda *args: seen.append(args) or original(*args))
+    cfg = TrainConfig.live(steps=1, pool=64, batch_size=32, eval_every=0, threads=1, seed=4)
+    reference = tinyclip.build_model(cfg.model_config, seed=4)  # the weights train_clip starts from
+    train_clip(cfg, progress=False)
+    _, text_features, _, texts = seen[0]
+    assert len(set(texts)) < len(texts)  # the batch repeats captions
+    with torch.no_grad():
+        expected = reference.encode_text(tinyclip.get_tokenizer(cfg.model_config)(texts), normalize=True)
+    assert torch.allclose(text_features.detach(), expected, atol=1e-5)

@@ -14,7 +14,6 @@ from PIL import Image, ImageDraw
 
 from utils import zeroshot
 from utils.__main__ import main
-from utils.classify_cli import JSON_SCHEMA
 from utils.models import TINY_CONFIG, TINY_WEIGHTS, load_clip
 from utils.zeroshot import (
     OPENAI_IMAGENET_TEMPLATES,
@@ -26,6 +25,24 @@ from utils.zeroshot import (
 )
 
 LABELS = ["a red square", "a blue circle", "a yellow triangle"]
+_STR, _STRS = {"type": "string"}, {"type": "array", "items": {"type": "string"}}
+
+
+def _obj(required: list[str], **properties) -> dict:
+    return {"type": "object", "required": required, "properties": properties}
+
+
+# the --json output of `classify`, as CLI_HELP describes it
+JSON_SCHEMA = _obj(
+    ["model", "labels", "templates", "results", "skipped", "warnings"],
+    model=_STR, labels={**_STRS, "minItems": 1}, templates=_STRS, warnings=_STRS,
+    results={"type": "array", "items": _obj(
+        ["path", "probabilities", "top", "prediction"], path=_STR, prediction=_STR,
+        probabilities={"type": "object",
+                       "additionalProperties": {"type": "number", "minimum": 0, "maximum": 1}},
+        top={"type": "array", "items": _obj(["label", "probability"], label=_STR,
+                                            probability={"type": "number"})})},
+    skipped={"type": "array", "items": _obj(["path", "reason"], path=_STR, reason=_STR)})
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +91,26 @@ def test_ensemble_is_the_renormalised_mean_of_prompt_embeddings(clip):
     mean = e.mean(dim=0)
     assert torch.allclose(clf.weights[0], mean / mean.norm(), atol=1e-6)
     assert mean.norm() < 1  # the mean of two different unit vectors is shorter: renormalising matters
+
+
+@pytest.mark.parametrize("limit, batches", [(64 * 2**30, [40]), (2 * 10**9, [16, 16, 8])])
+def test_a_big_clip_embeds_in_smaller_batches_under_4_gib(clip, monkeypatch, limit, batches):
+    """Binder's 2 GB: 16 images or texts at a time (64 through ViT-B-32 add 170 MB to the peak),
+    with the same embeddings."""
+    import utils.generate
+
+    images, texts = [_picture(i, (24, 24)) for i in range(40)], [f"a photo of {i}" for i in range(40)]
+    before = clip.encode_images(images), clip.encode_texts(texts)
+    seen = []
+    for name in ("encode_image", "encode_text"):
+        encode = getattr(clip.model, name)
+        monkeypatch.setattr(clip.model, name, lambda x, encode=encode: seen.append(len(x)) or encode(x))
+    monkeypatch.setattr(utils.generate, "memory_limit", lambda: limit)
+    after = clip.encode_images(images), clip.encode_texts(texts)
+    assert seen == batches * 2
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(before, after))
+    assert clip.encode_images(images, batch_size=8).shape == (40, 32)  # smaller asks stay smaller
+    assert seen[-5:] == [8] * 5
 
 
 def test_probabilities_are_softmax_of_scaled_cosine(clip):

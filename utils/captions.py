@@ -1,20 +1,13 @@
 """Captions of the shapes world in the course's six languages, phrased as a native speaker would.
 
-One place holds each language's words and sentence patterns; `caption()` fills a pattern
-with the words of one picture, making the words agree (gender in fr/es/it/pt) and putting
-them in that language's order:
-
     caption({"colour": "purple", "shape": "star", "size": "large", "position": "left"}, "es")
     # 'una estrella morada grande a la izquierda'   (one of the Spanish patterns)
     label("red", "circle", "zh")                   # '红色的圆形'
     label("purple", "star", "fr")                  # 'une étoile violette'
 
-How a pattern is written: {a} is the article that agrees with the shape ("un"/"une"),
-{shape}, {colour}, {size} and {where} are words of the picture; a gendered word is written
-"masculine/feminine" ("vert/verte") and the shape's gender picks one. A word with several
-entries ("violet/violette", "mauve") has synonyms: training draws one at random, so the model
-learns them all; the first is the one `label` uses. The tiny CLIP is trained on these
-captions (utils.tinyclip), lesson 02 uses `label` and the prompt `TEMPLATES` per language.
+In a pattern, {a} is the article that agrees with the shape; a gendered word is written
+"masculine/feminine" ("vert/verte"). Training draws one of a word's synonyms at random; `label`
+uses the first. The tiny CLIP learns from these captions; lesson 02 uses `label` and `TEMPLATES`.
 """
 
 from __future__ import annotations
@@ -28,7 +21,6 @@ LANGUAGES = ("en", "fr", "es", "it", "pt", "zh")
 @dataclass(frozen=True)
 class Language:
     """The words of the shapes world in one language and the sentence patterns that use them."""
-
     shapes: dict[str, tuple[str, list[str]]]  # shape -> (gender "m"/"f", [word, synonyms...])
     colours: dict[str, list[str]]  # colour -> ["m/f" forms, synonyms...]
     sizes: dict[str, list[str]]
@@ -48,10 +40,8 @@ EN = Language(
     sizes={"small": ["small", "little"], "large": ["large", "big"]},
     where={"left": ["on the left"], "right": ["on the right"], "top": ["at the top"],
            "bottom": ["at the bottom"]},
-    article="a",
-    label="a {colour} {shape}",
-    sized="a {size} {colour} {shape}",
-    full="a {size} {colour} {shape} {where}",
+    article="a", label="a {colour} {shape}",
+    sized="a {size} {colour} {shape}", full="a {size} {colour} {shape} {where}",
     captions=["a {colour} {shape}", "a {size} {colour} {shape}", "a {colour} {shape} {where}",
               "a {size} {colour} {shape} {where}", "a picture of a {colour} {shape}",
               "a photo of a {size} {colour} {shape}", "a drawing of a {colour} {shape} {where}",
@@ -66,10 +56,8 @@ FR = Language(
              "blue": ["bleu/bleue"], "purple": ["violet/violette", "mauve"]},
     sizes={"small": ["petit/petite"], "large": ["grand/grande", "gros/grosse"]},
     where={"left": ["à gauche"], "right": ["à droite"], "top": ["en haut"], "bottom": ["en bas"]},
-    article="un/une",
-    label="{a} {shape} {colour}",
-    sized="{a} {size} {shape} {colour}",
-    full="{a} {size} {shape} {colour} {where}",
+    article="un/une", label="{a} {shape} {colour}",
+    sized="{a} {size} {shape} {colour}", full="{a} {size} {shape} {colour} {where}",
     captions=["{a} {shape} {colour}", "{a} {size} {shape} {colour}", "{a} {shape} {colour} {where}",
               "{a} {size} {shape} {colour} {where}", "une image d'{a} {shape} {colour}",
               "une photo d'{a} {size} {shape} {colour}", "un dessin d'{a} {shape} {colour} {where}",
@@ -84,10 +72,8 @@ ES = Language(
              "purple": ["morado/morada", "violeta", "púrpura"]},
     sizes={"small": ["pequeño/pequeña"], "large": ["grande"]},
     where={"left": ["a la izquierda"], "right": ["a la derecha"], "top": ["arriba"], "bottom": ["abajo"]},
-    article="un/una",
-    label="{a} {shape} {colour}",
-    sized="{a} {shape} {colour} {size}",
-    full="{a} {shape} {colour} {size} {where}",
+    article="un/una", label="{a} {shape} {colour}",
+    sized="{a} {shape} {colour} {size}", full="{a} {shape} {colour} {size} {where}",
     captions=["{a} {shape} {colour}", "{a} {shape} {colour} {size}", "{a} {shape} {colour} {where}",
               "{a} {shape} {colour} {size} {where}", "una imagen de {a} {shape} {colour}",
               "una foto de {a} {shape} {colour} {size}", "un dibujo de {a} {shape} {colour} {where}",
@@ -101,10 +87,8 @@ IT = Language(
              "green": ["verde"], "blue": ["blu", "azzurro/azzurra"], "purple": ["viola"]},
     sizes={"small": ["piccolo/piccola"], "large": ["grande"]},
     where={"left": ["a sinistra"], "right": ["a destra"], "top": ["in alto"], "bottom": ["in basso"]},
-    article="un/una",
-    label="{a} {shape} {colour}",
-    sized="{a} {size} {shape} {colour}",
-    full="{a} {shape} {colour} {size} {where}",
+    article="un/una", label="{a} {shape} {colour}",
+    sized="{a} {size} {shape} {colour}", full="{a} {shape} {colour} {size} {where}",
     captions=["{a} {shape} {colour}", "{a} {size} {shape} {colour}", "{a} {shape} {colour} {where}",
               "{a} {shape} {colour} {size} {where}", "un'immagine di {a} {shape} {colour}",
               "una foto di {a} {size} {shape} {colour}", "un disegno di {a} {shape} {colour} {where}",
@@ -118,10 +102,8 @@ PT = Language(
              "green": ["verde"], "blue": ["azul"], "purple": ["roxo/roxa", "violeta"]},
     sizes={"small": ["pequeno/pequena"], "large": ["grande"]},
     where={"left": ["à esquerda"], "right": ["à direita"], "top": ["em cima"], "bottom": ["embaixo"]},
-    article="um/uma",
-    label="{a} {shape} {colour}",
-    sized="{a} {shape} {colour} {size}",
-    full="{a} {shape} {colour} {size} {where}",
+    article="um/uma", label="{a} {shape} {colour}",
+    sized="{a} {shape} {colour} {size}", full="{a} {shape} {colour} {size} {where}",
     captions=["{a} {shape} {colour}", "{a} {shape} {colour} {size}", "{a} {shape} {colour} {where}",
               "{a} {size} {shape} {colour} {where}", "uma imagem de {a} {shape} {colour}",
               "uma foto de {a} {shape} {colour} {size}", "um desenho de {a} {shape} {colour} {where}",
@@ -137,10 +119,8 @@ ZH = Language(
              "blue": ["蓝色"], "purple": ["紫色"]},
     sizes={"small": ["小"], "large": ["大"]},
     where={"left": ["左边"], "right": ["右边"], "top": ["上面", "上方"], "bottom": ["下面", "下方"]},
-    article="一个",
-    label="{colour}的{shape}",
-    sized="一个{size}的{colour}{shape}",
-    full="{where}有个{size}的{colour}{shape}",
+    article="一个", label="{colour}的{shape}",
+    sized="一个{size}的{colour}{shape}", full="{where}有个{size}的{colour}{shape}",
     captions=["{colour}的{shape}", "一个{colour}的{shape}", "一个{size}的{colour}{shape}",
               "{where}有一个{colour}的{shape}", "{where}有个{size}的{colour}{shape}",
               "一张{colour}{shape}的图片", "一幅{colour}{shape}的画", "{colour}{shape}",
@@ -149,10 +129,8 @@ ZH = Language(
 
 LANGUAGE_WORDS: dict[str, Language] = {"en": EN, "fr": FR, "es": ES, "it": IT, "pt": PT, "zh": ZH}
 
-# Prompt templates for zero-shot classification (lesson 02): "{}" is a class label, as
-# label() writes it ("un cercle rouge"). The first one is the plain label. Wordings that made
-# the held-out pairs worse with the bundled tiny CLIP were left out (in zh "画的是{}", in it
-# "una foto di {}"): ensembling helps only with wordings the model reads well.
+# Zero-shot prompt templates (lesson 02) around a label(); wordings that made the held-out pairs
+# worse with the tiny CLIP were left out (zh "画的是{}", it "una foto di {}").
 TEMPLATES: dict[str, list[str]] = {
     "en": ["{}", "a picture of {}", "a drawing of {}", "a photo of {}", "there is {}"],
     "fr": ["{}", "une image d'{}", "un dessin d'{}", "on voit {}", "il y a {}"],
@@ -177,11 +155,8 @@ def _agree(word: str, gender: str) -> str:
 
 def caption(attrs: dict, lang: str = "en", rng: random.Random | None = None,
             pattern: str | None = None) -> str:
-    """A caption of a picture with attributes colour, shape, size, position, in `lang`.
-
-    With `rng`: a random pattern filled with random synonyms (a training caption).
-    Without: `pattern` (default: the language's label pattern) with the first word of each entry.
-    """
+    """A caption of a picture's colour, shape, size, position in `lang`: with `rng` a random pattern
+    and synonyms (training), else `pattern` (default: the label) with each first word."""
     words = _words(lang)
     pick = (lambda options: rng.choice(options)) if rng is not None else (lambda options: options[0])
     if pattern is None:

@@ -1,11 +1,5 @@
-"""`python -m utils classify`: zero-shot classify image files from the terminal.
-
-The classifier is in utils/zeroshot.py; this module reads the arguments, prints the
-result (as text, or as JSON with the schema below) and follows the error contract of
-utils/__main__.py.
-
-    python -m utils classify photo.jpg --labels "a cat,a dog" [--json]
-"""
+"""`python -m utils classify photo.jpg --labels "a cat,a dog" [--json]`: zero-shot classify
+image files from the terminal (the classifier is utils/zeroshot.py)."""
 
 from __future__ import annotations
 
@@ -38,35 +32,7 @@ example:
   python -m utils classify cat.jpg shapes/ --labels "a red circle,a blue square" --json
 """
 
-JSON_SCHEMA = {
-    "type": "object",
-    "required": ["model", "labels", "templates", "results", "skipped", "warnings"],
-    "properties": {
-        "model": {"type": "string"},
-        "labels": {"type": "array", "items": {"type": "string"}, "minItems": 1},
-        "templates": {"type": "array", "items": {"type": "string"}},
-        "results": {"type": "array", "items": {
-            "type": "object",
-            "required": ["path", "probabilities", "top", "prediction"],
-            "properties": {
-                "path": {"type": "string"},
-                "probabilities": {"type": "object",
-                                  "additionalProperties": {"type": "number", "minimum": 0, "maximum": 1}},
-                "top": {"type": "array", "items": {
-                    "type": "object", "required": ["label", "probability"],
-                    "properties": {"label": {"type": "string"}, "probability": {"type": "number"}}}},
-                "prediction": {"type": "string"},
-            }}},
-        "skipped": {"type": "array", "items": {
-            "type": "object", "required": ["path", "reason"],
-            "properties": {"path": {"type": "string"}, "reason": {"type": "string"}}}},
-        "warnings": {"type": "array", "items": {"type": "string"}},
-    },
-}
-
-
 def add_cli(subparsers) -> None:
-    """Add the `classify` sub-command and its arguments."""
     p = subparsers.add_parser("classify", help="zero-shot classify images with CLIP",
                               description=CLI_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders of images")
@@ -102,23 +68,19 @@ def format_text(report: dict) -> str:
 
 
 def _validate_cli(args) -> None:
-    """Before the model loads: the labels make sense."""
+    """Before the model loads: the labels make sense (a missing image is skipped later, with its reason)."""
     from .errors import UsageError
-
     try:
         with warnings.catch_warnings():  # classify_files reports the warnings
             warnings.simplefilter("ignore")
             validate_labels(args.labels)
     except ValueError as err:
         raise UsageError(f"argument --labels: {err}") from None
-    # a missing image file is not refused here: like a broken one, it is skipped with its reason
 
 
 def run_cli(args) -> int:
-    """`python -m utils classify`: errors follow the contract of utils/__main__.py."""
     from .errors import to_json
     from .models import load_clip
-
     paths = expand_paths(args.images)
     clip = load_clip(args.model, args.pretrained, device=args.device)
     if clip.is_tiny:  # on stderr, so that --json output stays clean

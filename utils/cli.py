@@ -1,14 +1,8 @@
 """The course's command line: `python -m utils <command> [--json] [--debug]`.
 
-This is its one entry point (`python -m utils` and the `multimodal-course` script both call
-`main`). A command's sub-parser is added by a function `add_cli(subparsers)` that sets `func`:
-`quiz`'s is here; the others are still in the module that does the work (see COMMANDS).
-
-One error contract for every command (see utils/errors.py):
-- a bad argument exits 2 with one line that names it and its allowed range, before any work;
-- a failure exits 1 with one line: what failed and what to do;
-- no traceback unless --debug; with --json the error is {"error": ..., "hint": ...} on stdout;
-- progress bars (\r and terminal control codes) only when stderr is a terminal (`show_progress`).
+Each command's module (COMMANDS) adds its sub-parser with `add_cli(subparsers)`. Every command
+follows the error contract of utils/errors.py: a bad argument exits 2 before any work, a failure
+exits 1, in one line; no traceback unless --debug; progress bars only on a terminal.
 """
 
 from __future__ import annotations
@@ -20,22 +14,22 @@ import os
 import sys
 import traceback
 
-from .errors import CourseError, Range, UsageError, check_output, error_json, show, to_json
+from .errors import CourseError, Range, UsageError, check_output, error_json, show
 
-# command name -> module that defines its add_cli(subparsers); None: defined in this file
+# command name -> the module that defines its add_cli(subparsers)
 COMMANDS = {
     "doctor": "utils.doctor",
     "classify": "utils.classify_cli",
     "search": "utils.search_cli",
     "generate": "utils.generate_cli",
     "dalle": "utils.dalle_train",
-    "quiz": None,
+    "quiz": "utils.quiz",
     "train": "utils.train",
 }
 
 SEED = Range(0, 2**32 - 1)
 DALLE_MAX_N = 256  # samples per `dalle` call: 256 images of 64 x 64 sample in chunks in seconds
-# Every number a command takes, and its allowed values: (command, argument) -> Range.
+# (command, argument) -> the allowed values of every number a command takes
 LIMITS = {
     ("classify", "top"): Range(1, 1000),
     ("search", "top"): Range(1, 10_000),
@@ -73,8 +67,7 @@ def build_parser(commands: list[str] | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in commands or COMMANDS:
-        add = _HERE[name] if COMMANDS[name] is None else importlib.import_module(COMMANDS[name]).add_cli
-        add(sub)
+        importlib.import_module(COMMANDS[name]).add_cli(sub)
     return parser
 
 
@@ -105,7 +98,6 @@ def validate(args: argparse.Namespace) -> None:
 def _check_model_arguments(args: argparse.Namespace) -> None:
     """--model must be a model we know; --pretrained, --checkpoint, --init-image files must exist."""
     from .models import CHECKPOINT_SUFFIXES, TINY_NAME, TINY_VQ_NAME
-
     for dest in ("pretrained", "checkpoint", "init_image"):
         value = getattr(args, dest, None)
         looks_like_file = dest != "pretrained" or str(value).endswith(CHECKPOINT_SUFFIXES) or os.sep in str(value)
@@ -116,7 +108,6 @@ def _check_model_arguments(args: argparse.Namespace) -> None:
     if name in (None, "auto", TINY_NAME, TINY_VQ_NAME) or ":" in str(name):  # hf-hub:org/name
         return
     import open_clip
-
     if name not in open_clip.list_models():
         raise UsageError(f"argument --model: unknown model {show(name)!r}.",
                          f"Use auto, {TINY_NAME}, or an open_clip name such as ViT-B-32 "
@@ -124,8 +115,7 @@ def _check_model_arguments(args: argparse.Namespace) -> None:
 
 
 def _replace_undecodable(err: UnicodeEncodeError):
-    """Codec error handler: a character the stream cannot encode is shown as U+FFFD or '?'.
-    (Encoders accept only ASCII text as a replacement, so U+FFFD is given as UTF-8 bytes.)"""
+    """Codec error handler: what a stream cannot encode shows as U+FFFD (given as UTF-8 bytes) or '?'."""
     utf8 = err.encoding.lower().replace("-", "").replace("_", "") == "utf8"
     return (b"\xef\xbf\xbd" * (err.end - err.start) if utf8 else "?" * (err.end - err.start), err.end)
 
@@ -173,8 +163,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(make_parser, argv: list[str]) -> int:
-    """Parse argv with make_parser(), check it (`validate`), call `args.func`: every error
-    follows the contract above. Course tools (course_tools/) use it for their own commands."""
+    """Parse argv with make_parser(), `validate`, call `args.func`; every error follows the
+    contract (course_tools uses it for its own commands)."""
     debug = "--debug" in argv
     argv = [a for a in argv if a != "--debug"]
     as_json = "--json" in argv
@@ -208,60 +198,3 @@ def run(make_parser, argv: list[str]) -> int:
             return _fail(err, 1, as_json)
         return _fail(RuntimeError(f"unexpected {type(err).__name__}: {err}"), 1, as_json,
                      "This is a bug in the course: rerun with --debug and report the traceback.")
-
-
-# ------------------------------------------------------------------ quiz
-
-
-def add_quiz(subparsers) -> None:
-    from .i18n import LANGUAGES
-    from .quiz import LESSONS, STAGES
-
-    p = subparsers.add_parser("quiz", help="take a lesson's quiz in the terminal")
-    p.add_argument("lesson", choices=LESSONS, help="lesson id")
-    p.add_argument("--stage", choices=[*STAGES, "both"], default="post",
-                   help="pre: before the lesson; post: after it (default)")
-    p.add_argument("--lang", choices=list(LANGUAGES), help="language (default: en)")
-    p.add_argument("--json", action="store_true",
-                   help="print the quiz, answers included, as JSON instead of asking")
-    p.set_defaults(func=run_quiz)
-
-
-def run_quiz(args) -> int:
-    """Ask the questions of one lesson's quiz (both stages with --stage both), or print them."""
-    from . import quiz as Q
-    from .i18n import get_language
-
-    lang = Q.check_language(args.lang or get_language())
-    quiz = Q.load_quiz(args.lesson)
-    stages = list(Q.STAGES) if args.stage == "both" else [args.stage]
-    if args.json:
-        items = [quiz_as_json(quiz, stage, lang) for stage in stages]
-        print(to_json(items[0] if len(items) == 1 else items, indent=2))
-        return 0
-    for stage in stages:
-        Q.take_quiz(quiz, stage, lang)
-    return 0
-
-
-def quiz_as_json(quiz, stage: str, lang: str) -> dict:
-    """One stage of a quiz in one language, answers and explanations included."""
-    from .quiz import stage_title, tr
-
-    questions = []
-    for q in quiz.questions(stage):
-        item = {"id": q.id, "type": q.type, "question": tr(q.text, lang)}
-        if q.options:
-            item["options"] = [{"text": tr(o.text, lang), "explanation": tr(o.explanation, lang),
-                                "correct": k in q.correct} for k, o in enumerate(q.options)]
-        item["answer"] = q.answer
-        if q.type == "numeric":
-            item["tolerance"] = q.tolerance
-        if q.explanation:
-            item["explanation"] = tr(q.explanation, lang)
-        questions.append(item)
-    return {"lesson": quiz.lesson, "stage": stage, "lang": lang,
-            "title": stage_title(quiz, stage, lang), "questions": questions}
-
-
-_HERE = {"quiz": add_quiz}  # the commands whose add_cli is in this file

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -72,10 +73,7 @@ class DalleConfig:
 
 
 class CausalSelfAttention(nn.Module):
-    """Multi-head attention where position t only sees positions <= t.
-
-    att = softmax(Q K^T / sqrt(hs) + causal mask) V, per head.
-    """
+    """Multi-head attention where position t only sees positions <= t: softmax(Q K^T / sqrt(hs) + mask) V."""
 
     def __init__(self, cfg: DalleConfig):
         super().__init__()
@@ -87,10 +85,8 @@ class CausalSelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, cache: dict | None = None) -> torch.Tensor:
         B, T, C = x.shape
-        q, k, v = self.qkv(x).split(C, dim=2)                        # 3 x (B, T, C)
-        q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
-        k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
-        v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
+        q, k, v = (part.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # 3 x (B, nh, T, hs)
+                   for part in self.qkv(x).split(C, dim=2))
         if cache is not None:  # sampling: keep the keys and values of the positions seen so far
             if "k" in cache:
                 k = torch.cat([cache["k"], k], dim=2)                # (B, nh, T_past + T, hs)
@@ -98,9 +94,13 @@ class CausalSelfAttention(nn.Module):
             cache["k"], cache["v"] = k, v
         # New positions come last, so they may read every cached one: a mask is needed only
         # when the queries are the whole stream (training, or the first sampling call).
-        y = F.scaled_dot_product_attention(
-            q, k, v, is_causal=q.shape[2] == k.shape[2],
-            dropout_p=self.dropout if self.training else 0.0)
+        attend = partial(F.scaled_dot_product_attention, is_causal=q.shape[2] == k.shape[2],
+                         dropout_p=self.dropout if self.training else 0.0)
+        if torch.is_autocast_enabled("cpu"):  # bf16 training on a CPU: attention is faster in float32 there
+            with torch.autocast("cpu", enabled=False):
+                y = attend(q.float(), k.float(), v.float()).to(q.dtype)
+        else:
+            y = attend(q, k, v)                                      # (B, nh, T, hs)
         y = y.transpose(1, 2).contiguous().view(B, T, C)             # (B, T, C)
         return self.proj(y)
 

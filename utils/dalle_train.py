@@ -41,12 +41,9 @@ from .viz import image_grid, to_pil
 
 @dataclass
 class TrainConfig:
-    """Hyper-parameters of `train_dalle`; the defaults rebuild the bundled model.
-
-    The bundled mini DALL-E sees large shapes on plain backgrounds only: the tiny VQ has one
-    code per 8 x 8 pixels, so a small shape spans a code or two and its outline does not
-    survive the round trip (see lesson 05), and busy backgrounds spend the codes on texture.
-    """
+    """Hyper-parameters of `train_dalle`; the defaults rebuild the bundled model. Large shapes on plain
+    backgrounds only: a small shape spans a VQ code or two and its outline does not survive the round
+    trip (lesson 05), and busy backgrounds spend the codes on texture."""
 
     steps: int = 2000
     batch_size: int = 128
@@ -62,20 +59,22 @@ class TrainConfig:
     threads: int = 0  # torch threads while training; 0 keeps the current setting
     schedule: str = "cosine"  # after warm-up: "cosine" (to lr / 10) or "linear" (to 0)
     text_len: int = 12  # caption slots of the stream, the final <img> included
+    bf16: bool = False  # matmuls in bfloat16 (autocast) on a CPU with bf16 instructions; else float32
 
     def pictures(self, first_seed: int) -> PictureSet:
         """The pictures it learns from: `n_images` kept ones, rendered from `first_seed` on."""
         return PictureSet(self.n_images, first_seed, "train", self.plain_backgrounds, self.sizes)
 
 
+# Issue 18 (open): 800 bf16 steps take 266 s on 2 cores, but end at 80-85% of the 90% bar (bench_dalle --recipe fast).
+FAST = TrainConfig(steps=800, warmup=50, schedule="linear", bf16=True, guidance=3.0)
+
+
 def train_dalle(cfg: TrainConfig | None = None, model_cfg: DalleConfig | None = None, vq=None,
                 progress: bool = True, callback=None, callback_every: int = 0) -> tuple[TinyDalle, dict]:
-    """Train the mini DALL-E on the shapes world's seen pairs; returns (bundle, history).
-
-    Each step: B images' codes, each with one of its captions drawn at random, and the
-    next-token loss over the image part of the stream. callback(step, bundle) runs every
-    `callback_every` steps (the benchmark measures quality there); its time is not counted.
-    """
+    """Train the mini DALL-E on the shapes world's seen pairs; returns (bundle, history). Each step: B
+    images' codes, each with one of its captions drawn at random, and the next-token loss over the image
+    part of the stream. callback(step, bundle) runs every `callback_every` steps, not timed."""
     import time
 
     from .tinyvq import load_tiny_vq
@@ -116,12 +115,9 @@ def train_dalle(cfg: TrainConfig | None = None, model_cfg: DalleConfig | None = 
 
 def fit_codes(model: MiniDalle, next_batch, cfg: TrainConfig, desc: str = "training", progress: bool = True,
               callback=None, callback_every: int = 0) -> dict:
-    """`utils.train.fit` with AdamW (0.9, 0.95), `lr_at`'s schedule and gradient clipping at 1.
-
-    next_batch() -> (condition, codes (B, N)); loss = model.loss(condition, codes); the loss is
-    recorded every 10 steps (counted from 1). callback(step) runs every `callback_every` steps,
-    in eval mode; its time is not counted.
-    """
+    """`utils.train.fit` with AdamW (0.9, 0.95), `lr_at`'s schedule, gradient clipping at 1, bf16 autocast
+    if `cfg.bf16`. next_batch() -> (condition, codes (B, N)); loss = model.loss(condition, codes), recorded
+    every 10 steps (from 1). callback(step) runs every `callback_every` steps, in eval mode, not timed."""
     from .train import FitConfig, decay_groups
     from .train import fit as fit_loop
 
@@ -137,12 +133,19 @@ def fit_codes(model: MiniDalle, next_batch, cfg: TrainConfig, desc: str = "train
             history["callbacks"].append({"step": step, "train_seconds": round(record["seconds"], 1),
                                          **(callback(step) or {})})
 
+    loss_fn = torch.autocast("cpu", torch.bfloat16, enabled=cfg.bf16 and fast_bf16(model))(
+        lambda step: model.loss(*next_batch()))
     schedule = FitConfig(cfg.steps, cfg.lr, lambda step: lr_at(step + 1, cfg), betas=(0.9, 0.95), grad_clip=1.0)
-    done = fit_loop(model, lambda step: model.loss(*next_batch()), schedule, desc,
-                    decay_groups(model, cfg.weight_decay), after_step, progress)
+    done = fit_loop(model, loss_fn, schedule, desc, decay_groups(model, cfg.weight_decay), after_step, progress)
     history["train_seconds"] = round(done["train_seconds"], 1)
     model.eval().requires_grad_(False)
     return history
+
+
+def fast_bf16(model: torch.nn.Module) -> bool:
+    """Whether bfloat16 matmuls pay off: the model is on a CPU with avx512_bf16 or AMX (else emulated, slower)."""
+    return next(model.parameters()).device.type == "cpu" and (
+        torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -163,16 +166,13 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 @torch.no_grad()
 def evaluate_dalle(bundle: TinyDalle, clip=None, judge=None, pairs=None, n_samples: int = 8, seed: int = 0,
                    repeats: int = 1, sampling: Sampling | None = None, prior=None) -> dict:
-    """How often the drawn images show the right colour AND shape, judged by `utils.shapecheck`.
-
-    For each colour-shape pair: draw n_samples images of "a {colour} {shape}", rerank them with
-    CLIP, and judge (colour by pixel statistics, shape by a separately trained CNN):
+    """How often the drawn images show the right colour AND shape, judged by `utils.shapecheck`: for
+    each pair, draw n_samples images of "a {colour} {shape}", rerank them with CLIP, judge them:
     - reranked_accuracy: the sample CLIP ranked first is right (what DALL-E 1 shows you);
     - sample_accuracy: a sample drawn at random is right (no reranking);
     - prior_reranked_accuracy (with an unCLIP prior): rerank by cos(image, prior(text)) instead.
-    repeats: judge each caption this many times, with fresh samples (n_captions grows with
-    it); twenty captions alone give a share that moves by 5 points per caption.
-    """
+    repeats: judge each caption this many times, with fresh samples (twenty captions alone give a
+    share that moves by 5 points per caption)."""
     from . import data
     from .shapecheck import load_shape_judge
 

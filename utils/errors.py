@@ -1,17 +1,10 @@
-"""The course's exceptions and the one error contract of `python -m utils`.
+"""The course's exceptions and the one error contract of `python -m utils` (utils/cli.py).
 
-Every error the course raises on purpose is a `CourseError`: `message` says what went wrong,
-`hint` what to do next. The command line (utils/cli.py) turns them into one line:
-
-    exit 2  UsageError: a bad argument, named with its allowed range, found before any work
-    exit 1  any other CourseError (or an OSError, MemoryError...): what failed, what to do
-    --json  the same as {"error": "...", "hint": "..."} on stdout
-    --debug the Python traceback as well
-
-JSON output goes through `to_json`: never NaN or Infinity (they become null), and text that
-holds bytes which are not UTF-8 (a file name from another system, read by Python as
-"surrogate escapes") is shown with U+FFFD replacement characters; the exact bytes are kept
-beside it, base64-encoded, under the same key + "_b64" (e.g. "path" and "path_b64").
+A `CourseError` says what went wrong (`message`) and what to do (`hint`). On the command line a
+`UsageError` (a bad argument, found before any work) exits 2, any other error exits 1, in one
+line; `--json` prints {"error": ..., "hint": ...}; `--debug` adds the traceback. JSON goes
+through `to_json`: NaN becomes null, and a file name that is not UTF-8 is shown with U+FFFD
+and kept exactly, base64-encoded, under key + "_b64".
 """
 
 from __future__ import annotations
@@ -27,7 +20,6 @@ from pathlib import Path
 
 class CourseError(Exception):
     """An error of the course, with what went wrong (`message`) and what to do (`hint`)."""
-
     exit_code = 1
 
     def __init__(self, message: str, hint: str = ""):
@@ -37,7 +29,6 @@ class CourseError(Exception):
 
 class UsageError(CourseError, ValueError):
     """A command-line argument (or function argument) outside its allowed values."""
-
     exit_code = 2
 
 
@@ -45,20 +36,12 @@ class CheckpointError(CourseError, RuntimeError):
     """A checkpoint file exists but cannot be read (truncated, corrupt, wrong model)."""
 
 
-class OutputError(CourseError, OSError):
-    """A result could not be written where it was asked to go."""
-
-
-# ------------------------------------------------------------------ numbers
-
-
 @dataclass(frozen=True)
 class Range:
-    """Allowed values of a number: lo <= x <= hi; finite floats only."""
-
+    """Allowed values of a number: lo <= x <= hi (lo < x with strict_lo); finite floats only."""
     lo: float | None = None
     hi: float | None = None
-    strict_lo: bool = False  # lo < x instead of lo <= x
+    strict_lo: bool = False
 
     def describe(self) -> str:
         low = f"more than {self.lo}" if self.strict_lo else f"at least {self.lo}"
@@ -83,17 +66,10 @@ def check_range(flag: str, value, lo=None, hi=None, strict_lo: bool = False) -> 
     Range(lo, hi, strict_lo).check(flag, value)
 
 
-# ------------------------------------------------------------------ output paths
-
-
 def check_output(path: str | os.PathLike, flag: str = "--out", force: bool = False,
                  folder: bool = False) -> Path:
-    """Check, before any work, that a result can be written at `path`.
-
-    A file: its folder must be a folder we can write into (or be creatable), and the file
-    must not exist unless force=True. A folder (folder=True): it must not be a file, and an
-    existing one must be empty unless force=True. Returns the path; raises UsageError.
-    """
+    """Check, before any work, that a file (or an empty folder) can be written at `path`;
+    an existing one only with force=True. Returns the absolute path; raises UsageError."""
     path = Path(os.path.abspath(os.path.expanduser(os.fspath(path))))
     what = "folder" if folder else "file"
     if path.exists():
@@ -114,9 +90,6 @@ def check_output(path: str | os.PathLike, flag: str = "--out", force: bool = Fal
         raise UsageError(f"argument {flag}: cannot write into {show(parent)} (permission denied).",
                          f"Choose a {what} in a folder you can write to.")
     return path
-
-
-# ------------------------------------------------------------------ text and JSON
 
 
 def show(text) -> str:

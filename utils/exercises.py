@@ -1,10 +1,4 @@
-"""What a lesson's exercise check cells import: `exercise_check`, `same_answer`, `answer_digest`.
-
-A check cell runs its asserts inside `with exercise_check(n):`. On an unsolved exercise (the
-student version's `raise NotImplementedError()`, or a name the solution should define) it fails
-with an AssertionError that says what to do. `same_answer` compares with a digest, so that a
-check does not print the answer it expects. Student versions are built by `course_tools`.
-"""
+"""What a lesson's exercise check cells import (student versions are built by `course_tools`)."""
 
 from __future__ import annotations
 
@@ -17,8 +11,8 @@ from .i18n import t
 
 @contextlib.contextmanager
 def exercise_check(number: int) -> Iterator[None]:
-    """Wrap the asserts of a check cell: an unsolved exercise (NotImplementedError, or a name
-    the solution should define) fails with an AssertionError that says what to do."""
+    """Wrap the asserts of a check cell: an unsolved exercise (NotImplementedError, an undefined
+    name) fails with an AssertionError that says what to do."""
     try:
         yield
     except (NotImplementedError, NameError) as err:
@@ -31,8 +25,7 @@ def exercise_check(number: int) -> Iterator[None]:
 
 
 def answer_digest(value: object) -> str:
-    """A short digest of an answer (floats rounded to 2 decimals), for checks that must not
-    show the value they expect."""
+    """A short digest of an answer (floats to 2 decimals): a check need not show what it expects."""
     if isinstance(value, float):
         value = round(value, 2)
     return hashlib.sha256(repr(value).encode("utf-8")).hexdigest()[:12]

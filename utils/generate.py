@@ -18,8 +18,6 @@ the image away from a prompt.
     result = generate("a red circle", drawer="tiny-vq", iterations=60, seed=0)
     config = GenerationConfig(iterations=60, cutouts=16); generate("a red circle", config, clip=clip)
     result.image; result.scores; result.save("out.png"); result.save_animation("out.gif")
-
-`python -m utils generate "a red circle:1 | a blue square:-0.5" --drawer tiny-vq --json`
 """
 
 from __future__ import annotations
@@ -38,7 +36,7 @@ import torch
 from .drawers import DEFAULT_LR, DEFAULT_SIZE, as_image_tensor, load_vq, make_drawer, needs_encoder
 from .errors import CourseError
 from .io import unique_path  # never overwrite a file (utils.dalle imports it from here too)
-from .objective import CLIPObjective, spherical_distance  # noqa: F401 - lesson 04's exercise names it here
+from .objective import CLIPObjective, Patches, spherical_distance  # noqa: F401 - lesson 04's exercise names it here
 from .prompts import Prompt, parse_prompts
 
 # Quality presets. Iterations follow pixray's table (its last version); pixray also uses more
@@ -90,12 +88,11 @@ class GenerationConfig:
     device: str | None = None  # None: where CLIP is
     frame_every: int | None = None  # keep a frame every this many steps (None: about 30 frames)
     compile: bool = False  # torch.compile the step (CUDA graphs on a GPU)
-    # Recompute the VQGAN decoder's and CLIP image tower's activations in the backward pass instead
-    # of keeping them (torch.utils.checkpoint): the same numbers, one more forward pass per step,
-    # a fraction of the memory. None: on for the VQGAN on a CPU when this process may use less
-    # than LOW_MEMORY_BELOW bytes (a 2 GB Binder session), off where memory is plenty (faster).
+    # Recompute the activations of the VQGAN decoder and CLIP's image tower in the backward pass (same numbers,
+    # a fraction of the memory, slower). None: on for the VQGAN on a CPU with < LOW_MEMORY_BELOW bytes (Binder).
     low_memory: bool | None = None
     tf32: bool = True  # TF32 matmuls on a GPU
+    bf16: bool | None = None  # bf16 autocast of the step on a CPU (None: for the VQGAN, if the CPU has native bf16)
 
     def resolved(self, tiny: bool) -> GenerationConfig:
         """A copy with every None filled in, from the presets (TINY_PRESETS for the tiny CLIP)."""
@@ -212,39 +209,41 @@ def memory_limit() -> int | None:
         return None
 
 
-@contextmanager
-def _recomputed(clip, drawer, on: bool):
-    """Activation checkpointing in the VQGAN decoder and CLIP's image transformer while `on`
-    (their `grad_checkpointing` switch, open_clip's name); the previous settings come back after."""
-    parts = [getattr(getattr(drawer, "vq", None), "decoder", None),
-             getattr(getattr(clip.model, "visual", None), "transformer", None)]
-    parts = [m for m in parts if hasattr(m, "grad_checkpointing")]
-    before = [m.grad_checkpointing for m in parts]
-    for m in parts:
-        m.grad_checkpointing = on
-    try:
-        yield
-    finally:
-        for m, flag in zip(parts, before):
-            m.grad_checkpointing = flag
+def native_bf16() -> bool:
+    """Whether this CPU computes in bfloat16 natively (AVX-512 BF16 or AMX), where bf16 autocast pays."""
+    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
 
 
 @contextmanager
-def _frozen(modules, keep: torch.Tensor, tf32: bool):
-    """Gradients flow through CLIP and the decoder into `keep`, not into their weights;
-    TF32 matmuls on a GPU if asked. Everything is restored afterwards."""
-    params = [p for m in modules for p in m.parameters() if p is not keep]
-    before = [p.requires_grad for p in params]
-    tf32_before = torch.backends.cuda.matmul.allow_tf32
-    for p in params:
-        p.requires_grad_(False)
-    torch.backends.cuda.matmul.allow_tf32 = tf32
+def _loop_settings(clip, drawer, low_memory: bool, tf32: bool, cpu: bool):
+    """While the loop runs, restored after:
+    - gradients flow through CLIP and the drawer into its latent, not into their weights;
+    - TF32 matmuls on a GPU if `tf32`;
+    - activation checkpointing (`grad_checkpointing`, open_clip's name) in the VQGAN decoder
+      and CLIP's image transformer if `low_memory`;
+    - on a `cpu`, open_clip's attention sequence-first: batch-first, its input projection is a
+      batched matmul that a CPU runs several times slower (copying the weight per image in bf16);
+      and a ViT's patch embedding as one matrix product (`Patches`)."""
+    visual = getattr(clip.model, "visual", None)
+    transformer, conv1 = getattr(visual, "transformer", None), getattr(visual, "conv1", None)
+    parts = [getattr(getattr(drawer, "vq", None), "decoder", None), transformer]
+    settings = [(m, "grad_checkpointing", low_memory) for m in parts if hasattr(m, "grad_checkpointing")]
+    settings += [(p, "requires_grad", False) for m in (clip.model, drawer) for p in m.parameters()
+                 if p is not drawer.latent]
+    settings.append((torch.backends.cuda.matmul, "allow_tf32", tf32))
+    if cpu and transformer is not None and isinstance(conv1, torch.nn.Conv2d) and conv1.stride == conv1.kernel_size \
+            and conv1.padding == (0, 0) and conv1.groups == conv1.dilation[0] == 1:
+        settings.append((visual, "conv1", Patches(conv1)))
+    if cpu and getattr(transformer, "batch_first", None) is True:
+        settings += [(m, "batch_first", False) for m in transformer.modules() if getattr(m, "batch_first", 0) is True]
+    before = [(m, name, getattr(m, name)) for m, name, _ in settings]
+    for m, name, value in settings:
+        setattr(m, name, value)
     try:
         yield
     finally:
-        torch.backends.cuda.matmul.allow_tf32 = tf32_before
-        for p, flag in zip(params, before):
-            p.requires_grad_(flag)
+        for m, name, value in reversed(before):
+            setattr(m, name, value)
 
 
 def _start_drawer(cfg: GenerationConfig, generator, device, init, vq):
@@ -327,7 +326,9 @@ def generate(prompts: str | Sequence[str], config: GenerationConfig | None = Non
             limit = memory_limit()
             low_memory = (cfg.drawer == "vqgan" and device.type == "cpu"
                           and limit is not None and limit < LOW_MEMORY_BELOW)
-        with _frozen([clip.model, model], model.latent, cfg.tf32), _recomputed(clip, model, low_memory):
+        # bf16 by default for the VQGAN only: the tiny models gain little and lose > 2% of the score
+        bf16 = device.type == "cpu" and (cfg.drawer == "vqgan" and native_bf16() if cfg.bf16 is None else cfg.bf16)
+        with _loop_settings(clip, model, low_memory, cfg.tf32, device.type == "cpu"):
             clip.model.eval()
             start_scores = keep_frame(0)
             for it in tqdm(range(1, cfg.iterations + 1), desc="generating", disable=not progress, unit="it"):
@@ -335,7 +336,8 @@ def generate(prompts: str | Sequence[str], config: GenerationConfig | None = Non
                     torch.compiler.cudagraph_mark_step_begin()
                 theta, noise_t = objective.sample(cfg.batch, generator, noise_generator)
                 opt.zero_grad(set_to_none=False)
-                images, loss = forward(theta, noise_t)
+                with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+                    images, loss = forward(theta, noise_t)
                 loss.sum().backward()  # images are independent: the sum gives each its own gradient
                 opt.step()
                 model.clamp_()
@@ -343,7 +345,7 @@ def generate(prompts: str | Sequence[str], config: GenerationConfig | None = Non
                 # reuse their output memory at the next step
                 losses.append(loss.detach()[0].clone())
                 if callback is not None:
-                    callback(it, images.detach().clone(), float(losses[-1]))
+                    callback(it, images.detach().clone().float(), float(losses[-1]))
                 if it % cfg.frame_every == 0 or it == cfg.iterations:
                     keep_frame(it)
             with torch.no_grad():
@@ -358,7 +360,7 @@ def generate(prompts: str | Sequence[str], config: GenerationConfig | None = Non
         ) from err
     settings = {k: getattr(cfg, k) for k in ("drawer", "size", "iterations", "cutouts", "lr", "seed", "batch",
                                              "augment", "quality", "saturation", "compile")}
-    settings.update(size=size, device=str(device), clip=clip.description, low_memory=low_memory)
+    settings.update(size=size, device=str(device), clip=clip.description, low_memory=low_memory, bf16=bf16)
     return GenerationResult(
         images=to_pil(images), frames=frames, scores=scores, score_iterations=score_its,
         prompts=parsed, settings=settings, seconds=time.perf_counter() - start,

@@ -23,14 +23,13 @@ from .prompts import parse_prompts, prompt_notes
 
 # the command line's flags that are GenerationConfig fields (same names, dashes for underscores)
 CLI_FIELDS = ("drawer", "quality", "iterations", "cutouts", "size", "lr", "seed", "batch", "init_noise",
-              "saturation", "checkpoint", "compile")
+              "saturation", "checkpoint", "compile", "bf16")
 
 
 def add_cli(subparsers) -> None:
     """The `generate` subcommand of `python -m utils`."""
     p = subparsers.add_parser("generate", help="draw an image from a text prompt with CLIP guidance",
-                              description="Draw an image from a text prompt with CLIP guidance "
-                                          "(VQGAN+CLIP, lesson 04).")
+                              description="Draw an image from a text prompt with CLIP guidance (lesson 04).")
     p.add_argument("prompt", help="prompt(s), pixray syntax: 'a red circle:1 | a blue square:-0.5'")
     p.add_argument("--drawer", choices=DRAWERS, default="tiny-vq")
     p.add_argument("--quality", choices=list(PRESETS), default="draft")
@@ -51,6 +50,8 @@ def add_cli(subparsers) -> None:
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads (default: 1 for the tiny models, whose layers are too small to share)")
     p.add_argument("--compile", action="store_true", help="torch.compile the step")
+    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
+                   help="bf16 autocast on a CPU (default: on for --drawer vqgan where the CPU has native bf16)")
     p.add_argument("--out", default=None, help="output PNG (a new name is chosen if it exists)")
     p.add_argument("--no-animation", action="store_true", help="do not write the GIF of the frames")
     p.add_argument("--json", action="store_true", help="print a JSON report")

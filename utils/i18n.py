@@ -1,13 +1,9 @@
 """The course language at runtime: `t()` for strings that code shows, numbers, Chinese fonts.
 
-    set_language("fr")
-    t("Loss")                 # "Perte"
-    t("{n} images", n=3)      # placeholders are filled after translation
-    number(0.5, ".2f")        # "0,50" in French
+    set_language("fr"); t("Loss") -> "Perte"; t("{n} images", n=3); number(0.5, ".2f") -> "0,50"
 
-Translations of `t()` strings live in `utils/locales/<lang>.po` (gettext, msgid = the English);
-untranslated or fuzzy entries fall back to English. Building notebooks and pages, and checking
-translations, is the course's tooling (`python -m course_tools`), which lessons never import.
+Translations live in `utils/locales/<lang>.po` (msgid = the English); untranslated or fuzzy
+entries fall back to English. Building and checking translations is course_tools' job.
 """
 
 from __future__ import annotations
@@ -22,14 +18,8 @@ from pathlib import Path
 
 LOCALES = Path(__file__).resolve().parent / "locales"
 
-LANGUAGES = {
-    "en": "English",
-    "fr": "Français",
-    "es": "Español",
-    "it": "Italiano",
-    "pt": "Português",
-    "zh": "中文",
-}
+LANGUAGES = {"en": "English", "fr": "Français", "es": "Español", "it": "Italiano", "pt": "Português",
+             "zh": "中文"}
 SOURCE_LANG = "en"
 
 _current = {"lang": SOURCE_LANG}
@@ -37,9 +27,7 @@ _warned: set[str] = set()
 
 
 def set_language(lang: str) -> str:
-    """Choose the language of `t()` (and, for zh, a font that plots can draw it with).
-
-    Returns the language; unknown codes raise with the list."""
+    """Choose the language of `t()` (and, for zh, a font that plots can draw it with)."""
     if lang not in LANGUAGES:
         raise ValueError(f"Unknown language {lang!r}; choose one of {', '.join(LANGUAGES)}.")
     _current["lang"] = lang
@@ -71,9 +59,7 @@ def find_cjk_font() -> str | None:
 
 def use_cjk_font() -> str | None:
     """Put an installed Chinese font first in matplotlib's sans-serif list; returns its name.
-
-    Without one, plot labels in Chinese show as empty boxes ("tofu") and matplotlib warns once
-    per missing glyph: say so in one line, with the fix, and silence that wall of warnings."""
+    Without one, say so in one line (with the fix) instead of a warning per missing glyph."""
     font = find_cjk_font()
     if font is None:
         if "font" not in _warned:
@@ -83,7 +69,6 @@ def use_cjk_font() -> str | None:
                   "(No Chinese font for plots: install fonts-noto-cjk, then restart the kernel.)")
         return None
     from matplotlib import rcParams
-
     rcParams["font.family"] = "sans-serif"
     rcParams["font.sans-serif"] = [font] + [f for f in rcParams["font.sans-serif"] if f != font]
     rcParams["axes.unicode_minus"] = False  # CJK fonts often lack the minus sign glyph
@@ -97,30 +82,23 @@ def get_language() -> str:
 
 @functools.cache
 def catalog(lang: str, locales: Path = LOCALES) -> dict[str, str]:
-    """The `t()` translations of one language, {English: translated}, from `<locales>/<lang>.po`
-    (read once; fuzzy, empty and obsolete entries are left out, so they show in English)."""
+    """{English: translated} from `<locales>/<lang>.po`, read once, translated entries only."""
     path = Path(locales) / f"{lang}.po"
     if not path.exists():
         return {}
     import polib  # only when a language other than English is used
-
     return {e.msgid: e.msgstr for e in polib.pofile(str(path)) if e.translated()}
 
 
 def t(text: str, lang: str | None = None, **values) -> str:
-    """Translate a string shown to students; `values` fill `{placeholders}` after translation.
-
-    t("Loss") -> "Perte" in French.  t("{n} images", n=3) -> "3 images".
-    Untranslated strings fall back to English (the check reports them).
-    """
+    """Translate a string shown to students; `values` fill `{placeholders}` after translation."""
     lang = lang or _current["lang"]
     out = text if lang == SOURCE_LANG else catalog(lang).get(text, text)
     return _NumberFormatter(lang).format(out, **values) if values else out
 
 
 def notice_file():
-    """Where a one-line notice goes: stdout in a notebook, where stderr shows as a pink block
-    that looks like an error; stderr in a terminal, so that `--json` output stays clean."""
+    """Where a notice goes: stdout in a notebook (stderr looks like an error), else stderr (keeps --json clean)."""
     return sys.stdout if "ipykernel" in sys.modules else sys.stderr
 
 
@@ -129,14 +107,12 @@ def number(value: float, spec: str = "", lang: str | None = None) -> str:
     return _NumberFormatter(lang or _current["lang"]).format_field(value, spec)
 
 
-# How numbers are written: (thousands separator, decimal mark). A French reader expects
-# "50 000" and "0,3 h", not "50,000" and "0.3 h". Languages not listed write numbers as English.
+# (thousands separator, decimal mark): "50 000" and "0,3" in French; unlisted: as English.
 NUMBER_MARKS = {"fr": ("\u00a0", ","), "es": (".", ","), "it": (".", ","), "pt": (".", ",")}
 
 
 class _NumberFormatter(string.Formatter):
-    """str.format, with the thousands separator and decimal mark of the language: in fr,
-    "{n:,}" gives "50 000" and "{h:.1f}" gives "0,3" (text values are left as they are)."""
+    """str.format with the language's thousands separator and decimal mark (numbers only)."""
 
     def __init__(self, lang: str):
         super().__init__()

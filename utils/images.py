@@ -1,11 +1,7 @@
-"""Opening any image file as an RGB picture, or saying clearly why we cannot.
+"""Opening any image file as an upright RGB picture, or saying clearly why we cannot.
 
-Real folders hold more than tidy RGB JPEGs: grayscale scans, PNGs with transparency,
-palette GIFs (some animated), 16-bit TIFFs from microscopes, CMYK JPEGs from print
-work, phone photos stored sideways with an EXIF "rotate me" flag, and broken files
-(empty, cut short, a web page saved as `.jpg`). CLIP wants an RGB image; this module
-turns each of those into one, or raises `ImageLoadError(path, reason)` with a reason
-a person can act on. Search (lesson 03), classify (lesson 02) and the widgets use it.
+Grayscale, transparent, palette, 16-bit, CMYK and sideways (EXIF) images become RGB; broken
+files (empty, cut short, a web page saved as `.jpg`) raise `ImageLoadError(path, reason)`.
 
     image = open_image("photo.jpg")           # PIL.Image in mode "RGB", upright
     image = to_rgb(pil_image_or_array)        # the same conversion for in-memory images
@@ -24,25 +20,16 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from .errors import CourseError
 
-# 64 megapixels (e.g. 8000 x 8000): bigger than any phone photo, small enough that decoding
-# cannot eat the machine's memory. A file claiming more is a "decompression bomb" or a scan
-# that should be shrunk first.
-DEFAULT_MAX_PIXELS = 64_000_000
-# 256 MiB: a 64-megapixel image fits in far less, even as an uncompressed TIFF of 8-bit RGB
-# (192 MB). The size is checked before anything is read, so a huge file costs no memory.
-DEFAULT_MAX_BYTES = 256 * 1024 * 1024
-IMAGE_SUFFIXES = frozenset(
-    {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
-)
+DEFAULT_MAX_PIXELS = 64_000_000  # more than any phone photo; more is a "decompression bomb"
+DEFAULT_MAX_BYTES = 256 * 1024 * 1024  # a 64-Mpixel uncompressed RGB TIFF is 192 MB
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".ppm",
+                            ".pgm", ".pbm"})
 _TRUNCATED = "the file is cut short (truncated): the copy or download did not finish. "
 BACKGROUND = (255, 255, 255)  # transparent pixels are shown on white, as an image viewer does
 
 
 class ImageLoadError(CourseError):
-    """An image file that cannot be used, with the reason in words.
-
-    `error.path` is the file, `error.reason` says what is wrong and what to do.
-    """
+    """An image file that cannot be used: `path`, and a `reason` that says what to do."""
 
     def __init__(self, path: str | os.PathLike, reason: str):
         self.path = str(path)
@@ -53,22 +40,13 @@ class ImageLoadError(CourseError):
         return (type(self), (self.path, self.reason))
 
 
-def open_image(
-    path: str | os.PathLike,
-    max_pixels: int | None = DEFAULT_MAX_PIXELS,
-    draft_size: int | None = None,
-    max_bytes: int | None = DEFAULT_MAX_BYTES,
-) -> Image.Image:
+def open_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS,
+               draft_size: int | None = None, max_bytes: int | None = DEFAULT_MAX_BYTES) -> Image.Image:
     """Read an image file as an upright RGB `PIL.Image`, fully loaded (the file is closed).
 
-    max_pixels: refuse images with more than width * height pixels (None: only Pillow's own
-        decompression-bomb limit applies).
-    draft_size: for JPEGs, let the decoder shrink by 1/2, 1/4 or 1/8 while keeping both
-        sides >= draft_size: much faster when the image is resized to e.g. 224 px anyway.
-    max_bytes: refuse files larger than this many bytes, before reading any of them.
-    Raises ImageLoadError(path, reason) for missing, empty, non-image, truncated, corrupt or
-    too-large files. Only the first bytes are read until the file is known to be an image.
-    """
+    Refuses more than `max_pixels` pixels or `max_bytes` bytes (None: no limit of ours);
+    draft_size lets the JPEG decoder shrink by 1/2, 1/4 or 1/8, keeping both sides >= it.
+    Raises ImageLoadError for missing, empty, non-image, truncated, corrupt or too large files."""
     path = Path(path)
     if not path.exists():
         raise ImageLoadError(path, "the file does not exist.")
@@ -102,16 +80,12 @@ def open_image(
     with image:
         width, height = image.size
         if max_pixels is not None and width * height > max_pixels:
-            raise ImageLoadError(
-                path,
-                f"the image is {width} x {height} = {width * height:,} pixels, over the limit of "
-                f"{max_pixels:,} (a 'decompression bomb' guard). Shrink it first, or pass a "
-                "larger max_pixels if you trust the file.",
-            )
+            raise ImageLoadError(path, f"the image is {width} x {height} = {width * height:,} pixels, over "
+                                       f"the limit of {max_pixels:,} (a 'decompression bomb' guard). Shrink "
+                                       "it first, or pass a larger max_pixels if you trust the file.")
         if draft_size and image.format == "JPEG":
             image.draft("RGB", (draft_size, draft_size))
-        # Animated GIF/PNG/WebP: Image.open leaves us on frame 0, which is the frame we keep.
-        try:
+        try:  # an animated image keeps its frame 0
             image.load()
         except (OSError, SyntaxError, ValueError) as err:
             hint = _TRUNCATED if "truncated" in str(err).lower() else "the image data is corrupt. "
@@ -156,15 +130,10 @@ def _not_an_image_reason(path: Path) -> str:
 
 
 def to_rgb(image, background: tuple[int, int, int] = BACKGROUND) -> Image.Image:
-    """Convert an in-memory image (PIL image or numpy array) to a PIL image in mode "RGB".
+    """A PIL image or numpy array -> a PIL image in mode "RGB" (an RGB image is returned as is).
 
-    - transparency (RGBA, LA, palette with a transparent colour): composited on `background`
-    - 16-bit (I;16, I;16B, I;16L) : v8 = round(v16 / 257), so 65535 -> 255
-    - 32-bit int "I": 16-bit data if its maximum is > 255 (16-bit PGM/PNG), else already 8-bit
-    - float "F" or float arrays: [0, 1] -> [0, 255] if the maximum is <= 1, else clipped
-    - grayscale, 1-bit, CMYK, YCbCr, LAB, HSV: Pillow's own conversion
-    An RGB image is returned as is (not copied).
-    """
+    Transparency is composited on `background`; 16-bit: v8 = round(v16 / 257); "I": 8-bit if it
+    fits, else 16-bit; floats: [0, 1] -> [0, 255]; other modes: Pillow's own conversion."""
     if isinstance(image, np.ndarray):
         image = _array_to_pil(image)
     if not isinstance(image, Image.Image):
@@ -185,16 +154,8 @@ def to_rgb(image, background: tuple[int, int, int] = BACKGROUND) -> Image.Image:
         return Image.fromarray(gray, mode="L").convert("RGB")
     if mode == "F":
         return _array_to_pil(np.asarray(image)).convert("RGB")
-    if mode == "P":
-        has_alpha = "transparency" in image.info or image.palette.mode == "RGBA"
-        image = image.convert("RGBA" if has_alpha else "RGB")
-        mode = image.mode
-        if mode == "RGB":
-            return image
-    if mode in ("PA", "La", "RGBa"):
-        image = image.convert("RGBA")
-        mode = "RGBA"
-    if mode in ("RGBA", "LA"):
+    if mode in ("RGBA", "LA", "PA", "La", "RGBa") or (
+            mode == "P" and ("transparency" in image.info or image.palette.mode == "RGBA")):
         rgba = image.convert("RGBA")
         canvas = Image.new("RGBA", rgba.size, (*background, 255))
         return Image.alpha_composite(canvas, rgba).convert("RGB")
@@ -224,12 +185,8 @@ def _array_to_pil(array: np.ndarray) -> Image.Image:
 
 
 def list_images(folder: str | os.PathLike, recursive: bool = True) -> list[Path]:
-    """Image files in `folder` (by suffix, case-insensitive), sorted; hidden files and
-    folders (names starting with '.', e.g. the search cache `.clip-index/`) are skipped.
-
-    Files are not opened here: a broken file with an image suffix is listed, and
-    open_image says what is wrong with it.
-    """
+    """Image files in `folder` by suffix, sorted, hidden ones ('.name') skipped; not opened (a
+    broken file is listed, and open_image says what is wrong with it)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder} is not a folder. Pass the folder that holds your images.")

@@ -1,17 +1,11 @@
 """The on-disk cache of an image index (lesson 03): each file is embedded once.
 
-An index of a folder is saved after every build; the next build reuses the row of every
-file whose path, size and modification time did not change, and embeds only the others.
-
-- Where: `$COURSE_CACHE` if set (older name: `$MULTIMODAL_COURSE_CACHE`), else
-  `$XDG_CACHE_HOME/multimodal-course` (default `~/.cache/multimodal-course`), in
-  `image-index/<folder name>-<hash of its path>/<model>-<tag>-<weights fingerprint>.safetensors`:
-  never inside the image folder, and one cache per model and version of its weights.
-- Which model: the file records the model's name, tag and weights fingerprint. A cache
-  made by another model is refused with IndexMismatchError; a corrupt one is rebuilt.
-- Broken files are remembered with their size and mtime, so they are not read again; a
-  reason that depends on a setting or a permission is not (the next build tries again).
-- Resume: when a build is interrupted (Ctrl-C), what was embedded so far is saved.
+A build reuses the row of every file whose path, size and mtime did not change, and remembers
+broken files the same way. The cache lives in the course cache (`$COURSE_CACHE`, else
+`~/.cache/multimodal-course`), never in the image folder:
+`image-index/<folder>-<path hash>/<model>-<tag>-<weights fingerprint>.safetensors`. A cache made
+by another model raises IndexMismatchError; a corrupt one is rebuilt; an interrupted build
+(Ctrl-C) saves what it embedded.
 """
 
 from __future__ import annotations
@@ -49,7 +43,6 @@ class CorruptIndexError(CourseError, ValueError):
 @dataclass
 class Skipped:
     """A file left out of the index, and why (size and mtime let the cache remember it)."""
-
     item: str
     reason: str
     size: int = -1
@@ -59,7 +52,6 @@ class Skipped:
 @dataclass
 class BuildConfig:
     """How `ImageIndex.build` embeds and caches (every field is also a keyword of build)."""
-
     batch_size: int = 64
     cache: str | os.PathLike | None = "auto"  # "auto" (module docstring), a file, or None
     rebuild: bool = False  # ignore the cache and embed every file again
@@ -70,17 +62,10 @@ class BuildConfig:
     jpeg_draft: bool = True  # decode big JPEGs at reduced size (much faster)
 
 
-# ------------------------------------------------------------------ model identity
-
-
 def weights_fingerprint(clip: CLIP) -> str:
-    """A short hash of the weights and preprocessing: differs when either changes.
-
-    Hashes each tensor's name, shape and up to 4096 evenly spaced values (exact bytes, so
-    the result never depends on thread count), plus the preprocessing pipeline's text.
-    """
+    """A short hash of each tensor's name, shape and up to 4096 evenly spaced values, and of the
+    preprocessing's text: it changes when the weights or the preprocessing do."""
     import torch
-
     if "fingerprint" in clip.extra:
         return clip.extra["fingerprint"]
     digest = hashlib.sha256()
@@ -142,16 +127,11 @@ def cache_file(cache, root: Path | None, clip: CLIP) -> Path | None:
     return default_cache_path(root, clip)
 
 
-# ------------------------------------------------------------------ the file format
-
-
 def write_index(path: str | os.PathLike, fields: dict, float16: bool = False) -> Path:
-    """Write an index's fields to .safetensors or .npz, atomically (a temporary file, then
-    renamed: a crash never leaves half a file). float16 halves the size."""
+    """Write an index's fields to .safetensors or .npz, atomically (io.atomic_path)."""
     import torch
 
     from .io import atomic_path
-
     path = Path(path)
     if path.suffix not in (".safetensors", ".npz"):
         raise ValueError(f"Save the index as .safetensors or .npz, not {path.suffix!r}.")
@@ -166,7 +146,6 @@ def write_index(path: str | os.PathLike, fields: dict, float16: bool = False) ->
     with atomic_path(path) as tmp:  # removed on every exit path, renamed only on success
         if path.suffix == ".safetensors":
             from safetensors.torch import save_file
-
             save_file({"embeddings": emb}, str(tmp), metadata={"index": meta})
         else:
             with open(tmp, "wb") as f:
@@ -175,19 +154,15 @@ def write_index(path: str | os.PathLike, fields: dict, float16: bool = False) ->
 
 
 def read_index(path: str | os.PathLike) -> dict:
-    """The fields of an index file written by `write_index`, checked for consistency.
-
-    Raises FileNotFoundError if there is no file, CorruptIndexError if it cannot be trusted."""
+    """The fields of an index file written by `write_index`, checked (CorruptIndexError)."""
     import torch
     from safetensors import SafetensorError
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"No index file at {path}.")
     try:
         if path.suffix == ".safetensors":
             from safetensors import safe_open
-
             with safe_open(str(path), framework="pt") as f:
                 meta = json.loads(f.metadata()["index"])
                 emb = f.get_tensor("embeddings")
@@ -214,7 +189,6 @@ def read_index(path: str | os.PathLike) -> dict:
 def _check_consistent(fields: dict, version) -> None:
     """ValueError unless the file has our format, one row per item and unit-length rows."""
     import torch
-
     emb, n = fields["embeddings"], len(fields["items"])
     if version != FORMAT_VERSION:
         raise ValueError(f"format {version} is not {FORMAT_VERSION}")
@@ -226,9 +200,6 @@ def _check_consistent(fields: dict, version) -> None:
     norms = emb.float().norm(dim=1)
     if n and not (torch.isfinite(norms).all() and (norms - 1).abs().max() < 1e-2):
         raise ValueError("embeddings are not unit vectors")
-
-
-# ------------------------------------------------------------------ a build that reuses the cache
 
 
 def read_cache(path: Path, identity: dict, rebuild: bool) -> dict:
@@ -249,89 +220,25 @@ def read_cache(path: Path, identity: dict, rebuild: bool) -> dict:
 
 
 def lasting(reason: str) -> bool:
-    """Whether a skip reason holds until the file changes (so the cache may remember it):
-    not a permission problem, not a size or pixel limit (the limit may be raised)."""
+    """Whether a skip holds until the file changes (so the cache may remember it): not a
+    permission problem, not a size or pixel limit (the limit may be raised)."""
     return not any(word in reason.lower() for word in ("permission", "over the limit"))
 
 
-class CachedBuild:
-    """One build of a list of files: rows reused from the cache, remembered skips, and the
-    files still to embed (`todo`). Rows and reasons of the todo files are added as they come.
-
-    entries: [(item, path, size, mtime_ns)] of the files found now; old: `read_cache`'s dict.
-    """
-
-    def __init__(self, entries: list[tuple[str, Path, int, int]], old: dict):
-        self.entries, self.old = entries, old
-        self.stat = {item: (size, mtime) for item, _, size, mtime in entries}
-        self.rows: dict[str, np.ndarray] = {}
-        self.reasons: dict[str, str] = {}
-        self.todo: list[tuple[str, Path]] = []
-        for item, path, size, mtime in entries:
-            hit = old.get(item)
-            if hit is None or hit[1:3] != (size, mtime):  # new or changed: embed it
-                self.todo.append((item, path))
-            elif hit[0] is not None:
-                self.rows[item] = hit[0]
-            else:
-                self.reasons[item] = hit[3]
-        self.reused, self.embedded = len(self.rows), 0
-
-    def add(self, i: int, embedding: np.ndarray) -> None:
-        """Todo file i was embedded."""
-        self.rows[self.todo[i][0]] = embedding
-        self.embedded += 1
-
-    def fail(self, i: int, reason: str) -> None:
-        """Todo file i could not be read."""
-        self.reasons[self.todo[i][0]] = reason
-
-    def fields(self, skipped: list[Skipped], float16: bool) -> dict:
-        """What there is now (all of it, or what came before an interruption), in file order."""
-        import torch
-
-        kept = [item for item, *_ in self.entries if item in self.rows]
-        dim = next((len(v[0]) for v in self.old.values() if v[0] is not None), None)
-        dim = dim or (len(next(iter(self.rows.values()))) if self.rows else 0)
-        emb = np.stack([self.rows[i] for i in kept]) if kept else np.zeros((0, dim), np.float32)
-        # a reason that depends on a setting or a permission (not on the file's bytes) is not
-        # remembered with the file's size and mtime: the next build tries the file again
-        skipped = skipped + [
-            Skipped(item, self.reasons[item], *(self.stat[item] if lasting(self.reasons[item]) else (-1, -1)))
-            for item, *_ in self.entries if item in self.reasons]
-        return {"embeddings": torch.from_numpy(emb.astype(np.float16 if float16 else np.float32)),
-                "items": kept, "files": [self.stat[i] for i in kept], "skipped": skipped,
-                "captions": None}
-
-    def save(self, path: Path, fields: dict, float16: bool) -> None:
-        """Write the cache if anything changed; an unwritable cache only costs a warning."""
-        if not (self.todo or set(self.old) != set(self.stat) or not path.exists()):
-            return
-        from safetensors import SafetensorError
-
-        try:
-            write_index(path, fields, float16=float16)
-        # read-only, disk full...: the embeddings are still good (safetensors reports an I/O
-        # error as SafetensorError "Error while serializing: I/O error: ...")
-        except (OSError, SafetensorError) as err:
-            warnings.warn(f"Could not write the index cache {path} ({type(err).__name__}: {err}); "
-                          "going on with the index in memory, and the next build will embed "
-                          "everything again. Pass another cache file (--cache) or cache=None.",
-                          stacklevel=4)
-
-    def stats(self, skipped: int) -> dict:
-        """How the build went: files found, indexed, embedded now, reused, skipped, removed."""
-        return {"total": len(self.entries), "indexed": len(self.rows), "embedded": self.embedded,
-                "reused": self.reused, "skipped": skipped,
-                "removed": len(set(self.old) - set(self.stat))}
-
-
-# ------------------------------------------------------------------ reading image files
+def _save_cache(path: Path, fields: dict, float16: bool) -> None:
+    """Write the cache; an unwritable one (read-only, disk full) only costs a warning."""
+    from safetensors import SafetensorError  # it reports an I/O error as SafetensorError
+    try:
+        write_index(path, fields, float16=float16)
+    except (OSError, SafetensorError) as err:
+        warnings.warn(f"Could not write the index cache {path} ({type(err).__name__}: {err}); "
+                      "going on with the index in memory, and the next build will embed "
+                      "everything again. Pass another cache file (--cache) or cache=None.",
+                      stacklevel=4)
 
 
 class FileImages:
-    """Dataset of image files -> (i, preprocessed tensor, None, None); a file that cannot be
-    read gives (i, None, reason, None) instead."""
+    """Dataset of image files -> (i, preprocessed tensor, None, None), or (i, None, reason, None)."""
 
     def __init__(self, paths: list[Path], preprocess, max_pixels: int | None, draft: int | None):
         self.paths, self.preprocess = list(paths), preprocess
@@ -351,7 +258,6 @@ class FileImages:
 def _collate(batch):
     """Keep the good images as one (B, 3, H, W) tensor; pass the failures through."""
     import torch
-
     good = [(i, x, caption) for i, x, _, caption in batch if x is not None]
     failed = [(i, reason) for i, x, reason, _ in batch if x is None]
     pixels = torch.stack([x for _, x, _ in good]) if good else None  # (B, 3, H, W)
@@ -359,12 +265,10 @@ def _collate(batch):
 
 
 def embed_batches(clip: CLIP, dataset, config: BuildConfig, progress: bool):
-    """Yield (ids, embeddings (B, D) float32 numpy, failures, captions) batch after batch.
-
-    dataset[i] is (i, preprocessed image (3, H, W), None, caption) or (i, None, reason, None)."""
+    """Yield (ids, embeddings (B, D) float32 numpy, failures, captions) batch after batch, from
+    dataset[i] = (i, preprocessed image, None, caption) or (i, None, reason, None)."""
     import torch
     from tqdm.auto import tqdm
-
     loader = torch.utils.data.DataLoader(dataset, batch_size=config.batch_size, shuffle=False,
                                          num_workers=config.num_workers, collate_fn=_collate)
     with tqdm(total=len(dataset), desc="embedding images", unit="img", disable=not progress) as bar:
@@ -378,20 +282,42 @@ def build_files(clip: CLIP, root: Path | None, entries: list, skipped: list[Skip
                 config: BuildConfig) -> tuple[dict, dict]:
     """(fields of an ImageIndex, stats) for files [(item, path, size, mtime_ns)] under `root`
     (None for a list of files): reuse the cache, embed the rest, write the cache back."""
+    import torch
     cache_path = cache_file(config.cache, root, clip)
     identity = model_identity(clip)
-    work = CachedBuild(entries, read_cache(cache_path, identity, config.rebuild) if cache_path else {})
-    dataset = FileImages([p for _, p in work.todo], clip.preprocess, config.max_pixels,
+    old = read_cache(cache_path, identity, config.rebuild) if cache_path else {}
+    stat = {item: (size, mtime) for item, _, size, mtime in entries}
+    rows: dict[str, np.ndarray] = {}
+    reasons: dict[str, str] = {}
+    todo: list[tuple[str, Path]] = []
+    for item, path, size, mtime in entries:
+        hit = old.get(item)
+        if hit is None or hit[1:3] != (size, mtime):  # new or changed: embed it
+            todo.append((item, path))
+        elif hit[0] is not None:
+            rows[item] = hit[0]
+        else:
+            reasons[item] = hit[3]
+    reused = len(rows)
+    dataset = FileImages([p for _, p in todo], clip.preprocess, config.max_pixels,
                          clip.image_size if config.jpeg_draft else None)
     try:
-        for ids, emb, failed, _ in embed_batches(clip, dataset, config, config.progress and bool(work.todo)):
-            for j, i in enumerate(ids):
-                work.add(i, emb[j])
-            for i, reason in failed:
-                work.fail(i, reason)
+        for ids, emb, failed, _ in embed_batches(clip, dataset, config, config.progress and bool(todo)):
+            rows.update((todo[i][0], emb[j]) for j, i in enumerate(ids))
+            reasons.update((todo[i][0], reason) for i, reason in failed)
     finally:  # keep what we have, even when interrupted (Ctrl-C) half way
-        fields = {**work.fields(skipped, config.float16), "model": identity, "root": root}
-        if cache_path:
-            work.save(cache_path, fields, config.float16)
-    return fields, {**work.stats(len(fields["skipped"])), "cache": str(cache_path) if cache_path else None}
-
+        kept = [item for item, *_ in entries if item in rows]
+        dim = next((len(v[0]) for v in old.values() if v[0] is not None), None)
+        dim = dim or (len(next(iter(rows.values()))) if rows else 0)
+        emb = np.stack([rows[i] for i in kept]) if kept else np.zeros((0, dim), np.float32)
+        # a skip that depends on a setting or a permission is not remembered: tried again next time
+        skipped = skipped + [Skipped(item, reasons[item], *(stat[item] if lasting(reasons[item]) else (-1, -1)))
+                             for item, *_ in entries if item in reasons]
+        fields = {"embeddings": torch.from_numpy(emb.astype(np.float16 if config.float16 else np.float32)),
+                  "items": kept, "files": [stat[i] for i in kept], "skipped": skipped,
+                  "captions": None, "model": identity, "root": root}
+        if cache_path and (todo or set(old) != set(stat) or not cache_path.exists()):
+            _save_cache(cache_path, fields, config.float16)
+    stats = {"total": len(entries), "indexed": len(rows), "embedded": len(rows) - reused,
+             "reused": reused, "skipped": len(skipped), "removed": len(set(old) - set(stat))}
+    return fields, {**stats, "cache": str(cache_path) if cache_path else None}

@@ -1,13 +1,10 @@
-"""Files the course writes and reads: model checkpoints, atomic writes, sha256 sums, file names.
+"""Files the course writes and reads: checkpoints, atomic writes, sha256 sums, file names.
 
-A tiny model is saved as two files side by side: `name.safetensors` (its weights, float16
-unless asked otherwise) and `name.json` (its config, plus whatever the trainer records).
-Every file is written to a temporary name and renamed when complete, so a crash or Ctrl-C
-never leaves half a file behind.
+A tiny model is `name.safetensors` (weights, float16 by default) beside `name.json` (config);
+every file is written to a temporary name and renamed when complete, never half-written.
 
     config_path = save_checkpoint(model, folder / "tiny-vq.safetensors", {"n_codes": 256})
     state, config, path = load_checkpoint(None, TINY_VQ_WEIGHTS, "tiny VQ", "python -m utils train vq")
-Images are opened by `utils.images.open_image`; pictures are converted by `utils.viz.to_pil`.
 """
 
 from __future__ import annotations
@@ -33,13 +30,8 @@ def sha256_of(path: str | os.PathLike) -> str:
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path in the folder of `path`; on success it is renamed to `path`.
-
-    Whatever happens inside (an error, Ctrl-C), the temporary file is removed, so `path`
-    either keeps its old content or gets the whole new one. An existing file keeps its mode.
-        with atomic_path("out.png") as tmp:
-            image.save(tmp, format="PNG")
-    """
+    """Yield a temporary path beside `path`, renamed to it on success and removed in any case,
+    so `path` keeps its old content or gets the whole new one (and keeps its mode)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -82,10 +74,9 @@ def slug(text: str, limit: int = 40, empty: str = "image") -> str:
 
 def save_checkpoint(model, weights: str | os.PathLike, config: dict, half: bool = True,
                     metadata: dict[str, str] | None = None) -> Path:
-    """Write a model's state dict to `weights` (safetensors; floating tensors as float16 when
-    half=True) and `config` beside it as JSON (same name, .json); returns the config's path."""
+    """Write a model's state dict to `weights` (safetensors, float16 when half=True) and `config`
+    beside it as .json; returns the config's path."""
     from safetensors.torch import save
-
     weights = Path(weights)
     state = {k: (v.detach().half() if half and v.is_floating_point() else v.detach()).contiguous()
              for k, v in getattr(model, "model", model).state_dict().items()}
@@ -95,10 +86,9 @@ def save_checkpoint(model, weights: str | os.PathLike, config: dict, half: bool 
 
 def load_checkpoint(weights: str | os.PathLike | None, default: Path, what: str,
                     rebuild: str) -> tuple[dict, dict, Path]:
-    """(float32 state dict, config, weights path) of a checkpoint written by save_checkpoint;
-    `weights` None means `default`. A missing file fails with the command that rebuilds it."""
+    """(float32 state dict, config, path) of `weights` (None: `default`) from save_checkpoint;
+    a missing file fails with the `rebuild` command."""
     from safetensors.torch import load_file
-
     weights = Path(weights) if weights else default
     config = weights.with_suffix(".json")
     if not weights.exists() or not config.exists():

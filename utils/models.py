@@ -1,6 +1,5 @@
-"""Loading CLIP models: pretrained open_clip weights when we have them, the tiny
-shapes-world CLIP when we do not. The same `CLIP` object comes back either way, so
-notebook code runs unchanged in both worlds (lesson 00, "Two worlds, one API").
+"""Loading CLIP models: pretrained open_clip weights when we have them, the tiny shapes-world CLIP
+when we do not; the same `CLIP` object either way (lesson 00, "Two worlds, one API").
 
     clip = load_clip()                       # "auto": pretrained if cached, else tiny
     clip = load_clip("auto", lang="fr")      # prefers a cached CLIP that reads French
@@ -42,11 +41,9 @@ if TYPE_CHECKING:  # torch and open_clip are imported lazily: failing offline mu
 
 DEFAULT_MODEL = "ViT-B-32"
 DEFAULT_PRETRAINED = "laion2b_s34b_b79k"
-# Where open_clip downloads DEFAULT_MODEL/DEFAULT_PRETRAINED from (a test checks that this
-# matches open_clip's own table); lets `doctor` look in the cache without importing open_clip.
+# Where open_clip downloads the default (a test checks open_clip's table): `doctor` needs no open_clip.
 DEFAULT_HF_REPO = "laion/CLIP-ViT-B-32-laion2B-s34B-b79K"
-# open_clip's multilingual CLIP: ViT-B-32 images, an XLM-RoBERTa text tower, trained on LAION-5B
-# captions in 100+ languages. Its text tower's config and tokenizer come from MULTILINGUAL_TEXT_REPO.
+# open_clip's multilingual CLIP (XLM-RoBERTa text tower, LAION-5B captions in 100+ languages).
 MULTILINGUAL_MODEL, MULTILINGUAL_PRETRAINED = "xlm-roberta-base-ViT-B-32", "laion5b_s13b_b90k"
 MULTILINGUAL_HF_REPO = "laion/CLIP-ViT-B-32-xlm-roberta-base-laion5B-s13B-b90k"
 MULTILINGUAL_TEXT_REPO = "xlm-roberta-base"
@@ -70,11 +67,8 @@ class PretrainedUnavailable(CourseError, RuntimeError):
 
 @dataclass
 class CLIP:
-    """A CLIP-like model with everything needed to use it.
-
-    `encode_images` / `encode_texts` batch, run without gradients and return
-    L2-normalised float32 embeddings on the CPU, so `a @ b.T` is a cosine similarity.
-    """
+    """A CLIP-like model with everything needed to use it. `encode_images` / `encode_texts` return
+    L2-normalised float32 embeddings on the CPU (no gradients), so `a @ b.T` is a cosine similarity."""
 
     model: torch.nn.Module
     preprocess: Callable
@@ -100,25 +94,27 @@ class CLIP:
     def embed_dim(self) -> int:
         """D, the size of the shared space, read from the model (no forward pass): the columns of
         `text_projection` (D_text, D), else the image tower's `output_dim` (HF text towers)."""
-        proj = getattr(self.model, "text_projection", None)
-        if proj is not None:
-            return int(proj.out_features if hasattr(proj, "out_features") else proj.shape[-1])
-        return int(self.model.visual.output_dim)
+        if (proj := getattr(self.model, "text_projection", None)) is None:
+            return int(self.model.visual.output_dim)
+        return int(proj.out_features if hasattr(proj, "out_features") else proj.shape[-1])
 
     def __repr__(self) -> str:
         return f"CLIP({self.description})"
 
     def _batched(self, encode: Callable, items, batch_size: int, progress: bool, desc: str) -> torch.Tensor:
-        """Run `encode` over batches without gradients; L2-normalised float32 rows on the CPU."""
+        """Run `encode` over batches without gradients; L2-normalised float32 rows on the CPU. Under 4 GiB
+        (Binder: 2 GB) a big CLIP takes 16 at a time: 64 through ViT-B-32 lift the peak memory by 170 MB."""
         import torch
         from tqdm.auto import tqdm
 
+        from .generate import LOW_MEMORY_BELOW, memory_limit
+
+        if not self.is_tiny and (limit := memory_limit()) is not None and limit < LOW_MEMORY_BELOW:
+            batch_size = min(batch_size, 16)
         self.model.eval()
-        out = []
-        for start in tqdm(range(0, len(items), batch_size), desc=desc, disable=not progress, unit="batch"):
-            with torch.no_grad():
-                feats = encode(items[start : start + batch_size])  # (B, D)
-            out.append(torch.nn.functional.normalize(feats.float(), dim=-1).cpu())
+        starts = tqdm(range(0, len(items), batch_size), desc=desc, disable=not progress, unit="batch")
+        with torch.no_grad():  # (B, D) per batch
+            out = [torch.nn.functional.normalize(encode(items[i : i + batch_size]).float(), dim=-1).cpu() for i in starts]
         return torch.cat(out)
 
     def encode_images(self, images, batch_size: int = 64, progress: bool = False) -> torch.Tensor:
@@ -127,8 +123,7 @@ class CLIP:
 
         from .images import to_rgb  # grayscale, RGBA, 16-bit: converted, not rejected
 
-        if isinstance(images, torch.Tensor) and images.ndim == 3:
-            images = images[None]
+        images = images[None] if isinstance(images, torch.Tensor) and images.ndim == 3 else images
         if len(images) == 0:
             raise ValueError("encode_images got no images.")
 
@@ -141,18 +136,38 @@ class CLIP:
 
     def encode_texts(self, texts: str | Sequence[str], batch_size: int = 64,
                      progress: bool | None = None) -> torch.Tensor:
-        """Embed texts with the model's own tokenizer; returns (N, D), L2-normalised.
-
-        batch_size 64 bounds the memory of a big text encoder (tests/test_pretrained_path.py
-        measures the peak memory of a ViT-B-32 session).
-        """
+        """Embed texts with the model's own tokenizer; returns (N, D), L2-normalised."""
         texts = [texts] if isinstance(texts, str) else list(texts)
         if not texts:
             raise ValueError("encode_texts got no texts.")
+        if "texts" in self.extra:  # the text tower was freed: only the texts embedded before
+            import torch
+            if unknown := [x for x in texts if x not in self.extra["texts"]]:
+                raise ValueError(f"{unknown[0]!r} was not embedded before drop_text_tower(): load the CLIP again.")
+            return torch.stack([self.extra["texts"][x] for x in texts])
         if progress is None:  # a progress bar for long work (e.g. 1,000 classes x 7 templates)
             progress = len(texts) > 1000 and not self.is_tiny
         return self._batched(lambda chunk: self.model.encode_text(self.tokenizer(chunk).to(self.device)),
                              texts, batch_size, progress, "embedding texts")  # tokens: (B, T)
+
+    def drop_text_tower(self, keep: Sequence[str]) -> int:
+        """Embed `keep`, then free the text tower (ViT-B-32: 63 M parameters, 254 MB), so that
+        lesson 04 fits Binder's 2 GB; `encode_texts` still answers `keep`. Returns the bytes freed."""
+        import ctypes
+        import gc
+        def size() -> int:
+            return sum(t.numel() * t.element_size() for t in [*self.model.parameters(), *self.model.buffers()])
+
+        self.extra["texts"] = dict(zip(keep, self.encode_texts(list(keep))))
+        before = size()
+        for name in ("transformer", "token_embedding", "ln_final", "positional_embedding", "text_projection",
+                     "attn_mask", "text"):  # open_clip's text tower (`text` in CustomTextCLIP)
+            if getattr(self.model, name, None) is not None:
+                setattr(self.model, name, None)
+        gc.collect()
+        if sys.platform.startswith("linux") and hasattr(libc := ctypes.CDLL(None), "malloc_trim"):
+            libc.malloc_trim(0)  # glibc keeps freed heap pages mapped until asked to return them
+        return before - size()
 
 
 # ---------------------------------------------------------------- pretrained weights
@@ -168,10 +183,10 @@ def hf_cache_dir() -> Path:
 def _pretrained_cfg(name: str, tag: str) -> dict:
     import open_clip
 
-    if not open_clip.get_pretrained_cfg(name, tag):
-        raise ValueError(f"open_clip has no pretrained weights {tag!r} for model {name!r}. Known tags for "
-                         f"{name}: {', '.join(open_clip.list_pretrained_tags_by_model(name)) or 'none'}.")
-    return open_clip.get_pretrained_cfg(name, tag)
+    if cfg := open_clip.get_pretrained_cfg(name, tag):
+        return cfg
+    raise ValueError(f"open_clip has no pretrained weights {tag!r} for model {name!r}. Known tags for "
+                     f"{name}: {', '.join(open_clip.list_pretrained_tags_by_model(name)) or 'none'}.")
 
 
 def _in_hf_cache(repo_id: str, *filenames: str) -> Path | None:
@@ -187,10 +202,8 @@ def _in_hf_cache(repo_id: str, *filenames: str) -> Path | None:
 
 def cached_weights(name: str, tag: str) -> Path | None:
     """The local file of open_clip weights `name`/`tag` if already downloaded, else None."""
-    if (name, tag) in HF_REPOS:
-        cfg = {"hf_hub": HF_REPOS[name, tag] + "/"}  # known without importing open_clip
-    else:
-        cfg = _pretrained_cfg(name, tag)
+    # the repositories we name are known without importing open_clip
+    cfg = {"hf_hub": HF_REPOS[name, tag] + "/"} if (name, tag) in HF_REPOS else _pretrained_cfg(name, tag)
     if cfg.get("hf_hub"):
         repo_id, filename = os.path.split(cfg["hf_hub"])  # "org/repo/" or "org/repo/file.bin"
         names = [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
@@ -207,8 +220,7 @@ DOWNLOAD_MB = {(DEFAULT_MODEL, DEFAULT_PRETRAINED): 605, (MULTILINGUAL_MODEL, MU
 
 def download_size(name: str, tag: str) -> str:
     """'about 605 MB' for the weights we know, else 'size unknown'."""
-    mb = DOWNLOAD_MB.get((name, tag))
-    return f"about {mb} MB" if mb else "size unknown"
+    return f"about {DOWNLOAD_MB[name, tag]} MB" if (name, tag) in DOWNLOAD_MB else "size unknown"
 
 
 def network_available(host: str = "huggingface.co", port: int = 443, timeout: float = 1.5) -> bool:
@@ -234,12 +246,11 @@ def multilingual_cached() -> Path | None:
 
 def clip_languages() -> dict[str, str]:
     """{model: the languages it reads} for every CLIP that loads here without a download (doctor)."""
-    found = {TINY_NAME: " ".join(COURSE_LANGUAGES) + " (shapes world)"} if TINY_WEIGHTS.exists() else {}
-    if cached_weights(DEFAULT_MODEL, DEFAULT_PRETRAINED):
-        found[f"{DEFAULT_MODEL}/{DEFAULT_PRETRAINED}"] = "en"
-    if multilingual_cached():
-        found[f"{MULTILINGUAL_MODEL}/{MULTILINGUAL_PRETRAINED}"] = "100+ languages, the course's six among them"
-    return found
+    found = {TINY_NAME: " ".join(COURSE_LANGUAGES) + " (shapes world)",
+             f"{DEFAULT_MODEL}/{DEFAULT_PRETRAINED}": "en",
+             f"{MULTILINGUAL_MODEL}/{MULTILINGUAL_PRETRAINED}": "100+ languages, the course's six among them"}
+    here = [TINY_WEIGHTS.exists(), cached_weights(DEFAULT_MODEL, DEFAULT_PRETRAINED), multilingual_cached()]
+    return {model: langs for (model, langs), ok in zip(found.items(), here) if ok}
 
 
 def language_note(clip: CLIP, lang: str) -> str | None:
@@ -294,20 +305,17 @@ def load_clip(name: str = "auto", pretrained: str = "auto", device: str | torch.
               verbose: bool = True, lang: str = "en") -> CLIP:
     """Load a CLIP model and everything needed to use it.
 
-    name: an open_clip model name ("ViT-B-32": downloaded if not cached, when online), "tiny-shapes"
-        (bundled), "tiny-shapes-vq" (the same, fine-tuned on tiny-VQ pictures), or "auto": ViT-B-32
-        if it is already in the cache, else the tiny model. "auto" never downloads anything.
-    pretrained: an open_clip tag ("laion2b_s34b_b79k"), a local checkpoint file (.safetensors, or
-        .pt/.bin loaded with weights_only=True), or "auto" (the default tag).
-    device: "auto" (the default: $COURSE_DEVICE, else cuda, mps or cpu), or one of those.
-    lang: the labels' language. With name "auto" and a language other than en, a cached multilingual
-        CLIP comes first; if the model does not read `lang`, one line says what does (`language_note`).
+    name: an open_clip model ("ViT-B-32": downloaded if not cached, when online), "tiny-shapes" (bundled),
+        "tiny-shapes-vq" (fine-tuned on tiny-VQ pictures), or "auto": ViT-B-32 if cached, else tiny
+        ("auto" never downloads). pretrained: an open_clip tag, a local checkpoint file (.safetensors,
+        or .pt/.bin read with weights_only=True), or "auto" (the default tag). device: "auto"
+        ($COURSE_DEVICE, else cuda, mps or cpu), or one of those. lang: the labels' language: with
+        "auto" and not en, a cached multilingual CLIP comes first; else one line says what reads it.
     """
     if (name, pretrained, lang != "en") == ("auto", "auto", True) and multilingual_cached():
         name, pretrained = MULTILINGUAL_MODEL, MULTILINGUAL_PRETRAINED
     clip = _load(name, pretrained, device, verbose)
-    note = language_note(clip, lang) if verbose else None
-    if note:
+    if verbose and (note := language_note(clip, lang)):
         print(note, file=notice_file())
     return clip
 
@@ -315,15 +323,11 @@ def load_clip(name: str = "auto", pretrained: str = "auto", device: str | torch.
 def _load(name: str, pretrained: str, device: str | torch.device, verbose: bool) -> CLIP:
     """load_clip without the language rule. The device is picked (importing torch) only once
     weights are found: failing offline stays fast."""
-    if name == TINY_NAME or (name == "auto" and pretrained == TINY_NAME):
-        return _load_tiny(pick_device(device))
-    if name == TINY_VQ_NAME:
-        return _load_tiny(pick_device(device), TINY_VQ_NAME)
+    if name in (TINY_NAME, TINY_VQ_NAME) or (name == "auto" and pretrained == TINY_NAME):
+        return _load_tiny(pick_device(device), TINY_VQ_NAME if name == TINY_VQ_NAME else TINY_NAME)
     asked_auto = name == "auto" and pretrained in ("auto", None, "")
     name = DEFAULT_MODEL if name == "auto" else name
-    if pretrained not in ("auto", None, "") and (
-        str(pretrained).endswith(CHECKPOINT_SUFFIXES) or os.sep in str(pretrained)
-    ):
+    if pretrained not in ("auto", None, "") and (str(pretrained).endswith(CHECKPOINT_SUFFIXES) or os.sep in str(pretrained)):
         path = Path(pretrained).expanduser()
         if not path.is_file():
             raise FileNotFoundError(f"Checkpoint file {path} does not exist.")
@@ -378,10 +382,9 @@ def _load_tiny(device: torch.device, name: str = TINY_NAME) -> CLIP:
         if not TINY_CONFIG.exists():
             raise FileNotFoundError(f"The tiny CLIP config {TINY_CONFIG} is missing. Rebuild it: python -m utils train clip")
         open_clip.add_model_config(TINY_CONFIG)
-    weights, rebuild, what = TINY_WEIGHTS, "python -m utils train clip", "trained on the shapes world"
-    if name == TINY_VQ_NAME:
-        weights, rebuild = TINY_VQ_CLIP_WEIGHTS, "python -m utils train reranker"
-        what = "fine-tuned to read tiny-VQ pictures too (lesson 05's reranker)"
+    weights, rebuild, what = ((TINY_VQ_CLIP_WEIGHTS, "python -m utils train reranker",
+                               "fine-tuned to read tiny-VQ pictures too (lesson 05's reranker)") if name == TINY_VQ_NAME
+                              else (TINY_WEIGHTS, "python -m utils train clip", "trained on the shapes world"))
     if not weights.exists():
         raise FileNotFoundError(f"The tiny CLIP weights {weights} are missing. Rebuild them: {rebuild}")
     model, preprocess, tokenizer = _create(TINY_NAME, weights, device)

@@ -1,18 +1,15 @@
 """Teaching the tiny CLIP the course's six languages: locked-image text tuning.
 
-The English tiny CLIP already has a good image space. We keep its image tower frozen
-("locked") and train only the text tower on captions in en, fr, es, it, pt and zh
-(utils.captions), as in LiT (Zhai et al. 2022, "LiT: Zero-Shot Transfer with Locked-image
-text Tuning"). Two terms, for a batch of B pictures, each with a caption x_i in a random
-language and its English caption e_i:
+As in LiT (Zhai et al. 2022), the image tower stays frozen and only the text tower learns, on
+captions in six languages (utils.captions). For pictures with captions x_i in random languages
+and English captions e_i:
 
     I = image_encoder(pictures)                 # frozen, computed once for the whole set
     loss = contrastive_loss(I, T(x), s)          # every language learns to name the pictures
          + mean_i (1 - cos(T(e_i), T0(e_i)))     # English stays where it was (T0: the old tower)
 
-The second term is a distillation anchor: English captions keep their old embeddings, so
-every model built in this image and text space (the reranker, the unCLIP prior and decoder
-of lesson 05) keeps working, and a caption and its translations meet near the same point.
+The anchor keeps English where it was, so the models built on this space (the reranker, the
+unCLIP prior and decoder) keep working, and a caption and its translations meet.
 
     model = tune_languages(load_clip("tiny-shapes").model)     # a few minutes on 2 cores
     language_accuracy(model)                                   # {"en": {...}, "fr": {...}, ...}
@@ -42,10 +39,9 @@ BAR = 0.95  # zero-shot colour+shape accuracy on seen pairs that every language 
 @dataclass
 class TuneConfig:
     """Hyper-parameters of `tune_languages`. The defaults rebuild the bundled model."""
-
     steps: int = 400
     batch_size: int = 256
-    pictures: int = 8192  # fresh training pictures, embedded once by the frozen image tower
+    pictures: int = 8192  # embedded once by the frozen image tower
     lr: float = 1e-3
     warmup: int = 30
     anchor: float = 5.0  # weight of the English distillation term
@@ -55,17 +51,13 @@ class TuneConfig:
 
 
 def _text_parameters(model) -> list[torch.nn.Parameter]:
-    """The text tower's weights: token and position embeddings, transformer, final norm, projection."""
     return [p for name, p in model.named_parameters() if not name.startswith("visual.") and name != "logit_scale"]
 
 
 def tune_languages(model, config: TuneConfig | None = None, progress: bool = True, **overrides):
-    """Train the text tower of a tiny CLIP on six languages with the image tower locked.
-
-    Returns (model, history) where history holds "loss", "anchor" per step and "seconds".
-    """
+    """Train the text tower of a tiny CLIP on six languages with the image tower locked;
+    returns (model, {"loss", "anchor" per step, "seconds"})."""
     from .train import FitConfig, fit
-
     cfg = with_overrides(config or TuneConfig(), overrides, "tune_languages")
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)
@@ -76,10 +68,8 @@ def tune_languages(model, config: TuneConfig | None = None, progress: bool = Tru
     for p in params:
         p.requires_grad_(True)
     tokenizer = CachedTokenizer(get_tokenizer())
-    size = model.visual.image_size
-    size = size[0] if isinstance(size, tuple) else size
-    images, attrs = data.render_batch(cfg.pictures, seed=50_000 + cfg.seed, size=size, split="train",
-                                      as_tensor=True)
+    images, attrs = data.render_batch(cfg.pictures, seed=50_000 + cfg.seed, size=_side(model),
+                                      split="train", as_tensor=True)
     image_emb = embed_images(model, images)  # (P, D), the locked image tower's view, once
     del images
     rng = random.Random(cfg.seed)
@@ -112,20 +102,15 @@ def tune_languages(model, config: TuneConfig | None = None, progress: bool = Tru
 @torch.no_grad()
 def language_accuracy(model, n: int = 1000, seed: int = 1234, splits=("test", "heldout"),
                       label_sets: dict[str, list[str]] | None = None) -> dict[str, dict[str, float]]:
-    """Zero-shot colour+shape accuracy per language: top-1 among the 24 labels of that language.
-
-    label_sets: {lang: 24 labels in the order of product(COLOURS, SHAPES)}; by default
-    captions.label() of every pair. Returns {lang: {split: accuracy}}.
-    """
+    """{lang: {split: zero-shot top-1 colour+shape accuracy among that language's 24 labels}};
+    label_sets: {lang: labels in product(COLOURS, SHAPES) order}, default captions.labels."""
     model = getattr(model, "model", model)
     tokenizer = CachedTokenizer(get_tokenizer())
     pairs = data.class_prompts()[1]
     label_sets = label_sets or {lang: captions.labels(pairs, lang) for lang in captions.LANGUAGES}
-    size = model.visual.image_size
-    size = size[0] if isinstance(size, tuple) else size
     image_embs = {}
     for split in splits:
-        images, attrs = data.render_batch(n, seed=seed, size=size, split=split, as_tensor=True)
+        images, attrs = data.render_batch(n, seed=seed, size=_side(model), split=split, as_tensor=True)
         image_embs[split] = (embed_images(model, images), [(a["colour"], a["shape"]) for a in attrs])
     out = {}
     for lang, labels in label_sets.items():
@@ -167,6 +152,11 @@ def translation_accuracy(model, lang: str, target: str = "en") -> float:
     return (a @ b.T).argmax(-1).eq(torch.arange(len(pairs))).float().mean().item()
 
 
+def _side(model) -> int:
+    size = model.visual.image_size
+    return size[0] if isinstance(size, tuple) else size
+
+
 PAIRS_SHOWN = [("red", "circle"), ("blue", "square"), ("yellow", "triangle"), ("purple", "star"),
                ("green", "circle"), ("orange", "star")]
 MARKERS = {"en": "o", "fr": "s", "es": "^", "it": "v", "pt": "D", "zh": "*"}
@@ -174,21 +164,17 @@ MARKERS = {"en": "o", "fr": "s", "es": "^", "it": "v", "pt": "D", "zh": "*"}
 
 @torch.no_grad()
 def plot_translations(model, pairs=PAIRS_SHOWN, ax=None):
-    """Each label and its five translations, embedded and projected on the 2 main axes (PCA).
-
-    One colour per meaning, one marker per language: translations that land near each other
-    form one cluster per meaning. The labels written are the English one and the one in the
-    course language (utils.i18n). Returns the matplotlib axes."""
+    """Each label and its translations on the 2 main axes (PCA) of their text embeddings: one
+    colour per meaning, one marker per language; English and course-language labels written."""
     import matplotlib.pyplot as plt
 
     from .i18n import get_language, t, use_cjk_font
-
+    from .viz import pca_2d
     use_cjk_font()  # the Chinese labels, whatever the notebook's language
     texts = [(lang, pair, captions.label(*pair, lang)) for pair in pairs for lang in captions.LANGUAGES]
     model = getattr(model, "model", model)
     emb = embed_texts(model, CachedTokenizer(get_tokenizer()), [text for _, _, text in texts])  # (P*6, D)
-    centred = emb - emb.mean(0)
-    xy = centred @ torch.linalg.svd(centred, full_matrices=False).Vh[:2].T  # (P*6, 2)
+    xy = pca_2d(emb)[0]  # (P*6, 2)
     if ax is None:
         _, ax = plt.subplots(figsize=(8, 6))
     for (lang, pair, text), (x, y) in zip(texts, xy.tolist()):
@@ -200,23 +186,19 @@ def plot_translations(model, pairs=PAIRS_SHOWN, ax=None):
     for lang, marker in MARKERS.items():
         ax.scatter([], [], marker=marker, color="grey", label=lang)
     ax.legend(title=t("language"), fontsize=8)
-    ax.set_xlabel(t("principal axis 1"))
-    ax.set_ylabel(t("principal axis 2"))
-    ax.set_title(t("A label and its translations land together (text embeddings, PCA)"))
+    ax.set(xlabel=t("principal axis 1"), ylabel=t("principal axis 2"),
+           title=t("A label and its translations land together (text embeddings, PCA)"))
     return ax
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m utils.multilingual`: teach the bundled tiny CLIP six languages and save it.
-
-    It writes a new folder in the course cache (utils.train.user_models_dir) unless --out is
-    given; --replace-bundled replaces utils/assets/tiny-shapes.* (and its manifest entry) when
-    every language reaches BAR on seen pairs."""
+    """`python -m utils.multilingual`: teach the tiny CLIP six languages and save it (in a new
+    folder of the course cache, --out, or with --replace-bundled over utils/assets if every
+    language reaches BAR on seen pairs)."""
     from .assets import ASSETS_DIR, register_asset
     from .models import TINY_NAME, load_clip
     from .tinyclip import TINY_CONFIG, save_model
     from .train import _new_folder, print_report, user_models_dir
-
     parser = argparse.ArgumentParser(description="Teach the bundled tiny CLIP the six course languages.")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=TuneConfig.steps)

@@ -1,14 +1,11 @@
-"""Quizzes before and after each lesson: load and validate them, take them.
+"""Quizzes before (`pre`) and after (`post`) each lesson: load, validate, take them.
 
-`quiz/<lesson>.json` (installed: `utils/quizdata/`) holds a quiz before the lesson (`pre`) and
-one after it (`post`), every text in every language; quiz/README.md explains the format. Types:
-`single` (answer: an index), `multiple` (the list of right indices: a response is right when it
-picks exactly those), `numeric` (x is right when |x - answer| <= tolerance).
+`quiz/<lesson>.json` (installed: `utils/quizdata/`; format in quiz/README.md) holds every text in
+every language. Types: `single` (an index), `multiple` (exactly the right indices), `numeric`
+(right when |x - answer| <= tolerance). Exports are course tooling (course_tools.quiz_export).
 
     show("01-contrastive-learning", "post", "fr")                       # in a notebook
     python -m utils quiz 01-contrastive-learning --stage post --lang fr   # in a terminal
-
-Exports (GIFT, Markdown, jupyterquiz) are course tooling: `python -m course_tools.quiz_export`.
 """
 
 from __future__ import annotations
@@ -24,14 +21,14 @@ from functools import cache, partial
 from pathlib import Path
 from typing import TextIO
 
-from .errors import CourseError
+from .errors import CourseError, to_json
 from .i18n import LANGUAGES, SOURCE_LANG, get_language
 
 HERE = Path(__file__).resolve().parent
 LESSONS = ("overview", "00-setup", "01-contrastive-learning", "02-zero-shot-classification",
            "03-image-search", "04-vqgan-clip", "05-dall-e")
 STAGES = ("pre", "post")
-LETTERS = "ABCDEFGH"  # options are shown as A, B, C... (at most 8 per question)
+LETTERS = "ABCDEFGH"  # option labels (at most 8 per question)
 
 
 class QuizError(CourseError, ValueError):
@@ -39,14 +36,13 @@ class QuizError(CourseError, ValueError):
 
 
 def quiz_dirs() -> list[Path]:
-    """Folders searched for quiz files: $COURSE_QUIZ_DIR, the installed package data
-    (utils/quizdata), then the course checkout (quiz/)."""
+    """Where quiz files are looked for: $COURSE_QUIZ_DIR, utils/quizdata, then quiz/."""
     env = [Path(os.environ["COURSE_QUIZ_DIR"])] if os.environ.get("COURSE_QUIZ_DIR") else []
     return env + [HERE / "quizdata", HERE.parent / "quiz"]
 
 
 def quiz_file(name: str) -> Path:
-    """The path of `<name>.json` (a lesson, `schema` or `ui`) in the first folder holding it."""
+    """The first `<name>.json` (a lesson, `schema` or `ui`) in `quiz_dirs()`."""
     for folder in quiz_dirs():
         if (folder / f"{name}.json").is_file():
             return folder / f"{name}.json"
@@ -61,9 +57,6 @@ def display_path(path: Path) -> str:
         return str(path.resolve().relative_to(HERE.parent))
     except ValueError:
         return str(path)
-
-
-# ------------------------------------------------------------------ the data
 
 
 @dataclass
@@ -84,19 +77,16 @@ class Question:
 
     @property
     def correct(self) -> set[int]:
-        """Indices of the right options (empty for a numeric question)."""
         if self.type == "numeric":
             return set()
         return {int(self.answer)} if self.type == "single" else {int(i) for i in self.answer}
 
     def is_correct(self, response) -> bool:
-        """single: an index; multiple: a collection of indices; numeric: a number."""
         if response is None:
             return False
         if self.type == "numeric":
             return abs(float(response) - float(self.answer)) <= self.tolerance + 1e-9
-        chosen = {int(response)} if self.type == "single" else {int(i) for i in response}
-        return chosen == self.correct
+        return {int(i) for i in ([response] if self.type == "single" else response)} == self.correct
 
     def answer_text(self, lang: str) -> str:
         """The right answer as a student reads it: 'B', 'A, C' or '992 (± 0.5)'."""
@@ -136,11 +126,8 @@ def check_language(lang: str) -> str:
     return lang
 
 
-# ------------------------------------------------------------------ validation
-
-
 def _where(path: list, data) -> tuple[str, str]:
-    """("question 'temp-drop' (post #2)", 'options[1].text') for a JSON path into a quiz."""
+    """A JSON path -> ("question 'temp-drop' (post #2)", 'options[1].text')."""
     where, rest = "top level", path
     if len(path) >= 2 and path[0] in STAGES and isinstance(path[1], int):
         stage, index, rest = path[0], path[1], path[2:]
@@ -171,19 +158,15 @@ def _describe(error, data) -> str:
 
 
 def validate(data, source: str = "<quiz>") -> list[str]:
-    """What quiz/schema.json refuses in one quiz (parsed JSON), one problem per line:
-    'file: question 'id' (stage #n): field: problem'."""
+    """What quiz/schema.json refuses in parsed JSON: 'file: question 'id' (stage #n): field: problem'."""
     from jsonschema import Draft202012Validator
-
     schema = json.loads(quiz_file("schema").read_text(encoding="utf-8"))
     errors = sorted(Draft202012Validator(schema).iter_errors(data), key=lambda e: list(map(str, e.path)))
     return list(dict.fromkeys(f"{source}: {_describe(e, data)}" for e in errors))  # no repeats
 
 
 def parse_quiz(data: dict, path: Path | None = None) -> Quiz:
-    """Validate parsed JSON and build a Quiz; raises QuizError listing every problem: the
-    schema's, then answer indices outside the options. (Checks for authors only -- unique ids,
-    file name = lesson id -- are in course_tools.quiz_export.)"""
+    """Validate parsed JSON (schema, then answer indices) and build a Quiz; QuizError lists every problem."""
     source = display_path(path) if path else "<quiz>"
     problems = validate(data, source)
     if not problems:
@@ -244,8 +227,7 @@ def hint(q: Question, lang: str) -> str:
 
 
 def explanations(q: Question, response, lang: str, reveal: bool) -> list[str]:
-    """The notes shown after an answer. Before the answer is revealed, only the chosen
-    wrong options are explained (so a retry is still a real question)."""
+    """The notes after an answer; until it is revealed, only the chosen wrong options (a retry stays a question)."""
     if q.type == "numeric":
         return [tr(q.explanation, lang)] if reveal and q.explanation else []
     chosen = {int(response)} if q.type == "single" else {int(k) for k in response}
@@ -258,24 +240,18 @@ def explanations(q: Question, response, lang: str, reveal: bool) -> list[str]:
     return notes
 
 
-# ------------------------------------------------------------------ in a notebook
-
-
 def to_html(text: str) -> str:
     """Escape text for HTML (a '<script>' shows as text), then `code` -> <code>code</code>."""
-    out = html.escape(text, quote=False)  # text nodes: &, <, > are enough
+    out = html.escape(text, quote=False)
     return re.sub(r"`([^`]+)`", r"<code>\1</code>", out).replace("\n", "<br>")
 
 
 class QuizWidget:
-    """An ipywidgets quiz: a Check button and feedback per question, a score at the end.
-
-    Grading: a wrong first try shows why the chosen options are wrong and allows a retry;
-    the second wrong try reveals the answer. The score counts right first tries."""
+    """An ipywidgets quiz with a Check button per question: a wrong first try explains and allows a
+    retry, the second reveals the answer; the score counts right first tries."""
 
     def __init__(self, quiz: Quiz, stage: str, lang: str):
         import ipywidgets as w
-
         self.quiz, self.stage, self.lang = quiz, stage, check_language(lang)
         self.questions = quiz.questions(stage)
         n = len(self.questions)
@@ -298,8 +274,7 @@ class QuizWidget:
             box = w.Text(placeholder=ui("type_number", self.lang), tooltip=ui("type_number", self.lang))
             self.inputs.append(box)
             return box
-        # Keyboard and screen readers: each option is a native checkbox (Tab, Space) whose
-        # label is its letter and whose tooltip is its text (plain text, never HTML).
+        # native checkboxes for the keyboard and screen readers; the tooltip is plain text
         boxes = [w.Checkbox(value=False, indent=False, description=f"{LETTERS[k]}.",
                             tooltip=tr(o.text, self.lang), layout=w.Layout(width="auto"))
                  for k, o in enumerate(q.options)]
@@ -311,7 +286,6 @@ class QuizWidget:
                        for box, o in zip(boxes, q.options)])
 
     def response(self, i: int):
-        """The current answer to question i: an index, a list of indices, a float, or None."""
         q, control = self.questions[i], self.inputs[i]
         if q.type == "numeric":
             return parse_number(control.value)
@@ -356,11 +330,7 @@ def _untick_others(boxes: list, change: dict) -> None:
 def show(lesson: str, stage: str = "post", lang: str | None = None) -> None:
     """Display the quiz of `lesson` ('pre' before the lesson, 'post' after) in a notebook."""
     from IPython.display import display
-
     display(QuizWidget(load_quiz(lesson), stage, lang or get_language()).box)
-
-
-# ------------------------------------------------------------------ in a terminal
 
 
 def parse_number(text: str) -> float | None:
@@ -425,3 +395,47 @@ def take_quiz(quiz: Quiz, stage: str, lang: str, stdin: TextIO | None = None,
             say("  " + note)
     say("\n" + ui("final_score", lang, score=score, n=asked))
     return score, asked
+
+
+def add_cli(subparsers) -> None:
+    """The `quiz` command of `python -m utils` (utils/cli.py)."""
+    p = subparsers.add_parser("quiz", help="take a lesson's quiz in the terminal")
+    p.add_argument("lesson", choices=LESSONS, help="lesson id")
+    p.add_argument("--stage", choices=[*STAGES, "both"], default="post",
+                   help="pre: before the lesson; post: after it (default)")
+    p.add_argument("--lang", choices=list(LANGUAGES), help="language (default: en)")
+    p.add_argument("--json", action="store_true",
+                   help="print the quiz, answers included, as JSON instead of asking")
+    p.set_defaults(func=run_cli)
+
+
+def run_cli(args) -> int:
+    """Ask the questions of one lesson's quiz in the terminal, or print them (--json)."""
+    lang = check_language(args.lang or get_language())
+    quiz = load_quiz(args.lesson)
+    stages = list(STAGES) if args.stage == "both" else [args.stage]
+    if args.json:
+        items = [quiz_as_json(quiz, stage, lang) for stage in stages]
+        print(to_json(items[0] if len(items) == 1 else items, indent=2))
+        return 0
+    for stage in stages:
+        take_quiz(quiz, stage, lang)
+    return 0
+
+
+def quiz_as_json(quiz: Quiz, stage: str, lang: str) -> dict:
+    """One stage of a quiz in one language, answers and explanations included."""
+    questions = []
+    for q in quiz.questions(stage):
+        item = {"id": q.id, "type": q.type, "question": tr(q.text, lang)}
+        if q.options:
+            item["options"] = [{"text": tr(o.text, lang), "explanation": tr(o.explanation, lang),
+                                "correct": k in q.correct} for k, o in enumerate(q.options)]
+        item["answer"] = q.answer
+        if q.type == "numeric":
+            item["tolerance"] = q.tolerance
+        if q.explanation:
+            item["explanation"] = tr(q.explanation, lang)
+        questions.append(item)
+    return {"lesson": quiz.lesson, "stage": stage, "lang": lang,
+            "title": stage_title(quiz, stage, lang), "questions": questions}

@@ -1,12 +1,8 @@
 """Text-to-image search with an embedding index (lesson 03).
 
-Search the way real systems do it, small enough to read:
-1. embed every image ONCE, in batches (memory stays bounded), and keep the
-   L2-normalised embeddings E (N, D) on disk (the cache: utils/index_cache.py);
-2. a query (text, image or embedding) becomes one vector q (D,);
-3. the score of image i is the cosine similarity s_i = E_i . q, and the answer is the
-   top-k of s. Exact search computes all N scores; faiss does the same (IndexFlatIP)
-   or trades a little recall for speed (IVF, HNSW) on millions of images.
+Embed every image once, in batches, into unit rows E (N, D) kept on disk (utils/index_cache.py);
+a query becomes one vector q (D,); the answer is the top-k of the cosine similarities E q.
+faiss does the same (IndexFlatIP) or trades a little recall for speed (IVF, HNSW).
 
     clip = load_clip("tiny-shapes")
     index = ImageIndex.build(clip, "my_folder")       # cached: a rebuild embeds only new files
@@ -43,7 +39,6 @@ EXACT_CHUNK = 65_536  # rows scored at once by exact search: bounds the (Q, chun
 @dataclass
 class Hit:
     """One search result: `score` is the cosine similarity between query and image."""
-
     rank: int
     index: int
     item: str
@@ -52,16 +47,10 @@ class Hit:
     caption: str | None = None
 
 
-# ------------------------------------------------------------------ search and its measure
-
-
 def exact_top_k(embeddings, queries, k: int, chunk: int = EXACT_CHUNK):
-    """Exact top-k by inner product, scoring `chunk` rows at a time (memory stays bounded).
-
-    embeddings (N, D), queries (Q, D) -> scores (Q, k) descending, ids (Q, k).
-    """
+    """Exact top-k by inner product, `chunk` rows at a time (bounded memory).
+    embeddings (N, D), queries (Q, D) -> scores (Q, k) descending, ids (Q, k)."""
     import torch
-
     best_scores, best_ids = None, None
     for start in range(0, embeddings.shape[0], chunk):
         part = embeddings[start : start + chunk].float()  # (C, D)
@@ -77,11 +66,8 @@ def exact_top_k(embeddings, queries, k: int, chunk: int = EXACT_CHUNK):
 
 
 def recall_at_k(scores: np.ndarray, relevant: np.ndarray, ks: Sequence[int] = (1, 5, 10)) -> dict:
-    """Fraction of queries with a relevant item in their top k.
-
-    scores (Q, N) similarity; relevant (Q, N) bool. The rank of query q is
-    1 + #{items scoring higher than q's best relevant item}; recall@k = mean(rank <= k).
-    """
+    """Fraction of queries with a relevant item in their top k: scores (Q, N), relevant (Q, N)
+    bool; rank = 1 + #{items scoring above the best relevant one}, recall@k = mean(rank <= k)."""
     scores = np.asarray(scores, dtype=np.float64)
     relevant = np.asarray(relevant, dtype=bool)
     if not relevant.any(axis=1).all():
@@ -89,9 +75,6 @@ def recall_at_k(scores: np.ndarray, relevant: np.ndarray, ks: Sequence[int] = (1
     best_relevant = np.where(relevant, scores, -np.inf).max(axis=1, keepdims=True)  # (Q, 1)
     ranks = 1 + (scores > best_relevant).sum(axis=1)  # (Q,)
     return {k: float((ranks <= k).mean()) for k in ks}
-
-
-# ------------------------------------------------------------------ embedding in batches
 
 
 class _InMemoryImages:
@@ -105,35 +88,23 @@ class _InMemoryImages:
         return len(self.items)
 
     def __getitem__(self, i: int):
+        image, caption = self.items[i], None
         try:
-            image, caption = _split_item(self.items[i])
+            if isinstance(image, dict):
+                image, caption = image["image"], image.get("caption")
+            elif isinstance(image, (tuple, list)) and len(image) == 2 and isinstance(image[1], str):
+                image, caption = image
             image = to_rgb(image)
-        # to_rgb's TypeError / ValueError: this item is not an image; KeyError: a dict without one
+        # TypeError / ValueError: not an image; KeyError: a dict without one
         except (TypeError, ValueError, KeyError) as err:
             return i, None, f"could not be processed: {type(err).__name__}: {err}", None
         return i, self.preprocess(image), None, caption
 
 
-def _split_item(item) -> tuple[Any, str | None]:
-    """A dataset item -> (image, caption or None)."""
-    if isinstance(item, dict):
-        return item["image"], item.get("caption")
-    if isinstance(item, (tuple, list)) and len(item) == 2 and isinstance(item[1], str):
-        return item[0], item[1]
-    return item, None
-
-
-# ------------------------------------------------------------------ the index
-
-
 @dataclass
 class ImageIndex:
-    """L2-normalised image embeddings (N, D) and the items (files) they came from.
-
-    items: paths relative to `root` when built from a folder, absolute paths for a file list,
-        "#i" for in-memory datasets. `stats` says how the last build went.
-    """
-
+    """L2-normalised image embeddings (N, D) and their items: paths relative to `root` for a
+    folder, absolute for a file list, "#i" in memory. `stats` says how the last build went."""
     embeddings: Any  # torch.Tensor (N, D), float32 or float16
     items: list[str]
     model: dict
@@ -156,7 +127,6 @@ class ImageIndex:
 
     @property
     def dim(self) -> int:
-        """D, the length of each embedding."""
         return int(self.embeddings.shape[1])
 
     def path(self, i: int) -> Path | None:
@@ -167,25 +137,17 @@ class ImageIndex:
 
     @property
     def paths(self) -> list[Path | None]:
-        """The file of every item (builds a list of N: use `path(i)` for one)."""
+        """The file of every item (a list of N: use `path(i)` for one)."""
         return [self.path(i) for i in range(len(self))]
-
-    # ---------------------------------------------------------------- building
 
     @classmethod
     def build(cls, clip: CLIP, source, config: BuildConfig | None = None, **options) -> ImageIndex:
-        """Embed `source` in batches; `options` are fields of BuildConfig (batch_size=64,
-        cache="auto", rebuild, progress, num_workers, max_pixels, float16, jpeg_draft).
+        """Embed `source` (a folder, a list of image files, or a sequence of PIL images / arrays /
+        (image, caption) / {"image", "caption"}) in batches; `options` are BuildConfig fields.
 
-        source: a folder (all images in it, recursively), a list of image files, or a dataset
-            (a sequence of PIL images / arrays / (image, caption) pairs / {"image", "caption"}).
-        cache: "auto" (see utils/index_cache.py), a file path, or None. Files whose path, size
-            and modification time match the cache are not embedded again. A cache made by
-            another model raises IndexMismatchError (pass rebuild=True to replace it); a
-            corrupt cache is rebuilt with a warning.
-        Bad files are skipped and listed in `index.skipped` with the reason; they never stop
-        the build. If the build is interrupted, what was embedded so far is saved to the cache.
-        """
+        Unchanged files are reused from the cache (utils/index_cache.py); a cache made by another
+        model raises IndexMismatchError, a corrupt one is rebuilt. Bad files are listed in
+        `index.skipped`, and an interrupted build saves what it embedded."""
         config = replace(config or BuildConfig(), **options)
         start = time.perf_counter()
         if not isinstance(source, (str, os.PathLike)) and not _is_file_list(source):
@@ -200,7 +162,6 @@ class ImageIndex:
     @classmethod
     def _build_in_memory(cls, clip: CLIP, source, config: BuildConfig) -> ImageIndex:
         import torch
-
         items = list(source) if not hasattr(source, "__getitem__") else source
         parts, ids_all, captions, skipped = [], [], [], []
         dataset = _InMemoryImages(items, clip.preprocess)
@@ -211,23 +172,16 @@ class ImageIndex:
                 captions += caps
             skipped += [Skipped(f"#{i}", reason) for i, reason in failed]
         emb = np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
-        index = cls(
-            embeddings=torch.from_numpy(emb.astype(np.float16 if config.float16 else np.float32)),
-            items=[f"#{i}" for i in ids_all], model=index_cache.model_identity(clip), skipped=skipped,
-            captions=captions if all(c is not None for c in captions) else None, clip=clip,
-        )
-        index.stats = {"total": len(items), "indexed": len(ids_all), "embedded": len(ids_all),
-                       "reused": 0, "skipped": len(skipped), "removed": 0, "cache": None}
-        return index
-
-    # ---------------------------------------------------------------- searching
+        stats = {"total": len(items), "indexed": len(ids_all), "embedded": len(ids_all),
+                 "reused": 0, "skipped": len(skipped), "removed": 0, "cache": None}
+        return cls(torch.from_numpy(emb.astype(np.float16 if config.float16 else np.float32)),
+                   [f"#{i}" for i in ids_all], index_cache.model_identity(clip), skipped=skipped,
+                   captions=captions if all(c is not None for c in captions) else None, clip=clip, stats=stats)
 
     def use_faiss(self, factory: str = "Flat", nprobe: int = 16,
                   train_size: int | None = None) -> ImageIndex:
-        """Search with faiss from now on. "Flat" (IndexFlatIP) is exact: the same hits as
-        exact search. "IVF1024,Flat" (k-means into 1024 lists, search the `nprobe` nearest
-        lists) or "HNSW32" are approximate and much faster on millions of images.
-        train_size: train IVF's k-means on a random sample of this many rows (faster)."""
+        """Search with faiss from now on: "Flat" is exact; "IVF1024,Flat" (search the `nprobe`
+        nearest of 1024 k-means lists, trained on `train_size` rows) or "HNSW32" approximate."""
         try:
             import faiss
         except ImportError:
@@ -253,12 +207,8 @@ class ImageIndex:
         return self
 
     def search_embeddings(self, queries, k: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
-        """Top-k for each query: scores (Q, k) descending and row ids (Q, k).
-
-        score[q, j] = E[ids[q, j]] . queries[q] (cosine similarity for normalised vectors).
-        """
+        """Top-k for each query: scores (Q, k) descending, score[q, j] = E[ids[q, j]] . queries[q]."""
         import torch
-
         queries = torch.as_tensor(queries, dtype=torch.float32)
         if queries.ndim == 1:
             queries = queries[None]  # (1, D)
@@ -278,7 +228,6 @@ class ImageIndex:
         """str -> text embedding; Path / PIL image / array -> image embedding; tensor -> as is."""
         import torch
         from PIL import Image
-
         if isinstance(query, torch.Tensor):
             return torch.nn.functional.normalize(query.float().reshape(-1, self.dim), dim=-1)
         if isinstance(query, np.ndarray) and query.ndim == 1:
@@ -321,9 +270,8 @@ class ImageIndex:
 
     def recall_at_k(self, captions: Sequence[str] | None = None, ks: Sequence[int] = (1, 5, 10),
                     queries: Sequence[str] | None = None) -> dict[int, float]:
-        """Text -> image recall@k: a query succeeds at k when one of its top-k images has the
-        query as caption. captions: one per indexed item (default: ours); queries: default,
-        every distinct caption."""
+        """Text -> image recall@k: a query (default: every distinct caption) succeeds when one of
+        its top-k images has it as caption (captions: one per item, default ours)."""
         captions = list(captions if captions is not None else (self.captions or []))
         if len(captions) != len(self):
             raise ValueError(f"recall_at_k needs one caption per indexed image: got "
@@ -334,23 +282,19 @@ class ImageIndex:
         scores = text @ self.embeddings.float().T  # (Q, N)
         return recall_at_k(scores.numpy(), relevant, ks)
 
-    # ---------------------------------------------------------------- saving
-
     def fields(self) -> dict:
-        """What `save` writes (utils/index_cache.py `write_index`)."""
         return {"embeddings": self.embeddings, "items": self.items, "model": self.model,
                 "root": self.root, "files": self.files, "captions": self.captions,
                 "skipped": self.skipped}
 
     def save(self, path: str | os.PathLike, float16: bool = False) -> Path:
-        """Write to .safetensors or .npz (atomically: a crash never leaves half a file).
-        float16 halves the size; scores change by < 1e-3."""
+        """Write to .safetensors or .npz, atomically; float16 halves the size (scores move < 1e-3)."""
         return index_cache.write_index(path, self.fields(), float16)
 
     @classmethod
     def load(cls, path: str | os.PathLike, clip: CLIP | None = None) -> ImageIndex:
-        """Read an index saved by `save`. With `clip`, check that it made the index
-        (IndexMismatchError otherwise). Raises CorruptIndexError if the file cannot be trusted."""
+        """Read an index saved by `save` (CorruptIndexError if untrustworthy); with `clip`, check
+        that it made the index (IndexMismatchError)."""
         index = cls(**index_cache.read_index(path))
         if clip is not None:
             index_cache.check_same_model(index.model, index_cache.model_identity(clip), f"The index {path}")

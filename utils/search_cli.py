@@ -1,10 +1,5 @@
-"""`python -m utils search`: search a folder of images by text or by example image.
-
-The index and its cache are in utils/retrieval.py and utils/index_cache.py; this module only
-reads the arguments and prints the results (errors follow the contract of utils/__main__.py).
-
-    python -m utils search "a green triangle" --images my_folder --top 5 [--json]
-"""
+"""`python -m utils search "a green triangle" --images my_folder --top 5 [--json]`: search a
+folder of images by text or by example image (the index is utils/retrieval.py)."""
 
 from __future__ import annotations
 
@@ -20,7 +15,6 @@ from .retrieval import Hit, ImageIndex
 
 
 def add_cli(subparsers) -> None:
-    """Add the `search` sub-command and its arguments."""
     p = subparsers.add_parser(
         "search", help="search a folder of images by text or by example image",
         description="Search a folder of images with CLIP. Embeddings are cached (outside the "
@@ -62,9 +56,7 @@ def _validate_cli(args) -> None:
 
 
 def run_cli(args) -> int:
-    """`python -m utils search`: errors follow the contract of utils/__main__.py."""
     from .models import load_clip
-
     clock = [time.perf_counter()]
     clip = load_clip(args.model, args.pretrained, device=args.device, verbose=not args.json)
     clock.append(time.perf_counter())

@@ -1,18 +1,10 @@
-"""An independent judge of generated shapes-world images: which colour, which shape?
+"""An independent judge of generated shapes-world images (lesson 05): which colour, which shape?
 
-Lesson 05 measures whether the mini DALL-E draws what the caption asks. The judge must not
-be the CLIP that reranked the samples (a model grading its own choice proves little), so
-it uses two other things:
-
-- colour: pixel statistics. Each pixel is turned into HSV; background pixels are grey
-  (saturation < 0.15 in the shapes world), so pixels with saturation >= 0.35 and value >= 0.3
-  are "coloured". Each coloured pixel votes for the colour whose hue range (`data.COLOUR_HSV`)
-  is nearest to its hue; the dominant colour is the one with most votes.
-- shape: a small CNN trained separately on rendered shapes-world images, half of them as
-  they are (blurred and noised at random), half after a round trip through the tiny VQ
-  (`vq.decode_codes(vq.encode(x))`), so that it reads the softer, rounder shapes the VQ
-  decoder draws. Its labels come from the renderer; it never sees a caption or a CLIP
-  embedding. Rebuild it after the tiny VQ: `python -m utils train shapecheck`.
+Not the CLIP that reranked the samples (a model grading its own choice proves little):
+- colour: each pixel with saturation >= 0.35 and value >= 0.3 (the background is grey) votes
+  for the colour whose hue range (`data.COLOUR_HSV`) is nearest; the most votes win;
+- shape: a small CNN trained on rendered images, half of them after a tiny-VQ round trip so
+  that it reads what the VQ decoder draws. Rebuild it after the VQ: `python -m utils train shapecheck`.
 
     judge = load_shape_judge()
     verdicts = judge.judge(images)       # images (B, 3, 64, 64) in [0, 1]
@@ -34,22 +26,14 @@ from .data import COLOUR_HSV, COLOURS, SHAPES, render_batch
 from .io import load_checkpoint, save_checkpoint
 
 JUDGE_WEIGHTS = ASSETS_DIR / "shape-judge.safetensors"
-JUDGE_CONFIG = ASSETS_DIR / "shape-judge.json"
 REBUILD = "python -m utils train shapecheck"
 MIN_SATURATION = 0.35
 MIN_VALUE = 0.3
 
 
-# ---------------------------------------------------------------- colour: pixel statistics
-
-
 def rgb_to_hsv(images: torch.Tensor) -> torch.Tensor:
-    """(B, 3, H, W) RGB in [0, 1] -> (B, 3, H, W) with hue in degrees [0, 360), s and v in [0, 1].
-
-    v = max(r, g, b), s = (v - min) / v, hue from which channel is largest (kornia.color,
-    which gives the hue in radians)."""
+    """(B, 3, H, W) RGB in [0, 1] -> HSV with the hue in degrees [0, 360) (kornia gives radians)."""
     from kornia.color import rgb_to_hsv as hsv_in_radians
-
     hsv = hsv_in_radians(images)                                 # (B, 3, H, W)
     return torch.cat([torch.rad2deg(hsv[:, :1]) % 360, hsv[:, 1:]], 1)
 
@@ -71,20 +55,12 @@ def colour_votes(images: torch.Tensor) -> torch.Tensor:
 
 
 def dominant_colours(images: torch.Tensor) -> list[tuple[str | None, float, int]]:
-    """(colour, its share of the coloured pixels, number of coloured pixels) per image.
-
-    The colour is None when fewer than 4 pixels are coloured (nothing was drawn).
-    """
-    votes = colour_votes(images)                                 # (B, C)
+    """(colour, its share of the coloured pixels, coloured pixels) per image; None under 4 pixels."""
     out = []
-    for row in votes:
-        total = int(row.sum())
-        best = int(row.argmax())
+    for row in colour_votes(images):                             # (C,) per image
+        total, best = int(row.sum()), int(row.argmax())
         out.append((COLOURS[best] if total >= 4 else None, float(row[best]) / max(total, 1), total))
     return out
-
-
-# ---------------------------------------------------------------- shape: a small CNN
 
 
 @dataclass
@@ -126,20 +102,13 @@ class ShapeJudge:
 
     def judge(self, images: torch.Tensor) -> list[dict]:
         """One verdict per image: colour, colour_share, coloured_pixels, shape, shape_prob."""
-        probs = self.shapes(images)
-        verdicts = []
-        for (colour, share, total), p in zip(dominant_colours(images), probs):
-            verdicts.append({"colour": colour, "colour_share": round(share, 3),
-                             "coloured_pixels": total, "shape": SHAPES[int(p.argmax())],
-                             "shape_prob": round(float(p.max()), 3)})
-        return verdicts
+        return [{"colour": colour, "colour_share": round(share, 3), "coloured_pixels": total,
+                 "shape": SHAPES[int(p.argmax())], "shape_prob": round(float(p.max()), 3)}
+                for (colour, share, total), p in zip(dominant_colours(images), self.shapes(images))]
 
     def is_correct(self, images: torch.Tensor, colour: str, shape: str) -> torch.Tensor:
         """(B,) bool: the dominant colour is `colour` and the predicted shape is `shape`."""
         return torch.tensor([v["colour"] == colour and v["shape"] == shape for v in self.judge(images)])
-
-
-# ---------------------------------------------------------------- training, saving, loading
 
 
 def degrade(images: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -157,14 +126,9 @@ def degrade(images: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 
 def train_judge(steps: int = 2000, seed: int = 0, batch_size: int = 64, lr: float = 3e-3,
                 vq=None, progress: bool = True) -> tuple[ShapeNet, dict]:
-    """Train ShapeNet on rendered images of ALL colour-shape pairs; returns (net, metrics).
-
-    With a `vq` (the tiny VQ), half of each batch goes through vq.decode_codes(vq.encode(x)).
-    The judge sees the held-out pairs too: it is the measuring instrument, not the model
-    under test (the DALL-E never sees them).
-    """
+    """Train ShapeNet on ALL colour-shape pairs (it is the instrument, not the model under test),
+    half of each batch through the `vq` round trip; returns (net, metrics)."""
     from .train import FitConfig, fit
-
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     net = ShapeNet(JudgeConfig())
@@ -184,10 +148,8 @@ def train_judge(steps: int = 2000, seed: int = 0, batch_size: int = 64, lr: floa
 
 
 def evaluate_judge(judge: ShapeJudge, n: int = 512, seed: int = 777, vq=None) -> dict:
-    """Shape and colour accuracy of the judge on fresh rendered images (all pairs).
-
-    With a `vq`, also on their VQ round trips (`vq_` keys): the best a VQ-drawn image can do.
-    """
+    """Shape and colour accuracy on fresh rendered images, and with a `vq` on their round trips
+    (`vq_` keys: the best a VQ-drawn image can do)."""
     images, attrs = render_batch(n, seed=seed, split="all", as_tensor=True)
     out = {"n": n}
     versions = {"": images}
@@ -222,7 +184,6 @@ def train_main(args) -> int:
     from .io import sha256_of
     from .tinyvq import TINY_VQ_WEIGHTS, load_tiny_vq
     from .train import print_report
-
     steps, seed, start = args.steps or 2000, args.seed or 0, time.perf_counter()
     net, metrics = train_judge(steps=steps, seed=seed, vq=load_tiny_vq(), progress=not args.json)
     out = Path(args.out) / JUDGE_WEIGHTS.name

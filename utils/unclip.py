@@ -1,19 +1,17 @@
-"""DALL-E 2 (unCLIP, Ramesh et al. 2022) at small scale: a prior and a decoder around CLIP.
-
-Lesson 05, second half. unCLIP generates in two stages:
+"""DALL-E 2 (unCLIP, Ramesh et al. 2022) at small scale (lesson 05): a prior and a decoder.
 
     prior:   CLIP text embedding t  ->  a CLIP image embedding x      (ours: an MLP)
     decoder: image embedding x      ->  a picture                     (ours: the mini DALL-E's
              transformer, the caption words replaced by prefix vectors W x)
 
-Why not decode t directly? CLIP's text and image embeddings live in different regions of the
-sphere (the "modality gap"); the decoder only ever saw image embeddings. Both models learn
-from the pictures the mini DALL-E learns from (`utils.dalle_data`): large shapes on plain
-backgrounds, embedded by the bundled tiny CLIP.
+Why not decode t directly? CLIP's text and image embeddings lie in different regions of the
+sphere (the "modality gap"), and the decoder only saw image embeddings. Both learn from the
+mini DALL-E's pictures (`utils.dalle_data`), embedded by the bundled tiny CLIP.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -22,6 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from . import data
 from .assets import ASSETS_DIR
 from .dalle import DalleConfig, MiniDalle, bundled
 from .dalle_data import (
@@ -44,9 +43,6 @@ DECODER_WEIGHTS = ASSETS_DIR / "tiny-unclip-decoder.safetensors"
 EMBEDDER = "tiny-shapes"  # the CLIP whose embedding space the prior and decoder use
 
 
-# ---------------------------------------------------------------- the prior
-
-
 @dataclass
 class PriorConfig:
     embed_dim: int = 64
@@ -55,15 +51,10 @@ class PriorConfig:
 
 
 class Prior(nn.Module):
-    """unCLIP's prior, as an MLP: a CLIP text embedding -> the CLIP image embedding it describes.
+    """unCLIP's prior as an MLP: a CLIP text embedding t -> the image embedding x it describes.
 
-    DALL-E 2 needs it because its decoder draws from an *image* embedding, and CLIP's text and
-    image embeddings live in different regions of the sphere (the "modality gap": a caption's
-    embedding is never close to its images'). Trained to minimise 1 - cos(prior(t), x) over
-    pairs (t, x) = (text embedding, image embedding), it predicts the average direction of the
-    images a caption describes. DALL-E 2's prior is a diffusion model that samples one image
-    embedding instead of the average; the MLP is the deterministic version.
-    """
+    Trained on 1 - cos(prior(t), x), it predicts the mean direction of a caption's images
+    (DALL-E 2's diffusion prior samples one instead)."""
 
     def __init__(self, cfg: PriorConfig):
         super().__init__()
@@ -75,7 +66,7 @@ class Prior(nn.Module):
         self.mlp = nn.Sequential(*layers, nn.Linear(width, cfg.embed_dim))
 
     def forward(self, text_emb: torch.Tensor) -> torch.Tensor:
-        """(B, D) text embeddings -> (B, D) predicted image embeddings, L2-normalised."""
+        """(B, D) text embeddings -> (B, D) unit image embeddings."""
         return F.normalize(self.mlp(text_emb), dim=-1)
 
     @torch.no_grad()
@@ -85,12 +76,8 @@ class Prior(nn.Module):
 
     @torch.no_grad()
     def embed_captions(self, clip, captions: Sequence[str]) -> torch.Tensor:
-        """Captions -> the prior's image embeddings (B, D): prior(CLIP_text(caption)).
-
-        The prior learned English shapes-world captions only: the course's labels in the other
-        languages are translated (`translate_caption`); any other caption in another language,
-        or one longer than PRIOR_MAX_WORDS words, is refused in one line (`check_caption`).
-        """
+        """Captions -> prior(CLIP_text(caption)) (B, D); the prior knows English shapes-world captions:
+        the course's labels are translated, others refused in one line (`check_caption`)."""
         tokenizer = WordTokenizer(shapes_world_words(), length=PRIOR_MAX_WORDS + 1)
         english = [(translate_caption(c) or (c,))[0] for c in captions]  # the course's labels, translated
         for caption in english:
@@ -106,18 +93,14 @@ def clip_pairs(clip, pictures: PictureSet, progress: bool = True) -> tuple[torch
     images, attrs = render_kept(pictures)
     image_emb = clip.encode_images(to_pil(images), progress=progress)      # (N, D)
     captions = [a["caption"] for a in attrs]
-    unique = list(dict.fromkeys(captions))
-    unique_emb = clip.encode_texts(unique)                                  # (U, D)
-    index = {c: i for i, c in enumerate(unique)}
-    text_emb = unique_emb[torch.tensor([index[c] for c in captions])]       # (N, D)
+    index = {c: i for i, c in enumerate(dict.fromkeys(captions))}           # each caption once
+    text_emb = clip.encode_texts(list(index))[torch.tensor([index[c] for c in captions])]  # (N, D)
     return image_emb, text_emb, attrs
 
 
 @dataclass
 class PriorTrainConfig:
-    """Hyper-parameters of `train_prior`; the defaults rebuild the bundled prior, on the pictures
-    the decoder learns to draw (large shapes, plain backgrounds)."""
-
+    """Hyper-parameters of `train_prior`; the defaults rebuild the bundled prior."""
     steps: int = 1500
     n_images: int = 10_000
     batch_size: int = 256
@@ -128,19 +111,13 @@ class PriorTrainConfig:
 
 
 def train_prior(clip=None, cfg: PriorTrainConfig | None = None, progress: bool = True) -> tuple[Prior, dict]:
-    """Fit the prior on (caption, image) pairs of the seen colour-shape pairs; returns (prior, history).
-
-    loss = 1 - cos(prior(t), x) over (text embedding, image embedding) pairs, AdamW with a
-    cosine learning rate."""
-    import time
-
+    """Fit the prior on 1 - cos(prior(t), x) over the seen pairs' (caption, image) embeddings;
+    returns (prior, history)."""
     from .train import FitConfig, fit
-
     cfg = cfg or PriorTrainConfig()
     clip = clip or bundled(EMBEDDER)
     torch.manual_seed(cfg.seed)
     start = time.perf_counter()
-    # one chunk holds all n pictures when nothing is filtered out
     pictures = PictureSet(cfg.n_images, cfg.seed, "train", cfg.plain_only, cfg.sizes, chunk=cfg.n_images)
     image_emb, text_emb, _ = clip_pairs(clip, pictures, progress)
     prior = Prior(PriorConfig(embed_dim=image_emb.shape[1]))
@@ -159,15 +136,8 @@ def train_prior(clip=None, cfg: PriorTrainConfig | None = None, progress: bool =
 
 @torch.no_grad()
 def evaluate_prior(prior: Prior, clip=None, n_images: int = 1200, seed: int = 99, k: int = 10) -> dict:
-    """Retrieval by the raw text embedding vs by the prior's image embedding.
-
-    Gallery: fresh "test" images (seen pairs) and "heldout" images. Query: "a {colour} {shape}"
-    for every pair. A hit is an image of that colour and shape. For each guide g we report
-    precision@k (share of hits among the k images with the highest cos(g, x)), average
-    precision over the whole ranking, and the mean cosine between g and its own images.
-    """
-    from . import data
-
+    """Retrieval guided by the raw text embedding vs the prior's image embedding, over fresh seen
+    and held-out images, a query per pair: precision@k, mAP, and the mean cosine to its images."""
     clip = clip or bundled(EMBEDDER)
     seen_emb, _, seen_attrs = clip_pairs(clip, PictureSet(n_images, seed, "test", chunk=n_images), False)
     held_emb, _, held_attrs = clip_pairs(clip, PictureSet(n_images // 3, seed, "heldout", chunk=n_images // 3), False)
@@ -208,27 +178,14 @@ def load_prior(weights: str | Path | None = None) -> Prior:
     return prior.eval().requires_grad_(False)
 
 
-# ---------------------------------------------------------------- the unCLIP decoder (DALL-E 2)
-
-
-DECODER_STEPS = 2000
-
-
-def decoder_recipe(seed: int = 0, steps: int = DECODER_STEPS) -> TrainConfig:
-    """How the bundled unCLIP decoder was trained: like the mini DALL-E (large shapes, plain
-    backgrounds), with batch 64."""
+def decoder_recipe(seed: int = 0, steps: int = 2000) -> TrainConfig:
+    """How the bundled unCLIP decoder was trained: like the mini DALL-E, with batch 64."""
     return TrainConfig(steps=steps, batch_size=64, lr=2e-3, seed=seed)
 
 
 class UnclipDecoder(MiniDalle):
-    """DALL-E 2's decoder idea on our transformer: draw image codes from a CLIP IMAGE embedding.
-
-    The caption words are replaced by `text_len` prefix vectors computed from the embedding,
-    prefix = W e reshaped to (text_len, C); the rest is the mini DALL-E. It is trained on
-    (CLIP image embedding of a picture, the picture's codes) and never sees a text embedding:
-    at drawing time it gets either the prior's prediction or, to show why the prior exists,
-    the raw text embedding.
-    """
+    """The mini DALL-E drawing codes from a CLIP IMAGE embedding e: the caption words become
+    `text_len` prefix vectors W e. It never sees a text embedding in training."""
 
     def __init__(self, cfg: DalleConfig, embed_dim: int):
         super().__init__(cfg)
@@ -244,10 +201,7 @@ class UnclipDecoder(MiniDalle):
 def train_decoder(clip=None, cfg: TrainConfig | None = None, model_cfg: DalleConfig | None = None,
                   vq=None, n_prefix: int = 4, progress: bool = True) -> tuple[UnclipDecoder, dict]:
     """Train the unCLIP decoder on (CLIP image embedding, VQ codes) of rendered pictures."""
-    import time
-
     from .tinyvq import load_tiny_vq
-
     cfg = cfg or TrainConfig()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -302,16 +256,10 @@ def decode_embeddings(decoder: UnclipDecoder, vq, emb: torch.Tensor, guidance: f
 @torch.no_grad()
 def evaluate_unclip(decoder: UnclipDecoder, prior: Prior, clip=None, judge=None, vq=None, pairs=None,
                     n_samples: int = 8, seed: int = 0, guidance: float | None = None) -> dict:
-    """DALL-E 2's test: decode the prior's image embedding vs the raw text embedding.
-
-    For each colour-shape pair, draw n_samples pictures from each guide; the judge of
-    `utils.shapecheck` says how many have the right colour and shape (accuracy), and the right
-    colour alone.
-    """
-    from . import data
+    """DALL-E 2's test: n_samples pictures per pair from the prior's embedding vs the raw text
+    embedding; `utils.shapecheck` judges colour and shape (accuracy) and colour alone."""
     from .shapecheck import load_shape_judge
     from .tinyvq import load_tiny_vq
-
     clip, judge, vq = clip or bundled(EMBEDDER), judge or load_shape_judge(), vq or load_tiny_vq()
     guidance = decoder.guidance if guidance is None else guidance
     pairs = list(data.SEEN if pairs is None else pairs)
@@ -330,26 +278,13 @@ def evaluate_unclip(decoder: UnclipDecoder, prior: Prior, clip=None, judge=None,
     return result
 
 
-
-
-# ---------------------------------------------------------------- command line
-
-
 def train_prior_main(args) -> int:
-    """`python -m utils train prior`: fit the unCLIP prior and decoder to the tiny CLIP, compare, save.
-
-    The two numbers of lesson 05: retrieval by the raw text embedding vs by the prior's image
-    embedding, and pictures decoded from each (judged by `utils.shapecheck`).
-    """
-    from . import data
+    """`python -m utils train prior`: fit the unCLIP prior and decoder, measure lesson 05's numbers, save."""
     from .assets import register_asset
     from .io import sha256_of
     from .models import TINY_WEIGHTS
     from .tinyvq import TINY_VQ_WEIGHTS
-
-    seed = args.seed or 0
-    steps = args.steps or 1500
-    clip = bundled(EMBEDDER)
+    seed, steps, clip = args.seed or 0, args.steps or 1500, bundled(EMBEDDER)
     prior, history = train_prior(clip, PriorTrainConfig(steps=steps, seed=seed), progress=not args.json)
     decoder_cfg = decoder_recipe(seed)
     decoder, decoder_history = train_decoder(clip, decoder_cfg, progress=not args.json)

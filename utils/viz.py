@@ -1,8 +1,7 @@
 """Every plot and picture grid of the course: matplotlib figures, torchvision grids.
 
-Pictures come in three forms and every function here takes any of them: a PIL image, a
-numpy array (H, W, 3), or a tensor (3, H, W) with values in [0, 1]. A batch is a list of
-those or a tensor (N, 3, H, W).
+A picture is a PIL image, an (H, W, 3) array or a (3, H, W) tensor in [0, 1]; a batch is a
+list of those or an (N, 3, H, W) tensor.
 
     show_images(batch, titles=captions, title="A batch")   # a row (or grid) with captions
     image_grid(batch).save("grid.png")                       # one PIL image, no matplotlib
@@ -24,13 +23,10 @@ from PIL import Image
 from .i18n import t
 from .images import open_image, to_rgb
 
-# ------------------------------------------------------------------ conversions
-
 
 def to_pil(images: torch.Tensor) -> Image.Image | list[Image.Image]:
     """(3, H, W) in [0, 1] -> one PIL image; (N, 3, H, W) -> a list. v8 = round(255 v)."""
     from torchvision.transforms.functional import to_pil_image
-
     as_bytes = (images.detach().clamp(0, 1).cpu() * 255 + 0.5).to(torch.uint8)  # round, not floor
     if as_bytes.dim() == 3:
         return to_pil_image(as_bytes)
@@ -45,25 +41,19 @@ def as_array(image) -> np.ndarray:
 
 
 def image_grid(images: torch.Tensor, gap: int = 2, ncols: int | None = None) -> Image.Image:
-    """(N, 3, H, W) in [0, 1] -> one PIL image: a grid of ncols = ceil(sqrt(N)) columns by
-    default, in reading order, `gap` white pixels between pictures (none around them)."""
+    """(N, 3, H, W) in [0, 1] -> one PIL grid (ncols = ceil(sqrt(N)) by default), `gap` white
+    pixels between pictures and none around them."""
     from torchvision.utils import make_grid
-
     ncols = ncols or math.ceil(math.sqrt(len(images)))
     grid = make_grid(images, nrow=ncols, padding=gap, pad_value=1.0)  # gap around each picture
     return to_pil(grid[:, gap:grid.shape[1] - gap, gap:grid.shape[2] - gap])
 
 
-# ------------------------------------------------------------------ pictures with captions
-
-
 def show_images(images, titles: Sequence[str] | None = None, title: str | None = None, rows: int = 1,
                 size: float = 2.0, fontsize: int = 9, show: bool = True):
-    """Pictures in `rows` rows, each with its title below the suptitle `title`; returns the figure.
-
-    show=True calls plt.show(), so that the figure appears where the call is in a notebook."""
+    """Pictures in `rows` rows, each with its title, under the suptitle `title`; returns the figure
+    (show=True calls plt.show(), so that it appears where the call is in a notebook)."""
     import matplotlib.pyplot as plt
-
     images = list(images)
     cols = max(1, math.ceil(len(images) / rows))
     fig, axes = plt.subplots(rows, cols, figsize=(size * cols, (size + 0.5) * rows), squeeze=False)
@@ -82,12 +72,9 @@ def show_images(images, titles: Sequence[str] | None = None, title: str | None =
 
 
 def show_hits(hits, images=None, title: str | None = None, ncols: int = 5, size: float = 2.0, fig=None):
-    """Search hits (utils.retrieval.Hit) as a grid, each captioned with its rank and score.
-
-    images: a sequence indexed by hit.index (PIL images or arrays), or None to open hit.path.
-    fig: an existing matplotlib figure to draw into (it is cleared), e.g. for a widget."""
+    """Search hits (utils.retrieval.Hit) as a grid captioned with rank and score. images: indexed
+    by hit.index, or None to open hit.path; fig: a figure to clear and draw into (a widget's)."""
     import matplotlib.pyplot as plt
-
     ncols = max(1, min(ncols, len(hits)))
     nrows = max(1, -(-len(hits) // ncols))
     if fig is None:
@@ -99,8 +86,7 @@ def show_hits(hits, images=None, title: str | None = None, ncols: int = 5, size:
         ax.imshow(to_rgb(image))
         ax.set_title(f"#{hit.rank}  {hit.score:.3f}", fontsize=9)
         ax.set_xlabel(Path(hit.item).name if hit.path else (hit.caption or ""), fontsize=7)
-        ax.set_xticks([])
-        ax.set_yticks([])
+        ax.set(xticks=[], yticks=[])
     if not hits:
         fig.text(0.5, 0.5, t("no results"), ha="center")
     if title:
@@ -109,15 +95,11 @@ def show_hits(hits, images=None, title: str | None = None, ncols: int = 5, size:
     return fig
 
 
-# ------------------------------------------------------------------ matrices
-
-
 def plot_matrix(matrix, ax=None, title: str = "", xlabel: str = "", ylabel: str = "",
                 colorbar: str = "", values: bool = True, cmap: str = "viridis"):
-    """Heatmap of a matrix (rows on y, columns on x, index ticks), each entry written in it
-    when values=True, with a labelled colour bar; returns the axes."""
+    """Heatmap of a matrix with index ticks, its values written in (values=True) and a labelled
+    colour bar; returns the axes."""
     import matplotlib.pyplot as plt
-
     matrix = matrix.detach().cpu().numpy() if isinstance(matrix, torch.Tensor) else np.asarray(matrix)
     if ax is None:
         _, ax = plt.subplots(figsize=(0.6 * matrix.shape[1] + 2.5, 0.5 * matrix.shape[0] + 1.5))
@@ -135,7 +117,6 @@ def plot_matrix(matrix, ax=None, title: str = "", xlabel: str = "", ylabel: str 
 def plot_similarity(similarity, images: Sequence, texts: Sequence[str], title: str = "", ax=None):
     """Heatmap of cosine similarities (texts x images) with the images as column headers."""
     import matplotlib.pyplot as plt
-
     sim = similarity.detach().cpu().numpy() if hasattr(similarity, "detach") else similarity
     n_texts, n_images = sim.shape
     if ax is None:
@@ -143,15 +124,11 @@ def plot_similarity(similarity, images: Sequence, texts: Sequence[str], title: s
     shown = ax.imshow(sim, cmap="viridis", extent=(-0.5, n_images - 0.5, n_texts - 0.5, -0.5))
     for j, image in enumerate(images):  # thumbnails in a row above the matrix
         ax.imshow(image, extent=(j - 0.45, j + 0.45, -0.6, -1.6), origin="upper")
-    for i in range(n_texts):
-        for j in range(n_images):
-            ax.text(j, i, f"{sim[i, j]:.2f}", ha="center", va="center", fontsize=8, color="white")
-    ax.set_xlim(-0.5, n_images - 0.5)
-    ax.set_ylim(n_texts - 0.5, -1.7)
+    for (i, j), value in np.ndenumerate(sim):
+        ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=8, color="white")
     ax.set_yticks(range(n_texts), texts)
-    ax.set_xticks([])
-    ax.set_xlabel(t("images"))
-    ax.set_title(title or t("Cosine similarity between texts and images"))
+    ax.set(xlim=(-0.5, n_images - 0.5), ylim=(n_texts - 0.5, -1.7), xticks=[], xlabel=t("images"),
+           title=title or t("Cosine similarity between texts and images"))
     plt.colorbar(shown, ax=ax, fraction=0.03, label=t("cosine similarity"))
     return ax
 
@@ -159,27 +136,21 @@ def plot_similarity(similarity, images: Sequence, texts: Sequence[str], title: s
 def plot_confusion(confusion, classnames: Sequence[str], title: str = "", ax=None):
     """Confusion matrix as an image: row = true class, column = predicted class."""
     import matplotlib.pyplot as plt
-
     n = len(classnames)
     if ax is None:
         _, ax = plt.subplots(figsize=(0.3 * n + 3, 0.3 * n + 2.5))
     shown = ax.imshow(confusion, cmap="Blues")
     ax.set_xticks(range(n), classnames, rotation=90, fontsize=7)
     ax.set_yticks(range(n), classnames, fontsize=7)
-    ax.set_xlabel(t("predicted class"))
-    ax.set_ylabel(t("true class"))
-    ax.set_title(title or t("Confusion matrix"))
+    ax.set(xlabel=t("predicted class"), ylabel=t("true class"), title=title or t("Confusion matrix"))
     plt.colorbar(shown, ax=ax, fraction=0.04, label=t("images"))
     return ax
 
 
 def plot_prediction(image, labels: Sequence[str], probs, title: str = "", axes=None):
-    """The image on the left, one horizontal bar per label on the right (best on top).
-
-    Each label is written above its bar, inside the bar plot: long labels never run over the
-    picture (tick labels would grow to the left)."""
+    """The image on the left, one bar per label on the right (best on top); each label is written
+    above its bar, so that long labels never run over the picture."""
     import matplotlib.pyplot as plt
-
     if axes is None:
         _, axes = plt.subplots(1, 2, figsize=(8, 0.5 * len(labels) + 1.4),
                                gridspec_kw={"width_ratios": [1, 1.6]})
@@ -190,10 +161,7 @@ def plot_prediction(image, labels: Sequence[str], probs, title: str = "", axes=N
     probs = [float(p) for p in probs]
     order = sorted(range(len(labels)), key=lambda i: probs[i])  # barh draws bottom-up
     ax_bar.barh(range(len(order)), [probs[i] for i in order], height=0.4, color="tab:blue")
-    ax_bar.set_xlim(0, 1)
-    ax_bar.set_ylim(-0.4, len(order) - 0.15)
-    ax_bar.set_yticks([])
-    ax_bar.set_xlabel(t("probability"))
+    ax_bar.set(xlim=(0, 1), ylim=(-0.4, len(order) - 0.15), yticks=[], xlabel=t("probability"))
     for y, i in enumerate(order):
         label = labels[i] if len(labels[i]) <= 48 else labels[i][:47] + "…"
         ax_bar.text(0.005, y + 0.24, label, va="bottom", ha="left", fontsize=9)
@@ -202,8 +170,8 @@ def plot_prediction(image, labels: Sequence[str], probs, title: str = "", axes=N
 
 
 def pca_2d(points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(N, D) -> (N, 2): the centred points on their two main axes (PCA by SVD), and the
-    share of the variance each of the two axes keeps, (2,)."""
+    """(N, D) -> the centred points on their two main axes (N, 2) (PCA by SVD) and the share of
+    the variance each axis keeps (2,)."""
     centred = points.detach().float().cpu() - points.detach().float().cpu().mean(0)
     _, singular, vh = torch.linalg.svd(centred, full_matrices=False)
     return centred @ vh[:2].T, singular[:2] ** 2 / (singular ** 2).sum()
@@ -212,10 +180,9 @@ def pca_2d(points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def plot_embedding_2d(image_emb: torch.Tensor, image_classes: Sequence[int], text_emb: torch.Tensor,
                       class_names: Sequence[str], colours: Sequence[str] | None = None,
                       title: str = "", ax=None):
-    """Images (dots) and texts (stars, text k names class k) projected together on the two
-    main axes of all the embeddings; colour = class. Returns the axes."""
+    """Images (dots) and texts (stars; text k names class k) on the two main axes of all the
+    embeddings, one colour per class; returns the axes."""
     import matplotlib.pyplot as plt
-
     n = len(image_emb)
     xy, share = pca_2d(torch.cat([image_emb, text_emb]))
     colours = colours or [plt.get_cmap("tab10")(k % 10) for k in range(len(class_names))]
@@ -236,15 +203,11 @@ def plot_embedding_2d(image_emb: torch.Tensor, image_classes: Sequence[int], tex
     return ax
 
 
-# ------------------------------------------------------------------ curves
-
-
 def plot_curves(x, curves: dict[str, Sequence[float]], ax=None, title: str = "", xlabel: str = "",
                 ylabel: str = "", reference: tuple[Sequence[float] | float, str] | None = None, **axis):
-    """One line per {label: ys} against x (markers when few points), an optional dashed
-    reference (a constant or one value per x, with its label); `axis` goes to ax.set."""
+    """One line per {label: ys} against x, an optional dashed (value(s), label) reference;
+    `axis` goes to ax.set."""
     import matplotlib.pyplot as plt
-
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 3.4))
     for label, ys in curves.items():
@@ -264,7 +227,6 @@ def plot_curves(x, curves: dict[str, Sequence[float]], ax=None, title: str = "",
 @dataclass
 class Curve:
     """One panel of LiveCurves: record[key] against record["step"]."""
-
     key: str
     title: str
     ylabel: str
@@ -274,15 +236,12 @@ class Curve:
 
 
 class LiveCurves:
-    """Training curves that redraw in place in a notebook: pass it as fit()'s callback.
-
-    Each call with a record {"step": ..., key: value, ...} appends the values it finds;
-    the figure redraws when `redraw_on` is in the record (drawing costs time)."""
+    """Training curves that redraw in place in a notebook, as fit()'s callback: each record
+    {"step": ..., key: value} adds points; the figure redraws when `redraw_on` is in it."""
 
     def __init__(self, curves: Sequence[Curve], redraw_on: str | None = None, size: float = 5.5):
         import matplotlib.pyplot as plt
         from IPython.display import display
-
         self.curves, self.redraw_on = list(curves), redraw_on
         self.points = {c.key: ([], []) for c in self.curves}  # key -> (steps, values)
         self.fig, axes = plt.subplots(1, len(self.curves), figsize=(size * len(self.curves), 3.5),
@@ -299,7 +258,6 @@ class LiveCurves:
             self.redraw()
 
     def redraw(self) -> None:
-        """Draw every panel again from the points so far."""
         for ax, curve in zip(self.axes, self.curves):
             ax.clear()
             steps, values = self.points[curve.key]
@@ -313,6 +271,5 @@ class LiveCurves:
     def close(self) -> None:
         """Last redraw, then close the figure (it stays shown in the notebook)."""
         import matplotlib.pyplot as plt
-
         self.redraw()
         plt.close(self.fig)

@@ -177,10 +177,6 @@ class VQGAN(nn.Module):
 # ------------------------------------------------------------------ checkpoints
 
 
-# A VQGAN checkpoint that exists but cannot be read or does not fit the model raises
-# utils.errors.CheckpointError (the same class as utils.models.CheckpointError).
-
-
 class _Placeholder:
     """Stands in for a class of a checkpoint's training extras (e.g. a pytorch-lightning
     callback) during `torch.load(weights_only=True)`: it keeps what it is given, runs no code."""
@@ -198,16 +194,14 @@ def _placeholders(names: list[str]) -> list[tuple[type, str]]:
 
 
 def read_state_dict(path: str | Path, mmap: bool | None = None) -> dict[str, torch.Tensor]:
-    """The weights of a checkpoint file, read without running any code from it.
+    """The weights of a checkpoint file, read without running any code from it (a file that
+    cannot be read, or holds no weights, raises CheckpointError).
 
-    .safetensors files are read directly. .ckpt/.pt/.pth files are read with
-    torch.load(weights_only=True); taming's .ckpt files are pytorch-lightning checkpoints
-    whose extras (callbacks, hyper-parameters) refer to classes that weights_only refuses:
-    those are replaced by inert placeholders, and only the 'state_dict' entry is kept.
-
-    Files in torch's zip format are memory-mapped (torch.load(mmap=True)): a tensor's bytes are
-    read from the file only when it is used, so the training extras (optimizer states, loss.*
-    weights) and the weights a caller leaves out never occupy memory. mmap False reads it whole.
+    .safetensors files are read directly; .ckpt/.pt/.pth with torch.load(weights_only=True),
+    the classes of a pytorch-lightning checkpoint's extras replaced by inert placeholders, and
+    only its 'state_dict' kept. Files in torch's zip format are memory-mapped: a tensor is read
+    only when used, so training extras and weights left out never occupy memory (mmap False:
+    read whole).
     """
     from pickle import UnpicklingError
     from zipfile import is_zipfile
@@ -248,10 +242,7 @@ def read_state_dict(path: str | Path, mmap: bool | None = None) -> dict[str, tor
 
 def _refused_global(message: str) -> str | None:
     """'... Unsupported global: GLOBAL pkg.mod.Name was not ...' -> 'pkg.mod.Name'."""
-    marker = "GLOBAL "
-    if marker not in message:
-        return None
-    return message.split(marker, 1)[1].split()[0]
+    return message.split("GLOBAL ", 1)[1].split()[0] if "GLOBAL " in message else None
 
 
 def config_from_state_dict(state: dict[str, torch.Tensor]) -> VQGANConfig:

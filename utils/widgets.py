@@ -1,14 +1,11 @@
-"""What the playgrounds of the notebooks share: a student's input, checked, and one-line messages.
-
-A playground (lesson 02's classifier, lesson 03's search box) shows what went wrong inside its
-own output, in one line and in the course language, never as a traceback, a Python repr or a
-hint meant for the terminal:
+"""The notebooks' playgrounds (lessons 02 and 03): a student's input, checked, and what went wrong
+in one translated line, never a traceback:
 
     try:
         image = read_upload(upload.value[0]["content"])
         classifier, notes = classifier_for_widget(clip, labels_box.value)
     except PlaygroundError as err:
-        print(t("Cannot classify:"), err)     # e.g. "Cannot classify: This file is not an image..."
+        print(t("Cannot classify:"), err)
 """
 
 from __future__ import annotations
@@ -35,7 +32,6 @@ def read_upload(data: bytes | memoryview) -> Image.Image:
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     from .images import to_rgb
-
     if not data or len(data) == 0:
         raise PlaygroundError(t("The uploaded file is empty. Upload a JPEG or PNG photo."))
     try:
@@ -60,12 +56,9 @@ _LABEL_NOTES = (
 
 
 def classifier_for_widget(clip: CLIP, text: str) -> tuple[ZeroShotClassifier, list[str]]:
-    """A zero-shot classifier for the labels typed in a playground, and notes for the student.
-
-    Returns (classifier, notes): the warnings of `validate_labels` (duplicates, one label, a
-    label too long) as translated lines. No label at all -> PlaygroundError (one line)."""
+    """(classifier, notes) for the labels typed in a playground: the notes are `validate_labels`'s
+    warnings, translated; no label at all -> PlaygroundError."""
     from .zeroshot import build_classifier, validate_labels
-
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:

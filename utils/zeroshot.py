@@ -6,15 +6,11 @@ whose vector points the most in the same direction as its own:
     w_c    = normalise( mean_t normalise( E_text(template_t(class_c)) ) )   # prompt ensembling
     p(c|x) = softmax_c( s * cos(E_image(x), w_c) )                         # s = clip.logit_scale
 
-No training: change the list of class names and you have a new classifier.
-
     clf = build_classifier(clip, ["red circle", "blue square"], SHAPES_TEMPLATES)
     probs = clf.predict_proba(images)             # (N, C), rows sum to 1
     result = evaluate(clf, images, targets)       # accuracy and confusion matrix
 
-From the terminal: `python -m utils classify photo.jpg --labels "a cat,a dog"` (utils/classify_cli.py).
-We reuse open_clip's own ImageNet templates and class names (Radford et al. 2021 used them)
-and add templates for the shapes world.
+ImageNet templates and class names are open_clip's; the terminal command is utils/classify_cli.py.
 """
 
 from __future__ import annotations
@@ -37,22 +33,14 @@ if TYPE_CHECKING:
 
     from .models import CLIP
 
-# A template turns a class name into a sentence: "a photo of a {}." or a function, like
-# open_clip's own templates (lambda c: f"a photo of a {c}.").
+# A template turns a class name into a sentence: "a photo of a {}." or a function of it.
 Template = str | Callable[[str], str]
 
 SINGLE_TEMPLATE: tuple[str, ...] = ("{}",)  # the label is used as it is
 # Templates for the shapes world: the class name is "red circle", "blue square", ...
-SHAPES_TEMPLATES: tuple[str, ...] = (
-    "a {}",
-    "a picture of a {}",
-    "a drawing of a {}",
-    "an image of a {}",
-    "a {} on a plain background",
-    "a small {}",
-    "a large {}",
-    "a photo of a {}",
-)
+SHAPES_TEMPLATES: tuple[str, ...] = ("a {}", "a picture of a {}", "a drawing of a {}", "an image of a {}",
+                                     "a {} on a plain background", "a small {}", "a large {}",
+                                     "a photo of a {}")
 TEMPLATE_SETS: dict[str, Sequence[Template]] = {
     "none": SINGLE_TEMPLATE,
     "shapes": SHAPES_TEMPLATES,
@@ -62,18 +50,13 @@ TEMPLATE_SETS: dict[str, Sequence[Template]] = {
 
 
 def shapes_classes(lang: str = "en") -> tuple[list[str], list[str]]:
-    """The 24 shapes-world class names in `lang` and prompt templates that fit them.
-
-    English: bare names ("red circle") with SHAPES_TEMPLATES ("a picture of a {}").
-    Other languages: whole labels that agree in gender ("une étoile violette", "紫色的星形")
-    with that language's templates from utils.captions ("une image d'{}"). Only the tiny
-    CLIP was trained in all six languages; OpenAI's and most LAION CLIPs read English.
-    """
+    """The 24 shapes-world class names in `lang` and templates that fit them: English bare names
+    ("red circle") with SHAPES_TEMPLATES, other languages whole labels ("une étoile violette")
+    with utils.captions.TEMPLATES. Only the tiny CLIP reads all six languages."""
     from itertools import product
 
     from .captions import TEMPLATES, labels
     from .data import COLOURS, SHAPES
-
     pairs = list(product(COLOURS, SHAPES))
     if lang == "en":
         return [f"{c} {s}" for c, s in pairs], list(SHAPES_TEMPLATES)
@@ -83,9 +66,6 @@ def shapes_classes(lang: str = "en") -> tuple[list[str], list[str]]:
 def prompts_for(classname: str, templates: Sequence[Template]) -> list[str]:
     """Fill every template with one class name: "a photo of a {}." -> "a photo of a cat."."""
     return [tpl(classname) if callable(tpl) else tpl.format(classname) for tpl in templates]
-
-
-# ------------------------------------------------------------------ labels
 
 
 def token_count(tokenizer, text: str) -> int:
@@ -98,18 +78,10 @@ def token_count(tokenizer, text: str) -> int:
 
 def validate_labels(labels: str | Sequence[str], tokenizer=None,
                     templates: Sequence[Template] = SINGLE_TEMPLATE, dedupe: bool = True) -> list[str]:
-    """Clean a list of labels (or one comma-separated string) before building a classifier.
-
-    - no labels at all -> ValueError (there is nothing to choose from); blank entries
-      ("a cat,,a dog") are dropped; a single label -> a warning (its probability is always 1);
-    - duplicates -> a warning, and with dedupe=True (the default) they are DROPPED, keeping
-      the first: two identical labels would split one class's probability between them.
-      The tokenizer lowercases and squeezes spaces, so "A cat" and "a  cat" are the same
-      label. Use dedupe=False when class i must stay class i (a dataset's label list,
-      e.g. open_clip's IMAGENET_CLASSNAMES holds "missile" and "sunglasses" twice);
-    - a prompt longer than the tokenizer's context (77 tokens for CLIP, fewer for the tiny
-      model) -> a warning: open_clip silently cuts it, so its end is ignored.
-    """
+    """Clean labels (a list or one comma-separated string): blanks dropped, none -> ValueError;
+    warnings for one label (always 100%), duplicates (same up to case and spaces: dropped
+    unless dedupe=False, which keeps class i as class i, e.g. IMAGENET_CLASSNAMES) and a prompt
+    longer than the tokenizer's context (open_clip silently cuts it)."""
     if isinstance(labels, str):
         labels = labels.split(",")
     cleaned = [str(label).strip() for label in labels]
@@ -143,13 +115,9 @@ def validate_labels(labels: str | Sequence[str], tokenizer=None,
     return out
 
 
-# ------------------------------------------------------------------ the classifier
-
-
 @dataclass
 class ZeroShotClassifier:
     """A linear classifier whose weights are text embeddings: one unit vector per class."""
-
     clip: CLIP
     classnames: list[str]
     templates: list[Template]
@@ -159,7 +127,6 @@ class ZeroShotClassifier:
     def image_features(self, images) -> torch.Tensor:
         """(N, D) unit vectors: embed PIL images / a (N,3,H,W) tensor, or pass (N, D) features."""
         import torch
-
         if isinstance(images, torch.Tensor) and images.ndim == 2:
             return images
         return self.clip.encode_images(images)
@@ -169,7 +136,7 @@ class ZeroShotClassifier:
         return self.logit_scale * self.image_features(images) @ self.weights.T
 
     def predict_proba(self, images) -> torch.Tensor:
-        """softmax over classes of s * cos(image, class): (N, C), each row sums to 1."""
+        """softmax_c(s * cos(image, class)): (N, C)."""
         return self.logits(images).softmax(dim=-1)
 
     def predict(self, images) -> torch.Tensor:
@@ -187,14 +154,10 @@ class ZeroShotClassifier:
 def build_classifier(clip: CLIP, classnames: str | Sequence[str],
                      templates: Sequence[Template] = SINGLE_TEMPLATE,
                      dedupe: bool = True) -> ZeroShotClassifier:
-    """Zero-shot classifier from class names, with prompt ensembling over `templates`.
-
-    w_c = normalise( (1/T) sum_t normalise(E_text(template_t(c))) ), the same as
-    open_clip.build_zero_shot_classifier (which returns the transpose, (D, C)).
-    Labels are checked by `validate_labels` (pass dedupe=False to keep a dataset's indices).
-    """
+    """Zero-shot classifier from class names (checked by `validate_labels`), with prompt
+    ensembling: w_c = normalise(mean_t normalise(E_text(template_t(c)))), as
+    open_clip.build_zero_shot_classifier (which returns the transpose)."""
     import torch
-
     if not templates:
         raise ValueError("No templates given: use SINGLE_TEMPLATE to take the labels as they are.")
     blind = [tpl for tpl in templates if isinstance(tpl, str) and "{}" not in tpl]
@@ -213,7 +176,6 @@ def build_classifier(clip: CLIP, classnames: str | Sequence[str],
 @dataclass
 class Evaluation:
     """What `evaluate` measured."""
-
     accuracy: float  # top-1, in [0, 1]
     top5: float  # the true class among the 5 most probable ones
     confusion: torch.Tensor  # (C, C) counts: row = true class, column = predicted class
@@ -229,7 +191,6 @@ class Evaluation:
 def evaluate(classifier: ZeroShotClassifier, images, targets: Sequence[int]) -> Evaluation:
     """Accuracy and confusion matrix of `classifier` on labelled images (or their features)."""
     import torch
-
     targets = torch.as_tensor(targets, dtype=torch.long)  # (N,)
     logits = classifier.logits(images)  # (N, C)
     if len(targets) != len(logits):
@@ -238,19 +199,12 @@ def evaluate(classifier: ZeroShotClassifier, images, targets: Sequence[int]) -> 
     predictions = logits.argmax(dim=-1)
     top5 = logits.topk(min(5, n_classes), dim=-1).indices  # (N, 5)
     confusion = torch.bincount(targets * n_classes + predictions, minlength=n_classes ** 2)
-    return Evaluation(
-        accuracy=float((predictions == targets).float().mean()),
-        top5=float((top5 == targets[:, None]).any(dim=-1).float().mean()),
-        confusion=confusion.view(n_classes, n_classes),
-        predictions=predictions,
-        classnames=list(classifier.classnames),
-    )
+    return Evaluation(float((predictions == targets).float().mean()),
+                      float((top5 == targets[:, None]).any(dim=-1).float().mean()),
+                      confusion.view(n_classes, n_classes), predictions, list(classifier.classnames))
 
 
-# ------------------------------------------------------------------ sample photos
-
-# The eight photos that ship inside scikit-image and that OpenAI's CLIP notebook shows,
-# each with our own one-line description (the "right" caption for each).
+# The eight scikit-image photos OpenAI's CLIP notebook shows, each with our own caption.
 SAMPLE_PHOTOS: dict[str, str] = {
     "page": "a page of printed text about image segmentation",
     "chelsea": "a close-up of a tabby cat's face",
@@ -268,7 +222,6 @@ def load_sample_photos() -> dict[str, Image.Image]:
     import numpy as np
     import skimage.data
     from PIL import Image
-
     photos = {}
     for name in SAMPLE_PHOTOS:
         if name == "motorcycle":
@@ -281,18 +234,10 @@ def load_sample_photos() -> dict[str, Image.Image]:
     return photos
 
 
-# ------------------------------------------------------------------ images from files
-
-
 def pad_to_square(image: Image.Image) -> Image.Image:
-    """Pad the short side with the median colour of the border, so no part is cropped away.
-
-    CLIP's preprocessing crops the centre square of an image: an object near the edge of
-    a wide picture would be cut off. Padding keeps the whole picture.
-    """
+    """Pad the short side with the border's median colour: CLIP's centre crop then loses nothing."""
     import numpy as np
     from PIL import Image
-
     w, h = image.size
     if w == h:
         return image
@@ -308,18 +253,10 @@ def pad_to_square(image: Image.Image) -> Image.Image:
 def expand_paths(paths: Sequence[str | Path]) -> list[Path]:
     """Files as given; a folder becomes the image files inside it (and its subfolders), sorted."""
     from .images import list_images
-
     out: list[Path] = []
     for p in map(Path, paths):
         out += list_images(p) if p.is_dir() else [p]
     return out
-
-
-# ------------------------------------------------------------------ classifying files
-
-
-def _template_text(tpl: Template) -> str:
-    return tpl if isinstance(tpl, str) else tpl("{}")
 
 
 def classify_files(paths: Sequence[str | Path], labels: str | Sequence[str], clip: CLIP,
@@ -327,12 +264,11 @@ def classify_files(paths: Sequence[str | Path], labels: str | Sequence[str], cli
                    fit: str = "pad", batch_size: int = 64) -> dict:
     """Classify image files; returns the --json object (see CLI_HELP). Bad files are skipped."""
     from .images import ImageLoadError, open_image
-
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         clf = build_classifier(clip, labels, templates)
     out = {"model": clip.description, "labels": clf.classnames,
-           "templates": [_template_text(t) for t in templates], "results": [], "skipped": [],
+           "templates": [t if isinstance(t, str) else t("{}") for t in templates], "results": [], "skipped": [],
            "warnings": [str(w.message) for w in caught]}
     files = expand_paths(paths)
     for start in range(0, len(files), batch_size):  # a batch at a time: bounded memory

@@ -15,6 +15,7 @@
 LANG = "en"        # course language: en, fr, es, it, pt, zh
 MODEL = "tiny-shapes-vq"  # CLIP that reranks: the tiny CLIP fine-tuned on VQ pictures; or "auto" (ViT-B-32 if cached)
 QUICK = True       # True: bundled weights, fast, offline (what CI runs); False: retrain the mini DALL-E, prior and decoder
+SMOKE = False      # True only where CI runs the translations: tiny sizes; cells tagged smoke-skip stand aside
 SEED = 0           # same seed, same pictures (on a CPU)
 CAPTION = "a yellow square"
 
@@ -168,7 +169,7 @@ plt.show()
 # rendered pictures through the VQ and ask the judge to name the shape of each round trip.
 
 # %% id="resolution"
-pictures, picture_attrs = data.render_batch(600 if QUICK else 3000, seed=SEED + 5, split="test", as_tensor=True)
+pictures, picture_attrs = data.render_batch(120 if SMOKE else 600 if QUICK else 3000, seed=SEED + 5, split="test", as_tensor=True)
 round_trips = vq.decode_codes(vq.encode(pictures))  # (N, 3, 64, 64)
 shape_ok = torch.tensor([v["shape"] == a["shape"] for v, a in zip(judge.judge(round_trips), picture_attrs)])
 survives, size_names = {}, {"small": t("small"), "large": t("large")}
@@ -195,8 +196,8 @@ assert survives["large"] > survives["small"] + 0.15, "large shapes should surviv
 # and trains on the next-token loss; each step picks one of ten wordings of each picture's
 # caption. Its vocabulary has no word "small": it never saw one. `python -m utils train
 # dalle` rebuilds the bundled weights. In quick mode we load them and look at how they were
-# trained; with `QUICK = False` the notebook retrains (about half an hour on 2 CPU cores,
-# with the prior and decoder below).
+# trained; with `QUICK = False` the notebook retrains them (on 2 CPU cores the bundled mini
+# DALL-E took {{claim tiny-dalle.train_seconds:.0f}} s, and the unCLIP decoder below {{claim tiny-unclip-decoder.train_seconds:.0f}} s).
 
 # %% id="train"
 if QUICK:
@@ -316,7 +317,7 @@ if clip.name == "tiny-shapes-vq":
 # caption five times, with fresh samples.
 
 # %% id="quality"
-quality = evaluate_dalle(dalle, clip, judge, data.SEEN, n_samples=8, seed=SEED)
+quality = evaluate_dalle(dalle, clip, judge, data.SEEN, n_samples=2 if SMOKE else 8, seed=SEED)
 print(t("seen pairs: best reranked sample right for {a:.0%} of captions; a random sample is right {b:.0%} "
         "of the time", a=quality["reranked_accuracy"], b=quality["sample_accuracy"]))
 for row in quality["per_caption"]:
@@ -331,12 +332,14 @@ if QUICK:
 # ## Self-check
 #
 # These assertions fail when the lesson's claims break: the reranked sample of the seen
-# pairs is right at least 80% of the time in this run, and reranking beats taking a sample
-# at random.
+# pairs is right at least as often as `BAR` below in this run (the bundled model's training
+# report says {{claim tiny-dalle.seen.reranked_accuracy:.0%}} of {{claim tiny-dalle.seen.n_captions}} captions; a quick run judges fewer samples, so
+# the bar is lower), and reranking beats taking a sample at random.
 
-# %% id="self-check"
+# %% id="self-check" tags=["smoke-skip"]
+BAR = 0.8  # the least share of seen captions whose reranked sample must be right
 if clip.name == "tiny-shapes-vq":  # the claims are about our reranker; another CLIP may differ
-    assert quality["reranked_accuracy"] >= 0.8, f"reranked accuracy {quality['reranked_accuracy']:.0%} < 80%"
+    assert quality["reranked_accuracy"] >= BAR, f"reranked accuracy {quality['reranked_accuracy']:.0%} < {BAR:.0%}"
     assert quality["reranked_accuracy"] > quality["sample_accuracy"], "CLIP reranking should help"
 print(t("Self-check passed."))
 
@@ -348,7 +351,7 @@ print(t("Self-check passed."))
 # measurement as above, on the held-out pairs.
 
 # %% id="heldout"
-held = evaluate_dalle(dalle, clip, judge, data.HELD_OUT, n_samples=6 if QUICK else 8, seed=SEED)
+held = evaluate_dalle(dalle, clip, judge, data.HELD_OUT, n_samples=2 if SMOKE else 6 if QUICK else 8, seed=SEED)
 held_images = torch.cat([generate(pair_caption(c, s), n=8, seed=SEED, dalle=dalle, clip=clip).images[:4]
                          for c, s in data.HELD_OUT])
 show_images(held_images, [pair_caption(c, s) for c, s in data.HELD_OUT for _ in range(4)],
@@ -393,7 +396,7 @@ if QUICK:
 else:
     prior, prior_history = train_prior(tiny_clip, PriorTrainConfig(seed=SEED))
     decoder, decoder_history = train_decoder(tiny_clip, decoder_recipe(SEED), vq=vq)
-retrieval = evaluate_prior(prior, tiny_clip, n_images=300 if QUICK else 1200, seed=SEED + 99)
+retrieval = evaluate_prior(prior, tiny_clip, n_images=100 if SMOKE else 300 if QUICK else 1200, seed=SEED + 99)
 k = retrieval["k"]
 group_names = {"seen": t("seen"), "heldout": t("held-out")}
 for group in ("seen", "heldout"):
@@ -412,8 +415,8 @@ for group in ("seen", "heldout"):
 # judge counts the right pictures.
 
 # %% id="decode"
-decode_pairs = data.SEEN[::2] if QUICK else data.SEEN
-decoding = evaluate_unclip(decoder, prior, tiny_clip, judge, vq, decode_pairs, n_samples=4 if QUICK else 8,
+decode_pairs = data.SEEN[::5] if SMOKE else data.SEEN[::2] if QUICK else data.SEEN
+decoding = evaluate_unclip(decoder, prior, tiny_clip, judge, vq, decode_pairs, n_samples=2 if SMOKE else 4 if QUICK else 8,
                            seed=SEED)
 print(t("decoded pictures with the right colour and shape: {a:.0%} from the text embedding, "
         "{b:.0%} from the prior's image embedding (right colour: {c:.0%} -> {d:.0%})",
@@ -433,7 +436,7 @@ show_images(torch.cat([from_text, from_prior]),
 # the text embedding, and the pictures decoded from it must have the right colour and shape
 # more often.
 
-# %% id="prior-check"
+# %% id="prior-check" tags=["smoke-skip"]
 seen_text, seen_prior = retrieval["text_seen"], retrieval["prior_seen"]
 assert seen_prior["cos_to_own_images"] > seen_text["cos_to_own_images"] + 0.1, "the prior should close the gap"
 assert decoding["prior"]["accuracy"] > decoding["text"]["accuracy"], \

@@ -23,6 +23,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import smoke_run
 from jlab import CHROMIUM_CANDIDATES, find_chromium, in_ci
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -80,6 +81,18 @@ def _lab_settings(folder: Path) -> Path:
     return folder
 
 
+def _smoke(path: Path) -> None:
+    """Make a translated notebook's copy the smoke run nbval runs (tests/smoke_run.py)."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            source = smoke_run.smoke_source(cell)
+            cell.source = f"# {smoke_run.SKIP_REASON}" if source is None else source
+    nbformat.write(nb, path)
+
+
 class Lab:
     """A running JupyterLab server: its base URL and token."""
 
@@ -94,12 +107,16 @@ class Lab:
 def lab(tmp_path_factory) -> Lab:
     """One JupyterLab server for the session, on 127.0.0.1 and a free port, with a token.
 
-    It serves a copy of notebooks/ and runs kernels in the test environment: offline,
-    COURSE_TESTING=1, one thread per library (the machine may have only 2 cores)."""
+    It serves a copy of notebooks/ (the translations made smoke runs, tests/smoke_run.py) and
+    runs kernels in the test environment: offline, COURSE_TESTING=1, one thread per library
+    (the machine may have only 2 cores)."""
     root = tmp_path_factory.mktemp("lab")
     source = Path(os.environ.get("BROWSER_NOTEBOOKS", ROOT / "notebooks"))  # another tree: to test the tests
     shutil.copytree(source, root / "notebooks",
                     ignore=shutil.ignore_patterns("src", "i18n", "exercises", ".ipynb_checkpoints"))
+    for path in (root / "notebooks").glob("*/[0-9][0-9]-*.ipynb"):
+        if smoke_run.applies(path):
+            _smoke(path)
     settings = _lab_settings(root / ".lab-settings")
     port, token = _free_port(), secrets.token_hex(16)
     env = dict(os.environ)
