@@ -18,6 +18,9 @@
     python benchmarks/bench_dalle.py --sampling-only # part 2 only, with the bundled weights
     python benchmarks/bench_dalle.py --threads 2 --json
     python benchmarks/bench_dalle.py --quick         # smoke test of the script (seconds; numbers mean nothing)
+    python benchmarks/bench_dalle.py --recipe fast --every 100 --threads 2 --json > reports/bench_dalle_fast.json
+    python -m course_tools.claims --import reports/bench_dalle_fast.json --prefix dalle-bench \
+        --measured-by "python benchmarks/bench_dalle.py --recipe fast --every 100 --threads 2 --json"  # README's claims
 """
 
 from __future__ import annotations
