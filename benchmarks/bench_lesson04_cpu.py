@@ -50,11 +50,12 @@ def child(args) -> dict:
     exec(cells["params"], scope)  # the lesson's parameters, then full mode with the cached models
     scope.update(MODEL="auto", QUICK=False)
     exec(cells["imports"], scope)
+    import utils.assets
     import utils.generate
     import utils.models
 
     if args.binder:  # what memory_limit() reads from the cgroup on Binder
-        utils.generate.memory_limit = lambda: BINDER_BYTES
+        utils.assets.memory_limit = lambda: BINDER_BYTES
     if args.keep_text:  # the session as it was before the cell freed the text tower
         utils.models.CLIP.drop_text_tower = lambda self, keep: 0
     if args.steps:

@@ -320,7 +320,7 @@ def test_low_memory_is_the_same_run_and_loads_no_encoder(monkeypatch):
     assert runs[True].settings["low_memory"] and not runs[False].settings["low_memory"]
     assert small_vqgan.decoder.grad_checkpointing is False
     for limit, expected in ((2 * 10**9, True), (16 * 2**30, False), (None, False)):  # Binder, laptop
-        monkeypatch.setattr(gen, "memory_limit", lambda limit=limit: limit)
+        monkeypatch.setattr(gen.assets, "memory_limit", lambda limit=limit: limit)
         assert generate("a red circle", drawer="vqgan", clip=clip, vq=small_vqgan, size=32, iterations=0,
                         cutouts=2, progress=False).settings["low_memory"] is expected, limit
 
@@ -405,7 +405,7 @@ def test_bf16_on_a_cpu(tiny_clip, monkeypatch):
     small_vqgan = VQGAN(VQGANConfig(n_embed=32, embed_dim=8, z_channels=16, ch=32, ch_mult=(1, 2),
                                     num_res_blocks=1, attn_resolutions=(8,), resolution=16))
     for native in (True, False):
-        monkeypatch.setattr(gen, "native_bf16", lambda native=native: native)
+        monkeypatch.setattr(gen.assets, "native_bf16", lambda native=native: native)
         for drawer, vq in (("vqgan", small_vqgan), ("tiny-vq", None)):
             r = generate("a red circle", drawer=drawer, clip=tiny_clip, vq=vq, size=32, iterations=0, cutouts=2,
                          progress=False)

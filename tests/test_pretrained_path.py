@@ -126,7 +126,7 @@ def test_a_lesson_session_with_vit_b_32_fits_binder(world):
 # Binder's 2 GB as each kernel's memory limit: a big CLIP then embeds 16 at a time and generation
 # recomputes activations, as there. Smaller collections for random ViT-B-32 on a CPU: the code
 # paths are the same.
-BINDER_LIMIT = "import utils.generate\nutils.generate.memory_limit = lambda: 2 * 10**9\n"
+BINDER_LIMIT = "import utils.assets\nutils.assets.memory_limit = lambda: 2 * 10**9\n"
 NOTEBOOK_OVERRIDES = {
     "02-zero-shot-classification": BINDER_LIMIT + "N_TEST, N_HELDOUT = 24, 12",
     "03-image-search": BINDER_LIMIT + "N_SHAPES, N_RANDOM = 96, 5_000",  # 96: every HELD_OUT pair appears

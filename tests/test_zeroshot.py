@@ -97,7 +97,7 @@ def test_ensemble_is_the_renormalised_mean_of_prompt_embeddings(clip):
 def test_a_big_clip_embeds_in_smaller_batches_under_4_gib(clip, monkeypatch, limit, batches):
     """Binder's 2 GB: 16 images or texts at a time (64 through ViT-B-32 add 170 MB to the peak),
     with the same embeddings."""
-    import utils.generate
+    import utils.assets
 
     images, texts = [_picture(i, (24, 24)) for i in range(40)], [f"a photo of {i}" for i in range(40)]
     before = clip.encode_images(images), clip.encode_texts(texts)
@@ -105,7 +105,7 @@ def test_a_big_clip_embeds_in_smaller_batches_under_4_gib(clip, monkeypatch, lim
     for name in ("encode_image", "encode_text"):
         encode = getattr(clip.model, name)
         monkeypatch.setattr(clip.model, name, lambda x, encode=encode: seen.append(len(x)) or encode(x))
-    monkeypatch.setattr(utils.generate, "memory_limit", lambda: limit)
+    monkeypatch.setattr(utils.assets, "memory_limit", lambda: limit)
     after = clip.encode_images(images), clip.encode_texts(texts)
     assert seen == batches * 2
     assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(before, after))

@@ -28,6 +28,31 @@ def quality_checks_apply() -> bool:
     return os.environ.get(RANDOM_WEIGHTS_ENV, "0") in ("", "0")
 
 
+LOW_MEMORY_BELOW = 4 * 2**30
+
+
+def memory_limit() -> int | None:
+    """Bytes this process may use: its cgroup's limit (Binder, Docker) or the machine's RAM."""
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = Path(path).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit() and int(text) < 2**60:  # "max" or a huge number: no limit there
+            return int(text)
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not POSIX: unknown
+        return None
+
+
+def native_bf16() -> bool:
+    """Whether this CPU computes in bfloat16 natively (AVX-512 BF16 or AMX), where bf16 autocast pays."""
+    import torch
+
+    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+
+
 def pick_device(device: str | torch.device | None = "auto") -> torch.device:
     """'auto' (or None) -> $COURSE_DEVICE if set, else cuda if available, else mps, else cpu.
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from .assets import ASSETS_DIR
+from .assets import ASSETS_DIR, native_bf16
 from .dalle import (
     DALLE_WEIGHTS,
     RERANKER,
@@ -144,8 +144,7 @@ def fit_codes(model: MiniDalle, next_batch, cfg: TrainConfig, desc: str = "train
 
 def fast_bf16(model: torch.nn.Module) -> bool:
     """Whether bfloat16 matmuls pay off: the model is on a CPU with avx512_bf16 or AMX (else emulated, slower)."""
-    return next(model.parameters()).device.type == "cpu" and (
-        torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    return next(model.parameters()).device.type == "cpu" and native_bf16()
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:

@@ -22,7 +22,6 @@ the image away from a prompt.
 
 from __future__ import annotations
 
-import os
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -33,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import assets
 from .drawers import DEFAULT_LR, DEFAULT_SIZE, as_image_tensor, load_vq, make_drawer, needs_encoder
 from .errors import CourseError
 from .io import unique_path  # never overwrite a file (utils.dalle imports it from here too)
@@ -89,7 +89,7 @@ class GenerationConfig:
     frame_every: int | None = None  # keep a frame every this many steps (None: about 30 frames)
     compile: bool = False  # torch.compile the step (CUDA graphs on a GPU)
     # Recompute the activations of the VQGAN decoder and CLIP's image tower in the backward pass (same numbers,
-    # a fraction of the memory, slower). None: on for the VQGAN on a CPU with < LOW_MEMORY_BELOW bytes (Binder).
+    # a fraction of the memory, slower). None: on for the VQGAN on a CPU with < assets.LOW_MEMORY_BELOW bytes (Binder).
     low_memory: bool | None = None
     tf32: bool = True  # TF32 matmuls on a GPU
     bf16: bool | None = None  # bf16 autocast of the step on a CPU (None: for the VQGAN, if the CPU has native bf16)
@@ -189,29 +189,6 @@ def save_animation(frames: list, path: str | Path, fps: int = 10) -> Path:
 
 
 # ------------------------------------------------------------------ the loop
-
-
-LOW_MEMORY_BELOW = 4 * 2**30
-
-
-def memory_limit() -> int | None:
-    """Bytes this process may use: its cgroup's limit (Binder, Docker) or the machine's RAM."""
-    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
-        try:
-            text = Path(path).read_text().strip()
-        except OSError:
-            continue
-        if text.isdigit() and int(text) < 2**60:  # "max" or a huge number: no limit there
-            return int(text)
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):  # not POSIX: unknown
-        return None
-
-
-def native_bf16() -> bool:
-    """Whether this CPU computes in bfloat16 natively (AVX-512 BF16 or AMX), where bf16 autocast pays."""
-    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
 
 
 @contextmanager
@@ -323,11 +300,11 @@ def generate(prompts: str | Sequence[str], config: GenerationConfig | None = Non
     try:
         low_memory = cfg.low_memory
         if low_memory is None:
-            limit = memory_limit()
+            limit = assets.memory_limit()
             low_memory = (cfg.drawer == "vqgan" and device.type == "cpu"
-                          and limit is not None and limit < LOW_MEMORY_BELOW)
+                          and limit is not None and limit < assets.LOW_MEMORY_BELOW)
         # bf16 by default for the VQGAN only: the tiny models gain little and lose > 2% of the score
-        bf16 = device.type == "cpu" and (cfg.drawer == "vqgan" and native_bf16() if cfg.bf16 is None else cfg.bf16)
+        bf16 = device.type == "cpu" and (cfg.drawer == "vqgan" and assets.native_bf16() if cfg.bf16 is None else cfg.bf16)
         with _loop_settings(clip, model, low_memory, cfg.tf32, device.type == "cpu"):
             clip.model.eval()
             start_scores = keep_frame(0)

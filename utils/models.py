@@ -107,9 +107,9 @@ class CLIP:
         import torch
         from tqdm.auto import tqdm
 
-        from .generate import LOW_MEMORY_BELOW, memory_limit
+        from . import assets
 
-        if not self.is_tiny and (limit := memory_limit()) is not None and limit < LOW_MEMORY_BELOW:
+        if not self.is_tiny and (limit := assets.memory_limit()) is not None and limit < assets.LOW_MEMORY_BELOW:
             batch_size = min(batch_size, 16)
         self.model.eval()
         starts = tqdm(range(0, len(items), batch_size), desc=desc, disable=not progress, unit="batch")

@@ -103,7 +103,7 @@ class CLIPObjective:
 
     def embed(self, images: torch.Tensor, tower: torch.nn.Module | None = None) -> torch.Tensor:
         """(M, 3, S, S) in [0, 1] -> (M, D) unit vectors (differentiable), by `tower` (CLIP's image tower)."""
-        return F.normalize((tower or self.clip.model.visual)((images - self.mean) / self.std).float(), dim=-1)
+        return F.normalize((self.clip.model.visual if tower is None else tower)((images - self.mean) / self.std).float(), dim=-1)
 
     def sample(self, batch: int, generator: torch.Generator, noise_generator: torch.Generator):
         """The random part of one step: cutout transforms (batch, N, 2, 3) and noise, on the device."""
