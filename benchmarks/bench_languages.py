@@ -22,8 +22,10 @@ from utils import captions
 from utils import multilingual as ml
 from utils.tinyclip import TINY_CONFIG, build_model, evaluate
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parents[1] / "tests")]
 from test_captions import NATURAL_LABELS  # noqa: E402
+
+from course_tools.languages import cross_language_retrieval, language_accuracy  # noqa: E402
 
 
 def load(weights: str | None):
@@ -48,11 +50,11 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     model = load(args.weights)
     result = {
-        "labels": ml.language_accuracy(model, n=1000, seed=1234),
-        "natural_labels": ml.language_accuracy(model, n=1000, seed=2025, splits=("test",), label_sets=NATURAL_LABELS),
+        "labels": language_accuracy(model, n=1000, seed=1234),
+        "natural_labels": language_accuracy(model, n=1000, seed=2025, splits=("test",), label_sets=NATURAL_LABELS),
         "english_evaluate": {k: v["colour+shape"] for k, v in evaluate(model).items()},
-        "search_en_to_zh": ml.cross_language_retrieval(model, "en", "zh"),
-        "search_zh_to_en": ml.cross_language_retrieval(model, "zh", "en"),
+        "search_en_to_zh": cross_language_retrieval(model, "en", "zh"),
+        "search_zh_to_en": cross_language_retrieval(model, "zh", "en"),
         "nearest_english_label_is_translation": {lang: ml.translation_accuracy(model, lang)
                                                  for lang in captions.LANGUAGES if lang != "en"},
         "load_average": os.getloadavg()[0], "cpu_count": os.cpu_count(),

@@ -6,6 +6,7 @@
     python -m course_tools update           # merge the English into every .po (stale -> fuzzy)
     python -m course_tools todo --lang fr   # what to translate, with its English
     python -m course_tools terms --lang fr  # advice: glossary terms a translation does not use
+    python -m course_tools train MODEL      # retrain a bundled model (course_tools/retrain.py)
 """
 
 from __future__ import annotations
@@ -32,6 +33,11 @@ def _print_problems(problems: list, as_json: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["train"]:
+        from .retrain import main as train_main
+
+        return train_main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m course_tools", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("action", choices=ACTIONS)

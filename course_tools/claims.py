@@ -1,7 +1,7 @@
 """Measured numbers, each with one source: `reports/claims.json`.
 
 A claim is one number the text states: `{"value": 0.91, "unit": "fraction", "measured_by":
-"python -m utils train dalle --seed 0", "measured_on": "2 CPUs, ... 2026-12-06", "written_by":
+"python -m course_tools train dalle --seed 0", "measured_on": "2 CPUs, ... 2026-12-06", "written_by":
 "course_tools/claims.py"}`. The scripts that measure write their claims with `record()`; nobody
 types them. The text reads them back:
 
@@ -18,7 +18,7 @@ separators); without it the number is written as stored.
     python -m course_tools.claims                 # list the claims
     python -m course_tools.claims --from-assets   # import the bundled models' training metrics
     python -m course_tools.claims --measure tiny-clip   # the bundled tiny CLIP's zero-shot accuracy
-    python -m course_tools.claims --measure ensembling  # one prompt vs the ensemble, six languages
+    python -m course_tools.claims --measure ensembling  # bare name, one template, ensemble: measures.py
     python -m course_tools.claims --measure search      # notebook 03's recall@k, tiny CLIP
     python -m course_tools.claims --measure NAME        # pil-shapes, vq-roundtrip, reranker,
                                                   # tiny-generate, model-size, vit-speed: measures.py
@@ -40,6 +40,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from course_tools import measures
+from utils.i18n import BABEL_LOCALES
 
 try:
     import fcntl
@@ -51,8 +52,6 @@ CLAIMS_PATH = ROOT / "reports" / "claims.json"
 CLAIM_MACRO = re.compile(r"\{\{\s*claim\s+([A-Za-z0-9_.@\-]+)(?::([^}\s]+))?\s*\}\}")
 README_MARKER = re.compile(r"<!--\s*claim:([A-Za-z0-9_.@\-]+)(?::([^\s>]+))?\s*-->")
 _SPEC = re.compile(r"^(?:(\+?)\.(\d)([f%])|,d)$")
-# Babel's locale of each course language (pt is Brazilian Portuguese, zh Simplified Chinese)
-BABEL_LOCALES = {"en": "en", "fr": "fr", "es": "es", "it": "it", "pt": "pt", "zh": "zh_Hans"}
 
 
 def load_claims(path: Path | None = None) -> dict[str, dict]:
@@ -249,40 +248,6 @@ def tiny_clip_claims(n: int = 1000, seed: int = 1234) -> dict[str, tuple[float, 
             for split, row in evaluate(model, n=n, seed=seed).items() for attr, value in row.items()}
 
 
-def ensembling_claims(n_test: int = 3000, n_heldout: int = 1000) -> dict[str, tuple[float, str]]:
-    """Notebook 02's experiment in full mode: the tiny CLIP's accuracy with one prompt (the bare
-    class name) and with the ensemble of templates, on the same images, in every language.
-
-    Keys `ensembling.<lang>.<seen|heldout>.<single|ensemble>` (fractions) and
-    `ensembling.<lang>.<seen|heldout>.gain_points` (percentage points)."""
-    import torch
-    from PIL import Image
-
-    from utils.data import COLOURS, SHAPES, render_batch
-    from utils.i18n import LANGUAGES
-    from utils.models import load_clip
-    from utils.zeroshot import build_classifier, evaluate, shapes_classes
-
-    pairs = [(c, s) for c in COLOURS for s in SHAPES]
-    clip = load_clip("tiny-shapes", device="cpu", verbose=False)
-    sets = {}
-    for split, n, seed in (("seen", n_test, 2024), ("heldout", n_heldout, 7)):  # as notebook 02
-        arrays, attrs = render_batch(n, seed=seed, split="test" if split == "seen" else "heldout")
-        targets = torch.tensor([pairs.index((a["colour"], a["shape"])) for a in attrs])
-        sets[split] = (clip.encode_images([Image.fromarray(a) for a in arrays], progress=False), targets)
-    claims: dict[str, tuple[float, str]] = {}
-    for lang in LANGUAGES:
-        classnames, templates = shapes_classes(lang)
-        for split, (features, targets) in sets.items():
-            single = evaluate(build_classifier(clip, classnames, ["{}"]), features, targets).accuracy
-            ensemble = evaluate(build_classifier(clip, classnames, templates), features, targets).accuracy
-            key = f"ensembling.{lang}.{split}"
-            claims[f"{key}.single"] = (round(float(single), 6), "fraction")
-            claims[f"{key}.ensemble"] = (round(float(ensemble), 6), "fraction")
-            claims[f"{key}.gain_points"] = (round(100 * (float(ensemble) - float(single)), 6), "points")
-    return claims
-
-
 def search_claims(n: int = 2000) -> dict[str, tuple[float, str]]:
     """Notebook 03's text-to-image recall@k (quick mode: `n` pictures, seed 3, every pair), tiny
     CLIP. Keys `search.<template>.recall@<k>`, template colour_shape, size_colour_shape or
@@ -322,7 +287,7 @@ def flatten(result, prefix: str) -> dict[str, float]:
     return {}
 
 
-MEASURES = {"tiny-clip": tiny_clip_claims, "ensembling": ensembling_claims, "search": search_claims,
+MEASURES = {"tiny-clip": tiny_clip_claims, "ensembling": measures.ensembling_claims, "search": search_claims,
             "pil-shapes": measures.pil_shapes_claims, "vq-roundtrip": measures.vq_roundtrip_claims,
             "reranker": measures.reranker_claims, "tiny-generate": measures.tiny_generate_claims,
             "model-size": measures.model_size_claims, "vit-speed": measures.vit_speed_claims}

@@ -43,8 +43,8 @@ STUDENT_NOTE = {
           "code goes; the check after it grades your attempt. The complete notebook, with "
           "solutions, for instructors: [{stem}](../{stem}.ipynb).",
     "fr": "**Version étudiant.** Chaque cellule d'exercice contient `raise NotImplementedError()` "
-          "là où va votre code ; la vérification qui la suit évalue votre essai. Le notebook "
-          "complet, avec les solutions, pour les enseignants : [{stem}](../{stem}.ipynb).",
+          "à l'endroit où écrire votre code\u00a0; la vérification qui la suit évalue votre tentative. "
+          "Le notebook complet, avec les solutions, pour les enseignants\u00a0: [{stem}](../{stem}.ipynb).",
     "es": "**Versión para estudiantes.** Cada celda de ejercicio contiene `raise NotImplementedError()` "
           "donde va tu código; la comprobación que la sigue evalúa tu intento. El notebook "
           "completo, con las soluciones, para docentes: [{stem}](../{stem}.ipynb).",
@@ -54,8 +54,8 @@ STUDENT_NOTE = {
     "pt": "**Versão do estudante.** Cada célula de exercício contém `raise NotImplementedError()` "
           "onde vai o seu código; a verificação logo depois avalia a sua tentativa. O notebook "
           "completo, com as soluções, para professores: [{stem}](../{stem}.ipynb).",
-    "zh": "**学生版。** 每个练习单元在你写代码的位置是 `raise NotImplementedError()`；"
-          "紧随其后的检查单元会评判你的尝试。带答案的完整 notebook（供教师使用）：[{stem}](../{stem}.ipynb)。",
+    "zh": "**学生版。** 每个练习单元格中，你要写代码的位置是 `raise NotImplementedError()`；"
+          "紧随其后的检查单元格会为你的作答评分。带答案的完整 notebook（供教师使用）：[{stem}](../{stem}.ipynb)。",
 }
 
 

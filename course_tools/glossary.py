@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from pathlib import Path
 
 from utils.i18n import LANGUAGES, SOURCE_LANG
@@ -78,6 +79,11 @@ def terms_advice(root: Path = ROOT, langs: list[str] | None = None) -> list[str]
     return advice
 
 
+def _sort_key(term: str) -> str:
+    """Dictionary order: accents do not count ("índice" sorts with "indice", not after "z")."""
+    return unicodedata.normalize("NFD", term).encode("ascii", "ignore").decode().lower() or term
+
+
 def build_glossary(lang: str, root: Path = ROOT) -> str:
     """`lessons/<lang>/glossary.md`: the terms in this language first, then the others."""
     glossary = load_glossary(root)
@@ -85,7 +91,7 @@ def build_glossary(lang: str, root: Path = ROOT) -> str:
     order = [lang] + [code for code in LANGUAGES if code != lang]
     rows = ["| " + " | ".join(LANGUAGES[code] for code in order) + " |", "|" + "---|" * len(order)]
     for entry in sorted(glossary.get("terms", {}).values(),
-                        key=lambda e: (term_forms(e, lang) or term_forms(e, SOURCE_LANG))[0].lower()):
+                        key=lambda e: _sort_key((term_forms(e, lang) or term_forms(e, SOURCE_LANG))[0])):
         cells = [(term_forms(entry, code) or ["?"])[0] for code in order]
         cells[0] = f"**{cells[0]}**"
         rows.append("| " + " | ".join(cells) + " |")

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, PngImagePlugin
 
+from course_tools import retrain
 from utils import assets
 from utils.__main__ import DALLE_MAX_N, main
 from utils.errors import CourseError, UsageError, to_json
@@ -115,13 +116,6 @@ USAGE_CASES = [
     (["dalle", "a red circle", "--guidance", "-1"], "--guidance"),
     (["dalle", "a red circle", "--seed", "-1"], "--seed"),
     (["dalle", "a red circle", "--device", "tpu"], "--device"),
-    (["train", "clip", "--steps", "-1"], "--steps"),
-    (["train", "clip", "--steps", "0"], "--steps"),
-    (["train", "vq", "--steps", "-1"], "--steps"),
-    (["train", "dalle", "--steps", "-1"], "--steps"),
-    (["train", "reranker", "--epochs", "2"], "--epochs"),
-    (["train", "clip", "--out", str(assets.ASSETS_DIR)], "--replace-bundled"),
-    (["train", "clip", "--replace-bundled", "--out", "somewhere"], "--replace-bundled"),
     (["quiz", "no-such-lesson"], "lesson"),
     (["no-such-command"], "command"),
 ]
@@ -132,19 +126,38 @@ def test_bad_arguments_exit_2_with_one_line_naming_them(capsys, argv, word):
     refused(capsys, argv, 2, word)
 
 
-@pytest.mark.parametrize("command", [
-    ["generate", "a red circle", "--out"], ["dalle", "a red circle", "--out"],
-    ["train", "clip", "--out"]])
-def test_an_output_under_a_file_is_refused_before_any_work(capsys, tmp_path, command):
+# `python -m course_tools train` (the authors' retraining) keeps the same contract
+TRAIN_USAGE_CASES = [
+    (["clip", "--steps", "-1"], "--steps"),
+    (["clip", "--steps", "0"], "--steps"),
+    (["vq", "--steps", "-1"], "--steps"),
+    (["dalle", "--steps", "-1"], "--steps"),
+    (["reranker", "--epochs", "2"], "--epochs"),
+    (["clip", "--seed", "-1"], "--seed"),
+    (["clip", "--out", str(assets.ASSETS_DIR)], "--replace-bundled"),
+    (["clip", "--replace-bundled", "--out", "somewhere"], "--replace-bundled"),
+    (["no-such-model"], "model"),
+]
+
+
+@pytest.mark.parametrize(("argv", "word"), TRAIN_USAGE_CASES, ids=lambda v: " ".join(v) if isinstance(v, list) else "")
+def test_bad_train_arguments_exit_2_with_one_line_naming_them(capsys, argv, word):
+    refused(capsys, argv, 2, word, entry=retrain.main)
+
+
+@pytest.mark.parametrize(("command", "entry"), [
+    (["generate", "a red circle", "--out"], main), (["dalle", "a red circle", "--out"], main),
+    (["clip", "--out"], retrain.main)])
+def test_an_output_under_a_file_is_refused_before_any_work(capsys, tmp_path, command, entry):
     (tmp_path / "a_file").write_text("mine")
-    refused(capsys, [*command, str(tmp_path / "a_file" / "x.png")], 2, "--out", "a_file")
+    refused(capsys, [*command, str(tmp_path / "a_file" / "x.png")], 2, "--out", "a_file", entry=entry)
     assert (tmp_path / "a_file").read_text() == "mine"
 
 
 def test_train_out_folder_that_is_not_empty_is_refused(capsys, tmp_path):
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / "keep.txt").write_text("mine")
-    refused(capsys, ["train", "vq", "--out", str(tmp_path / "models")], 2, "--out", "not empty")
+    refused(capsys, ["vq", "--out", str(tmp_path / "models")], 2, "--out", "not empty", entry=retrain.main)
 
 
 def test_debug_shows_the_traceback(capsys):
@@ -408,24 +421,22 @@ def fake_trainer(score: float):
 
 @pytest.fixture
 def fake_vq(monkeypatch):
-    from utils import train
-
     def use(score: float):
         monkeypatch.setitem(sys.modules, "fake_trainer", fake_trainer(score))
-        monkeypatch.setitem(train.MODELS, "vq", ("fake_trainer", "train_main", "fake"))
+        monkeypatch.setitem(retrain.MODELS, "vq", ("fake_trainer", "train_main", "fake"))
     return use
 
 
 def test_train_writes_to_the_user_folder_by_default(capsys, tmp_path, fake_vq):
     fake_vq(30.0)
     for expected in ("vq-seed0", "vq-seed0-2"):  # a second run never overwrites the first
-        code, out, _ = run(capsys, "train", "vq")
+        code, out, _ = run(capsys, "vq", entry=retrain.main)
         assert code == 0 and (tmp_path / "cache" / "models" / expected / "tiny-vq.safetensors").exists()
 
 
 def test_replace_bundled_refuses_a_model_below_its_bar(capsys, fake_vq):
     fake_vq(3.0)
-    refused(capsys, ["train", "vq", "--replace-bundled"], 1, "below the bar", "NOT replaced")
+    refused(capsys, ["vq", "--replace-bundled"], 1, "below the bar", "NOT replaced", entry=retrain.main)
 
 
 def test_replace_bundled_installs_a_model_that_passes(capsys, tmp_path, fake_vq, monkeypatch):
@@ -436,7 +447,7 @@ def test_replace_bundled_installs_a_model_that_passes(capsys, tmp_path, fake_vq,
     monkeypatch.setattr(assets, "ASSETS_DIR", bundled)
     monkeypatch.setattr(assets, "MANIFEST", bundled / "manifest.json")
     fake_vq(30.0)
-    code, out, _ = run(capsys, "train", "vq", "--replace-bundled", "--json")
+    code, out, _ = run(capsys, "vq", "--replace-bundled", "--json", entry=retrain.main)
     assert code == 0 and json.loads(out)["replaced"] == ["tiny-vq.safetensors"]
     assert (bundled / "tiny-vq.safetensors").read_bytes() == b"new weights"
     assert (bundled / "tiny-vq.safetensors").stat().st_mode & 0o777 == 0o644  # mode kept

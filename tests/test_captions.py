@@ -126,8 +126,8 @@ def test_natural_labels_are_not_training_captions():
 
 @pytest.fixture(scope="module")
 def language_scores():
+    from course_tools.languages import language_accuracy
     from utils.models import load_clip
-    from utils.multilingual import language_accuracy
 
     tiny = load_clip("tiny-shapes", device="cpu", verbose=False)
     return language_accuracy(tiny, n=500, seed=2025, splits=("test",), label_sets=NATURAL_LABELS)

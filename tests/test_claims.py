@@ -171,7 +171,7 @@ def test_search_claims_are_what_notebook_03_measures_now():
 def test_ensembling_claims_are_close_to_a_smaller_run_now():
     stored = cl.load_claims()
     # 600 + 200 images instead of 3,000 + 1,000 keep this fast; the full run is exact
-    for key, (value, unit) in cl.ensembling_claims(n_test=600, n_heldout=200).items():
+    for key, (value, unit) in measures.ensembling_claims(n_test=600, n_heldout=200).items():
         if unit == "fraction":
             assert abs(stored[key]["value"] - value) < 0.06, f"{key}: run python -m course_tools.claims --measure ensembling"
 

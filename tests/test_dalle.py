@@ -180,7 +180,8 @@ def test_rgb_to_hsv_matches_colorsys():
 
 def test_judge_reads_rendered_shapes():
     """Colour from pixel statistics, shape from the bundled CNN: both right on real renders."""
-    from utils.shapecheck import evaluate_judge, load_shape_judge
+    from course_tools.recipes import evaluate_judge
+    from utils.shapecheck import load_shape_judge
 
     scores = evaluate_judge(load_shape_judge(), n=300, seed=4242)
     assert scores["colour_accuracy"] >= 0.97, scores
@@ -198,13 +199,14 @@ def dalle():
 
 
 def test_bundled_assets_match_manifest():
-    from utils.assets import asset_path
+    from utils.assets import read_manifest, verify_assets
 
     names = ["tiny-dalle.safetensors", "tiny-dalle.json", "shape-judge.safetensors", "shape-judge.json",
              "tiny-prior.safetensors", "tiny-prior.json", "tiny-unclip-decoder.safetensors",
              "tiny-unclip-decoder.json"]
-    for name in names:
-        asset_path(name, verify=True)
+    problems, manifest = verify_assets(), read_manifest()
+    for name in names:  # present, and its sha256 is the manifest's
+        assert name in manifest and name not in problems, problems.get(name, f"{name} is not in the manifest")
 
 
 def test_generate_reranks_by_clip(dalle):
@@ -327,6 +329,20 @@ def test_sampling_refuses_bad_numbers_and_generate_uses_it(dalle):
     assert greedy.guidance == dalle.guidance, "guidance None means the model's own"
 
 
+def test_the_sampling_temperature_saved_with_a_model_is_its_default(dalle, tmp_path):
+    """A temperature saved with the model is what Sampling(temperature=None) draws with."""
+    from dataclasses import replace
+
+    from utils.dalle import load_tiny_dalle, save_tiny_dalle
+
+    save_tiny_dalle(replace(dalle, temperature=0.25), tmp_path / "cold.safetensors")
+    cold = load_tiny_dalle(tmp_path / "cold.safetensors")
+    assert (cold.temperature, dalle.temperature) == (0.25, 1.0), "the bundled model samples at temperature 1"
+    own = cold.sample_codes(["a red circle"] * 4, seed=3)
+    assert torch.equal(own, cold.sample_codes(["a red circle"] * 4, Sampling(temperature=0.25), seed=3))
+    assert not torch.equal(own, cold.sample_codes(["a red circle"] * 4, Sampling(temperature=1.0), seed=3))
+
+
 @pytest.mark.parametrize("device", DEVICES)
 def test_the_bundle_draws_on_every_device(device):
     """One device rule (issue 16): the model, the VQ and the sampler's generator follow `device`;
@@ -383,7 +399,35 @@ def test_fast_recipe_decays_to_zero_and_vq_codes_are_exact():
     from utils.tinyvq import TinyVQ, TinyVQConfig
 
     assert lr_at(FAST.steps, FAST) == 0.0 and lr_at(FAST.warmup, FAST) == pytest.approx(FAST.lr)
+    longest = max((data.caption({"colour": c, "shape": s, "size": z, "position": p}, t)
+                   for c in data.COLOURS for s in data.SHAPES for z in FAST.sizes for p in data.POSITIONS
+                   for t in data.TEMPLATES), key=lambda c: len(c.split()))
+    WordTokenizer(shapes_world_words(FAST.sizes), FAST.text_len).encode(longest)  # FAST's slots hold every caption
     torch.manual_seed(0)
     vq = TinyVQ(TinyVQConfig(n_codes=16, width=16, code_dim=8)).eval()
     images, _ = data.render_batch(12, seed=4, as_tensor=True)
     assert torch.equal(vq_codes(vq, images, chunk=5), vq.encode(images).flatten(1))
+
+
+def test_upright_flag_describes_the_drawing_and_filters_pictures():
+    """`upright` says the shape was not turned at random: an upright square fills its bounding box,
+    a turned one leaves corners empty; FAST's pictures are upright only."""
+    from utils.dalle_data import PictureSet, keep_pictures, plain_background, render_kept
+
+    images, attrs = data.render_batch(600, seed=11, split="all", as_tensor=True)
+    upright = torch.tensor([a["upright"] for a in attrs])
+    assert 0.35 < upright.float().mean() < 0.65, "about half the shapes world is drawn upright"
+    assert torch.equal(keep_pictures(images, attrs, upright_only=True), upright)
+    fill = {True: [], False: []}
+    plain = plain_background(images)
+    for image, a, ok in zip(images, attrs, plain):
+        if ok and a["shape"] == "square" and a["size"] == "large":
+            mask = (image - image[:, :1, :1]).abs().sum(0) > 0.3  # differs from the corner's colour
+            rows, cols = mask.any(1).nonzero(), mask.any(0).nonzero()
+            box = (rows.max() - rows.min() + 1) * (cols.max() - cols.min() + 1)
+            fill[a["upright"]].append(mask.sum().item() / box.item())
+    assert len(fill[True]) >= 5 and len(fill[False]) >= 5
+    median = {k: sorted(v)[len(v) // 2] for k, v in fill.items()}
+    assert median[True] > 0.85 and median[False] < median[True] - 0.1, median
+    _, kept = render_kept(PictureSet(40, first_seed=3, upright_only=True, sizes=("large",)))
+    assert len(kept) == 40 and all(a["upright"] and a["size"] == "large" for a in kept)

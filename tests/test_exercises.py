@@ -216,6 +216,42 @@ def test_answer_digests_hide_the_value_and_round_floats():
     assert "15.36" not in answer_digest(15.36)
 
 
+def test_an_integral_float_answer_is_the_same_answer_as_the_int():
+    assert same_answer(32768 / 256, answer_digest(128))  # a student may divide with / (lesson 01, exercise 3)
+    assert answer_digest(128.0) == answer_digest(128) != answer_digest(128.5)
+    assert same_answer(15.36, answer_digest(15.36)) and not same_answer(15.0, answer_digest(15.36))
+
+
+def test_the_temperature_check_recomputes_both_peaks():
+    import torch
+
+    from utils.exercises import same_peaks
+
+    row = torch.tensor([0.31, 0.12, 0.25, 0.02])
+    peaks = [(row / tau).softmax(-1).max().item() for tau in (0.01, 1.0)]
+    assert same_peaks(row, (0.01, 1.0), peaks)
+    assert not same_peaks(row, (0.01, 1.0), peaks[::-1])  # swapped
+    assert not same_peaks(row, (0.01, 1.0), [peaks[0], row.softmax(-1).min().item()])  # not the largest
+    assert not same_peaks(row, (0.01, 1.0), peaks[:1])
+
+
+def test_the_class_vector_check_accepts_build_classifier_only():
+    import torch
+
+    from utils.exercises import same_class_vectors
+    from utils.models import load_clip
+    from utils.zeroshot import build_classifier
+
+    clip = load_clip("tiny-shapes", device="cpu", verbose=False)
+    names, templates = ["red circle", "blue star"], ["a {}", "a drawing of a {}"]
+    weights = build_classifier(clip, names, templates).weights
+    assert same_class_vectors(clip, names, templates, weights.clone())
+    unnormalised = clip.encode_texts([tpl.format(n) for n in names for tpl in templates]).view(2, 2, -1).mean(1)
+    assert not same_class_vectors(clip, names, templates, unnormalised)  # the average, not normalised again
+    assert not same_class_vectors(clip, names, templates, weights[:1])
+    assert not same_class_vectors(clip, names, templates, torch.flip(weights, [0]))
+
+
 # ------------------------------------------------------------------ nbgrader itself
 
 

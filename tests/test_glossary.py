@@ -2,9 +2,9 @@
 
 `lessons/glossary.json` lists each term and the word every language uses for it ("terms"),
 and the words a translation must not use ("avoid": "modèle de prompt", "perte adverse"...).
-This file checks the lesson pages and the quizzes against it, and checks that numbers are
-written the way each language writes them (0,3 and 50 000 in French). The notebooks have
-their own translators' check (`python -m course_tools terms`)."""
+This file checks the lesson pages, the quizzes and the markdown of the built notebooks
+(`notebooks/<lang>/*.ipynb`) against it, and checks that the lesson pages write numbers the
+way each language writes them (0,3 and 50 000 in French)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ GLOSSARY = load_glossary(ROOT)
 CHECKED_TERMS = ["embedding", "embedding-space", "contrastive-loss", "prompt-template",
                  "accuracy", "recall-at-k", "precision-at-k", "codebook", "cosine-similarity",
                  "similarity-matrix", "logit-scale", "adversarial", "gan", "discriminator",
-                 "vector-quantisation", "straight-through-estimator", "linear-probe"]
+                 "vector-quantisation", "straight-through-estimator", "linear-probe", "token"]
 
 
 def clean(text: str) -> str:
@@ -73,8 +73,26 @@ def quiz_pairs(lang: str) -> list[tuple[str, str, str]]:
     return pairs
 
 
+def markdown_cells(path: Path) -> dict[str, str]:
+    """{cell id: text} of a built notebook's markdown cells."""
+    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    return {c["id"]: "".join(c["source"]) for c in cells if c["cell_type"] == "markdown"}
+
+
+def notebook_pairs(lang: str) -> list[tuple[str, str, str]]:
+    """(where, English, translation) for every translated markdown cell of the built notebooks
+    (a cell still in English, an untranslated or fuzzy entry, is not a translation yet)."""
+    pairs = []
+    for path in sorted((ROOT / "notebooks" / lang).glob("*.ipynb")):
+        english = markdown_cells(ROOT / "notebooks" / SOURCE_LANG / path.name)
+        for cell_id, text in markdown_cells(path).items():
+            if cell_id in english and text != english[cell_id]:
+                pairs.append((f"notebooks/{lang}/{path.name}#{cell_id}", english[cell_id], text))
+    return pairs
+
+
 def all_pairs(lang: str) -> list[tuple[str, str, str]]:
-    return lesson_pairs(lang) + quiz_pairs(lang)
+    return lesson_pairs(lang) + quiz_pairs(lang) + notebook_pairs(lang)
 
 
 def test_every_checked_term_and_avoided_word_is_in_the_glossary():
@@ -93,7 +111,7 @@ def test_every_checked_term_and_avoided_word_is_in_the_glossary():
 
 
 @pytest.mark.parametrize("lang", TRANSLATED)
-def test_lessons_and_quizzes_avoid_the_words_the_glossary_rules_out(lang):
+def test_lessons_quizzes_and_notebooks_avoid_the_words_the_glossary_rules_out(lang):
     rules = GLOSSARY["avoid"].get(lang, [])
     found = []
     for where, _english, text in all_pairs(lang):
@@ -105,14 +123,14 @@ def test_lessons_and_quizzes_avoid_the_words_the_glossary_rules_out(lang):
 
 
 @pytest.mark.parametrize("lang", TRANSLATED)
-def test_lessons_and_quizzes_use_the_glossary_words(lang):
+def test_lessons_quizzes_and_notebooks_use_the_glossary_words(lang):
     """Where the English says "embedding", the French says "plongement" (or another listed form)."""
     missing = []
     for where, english, text in all_pairs(lang):
         english, prose = clean(english), clean(text).lower()
         for term_id in CHECKED_TERMS:
             entry = GLOSSARY["terms"][term_id]
-            used = any(re.search(rf"\b{re.escape(f)}\b", english, re.I) for f in term_forms(entry, SOURCE_LANG))
+            used = any(re.search(rf"\b{re.escape(f)}s?\b", english, re.I) for f in term_forms(entry, SOURCE_LANG))
             forms = term_forms(entry, lang)
             if used and not any(f.lower() in prose for f in forms):
                 missing.append(f"{where}: {term_id} -> {forms[0]!r}")
@@ -160,3 +178,12 @@ def test_lesson_numbers_follow_the_language(lang):
 def test_clean_keeps_prose_and_drops_code_links_and_formulas():
     text = "Le `embedding` [lien](https://x.y/embedding) $s = 0.07$ et un plongement, 0,3 h."
     assert clean(text) == "Le [lien] et un plongement, 0,3 h."
+
+
+def test_notebook_pairs_cover_every_translated_notebook():
+    """The notebook check is not empty: each language has translated markdown in every notebook."""
+    names = {p.name for p in (ROOT / "notebooks" / SOURCE_LANG).glob("*.ipynb")}
+    assert names
+    for lang in TRANSLATED:
+        found = {where.split("/")[2].split("#")[0] for where, _, _ in notebook_pairs(lang)}
+        assert found == names, f"{lang}: no translated markdown in {sorted(names - found)}"

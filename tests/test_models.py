@@ -297,7 +297,7 @@ def test_doctor_json_offline_reports_worlds_without_loading_models():
     assert result["languages"] == {"tiny-shapes": "en fr es it pt zh (shapes world)"}
     gone = result["without_tiny"]
     assert not gone["worlds"]["tiny"]["available"] and not gone["ok"] and gone["languages"] == {}
-    assert any("python -m utils train clip" in line for line in gone["advice"])
+    assert any("python -m course_tools train clip" in line for line in gone["advice"])
     # Fast by construction: the report never builds a model nor imports open_clip.
     assert result["open_clip_imported"] is False
 

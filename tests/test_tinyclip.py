@@ -9,9 +9,10 @@ import pytest
 import torch
 from device_params import DEVICES
 
+from course_tools.recipes import save_model
 from utils import data
-from utils.assets import asset_path, read_manifest
-from utils.tinyclip import TINY_CONFIG, TrainConfig, evaluate, save_model, train_clip
+from utils.assets import ASSETS_DIR, read_manifest, verify_assets
+from utils.tinyclip import TINY_CONFIG, TrainConfig, evaluate, train_clip
 
 
 @pytest.fixture(scope="module")
@@ -55,13 +56,13 @@ def test_save_load_roundtrip_through_open_clip(tmp_path):
 
 
 def test_bundled_model_files_and_manifest():
-    manifest = read_manifest()
+    manifest, problems = read_manifest(), verify_assets()
     for name in ("tiny-shapes.json", "tiny-shapes.safetensors"):
-        assert name in manifest, f"{name} is not in the manifest: run python -m utils train clip"
-        path = asset_path(name, verify=True)  # raises if the sha256 differs
-        assert manifest[name]["bytes"] == path.stat().st_size
-    assert asset_path("tiny-shapes.safetensors").stat().st_size <= 10_000_000
-    assert json.loads(asset_path("tiny-shapes.json").read_text()) == TINY_CONFIG
+        assert name in manifest, f"{name} is not in the manifest: run python -m course_tools train clip"
+        assert name not in problems, problems[name]  # present, and its sha256 is the manifest's
+        assert manifest[name]["bytes"] == (ASSETS_DIR / name).stat().st_size
+    assert (ASSETS_DIR / "tiny-shapes.safetensors").stat().st_size <= 10_000_000
+    assert json.loads((ASSETS_DIR / "tiny-shapes.json").read_text()) == TINY_CONFIG
 
 
 def test_bundled_model_reaches_95_percent(tiny):
@@ -89,9 +90,9 @@ def test_bundled_model_knows_shapes_drawn_with_pil():
 
 
 def test_cli_trains_into_a_folder(tmp_path, capsys):
-    from utils.__main__ import main
+    from course_tools.retrain import main
 
-    assert main(["train", "clip", "--steps", "2", "--out", str(tmp_path), "--json"]) == 0
+    assert main(["clip", "--steps", "2", "--out", str(tmp_path), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert (tmp_path / "tiny-shapes.safetensors").exists() and report["steps"] == 2
     assert set(report["accuracy"]) == {"test", "heldout"}
@@ -217,7 +218,7 @@ def test_reranker_reads_vq_pictures_better_and_renders_as_well(tiny):
 
     reranker = load_clip("tiny-shapes-vq", device="cpu")
     assert reranker.is_tiny and reranker.name == "tiny-shapes-vq"
-    asset_path("tiny-shapes-vq.safetensors", verify=True)
+    assert "tiny-shapes-vq.safetensors" not in verify_assets()
     before = evaluate(tiny, n=400, seed=31, splits=("test",), image_map=vq_round_trip)["test"]
     after = evaluate(reranker, n=400, seed=31, splits=("test",), image_map=vq_round_trip)["test"]
     assert after["colour+shape"] >= before["colour+shape"] + 0.05, (before, after)
@@ -226,9 +227,9 @@ def test_reranker_reads_vq_pictures_better_and_renders_as_well(tiny):
 
 
 def test_cli_trains_the_reranker_into_a_folder(tmp_path, capsys):
-    from utils.__main__ import main
+    from course_tools.retrain import main
 
-    assert main(["train", "reranker", "--steps", "2", "--out", str(tmp_path), "--json"]) == 0
+    assert main(["reranker", "--steps", "2", "--out", str(tmp_path), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert (tmp_path / "tiny-shapes-vq.safetensors").exists() and report["steps"] == 2
     assert set(report["colour+shape accuracy"]) == {"tiny-shapes", "tiny-shapes-vq"}

@@ -1,5 +1,5 @@
 """The bundled tiny VQ tokenizer/decoder: the interface lessons 04 and 05 use, its quality,
-its manifest entry, and that `python -m utils train vq` rebuilds it."""
+its manifest entry, and that `python -m course_tools train vq` rebuilds it."""
 
 from __future__ import annotations
 
@@ -9,17 +9,16 @@ import json
 import pytest
 import torch
 
-from utils.assets import asset_path, read_manifest
+from course_tools.recipes import evaluate_tiny_vq, vq_main
+from utils.assets import read_manifest, verify_assets
 from utils.data import render_batch
 from utils.tinyvq import (
     TINY_VQ_CONFIG,
     TINY_VQ_WEIGHTS,
     TinyVQ,
-    evaluate_tiny_vq,
     load_tiny_vq,
     nearest_codes,
     quantize,
-    train_main,
 )
 
 
@@ -34,10 +33,10 @@ def images():
 
 
 def test_bundled_files_small_and_in_manifest():
-    manifest = read_manifest()
+    manifest, problems = read_manifest(), verify_assets()
     for path in (TINY_VQ_WEIGHTS, TINY_VQ_CONFIG):
         assert path.name in manifest, f"{path.name} missing from the manifest"
-        asset_path(path.name, verify=True)  # sha256 matches
+        assert path.name not in problems, problems[path.name]  # present, sha256 matches
     assert TINY_VQ_WEIGHTS.stat().st_size <= 2_000_000
     assert "train vq" in manifest[TINY_VQ_WEIGHTS.name]["rebuild"]
 
@@ -99,7 +98,7 @@ def test_train_command_writes_a_loadable_model(tmp_path, capsys):
     bundled_before = digest(TINY_VQ_WEIGHTS)
     out = tmp_path / "vq.safetensors"
     args = argparse.Namespace(seed=1, steps=3, out=str(out), json=True)
-    train_main(args)
+    vq_main(args)
     report = json.loads(capsys.readouterr().out)
     assert report["weights"] == str(out) and report["steps"] == 3
     model = load_tiny_vq(out)

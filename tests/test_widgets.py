@@ -63,11 +63,14 @@ def test_label_warnings_become_translated_notes_not_stderr(french, recwarn):
 
 
 def test_numbers_follow_the_language():
-    assert i18n.t("{n:,} images, {h:.1f} h", "fr", n=50000, h=0.31) == "50\u00a0000 images, 0,3 h"
+    assert i18n.t("{n:,} images, {h:.1f} h", "fr", n=50000, h=0.31) == "50\u202f000 images, 0,3 h"
     assert i18n.t("{n:,} images, {h:.1f} h", "en", n=50000, h=0.31) == "50,000 images, 0.3 h"
     assert i18n.t("{h:.2f}", "it", h=np.float32(0.5)) == "0,50"
     assert i18n.t("{name}", "fr", name="v1.2") == "v1.2"  # text is left alone
     assert i18n.number(3.25, ".1f", "fr") == "3,2" and i18n.number(3.25, ".1f", "zh") == "3.2"
+    # the percent sign as each locale writes it (CLDR): a no-break space before it in fr and es
+    assert [i18n.t("{p:.0%}", lang, p=0.5) for lang in ("en", "fr", "es", "pt", "zh")] == \
+        ["50%", "50\u00a0%", "50\u00a0%", "50%", "50%"]
 
 
 def test_prediction_labels_stay_inside_the_bar_plot():

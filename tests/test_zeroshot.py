@@ -329,7 +329,7 @@ def _draw_shape(draw: ImageDraw.ImageDraw, shape: str, cx: float, cy: float, r: 
 
 
 @pytest.mark.skipif(not (TINY_CONFIG.exists() and TINY_WEIGHTS.exists()),
-                    reason="the tiny CLIP is not built yet (python -m utils train clip)")
+                    reason="the tiny CLIP is not built yet (python -m course_tools train clip)")
 def test_tiny_model_classifies_shapes_drawn_by_pillow(capsys, tmp_path):
     from utils.data import COLOURS, SHAPES
 

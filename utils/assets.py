@@ -92,7 +92,7 @@ def verify_assets() -> dict[str, str]:
     for name, entry in read_manifest().items():
         path = ASSETS_DIR / name
         if not path.exists():
-            problems[name] = f"missing; rebuild it with: {entry.get('rebuild') or 'python -m utils train ...'}"
+            problems[name] = f"missing; rebuild it with: {entry.get('rebuild') or 'python -m course_tools train ...'}"
         elif sha256_of(path) != entry.get("sha256"):
             problems[name] = ("sha256 differs from the manifest (changed or damaged); reinstall the "
                               f"course (git checkout utils/assets) or rebuild: {entry.get('rebuild')}")
@@ -103,43 +103,6 @@ def read_manifest() -> dict:
     if not MANIFEST.exists():
         return {}
     return json.loads(MANIFEST.read_text())
-
-
-def register_asset(path: str | Path, description: str = "", rebuild: str = "") -> dict:
-    """Record a bundled file's sha256 and size in the manifest; returns its entry."""
-    path = Path(path).resolve()
-    name = path.relative_to(ASSETS_DIR.resolve()).as_posix()
-    entry = {
-        "sha256": sha256_of(path),
-        "bytes": path.stat().st_size,
-        "description": description,
-        "rebuild": rebuild,
-    }
-    manifest = read_manifest()
-    manifest[name] = entry
-    write_atomic(MANIFEST, json.dumps(dict(sorted(manifest.items())), indent=2) + "\n")
-    return entry
-
-
-def asset_path(name: str, verify: bool = False) -> Path:
-    """Path of a bundled asset; with verify=True, check its sha256 against the manifest."""
-    path = ASSETS_DIR / name
-    if not path.exists():
-        raise FileNotFoundError(
-            f"Bundled asset {name!r} is missing from {ASSETS_DIR}. "
-            f"Rebuild it with: {read_manifest().get(name, {}).get('rebuild', 'python -m utils train ...')}"
-        )
-    if verify:
-        expected = read_manifest().get(name, {}).get("sha256")
-        actual = sha256_of(path)
-        if expected != actual:
-            from .errors import CheckpointError
-
-            raise CheckpointError(
-                f"Bundled asset {path} does not match its manifest sha256 "
-                f"(expected {expected}, got {actual}).", "Reinstall the course or rebuild the asset."
-            )
-    return path
 
 
 def iter_safetensors(path: str | Path):

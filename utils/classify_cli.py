@@ -7,7 +7,7 @@ import argparse
 import sys
 import warnings
 
-from .zeroshot import TEMPLATE_SETS, classify_files, expand_paths, validate_labels
+from .zeroshot import TEMPLATE_SETS, classify_files, validate_labels
 
 CLI_HELP = """\
 Zero-shot classification: which of the labels fits each image best?
@@ -81,12 +81,11 @@ def _validate_cli(args) -> None:
 def run_cli(args) -> int:
     from .errors import to_json
     from .models import load_clip
-    paths = expand_paths(args.images)
     clip = load_clip(args.model, args.pretrained, device=args.device)
     if clip.is_tiny:  # on stderr, so that --json output stays clean
         print("note: the tiny shapes-world model knows only coloured shapes; its answers about "
               "photos mean nothing.", file=sys.stderr)
-    report = classify_files(paths, args.labels, clip, TEMPLATE_SETS[args.templates], args.top, args.fit)
+    report = classify_files(args.images, args.labels, clip, TEMPLATE_SETS[args.templates], args.top, args.fit)
     if not report["results"]:  # the contract's error, with the reasons of every skip
         report["error"] = f"no image could be classified ({len(report['skipped'])} skipped)."
         report["hint"] = "Each skipped file has its reason; fix or replace those files."

@@ -24,7 +24,6 @@ COMMANDS = {
     "generate": "utils.generate_cli",
     "dalle": "utils.dalle_train",
     "quiz": "utils.quiz",
-    "train": "utils.train",
 }
 
 SEED = Range(0, 2**32 - 1)
@@ -49,9 +48,6 @@ LIMITS = {
     ("dalle", "temperature"): Range(0, 100, strict_lo=True),
     ("dalle", "top_k"): Range(1, 100_000),
     ("dalle", "guidance"): Range(0, 100),
-    ("train", "seed"): SEED,
-    ("train", "steps"): Range(1, 1_000_000),
-    ("train", "epochs"): Range(1, 10_000),
 }
 
 
@@ -89,10 +85,9 @@ def validate(args: argparse.Namespace) -> None:
     if not out and command_name in ("generate", "dalle"):
         out = os.path.join("outputs", "new.png")  # their default folder must be writable too
     if out:
-        # generate and dalle choose a new name when the file exists; quiz exports need --force;
-        # train writes a folder (see utils/train.py)
+        # generate and dalle choose a new name when the file exists; quiz exports need --force
         force = getattr(args, "force", False) or command_name in ("generate", "dalle")
-        check_output(out, "--out", force=force, folder=command_name == "train")
+        check_output(out, "--out", force=force)
 
 
 def _check_model_arguments(args: argparse.Namespace) -> None:

@@ -238,17 +238,17 @@ class MiniDalle(nn.Module):
 @dataclass
 class Sampling:
     """How each code is drawn: p = softmax(logits / temperature) over the top_k likeliest codes
-    (None: all; 1: greedy), with classifier-free guidance scale `guidance` (1: none; None: the
-    model's own)."""
+    (None: all; 1: greedy), with classifier-free guidance scale `guidance` (1: none). A temperature
+    or guidance of None is the model's own (`TinyDalle`)."""
 
-    temperature: float = 1.0
+    temperature: float | None = None
     top_k: int | None = None
     guidance: float | None = None
 
     def __post_init__(self):
         from .errors import check_range
 
-        check_range("temperature", float(self.temperature), 0, strict_lo=True)
+        check_range("temperature", None if self.temperature is None else float(self.temperature), 0, strict_lo=True)
         check_range("top_k", self.top_k, 1)
         check_range("guidance", None if self.guidance is None else float(self.guidance), 0)
 
@@ -260,21 +260,26 @@ class TinyDalle:
     model: MiniDalle
     tokenizer: WordTokenizer
     vq: nn.Module
-    guidance: float = 1.0  # default classifier-free guidance scale when sampling
+    guidance: float = 1.0  # the sampling defaults saved with the model: classifier-free guidance scale,
+    temperature: float = 1.0  # and temperature
 
     @property
     def grid(self) -> tuple[int, int]:
         return tuple(self.vq.grid)
 
+    def sampling(self, sampling: Sampling | None = None) -> Sampling:
+        """`sampling` with the model's own temperature and guidance where it leaves them None."""
+        s = sampling or Sampling()
+        return Sampling(self.temperature if s.temperature is None else s.temperature, s.top_k,
+                        self.guidance if s.guidance is None else s.guidance)
+
     def sample_codes(self, captions: Sequence[str], sampling: Sampling | None = None, seed: int = 0) -> torch.Tensor:
         """One code grid per caption: (B,) captions -> (B, h, w) long, on the model's device."""
-        sampling = sampling or Sampling()
-        device = next(self.model.parameters()).device
+        s, device = self.sampling(sampling), next(self.model.parameters()).device
         gen = torch.Generator(device=device).manual_seed(seed)
-        guidance = self.guidance if sampling.guidance is None else sampling.guidance
         self.model.eval()
-        codes = self.model.sample(self.tokenizer.encode(captions).to(device), sampling.temperature, sampling.top_k,
-                                  gen, guidance, self.tokenizer.encode("").to(device))  # (B, N)
+        codes = self.model.sample(self.tokenizer.encode(captions).to(device), s.temperature, s.top_k,
+                                  gen, s.guidance, self.tokenizer.encode("").to(device))  # (B, N)
         return codes.view(len(captions), *self.grid)
 
     @torch.no_grad()
@@ -293,7 +298,7 @@ def save_tiny_dalle(bundle: TinyDalle, weights: Path = DALLE_WEIGHTS, extra: dic
     """Write the transformer (float16 safetensors) and a JSON config with its vocabulary."""
     return save_checkpoint(bundle.model, weights, {
         **asdict(bundle.model.cfg), "words": bundle.tokenizer.vocab[len(SPECIALS):], "guidance": bundle.guidance,
-        "image_tokenizer": "utils.tinyvq (tiny-vq.safetensors)", **(extra or {})})
+        "temperature": bundle.temperature, "image_tokenizer": "utils.tinyvq (tiny-vq.safetensors)", **(extra or {})})
 
 
 def load_tiny_dalle(weights: str | Path | None = None, vq_weights: str | Path | None = None,
@@ -301,7 +306,7 @@ def load_tiny_dalle(weights: str | Path | None = None, vq_weights: str | Path | 
     """The bundled mini DALL-E (or `weights`, with its .json beside it) and the tiny VQ, on `device`."""
     from .tinyvq import load_tiny_vq
 
-    state, raw, weights = load_checkpoint(weights, DALLE_WEIGHTS, "mini DALL-E", "python -m utils train dalle")
+    state, raw, weights = load_checkpoint(weights, DALLE_WEIGHTS, "mini DALL-E", "python -m course_tools train dalle")
     cfg = DalleConfig(**fields_of(DalleConfig, raw))
     model = MiniDalle(cfg)
     model.load_state_dict(state)
@@ -309,9 +314,9 @@ def load_tiny_dalle(weights: str | Path | None = None, vq_weights: str | Path | 
     if vq.cfg.n_codes != cfg.image_vocab or tuple(vq.grid) != (cfg.image_rows, cfg.image_cols):
         raise ValueError(f"{weights} was trained on {cfg.image_vocab} codes in a {cfg.image_rows}x"
                          f"{cfg.image_cols} grid, the tiny VQ has {vq.cfg.n_codes} in {tuple(vq.grid)}: it was rebuilt "
-                         "after the DALL-E. Retrain it: python -m utils train dalle")
+                         "after the DALL-E. Retrain it: python -m course_tools train dalle")
     return TinyDalle(model.to(device).eval().requires_grad_(False), WordTokenizer(raw["words"], cfg.text_len),
-                     vq, raw.get("guidance", 1.0))
+                     vq, raw.get("guidance", 1.0), raw.get("temperature", 1.0))
 
 
 _CACHE: dict[tuple, object] = {}
@@ -334,19 +339,14 @@ def bundled(name: str = "dalle", device: str | torch.device = "cpu"):
 
 def clip_scores(clip, images: torch.Tensor, caption: str) -> torch.Tensor:
     """Cosine similarity between each image and the caption under `clip`: (B, 3, H, W) -> (B,)."""
-    image_emb = clip.encode_images(to_pil(images))            # (B, D)
-    text_emb = clip.encode_texts([caption])                   # (1, D)
-    return (image_emb @ text_emb.T).squeeze(1).cpu()          # (B,)
+    return (clip.encode_images(to_pil(images)) @ clip.encode_texts([caption]).T).squeeze(1).cpu()  # (B, D) @ (D, 1)
 
 
 @dataclass
 class Generation:
-    """n samples for one caption, best CLIP score first (on the CPU).
-
-    images (n, 3, H, W) in [0, 1]; scores (n,) CLIP cosine similarities; order (n,) the index
-    each image had among the samples as drawn (order[0] is the sample CLIP liked best);
-    drawn (n, 3, H, W): the samples in the order they were drawn, before reranking.
-    """
+    """n samples for one caption, best CLIP score first (on the CPU): images (n, 3, H, W) in [0, 1];
+    scores (n,) CLIP cosine similarities; order (n,) the index each image had among the samples as
+    drawn (order[0]: the one CLIP liked best); drawn (n, 3, H, W): the samples before reranking."""
 
     caption: str
     images: torch.Tensor
@@ -371,14 +371,12 @@ def generate(caption: str, n: int = 8, sampling: Sampling | None = None, seed: i
     With rerank=False the images keep the order they were drawn in (scores still given).
     dalle and clip default to the bundled mini DALL-E and the tiny CLIP fine-tuned on tiny-VQ
     pictures (`RERANKER`: the plain tiny CLIP misreads the VQ's blurred outlines);
-    sampling: temperature, top-k and guidance (`Sampling`; its guidance defaults to the model's).
+    sampling: temperature, top-k and guidance (`Sampling`; None: the model's own).
     """
     from .errors import check_range
 
     check_range("n", n, 1)
-    sampling = sampling or Sampling()
-    dalle = dalle or bundled("dalle")
-    clip = clip or bundled(RERANKER)
+    dalle, clip = dalle or bundled("dalle"), clip or bundled(RERANKER)
     caption = readable_caption(caption, dalle.tokenizer)  # English, or refused in one line
     # in chunks of SAMPLE_CHUNK: memory stays bounded for any n (chunk j draws from seed + j)
     codes = torch.cat([dalle.sample_codes([caption] * min(SAMPLE_CHUNK, n - start), sampling,
@@ -388,5 +386,5 @@ def generate(caption: str, n: int = 8, sampling: Sampling | None = None, seed: i
         drawn = dalle.vq.decode_codes(codes).cpu()                          # (n, 3, H, W)
     scores = clip_scores(clip, drawn, caption)                              # (n,)
     order = scores.argsort(descending=True) if rerank else torch.arange(n)
-    guidance = dalle.guidance if sampling.guidance is None else sampling.guidance
-    return Generation(caption, drawn[order], scores[order], order, drawn, codes.cpu()[order], guidance)
+    return Generation(caption, drawn[order], scores[order], order, drawn, codes.cpu()[order],
+                      dalle.sampling(sampling).guidance)

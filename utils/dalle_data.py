@@ -205,7 +205,8 @@ class PictureSet:
     rendered in chunks of `chunk` with seeds first_seed, first_seed + 1, ...
 
     plain_only: keep only pictures with a plain background (see `plain_background`);
-    sizes: keep only shapes of these sizes (None: all).
+    sizes: keep only shapes of these sizes (None: all);
+    upright_only: keep only shapes drawn upright (half the shapes world turns its shapes at random).
     """
 
     n: int
@@ -214,6 +215,7 @@ class PictureSet:
     plain_only: bool = False
     sizes: Sequence[str] | None = None
     chunk: int = 500
+    upright_only: bool = False
 
 
 def build_token_data(vq: nn.Module, tokenizer: WordTokenizer, pictures: PictureSet,
@@ -241,7 +243,8 @@ def render_kept(pictures: PictureSet, progress: bool = False,
         for batch in range(10**6):
             drawn, drawn_attrs = data.render_batch(pictures.chunk, seed=pictures.first_seed + batch,
                                                    split=pictures.split, as_tensor=True)
-            keep = keep_pictures(drawn, drawn_attrs, pictures.plain_only, pictures.sizes)  # (chunk,) bool
+            keep = keep_pictures(drawn, drawn_attrs, pictures.plain_only, pictures.sizes,
+                                 pictures.upright_only)  # (chunk,) bool
             kept_attrs = [a for a, k in zip(drawn_attrs, keep) if k][: pictures.n - len(attrs)]
             images.append(drawn[keep][: len(kept_attrs)])
             attrs += kept_attrs
@@ -260,11 +263,13 @@ def vq_codes(vq: nn.Module, images: torch.Tensor, chunk: int = 500) -> torch.Ten
 
 
 def keep_pictures(images: torch.Tensor, attrs: list[dict], plain_only: bool = False,
-                  sizes: Sequence[str] | None = None) -> torch.Tensor:
+                  sizes: Sequence[str] | None = None, upright_only: bool = False) -> torch.Tensor:
     """Which rendered pictures a training set keeps: (B, 3, H, W) -> (B,) bool."""
     keep = plain_background(images) if plain_only else torch.ones(len(images), dtype=torch.bool)
     if sizes is not None:
         keep &= torch.tensor([a["size"] in sizes for a in attrs], dtype=torch.bool)
+    if upright_only:
+        keep &= torch.tensor([a["upright"] for a in attrs], dtype=torch.bool)
     return keep
 
 

@@ -30,7 +30,6 @@ import math
 import re
 from itertools import product
 
-import numpy as np
 import torch
 
 COLOURS = ["red", "orange", "yellow", "green", "blue", "purple"]
@@ -183,7 +182,7 @@ def render_batch(
     "heldout" (only the HELD_OUT pairs), "all" (every pair).
     Returns (images, attrs): images uint8 numpy (N, size, size, 3), or with as_tensor=True
     a float tensor (N, 3, size, size) in [0, 1]; attrs is a list of dicts with keys
-    colour, shape, size, position, caption (caption from a random template).
+    colour, shape, size, position, upright (not turned at random), caption (from a random template).
     Images come in chunks of CHUNK with their own random stream, so the first k images
     of render_batch(n) are those of render_batch(k) when k is a multiple of CHUNK or k <= n.
     """
@@ -279,10 +278,10 @@ def _render_chunk(n: int, gen: torch.Generator, size: int, pairs: list) -> tuple
 
     template_idx = torch.randint(len(TEMPLATES), (n,), generator=gen).tolist()
     attrs = []
-    for ci, si, big, pi, ti in zip(colour_idx.tolist(), shape_idx.tolist(), large.tolist(),
-                                   position_idx.tolist(), template_idx):
+    for ci, si, big, pi, ti, up in zip(colour_idx.tolist(), shape_idx.tolist(), large.tolist(),
+                                       position_idx.tolist(), template_idx, (~any_angle).tolist()):
         a = {"colour": COLOURS[ci], "shape": SHAPES[si], "size": "large" if big else "small",
-             "position": POSITIONS[pi]}
+             "position": POSITIONS[pi], "upright": up}
         a["caption"] = caption(a, TEMPLATES[ti])
         attrs.append(a)
     return img, attrs
@@ -297,28 +296,6 @@ def sample_images(n: int, seed: int = 0, split: str = "train", size: int = 64, l
     images, attrs = render_batch(n, seed=seed, size=size, split=split)
     captions = [a["caption"] if lang == "en" else describe(a, lang, where=False) for a in attrs]
     return [(Image.fromarray(images[i]), captions[i]) for i in range(n)]
-
-
-class ShapesDataset(torch.utils.data.Dataset):
-    """`n` shapes-world images rendered once: item i is (image (3, H, W) float in [0, 1], caption).
-
-    `transform`, if given, is applied to the PIL image instead (e.g. a CLIP preprocess).
-    """
-
-    def __init__(self, n: int, seed: int = 0, split: str = "train", size: int = 64, transform=None):
-        self.images, self.attrs = render_batch(n, seed=seed, size=size, split=split)
-        self.transform = transform
-
-    def __len__(self) -> int:
-        return len(self.attrs)
-
-    def __getitem__(self, i: int):
-        if self.transform is not None:
-            from PIL import Image
-
-            return self.transform(Image.fromarray(self.images[i])), self.attrs[i]["caption"]
-        image = torch.from_numpy(np.ascontiguousarray(self.images[i])).permute(2, 0, 1).float() / 255
-        return image, self.attrs[i]["caption"]
 
 
 def class_prompts(template: str = "a {colour} {shape}", pairs=None) -> tuple[list[str], list[tuple]]:

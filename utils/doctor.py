@@ -91,7 +91,7 @@ def diagnose() -> dict:
     report["languages"] = clip_languages()  # {model: languages its text tower reads}, cached ones only
     report["network"] = network_available(timeout=1.0)
     if not worlds["tiny"]["available"]:
-        advice.append("The bundled tiny CLIP is missing: rebuild it with `python -m utils train clip`.")
+        advice.append("The bundled tiny CLIP is missing: rebuild it with `python -m course_tools train clip`.")
     from .assets import verify_assets
 
     report["assets"] = verify_assets()  # {file: problem}: bundled weights checked by sha256

@@ -25,12 +25,58 @@ def exercise_check(number: int) -> Iterator[None]:
 
 
 def answer_digest(value: object) -> str:
-    """A short digest of an answer (floats to 2 decimals): a check need not show what it expects."""
+    """A short digest of an answer (floats to 2 decimals, 128.0 as 128): a check need not show it."""
     if isinstance(value, float):
         value = round(value, 2)
+        value = int(value) if value.is_integer() else value
     return hashlib.sha256(repr(value).encode("utf-8")).hexdigest()[:12]
 
 
 def same_answer(value: object, digest: str) -> bool:
     """Whether `value` is the answer whose `answer_digest` is `digest`."""
     return answer_digest(value) == digest
+
+
+def same_peaks(similarities, temperatures, answer) -> bool:
+    """Whether `answer` holds, for each temperature, the largest probability of
+    softmax(similarities / temperature), to 3 decimals (lesson 01, exercise 2)."""
+    return len(answer) == len(temperatures) and all(
+        abs(float(p) - (similarities / tau).softmax(-1).max().item()) < 1e-3 for p, tau in zip(answer, temperatures))
+
+
+def same_class_vectors(clip, classnames: list[str], templates: list[str], weights) -> bool:
+    """Whether `weights` are build_classifier's class vectors for these names and templates (lesson 02)."""
+    from .zeroshot import build_classifier
+
+    reference = build_classifier(clip, classnames, templates).weights
+    return tuple(weights.shape) == tuple(reference.shape) and bool((weights - reference).abs().max() < 1e-5)
+
+
+def same_top_k(index, query: str, answer: list[int], k: int = 5, keep: list[bool] | None = None) -> bool:
+    """Whether `answer` lists, best first, the k images of `index` (among those where `keep` is
+    True) that score best for the text `query`; the check cell shows neither the code nor the result."""
+    import torch
+
+    scores = index.embeddings.float() @ index.embed_query(query).float().flatten()
+    if keep is not None:
+        scores = scores.masked_fill(~torch.tensor(keep, dtype=torch.bool), -torch.inf)
+    return len(answer) == k and [int(i) for i in answer] == scores.topk(k).indices.tolist()
+
+
+def same_favourites(clip, prior, images, caption: str, answer: tuple[int, int]) -> bool:
+    """Whether `answer` is (index of the image closest to the caption's text embedding, index of
+    the image closest to the prior's image embedding for it), with the embeddings of `clip`."""
+    from .viz import to_pil
+
+    image_emb, text_emb = clip.encode_images(to_pil(images)), clip.encode_texts([caption])
+    return tuple(answer) == (int((image_emb @ text_emb.T).argmax()),
+                             int((image_emb @ prior.predict(text_emb).T).argmax()))
+
+
+def same_float16_changes(index, queries: list[str], answer) -> bool:
+    """Whether `answer` is the number of `queries` whose best image differs between `index` and
+    a float16 copy of it (lesson 03, exercise 4)."""
+    from .retrieval import ImageIndex
+
+    half = ImageIndex(embeddings=index.embeddings.half(), items=index.items, model=index.model, clip=index.clip)
+    return int(answer) == sum(index.search(q, k=1)[0].index != half.search(q, k=1)[0].index for q in queries)

@@ -26,7 +26,7 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +38,7 @@ from .errors import CourseError
 from .io import unique_path  # never overwrite a file (utils.dalle imports it from here too)
 from .objective import CLIPObjective, Patches, spherical_distance  # noqa: F401 - lesson 04's exercise names it here
 from .prompts import Prompt, parse_prompts
+from .train import with_overrides
 
 # Quality presets. Iterations follow pixray's table (its last version); pixray also uses more
 # and bigger CLIP models at higher quality, which we leave to the `clip` argument.
@@ -253,10 +254,7 @@ def generate(prompts: str | Sequence[str], config: GenerationConfig | None = Non
 
     from .viz import to_pil
 
-    names = {f.name for f in fields(GenerationConfig)}
-    if unknown := sorted(set(overrides) - names):
-        raise TypeError(f"generate() got unknown settings {unknown}; GenerationConfig has {sorted(names)}.")
-    cfg = replace(config or GenerationConfig(), **overrides)
+    cfg = with_overrides(config or GenerationConfig(), overrides, "generate()")
     parsed = parse_prompts(prompts)
     if clip is None:
         from .models import load_clip
@@ -374,12 +372,3 @@ def run_pixray(prompts: str, drawer: str = "vqgan", quality: str = "draft", outd
         raise GenerationError(PIXRAY_INSTALL) from err
     return pixray.run(prompts, drawer, quality=quality, outdir=outdir, **kwargs)
 
-
-# ------------------------------------------------------------------ command line
-
-
-def add_cli(subparsers) -> None:
-    """`python -m utils generate`: the command lives in utils/generate_cli.py."""
-    from .generate_cli import add_cli as add_generate_cli
-
-    add_generate_cli(subparsers)

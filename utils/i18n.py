@@ -107,20 +107,32 @@ def number(value: float, spec: str = "", lang: str | None = None) -> str:
     return _NumberFormatter(lang or _current["lang"]).format_field(value, spec)
 
 
-# (thousands separator, decimal mark): "50 000" and "0,3" in French; unlisted: as English.
-NUMBER_MARKS = {"fr": ("\u00a0", ","), "es": (".", ","), "it": (".", ","), "pt": (".", ",")}
+# Babel's locale of each course language (pt is Brazilian Portuguese, zh Simplified Chinese)
+BABEL_LOCALES = {"en": "en", "fr": "fr", "es": "es", "it": "it", "pt": "pt", "zh": "zh_Hans"}
+
+
+@functools.cache
+def number_symbols(lang: str) -> tuple[str, str, str]:
+    """(thousands separator, decimal mark, percent template) of a language, from Babel's CLDR data:
+    ("\u202f", ",", "{}\u00a0%") in French, so 50000 -> "50 000", 0.3 -> "0,3", 0.5 -> "50 %"."""
+    from babel.numbers import format_percent, get_decimal_symbol, get_group_symbol
+
+    locale = BABEL_LOCALES.get(lang, lang)
+    return (get_group_symbol(locale), get_decimal_symbol(locale),
+            format_percent(0, locale=locale).replace("0", "{}", 1))
 
 
 class _NumberFormatter(string.Formatter):
-    """str.format with the language's thousands separator and decimal mark (numbers only)."""
+    """str.format with the language's thousands separator, decimal mark and percent sign (numbers only)."""
 
     def __init__(self, lang: str):
         super().__init__()
-        self.marks = NUMBER_MARKS.get(lang)
+        self.lang = lang
 
     def format_field(self, value, format_spec: str) -> str:
         out = super().format_field(value, format_spec)
-        if self.marks is None or isinstance(value, bool) or not isinstance(value, numbers.Real):
+        if self.lang == SOURCE_LANG or isinstance(value, bool) or not isinstance(value, numbers.Real):
             return out
-        thousands, decimal = self.marks
-        return out.translate({ord(","): thousands, ord("."): decimal})
+        thousands, decimal, percent = number_symbols(self.lang)
+        out = out.translate({ord(","): thousands, ord("."): decimal})
+        return percent.format(out[:-1]) if format_spec.endswith("%") and out.endswith("%") else out

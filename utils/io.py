@@ -4,7 +4,7 @@ A tiny model is `name.safetensors` (weights, float16 by default) beside `name.js
 every file is written to a temporary name and renamed when complete, never half-written.
 
     config_path = save_checkpoint(model, folder / "tiny-vq.safetensors", {"n_codes": 256})
-    state, config, path = load_checkpoint(None, TINY_VQ_WEIGHTS, "tiny VQ", "python -m utils train vq")
+    state, config, path = load_checkpoint(None, TINY_VQ_WEIGHTS, "tiny VQ", "python -m course_tools train vq")
 """
 
 from __future__ import annotations

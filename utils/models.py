@@ -295,7 +295,7 @@ def _create(name: str, checkpoint: Path, device: torch.device, cfg: dict | None 
             f"Could not load checkpoint {checkpoint} into model {name!r}: {type(err).__name__}: "
             f"{str(err).splitlines()[0][:300] if str(err) else ''}.",
             "This bundled file is damaged: `python -m utils doctor` checks it; reinstall the course "
-            "or rebuild it (python -m utils train ... --replace-bundled)." if bundled else
+            "or rebuild it (python -m course_tools train ... --replace-bundled)." if bundled else
             "The file may be truncated or corrupt (download or copy it again), or made for another model."
         ) from err
     return model.to(device).eval(), preprocess, open_clip.get_tokenizer(name)
@@ -380,11 +380,11 @@ def _load_tiny(device: torch.device, name: str = TINY_NAME) -> CLIP:
 
     if TINY_NAME not in open_clip.list_models():
         if not TINY_CONFIG.exists():
-            raise FileNotFoundError(f"The tiny CLIP config {TINY_CONFIG} is missing. Rebuild it: python -m utils train clip")
+            raise FileNotFoundError(f"The tiny CLIP config {TINY_CONFIG} is missing. Rebuild it: python -m course_tools train clip")
         open_clip.add_model_config(TINY_CONFIG)
-    weights, rebuild, what = ((TINY_VQ_CLIP_WEIGHTS, "python -m utils train reranker",
+    weights, rebuild, what = ((TINY_VQ_CLIP_WEIGHTS, "python -m course_tools train reranker",
                                "fine-tuned to read tiny-VQ pictures too (lesson 05's reranker)") if name == TINY_VQ_NAME
-                              else (TINY_WEIGHTS, "python -m utils train clip", "trained on the shapes world"))
+                              else (TINY_WEIGHTS, "python -m course_tools train clip", "trained on the shapes world"))
     if not weights.exists():
         raise FileNotFoundError(f"The tiny CLIP weights {weights} are missing. Rebuild them: {rebuild}")
     model, preprocess, tokenizer = _create(TINY_NAME, weights, device)

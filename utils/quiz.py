@@ -16,13 +16,14 @@ import math
 import os
 import re
 import sys
+import unicodedata
 from dataclasses import dataclass
 from functools import cache, partial
 from pathlib import Path
 from typing import TextIO
 
 from .errors import CourseError, to_json
-from .i18n import LANGUAGES, SOURCE_LANG, get_language
+from .i18n import LANGUAGES, SOURCE_LANG, get_language, number
 
 HERE = Path(__file__).resolve().parent
 LESSONS = ("overview", "00-setup", "01-contrastive-learning", "02-zero-shot-classification",
@@ -53,10 +54,8 @@ def quiz_file(name: str) -> Path:
 
 
 def display_path(path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(HERE.parent))
-    except ValueError:
-        return str(path)
+    inside = path.resolve().is_relative_to(HERE.parent)
+    return str(path.resolve().relative_to(HERE.parent)) if inside else str(path)
 
 
 @dataclass
@@ -91,8 +90,8 @@ class Question:
     def answer_text(self, lang: str) -> str:
         """The right answer as a student reads it: 'B', 'A, C' or '992 (± 0.5)'."""
         if self.type == "numeric":
-            tol = f" (± {fmt_number(self.tolerance)})" if self.tolerance else ""
-            return fmt_number(self.answer) + tol
+            tol = f" (± {fmt_number(self.tolerance, lang)})" if self.tolerance else ""
+            return fmt_number(self.answer, lang) + tol
         return ", ".join(LETTERS[i] for i in sorted(self.correct))
 
 
@@ -109,10 +108,10 @@ class Quiz:
         return self.stages[stage]
 
 
-def fmt_number(x: float) -> str:
-    """992.0 -> '992', 0.96250 -> '0.9625'."""
+def fmt_number(x: float, lang: str = SOURCE_LANG) -> str:
+    """992.0 -> '992', 0.96250 -> '0.9625' (in fr '0,9625': the language's decimal mark)."""
     x = float(x)
-    return str(int(x)) if x.is_integer() else f"{x:.6g}"
+    return str(int(x)) if x.is_integer() else number(x, ".6g", lang)
 
 
 def tr(text: dict[str, str], lang: str) -> str:
@@ -222,7 +221,7 @@ def hint(q: Question, lang: str) -> str:
     """How to answer: 'choose one', 'choose all that apply', 'type a number, within ±0.5'."""
     text = ui({"single": "pick_one", "multiple": "pick_many", "numeric": "type_number"}[q.type], lang)
     if q.type == "numeric" and q.tolerance:
-        text += ui("tolerance", lang, tolerance=fmt_number(q.tolerance))
+        text += ui("tolerance", lang, tolerance=fmt_number(q.tolerance, lang))
     return text
 
 
@@ -242,8 +241,7 @@ def explanations(q: Question, response, lang: str, reveal: bool) -> list[str]:
 
 def to_html(text: str) -> str:
     """Escape text for HTML (a '<script>' shows as text), then `code` -> <code>code</code>."""
-    out = html.escape(text, quote=False)
-    return re.sub(r"`([^`]+)`", r"<code>\1</code>", out).replace("\n", "<br>")
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text, quote=False)).replace("\n", "<br>")
 
 
 class QuizWidget:
@@ -343,9 +341,12 @@ def parse_number(text: str) -> float | None:
 
 
 def parse_choice(text: str, q: Question):
-    """'B' / '2' -> 1 for a single choice; 'a, c' / '1 3' -> [0, 2] for a multiple choice."""
+    """'B' / '2' -> 1 for a single choice; 'a, c' / '1 3' / 'Ａ，Ｃ' / 'a、c' -> [0, 2] for a multiple choice."""
+    if any(c.isdigit() and not c.isdecimal() for c in text):  # '²': NFKC would make it a '2'
+        return None
+    text = unicodedata.normalize("NFKC", text)  # full-width letters and ，； from a CJK keyboard
     indices = []
-    for part in (p for p in re.split(r"[\s,;]+", text.strip().upper()) if p):
+    for part in (p for p in re.split(r"[\s,;、]+", text.strip().upper()) if p):
         if part in LETTERS[: len(q.options)]:
             indices.append(LETTERS.index(part))
         elif part.isascii() and part.isdigit() and 1 <= int(part) <= len(q.options):  # not a superscript
@@ -374,8 +375,7 @@ def take_quiz(quiz: Quiz, stage: str, lang: str, stdin: TextIO | None = None,
             say(f"  {LETTERS[k]}) {tr(option.text, lang)}")
         response = None
         while response is None:
-            stdout.write(ui("prompt", lang))
-            stdout.flush()
+            print(ui("prompt", lang), end="", file=stdout, flush=True)
             line = stdin.readline()
             if not line:  # end of input: stop and give the score so far
                 say("\n" + ui("stopped", lang) + "\n" + ui("final_score", lang, score=score, n=asked))

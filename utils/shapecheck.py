@@ -4,7 +4,7 @@ Not the CLIP that reranked the samples (a model grading its own choice proves li
 - colour: each pixel with saturation >= 0.35 and value >= 0.3 (the background is grey) votes
   for the colour whose hue range (`data.COLOUR_HSV`) is nearest; the most votes win;
 - shape: a small CNN trained on rendered images, half of them after a tiny-VQ round trip so
-  that it reads what the VQ decoder draws. Rebuild it after the VQ: `python -m utils train shapecheck`.
+  that it reads what the VQ decoder draws. Rebuild it after the VQ: `python -m course_tools train shapecheck`.
 
     judge = load_shape_judge()
     verdicts = judge.judge(images)       # images (B, 3, 64, 64) in [0, 1]
@@ -13,8 +13,7 @@ Not the CLIP that reranked the samples (a model grading its own choice proves li
 
 from __future__ import annotations
 
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -22,11 +21,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .assets import ASSETS_DIR
-from .data import COLOUR_HSV, COLOURS, SHAPES, render_batch
-from .io import load_checkpoint, save_checkpoint
+from .data import COLOUR_HSV, COLOURS, SHAPES
+from .io import load_checkpoint
 
 JUDGE_WEIGHTS = ASSETS_DIR / "shape-judge.safetensors"
-REBUILD = "python -m utils train shapecheck"
+REBUILD = "python -m course_tools train shapecheck"
 MIN_SATURATION = 0.35
 MIN_VALUE = 0.3
 
@@ -111,64 +110,6 @@ class ShapeJudge:
         return torch.tensor([v["colour"] == colour and v["shape"] == shape for v in self.judge(images)])
 
 
-def degrade(images: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Random blur (down- then up-sampling) and noise, so the judge also reads decoder output."""
-    B, _, H, W = images.shape
-    out = images.clone()
-    blur = torch.rand(B, generator=gen) < 0.6
-    if blur.any():
-        factor = int(torch.randint(2, 5, (1,), generator=gen))
-        small = F.interpolate(images[blur], scale_factor=1 / factor, mode="area")
-        out[blur] = F.interpolate(small, size=(H, W), mode="bilinear", align_corners=False)
-    noise = 0.04 * torch.rand(B, 1, 1, 1, generator=gen) * torch.randn(out.shape, generator=gen)
-    return (out + noise).clamp(0, 1)
-
-
-def train_judge(steps: int = 2000, seed: int = 0, batch_size: int = 64, lr: float = 3e-3,
-                vq=None, progress: bool = True) -> tuple[ShapeNet, dict]:
-    """Train ShapeNet on ALL colour-shape pairs (it is the instrument, not the model under test),
-    half of each batch through the `vq` round trip; returns (net, metrics)."""
-    from .train import FitConfig, fit
-    torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
-    net = ShapeNet(JudgeConfig())
-
-    def loss_of(step: int) -> torch.Tensor:
-        images, attrs = render_batch(batch_size, seed=10_000 + seed * 100_003 + step, split="all",
-                                     as_tensor=True)
-        target = torch.tensor([SHAPES.index(a["shape"]) for a in attrs])
-        if vq is not None:  # the VQ round trip of the clean image, for half of the batch
-            images[: batch_size // 2] = vq.decode_codes(vq.encode(images[: batch_size // 2]))
-        return F.cross_entropy(net(degrade(images, gen)), target)
-
-    fit(net, loss_of, FitConfig(steps, lr, "onecycle", warmup=0.1, weight_decay=1e-4),
-        "training shape judge", progress=progress)
-    net.eval()
-    return net, evaluate_judge(ShapeJudge(net), seed=seed + 777, vq=vq)
-
-
-def evaluate_judge(judge: ShapeJudge, n: int = 512, seed: int = 777, vq=None) -> dict:
-    """Shape and colour accuracy on fresh rendered images, and with a `vq` on their round trips
-    (`vq_` keys: the best a VQ-drawn image can do)."""
-    images, attrs = render_batch(n, seed=seed, split="all", as_tensor=True)
-    out = {"n": n}
-    versions = {"": images}
-    if vq is not None:
-        versions["vq_"] = vq.decode_codes(vq.encode(images))
-    for prefix, batch in versions.items():
-        verdicts = judge.judge(batch)
-        for key in ("shape", "colour"):
-            right = sum(v[key] == a[key] for v, a in zip(verdicts, attrs)) / n
-            out[f"{prefix}{key}_accuracy"] = round(right, 4)
-    return out
-
-
-def save_judge(net: ShapeNet, weights: Path = JUDGE_WEIGHTS, extra: dict | None = None) -> Path:
-    """Write float16 safetensors and the JSON config beside them; returns the config path."""
-    cfg = JudgeConfig(width=net.head.in_features // 4)
-    return save_checkpoint(net, weights, {**asdict(cfg), "shapes": SHAPES, **(extra or {})})
-
-
 def load_shape_judge(weights: str | Path | None = None) -> ShapeJudge:
     """The bundled judge (or `weights` with its .json config beside it)."""
     state, raw, weights = load_checkpoint(weights, JUDGE_WEIGHTS, "shape judge", REBUILD)
@@ -178,17 +119,3 @@ def load_shape_judge(weights: str | Path | None = None) -> ShapeJudge:
     net.load_state_dict(state)
     return ShapeJudge(net.requires_grad_(False))
 
-
-def train_main(args) -> int:
-    """`python -m utils train shapecheck`: train the judge and save it into the folder args.out."""
-    from .io import sha256_of
-    from .tinyvq import TINY_VQ_WEIGHTS, load_tiny_vq
-    from .train import print_report
-    steps, seed, start = args.steps or 2000, args.seed or 0, time.perf_counter()
-    net, metrics = train_judge(steps=steps, seed=seed, vq=load_tiny_vq(), progress=not args.json)
-    out = Path(args.out) / JUDGE_WEIGHTS.name
-    save_judge(net, out, extra={"vq_sha256": sha256_of(TINY_VQ_WEIGHTS),
-                                "trained": {"steps": steps, "seed": seed, **metrics}})
-    report = {"weights": str(out), "steps": steps, "seconds": round(time.perf_counter() - start, 1), **metrics}
-    return print_report(args, report, [f"saved {out}: shape accuracy {metrics['shape_accuracy']:.3f}, colour "
-                                       f"accuracy {metrics['colour_accuracy']:.3f} ({report['seconds']} s)"])

@@ -7,7 +7,7 @@ trains a faster variant live (TrainConfig.live()). One step on B image-caption p
     loss = contrastive_loss(I, T, exp(t))     # t: the learned log logit scale
 
     model, history = train_clip(TrainConfig.live())   # lesson 01; train_clip() alone: the bundled recipe
-    python -m utils train clip --seed 0               # rebuild the bundled model (then utils.multilingual)
+    python -m course_tools train clip --seed 0        # rebuild the bundled model (then `train languages`)
 """
 
 from __future__ import annotations
@@ -18,12 +18,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import product
-from pathlib import Path
 
 import torch
 
 from . import data
-from .io import save_checkpoint
 from .losses import contrastive_loss, soft_contrastive_loss
 from .models import TINY_VQ_NAME
 
@@ -313,41 +311,9 @@ def train_clip(config: TrainConfig | None = None, progress: bool = True, callbac
     return model, history
 
 
-def save_model(model, out_dir: str | Path, name: str = "tiny-shapes", config: dict | None = None) -> tuple[Path, Path]:
-    """Write `name`.json (open_clip model config) and `name`.safetensors (state dict, fp16): open_clip
-    loads them with add_model_config(<the .json>), then create_model_and_transforms(name, pretrained=...)."""
-    weights = Path(out_dir) / f"{name}.safetensors"
-    metadata = {"format": "pt", "trained_on": "utils.data shapes world"}
-    return save_checkpoint(model, weights, config or TINY_CONFIG, metadata=metadata), weights
-
-
-def train_main(args) -> int:
-    """`python -m utils train clip`: train, evaluate and save the tiny CLIP into the folder args.out."""
-    from .train import print_report
-
-    steps = args.steps or TrainConfig.steps
-    model, history = train_clip(TrainConfig(steps=steps, seed=args.seed), progress=not args.json)
-    scores = evaluate(model)
-    config_path, weights_path = save_model(model, args.out)
-    report = {"model": str(weights_path), "config": str(config_path), "seed": args.seed, "steps": steps,
-              "train_seconds": round(history["train_seconds"], 1), "accuracy": scores,
-              "images_per_second": round(history["images_per_second"], 1),
-              "final_loss": round(history["loss"][-1], 4), "bytes": weights_path.stat().st_size}
-    test, held = scores["test"], scores["heldout"]
-    return print_report(args, report, [
-        f"Trained in {report['train_seconds']} s ({report['images_per_second']} images/s), "
-        f"final loss {report['final_loss']}.",
-        f"Zero-shot colour+shape accuracy: {test['colour+shape']:.1%} on seen pairs, "
-        f"{held['colour+shape']:.1%} on held-out pairs {data.HELD_OUT}.",
-        "Per attribute (seen pairs): " + ", ".join(f"{k} {test[k]:.1%}" for k in ("colour", "shape", "size", "position")),
-        f"Saved {weights_path} ({report['bytes'] / 1e6:.1f} MB) and {config_path}; the bundled tiny CLIP is "
-        "this model taught six languages (python -m utils.multilingual)."])
-
-
 # ------------------------------------------------------------------ the reranker of lesson 05
 
 RERANKER_NAME = TINY_VQ_NAME  # "tiny-shapes-vq"
-RERANKER_STEPS = 2500
 
 
 def vq_round_trip(images: torch.Tensor, vq=None, batch_size: int = 500) -> torch.Tensor:
@@ -358,39 +324,3 @@ def vq_round_trip(images: torch.Tensor, vq=None, batch_size: int = 500) -> torch
     with torch.no_grad():
         return torch.cat([vq.decode_codes(vq.encode(images[i:i + batch_size])).clamp(0, 1)
                           for i in range(0, len(images), batch_size)])
-
-
-def train_reranker(steps: int = RERANKER_STEPS, seed: int = 0, progress: bool = True,
-                   **overrides) -> tuple[torch.nn.Module, dict]:
-    """Fine-tune the bundled tiny CLIP to read pictures drawn through the tiny VQ (as the mini DALL-E
-    draws them; the VQ blurs outlines): half of each batch goes through a VQ round trip. The text
-    tower and the embedding space stay those of the tiny CLIP (the same prompts work)."""
-    from .models import TINY_NAME, load_clip
-
-    model = load_clip(TINY_NAME, verbose=False).model.train().requires_grad_(True)
-    cfg = TrainConfig(steps=steps, seed=1000 + seed, lr=1e-3, warmup=50, vq_share=0.5, eval_every=0)
-    model, history = train_clip(cfg, progress=progress, model=model, **overrides)
-    return model.eval().requires_grad_(False), history
-
-
-def train_reranker_main(args) -> int:
-    """`python -m utils train reranker`: fine-tune, compare with the tiny CLIP, save into args.out."""
-    from .models import TINY_NAME, load_clip
-    from .tinyvq import load_tiny_vq
-    from .train import print_report
-
-    steps = args.steps or RERANKER_STEPS
-    model, history = train_reranker(steps, args.seed, progress=not args.json)
-    vq = load_tiny_vq()
-    scores = {}
-    for name, m in (("tiny-shapes", load_clip(TINY_NAME, verbose=False).model), (RERANKER_NAME, model)):
-        scores[name] = {"renders": evaluate(m, splits=("test",))["test"]["colour+shape"],
-                        "vq_pictures": evaluate(m, splits=("test",), image_map=lambda x: vq_round_trip(x, vq))
-                        ["test"]["colour+shape"]}
-    _, weights_path = save_model(model, args.out, name=RERANKER_NAME)
-    report = {"model": str(weights_path), "seed": args.seed, "steps": steps,
-              "train_seconds": round(history["train_seconds"], 1), "colour+shape accuracy": scores}
-    return print_report(args, report, [
-        *(f"{name}: colour+shape zero-shot {row['renders']:.1%} on renders, {row['vq_pictures']:.1%} on tiny-VQ "
-          "pictures" for name, row in scores.items()),
-        f"Fine-tuned {steps} steps in {report['train_seconds']} s; saved {weights_path}."])

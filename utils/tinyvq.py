@@ -11,7 +11,7 @@ lesson 05 models its code grid with a small transformer (DALL-E).
     z = vq.codebook[codes].permute(0, 3, 1, 2)   # (B, C, 8, 8): the latent grid
     images = vq.decode_z(z)            # decode latents as they are (no quantisation)
 
-Training loss (`python -m utils train vq`), with e the nearest code to the encoder output z_e
+Training loss (`python -m course_tools train vq`), with e the nearest code to the encoder output z_e
 and sg the stop-gradient:
 
     L = |x - D(z_q)|^2 + |sg[z_e] - e|^2 + beta |z_e - sg[e]|^2,   z_q = z_e + sg[e - z_e]
@@ -23,9 +23,7 @@ on random encoder outputs so that the whole codebook is used.
 
 from __future__ import annotations
 
-import math
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -33,11 +31,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .assets import ASSETS_DIR
-from .io import load_checkpoint, save_checkpoint
+from .io import load_checkpoint
 
 TINY_VQ_WEIGHTS = ASSETS_DIR / "tiny-vq.safetensors"
 TINY_VQ_CONFIG = ASSETS_DIR / "tiny-vq.json"
-REBUILD = "python -m utils train vq"
+REBUILD = "python -m course_tools train vq"
 
 
 @dataclass
@@ -190,11 +188,6 @@ def _check_images(images: torch.Tensor, size: int) -> None:
 # ------------------------------------------------------------------ loading and saving
 
 
-def save_tiny_vq(model: TinyVQ, weights: Path = TINY_VQ_WEIGHTS, extra: dict | None = None) -> Path:
-    """Write the weights (float16 safetensors, to stay small) and the JSON config beside them."""
-    return save_checkpoint(model, weights, {**asdict(model.cfg), **(extra or {})})
-
-
 def load_tiny_vq(weights: str | Path | None = None, device: str | torch.device = "cpu") -> TinyVQ:
     """Load the bundled tiny VQ model (or `weights`, with its .json config beside it)."""
     state, raw, _ = load_checkpoint(weights, TINY_VQ_WEIGHTS, "tiny VQ model", REBUILD)
@@ -202,93 +195,3 @@ def load_tiny_vq(weights: str | Path | None = None, device: str | torch.device =
     model.load_state_dict(state)
     return model.eval().requires_grad_(False).to(device)
 
-
-# ------------------------------------------------------------------ training
-
-
-def train_tiny_vq(steps: int = 3000, seed: int = 0, batch_size: int = 32, lr: float = 2e-3,
-                  progress: bool = True) -> tuple[TinyVQ, dict]:
-    """Train the tiny VQ on freshly rendered shapes-world images; returns (model, metrics)."""
-    from .data import render_batch
-    from .train import FitConfig, fit
-
-    torch.manual_seed(seed)
-    cfg = TinyVQConfig()
-    model = TinyVQ(cfg)
-    usage = torch.zeros(cfg.n_codes)  # how often each code was picked since the last restart
-    last: dict = {}  # the images and codes of the step that just ran
-
-    def loss_of(step: int):
-        last["images"] = images = _as_float(render_batch(batch_size, seed=seed * 1_000_003 + step,
-                                                         size=cfg.image_size))
-        recon, vq_loss, last["codes"] = model(images)
-        rec_loss = F.mse_loss(recon, images * 2 - 1)
-        return rec_loss + vq_loss, {"rec": rec_loss.item(), "vq": vq_loss.item()}
-
-    def after_step(record: dict) -> None:
-        usage.add_(torch.bincount(last["codes"].flatten(), minlength=cfg.n_codes))
-        if record["step"] % 100 == 99 and record["step"] < steps * 0.8:
-            _restart_dead_codes(model, last["images"], usage)
-            usage.zero_()
-
-    fit(model, loss_of, FitConfig(steps, lr, "onecycle", warmup=0.05), "training tiny VQ",
-        callback=after_step, progress=progress)
-    return model.eval().requires_grad_(False), evaluate_tiny_vq(model, seed=seed + 10_000)
-
-
-def _restart_dead_codes(model: TinyVQ, images: torch.Tensor, usage: torch.Tensor) -> int:
-    """Move codes that were never picked onto random encoder outputs; returns how many moved."""
-    dead = (usage == 0).nonzero().flatten()
-    if len(dead) == 0:
-        return 0
-    with torch.no_grad():
-        z = model.encode_z(images).permute(0, 2, 3, 1).reshape(-1, model.cfg.code_dim)  # (N, C)
-        pick = torch.randint(len(z), (len(dead),))
-        model.codebook[dead] = z[pick] + 0.01 * torch.randn(len(dead), model.cfg.code_dim)
-    return len(dead)
-
-
-def _as_float(images) -> torch.Tensor:
-    """render_batch output -> (B, 3, H, W) float in [0, 1]."""
-    if isinstance(images, tuple):
-        images = images[0]
-    images = torch.as_tensor(images)
-    if images.dtype == torch.uint8:
-        images = images.float() / 255
-    if images.shape[-1] == 3:  # (B, H, W, 3)
-        images = images.permute(0, 3, 1, 2)
-    return images.contiguous()
-
-
-def evaluate_tiny_vq(model: TinyVQ, n: int = 256, seed: int = 12345) -> dict:
-    """Reconstruction PSNR (dB) and codebook usage on `n` fresh images."""
-    from .data import render_batch
-
-    images = _as_float(render_batch(n, seed=seed, size=model.cfg.image_size))
-    codes = model.encode(images)
-    recon = model.decode_codes(codes)
-    mse = float(F.mse_loss(recon, images))
-    return {
-        "psnr_db": round(10 * math.log10(1 / max(mse, 1e-10)), 2),
-        "codes_used": int(codes.unique().numel()),
-        "n_codes": model.cfg.n_codes,
-        "grid": list(model.grid),
-    }
-
-
-def train_main(args) -> int:
-    """`python -m utils train vq`: train and save into args.out (a folder, or a .safetensors path)."""
-    from .train import print_report
-
-    torch.set_num_threads(max(1, min(torch.get_num_threads(), 4)))
-    steps, start = args.steps or 3000, time.perf_counter()
-    model, metrics = train_tiny_vq(steps=steps, seed=args.seed or 0, progress=not args.json)
-    out = Path(args.out)
-    if out.suffix != ".safetensors":  # a folder
-        out = out / TINY_VQ_WEIGHTS.name
-    config = save_tiny_vq(model, out, extra={"trained": {"steps": steps, "seed": args.seed or 0, **metrics}})
-    report = {"weights": str(out), "config": str(config), "steps": steps,
-              "seconds": round(time.perf_counter() - start, 1), **metrics}
-    return print_report(args, report, [
-        f"saved {out} ({out.stat().st_size / 1e6:.2f} MB): PSNR {metrics['psnr_db']} dB, "
-        f"{metrics['codes_used']}/{metrics['n_codes']} codes used, {report['seconds']} s"])

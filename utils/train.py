@@ -1,43 +1,21 @@
-"""`python -m utils train clip|vq|dalle|prior|reranker|shapecheck`: retrain a tiny model.
-
-Each sub-command trains one model from a seed. Nothing you own is overwritten:
-
-    python -m utils train clip --seed 1          # -> ~/.cache/multimodal-course/models/clip-seed1/
-    python -m utils train vq --out my_vq/        # -> my_vq/ (a new or empty folder; --force: any)
-    python -m utils train clip --replace-bundled # retrain the bundled model itself (see below)
-
-The default folder is `models/<model>-seed<S>` (then -2, -3... if taken) in the course's cache
-folder: $COURSE_CACHE, else $XDG_CACHE_HOME/multimodal-course (~/.cache/multimodal-course).
-`--replace-bundled` trains into such a folder first, and copies the new files over the bundled
-ones in utils/assets/ (each one written to a temporary file, then renamed) and records their
-sha256 in utils/assets/manifest.json only when the new model passes its evaluation bar
-(`BARS`). The module that does the work is imported only when its command runs.
-
-Every tiny model trains with the one loop `fit(model, loss_fn, FitConfig(...))`: AdamW, a
-learning-rate schedule, optional gradient clipping, a progress bar, a callback per step.
+"""The one training loop of the course: `fit(model, loss_fn, FitConfig(...))`, with AdamW, a
+learning-rate schedule, optional gradient clipping, a progress bar and a callback per step.
+Lesson 01 trains the tiny CLIP with it; lesson 05 the mini DALL-E, the unCLIP prior and decoder.
+The bundled models are retrained by `python -m course_tools train MODEL` (course_tools/retrain.py).
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import importlib
-import io
-import json
 import math
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import CourseError, UsageError, to_json
-
-if TYPE_CHECKING:  # torch is imported when training starts: the CLI's other commands stay fast
+if TYPE_CHECKING:  # torch is imported when training starts: the CLI stays fast
     import torch
-
-# ------------------------------------------------------------------ the training loop
 
 
 @dataclass
@@ -172,169 +150,3 @@ def prefetched(draw: Callable[[int], object], steps: int) -> Iterator[Callable[[
 
         yield batch_at
 
-
-# ------------------------------------------------------------------ the command line
-
-# sub-command -> (module, function taking the parsed args, one-line help)
-MODELS = {
-    "clip": ("utils.tinyclip", "train_main", "the tiny CLIP on the shapes world"),
-    "vq": ("utils.tinyvq", "train_main", "the tiny VQ image tokenizer/decoder"),
-    "dalle": ("utils.dalle_train", "train_main", "the mini DALL-E (text and image tokens in one stream)"),
-    "prior": ("utils.unclip", "train_prior_main", "the unCLIP prior (text embedding -> image embedding)"),
-    "shapecheck": ("utils.shapecheck", "train_main", "the shape judge that grades lesson 05 (not a CLIP)"),
-    "reranker": ("utils.tinyclip", "train_reranker_main",
-                 "the tiny CLIP, fine-tuned to read tiny-VQ pictures (reranks the mini DALL-E)"),
-}
-
-
-def _get(report: dict, *keys):
-    for key in keys:
-        report = report[key]
-    return report
-
-
-# The evaluation bar a retrained model must pass before it may replace a bundled one:
-# model -> (what is measured, function of the training report, minimum). The bundled models
-# score well above these (README); a model trained too short or broken falls below.
-BARS = {
-    "clip": ("zero-shot colour+shape accuracy, seen pairs",
-             lambda r: _get(r, "accuracy", "test", "colour+shape"), 0.9),
-    "vq": ("reconstruction PSNR (dB)", lambda r: r["psnr_db"], 20.0),
-    "dalle": ("best-of-8 reranked sample right, seen captions",
-              lambda r: _get(r, "seen", "reranked_accuracy"), 0.5),
-    "prior": ("pictures decoded right from the prior's embedding",
-              lambda r: _get(r, "decoding", "prior", "accuracy"), 0.3),
-    "shapecheck": ("shape accuracy", lambda r: r["shape_accuracy"], 0.9),
-    "reranker": ("colour+shape accuracy on tiny-VQ pictures",
-                 lambda r: _get(r, "colour+shape accuracy", "tiny-shapes-vq", "vq_pictures"), 0.6),
-}
-
-
-def user_models_dir() -> Path:
-    """Where `train` writes by default: <course cache folder>/models."""
-    from .models import course_cache_dir
-
-    return course_cache_dir() / "models"
-
-
-def _new_folder(base: Path) -> Path:
-    """`base`, or base-2, base-3... : the first that does not exist yet."""
-    candidate, i = base, 1
-    while candidate.exists():
-        i += 1
-        candidate = base.with_name(f"{base.name}-{i}")
-    return candidate
-
-
-def print_report(args: argparse.Namespace, report: dict, lines: list[str]) -> int:
-    """Print what a training command did: JSON with --json (what --replace-bundled reads), else `lines`."""
-    print(to_json(report, indent=2) if args.json else "\n".join(lines))
-    return 0
-
-
-def _validate(args: argparse.Namespace) -> None:
-    """Refuse what cannot work before any training starts (numbers: see utils/__main__.LIMITS)."""
-    if args.epochs is not None:
-        raise UsageError(f"argument --epochs: `train {args.model}` is trained for a number of "
-                         "steps, not epochs.", "Use --steps N (N >= 1).")
-    if args.replace_bundled and args.out:
-        raise UsageError("argument --replace-bundled: not allowed with --out (it replaces the "
-                         "bundled model in utils/assets/).", "Pass one of them.")
-    from .assets import ASSETS_DIR
-
-    if args.out and Path(args.out).expanduser().resolve() == ASSETS_DIR.resolve():
-        raise UsageError("argument --out: utils/assets/ holds the bundled models; they are "
-                         "replaced only by --replace-bundled, after an evaluation bar.",
-                         "Pass --replace-bundled instead of --out, or choose another folder.")
-
-
-def _load_function(model: str):
-    module_name, function_name, _ = MODELS[model]
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as err:
-        if err.name != module_name:
-            raise
-        raise CourseError(f"`train {model}` needs {module_name}, which is not in this installation.",
-                          "Update the course (git pull) and try again.") from err
-    function = getattr(module, function_name, None)
-    if function is None:
-        raise CourseError(f"{module_name} has no {function_name}(args); `train {model}` is not "
-                          "available in this version of the course.", "Update the course.")
-    return function
-
-
-def _install(folder: Path, model: str, seed: int) -> list[str]:
-    """Copy each file of `folder` over its bundled namesake (temp file + rename), register it."""
-    from .assets import ASSETS_DIR, read_manifest, register_asset
-    from .io import write_atomic
-
-    manifest, names = read_manifest(), []
-    for path in sorted(folder.iterdir()):
-        if not path.is_file():
-            continue
-        target = ASSETS_DIR / path.name
-        write_atomic(target, path.read_bytes())
-        old = manifest.get(path.name, {})
-        register_asset(target, old.get("description", f"{model} (retrained)"),
-                       f"python -m utils train {model} --seed {seed} --replace-bundled")
-        names.append(path.name)
-    return names
-
-
-def _run(args: argparse.Namespace) -> int:
-    function = _load_function(args.model)
-    if not args.replace_bundled:
-        out = Path(args.out) if args.out else _new_folder(user_models_dir() / f"{args.model}-seed{args.seed}")
-        out.mkdir(parents=True, exist_ok=True)
-        args.out = str(out)
-        return int(function(args) or 0)
-
-    staging = _new_folder(user_models_dir() / f"{args.model}-seed{args.seed}")
-    staging.mkdir(parents=True)
-    as_json, args.out, args.json = args.json, str(staging), True
-    captured = io.StringIO()
-    with contextlib.redirect_stdout(captured):
-        code = int(function(args) or 0)
-    try:
-        report = json.loads(captured.getvalue())
-    except json.JSONDecodeError:
-        raise CourseError(f"`train {args.model}` did not report its evaluation; the bundled model "
-                          f"was not replaced (the new one is in {staging}).") from None
-    what, measure, minimum = BARS[args.model]
-    score = float(measure(report))
-    if code != 0 or not score >= minimum:
-        raise CourseError(f"the retrained {args.model} scores {score:.3f} on {what}, below the bar of "
-                          f"{minimum}: the bundled model was NOT replaced (the new one is in {staging}).",
-                          "Train longer (more --steps) or with another --seed.")
-    installed = _install(staging, args.model, args.seed)
-    report.update({"bar": {"measure": what, "score": score, "minimum": minimum}, "replaced": installed})
-    print(to_json(report, indent=2) if as_json else
-          f"{args.model}: {what} {score:.3f} >= {minimum}; replaced the bundled "
-          f"{', '.join(installed)} (copies kept in {staging}).")
-    return 0
-
-
-def add_cli(subparsers) -> argparse.ArgumentParser:
-    """Add `train` and its sub-commands (see MODELS) to the course CLI."""
-    parser = subparsers.add_parser(
-        "train", help="retrain a tiny model (into your cache folder)", description=__doc__.splitlines()[0]
-    )
-    models = parser.add_subparsers(dest="model", metavar="MODEL", required=True)
-    for name, (_, _, help_text) in MODELS.items():
-        sub = models.add_parser(name, help=f"train {help_text}", description=f"Train {help_text}.")
-        sub.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-        length = sub.add_mutually_exclusive_group()
-        length.add_argument("--steps", type=int, default=None,
-                            help="optimisation steps, >= 1 (default: the bundled model's)")
-        length.add_argument("--epochs", type=int, default=None, help=argparse.SUPPRESS)
-        sub.add_argument("--out", default=None,
-                         help="new or empty folder to write the model to (default: "
-                              "models/MODEL-seedS in the course cache folder)")
-        sub.add_argument("--force", action="store_true", help="allow an --out folder that is not empty")
-        sub.add_argument("--replace-bundled", action="store_true",
-                         help="replace the bundled model in utils/assets/, if the new one passes "
-                              "its evaluation bar")
-        sub.add_argument("--json", action="store_true", help="print the report as JSON")
-        sub.set_defaults(func=_run, validate=_validate)
-    return parser

@@ -12,8 +12,7 @@ mini DALL-E's pictures (`utils.dalle_data`), embedded by the bundled tiny CLIP.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -23,19 +22,9 @@ import torch.nn.functional as F
 from . import data
 from .assets import ASSETS_DIR
 from .dalle import DalleConfig, MiniDalle, bundled
-from .dalle_data import (
-    PictureSet,
-    WordTokenizer,
-    check_caption,
-    fields_of,
-    pair_caption,
-    render_kept,
-    shapes_world_words,
-    translate_caption,
-    vq_codes,
-)
-from .dalle_train import TrainConfig, fit_codes, out_path, print_report
-from .io import load_checkpoint, save_checkpoint
+from .dalle_data import PictureSet, fields_of, pair_caption, render_kept, vq_codes
+from .dalle_train import TrainConfig, fit_codes
+from .io import load_checkpoint
 from .viz import to_pil
 
 PRIOR_WEIGHTS = ASSETS_DIR / "tiny-prior.safetensors"
@@ -73,19 +62,6 @@ class Prior(nn.Module):
     def predict(self, text_emb: torch.Tensor) -> torch.Tensor:
         self.eval()
         return self(text_emb)
-
-    @torch.no_grad()
-    def embed_captions(self, clip, captions: Sequence[str]) -> torch.Tensor:
-        """Captions -> prior(CLIP_text(caption)) (B, D); the prior knows English shapes-world captions:
-        the course's labels are translated, others refused in one line (`check_caption`)."""
-        tokenizer = WordTokenizer(shapes_world_words(), length=PRIOR_MAX_WORDS + 1)
-        english = [(translate_caption(c) or (c,))[0] for c in captions]  # the course's labels, translated
-        for caption in english:
-            check_caption(caption, tokenizer, reader="the unCLIP prior")
-        return self.predict(clip.encode_texts(english))
-
-
-PRIOR_MAX_WORDS = 15  # captions the prior accepts; the tiny CLIP's context is 32 BPE tokens
 
 
 def clip_pairs(clip, pictures: PictureSet, progress: bool = True) -> tuple[torch.Tensor, torch.Tensor, list[dict]]:
@@ -166,13 +142,9 @@ def evaluate_prior(prior: Prior, clip=None, n_images: int = 1200, seed: int = 99
     return result
 
 
-def save_prior(prior: Prior, weights: Path = PRIOR_WEIGHTS, extra: dict | None = None) -> Path:
-    return save_checkpoint(prior, weights, {**asdict(prior.cfg), **(extra or {})}, half=False)
-
-
 def load_prior(weights: str | Path | None = None) -> Prior:
     """The bundled unCLIP prior for the tiny CLIP (or `weights` with its .json beside it)."""
-    state, raw, _ = load_checkpoint(weights, PRIOR_WEIGHTS, "prior", "python -m utils train prior")
+    state, raw, _ = load_checkpoint(weights, PRIOR_WEIGHTS, "prior", "python -m course_tools train prior")
     prior = Prior(PriorConfig(**fields_of(PriorConfig, raw)))
     prior.load_state_dict(state)
     return prior.eval().requires_grad_(False)
@@ -230,14 +202,9 @@ def train_decoder(clip=None, cfg: TrainConfig | None = None, model_cfg: DalleCon
     return decoder, history
 
 
-def save_decoder(decoder: UnclipDecoder, weights: Path = DECODER_WEIGHTS, extra: dict | None = None) -> Path:
-    return save_checkpoint(decoder, weights, {**asdict(decoder.cfg), "embed_dim": decoder.embed_dim,
-                                           "guidance": decoder.guidance, **(extra or {})})
-
-
 def load_decoder(weights: str | Path | None = None) -> UnclipDecoder:
     """The bundled unCLIP decoder (or `weights` with its .json beside it)."""
-    state, raw, _ = load_checkpoint(weights, DECODER_WEIGHTS, "unCLIP decoder", "python -m utils train prior")
+    state, raw, _ = load_checkpoint(weights, DECODER_WEIGHTS, "unCLIP decoder", "python -m course_tools train prior")
     decoder = UnclipDecoder(DalleConfig(**fields_of(DalleConfig, raw)), raw["embed_dim"])
     decoder.load_state_dict(state)
     decoder.guidance = raw.get("guidance", 1.0)
@@ -277,44 +244,3 @@ def evaluate_unclip(decoder: UnclipDecoder, prior: Prior, clip=None, judge=None,
         }
     return result
 
-
-def train_prior_main(args) -> int:
-    """`python -m utils train prior`: fit the unCLIP prior and decoder, measure lesson 05's numbers, save."""
-    from .assets import register_asset
-    from .io import sha256_of
-    from .models import TINY_WEIGHTS
-    from .tinyvq import TINY_VQ_WEIGHTS
-    seed, steps, clip = args.seed or 0, args.steps or 1500, bundled(EMBEDDER)
-    prior, history = train_prior(clip, PriorTrainConfig(steps=steps, seed=seed), progress=not args.json)
-    decoder_cfg = decoder_recipe(seed)
-    decoder, decoder_history = train_decoder(clip, decoder_cfg, progress=not args.json)
-    retrieval = evaluate_prior(prior, clip)
-    decoding = evaluate_unclip(decoder, prior, clip, pairs=data.SEEN, seed=seed)
-    out = out_path(args, PRIOR_WEIGHTS)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    clip_sha, vq_sha = sha256_of(TINY_WEIGHTS), sha256_of(TINY_VQ_WEIGHTS)
-    config = save_prior(prior, out, extra={"clip_sha256": clip_sha, "trained": {
-        "steps": steps, "seed": seed, "retrieval": retrieval, "decoding": decoding}})
-    decoder_out = out.with_name(DECODER_WEIGHTS.name)
-    decoder_config = save_decoder(decoder, decoder_out, extra={"clip_sha256": clip_sha, "vq_sha256": vq_sha, "trained": {
-        "steps": decoder_cfg.steps, "seed": seed, "train_seconds": decoder_history["train_seconds"],
-        "final_loss": decoder_history["loss"][-1], "decoding": decoding}})
-    if out.resolve().parent == ASSETS_DIR.resolve():
-        rebuild = f"python -m utils train prior --seed {seed}"
-        register_asset(out, "unCLIP prior: MLP from tiny-CLIP text embeddings to image embeddings", rebuild)
-        register_asset(config, "config of tiny-prior.safetensors", rebuild)
-        register_asset(decoder_out, "unCLIP decoder: transformer drawing tiny-VQ codes from a tiny-CLIP "
-                                    "image embedding", rebuild)
-        register_asset(decoder_config, "config of tiny-unclip-decoder.safetensors", rebuild)
-    report = {"weights": str(out), "decoder": str(decoder_out), "steps": steps, "seed": seed,
-              "train_seconds": history["train_seconds"] + decoder_history["train_seconds"],
-              "retrieval": retrieval, "decoding": decoding}
-    k = retrieval["k"]
-    print_report(report, args.json, [
-        f"retrieval precision@{k} on seen pairs: text {retrieval['text_seen'][f'precision@{k}']:.3f}, "
-        f"prior {retrieval['prior_seen'][f'precision@{k}']:.3f}; cosine to the caption's pictures: "
-        f"{retrieval['text_seen']['cos_to_own_images']:.3f} -> {retrieval['prior_seen']['cos_to_own_images']:.3f}",
-        f"decoded pictures with the right colour and shape: {decoding['text']['accuracy']:.0%} from the text "
-        f"embedding, {decoding['prior']['accuracy']:.0%} from the prior's image embedding",
-        f"saved {out} and {decoder_out}"])
-    return 0

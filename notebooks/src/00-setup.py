@@ -7,12 +7,12 @@
 
 # %% id="params" tags=["parameters"]
 LANG = "en"        # course language: en, fr, es, it, pt, zh
-MODEL = "auto"     # "auto": ViT-B-32 if already downloaded, else "tiny-shapes"; "ViT-B-32": download it (605 MB)
+MODEL = "auto"     # "auto": ViT-B-32 if already downloaded, else "tiny-shapes"; "ViT-B-32": download it once
 QUICK = True       # True: fast, offline (what CI runs); False: the full experiments
 
 # %% id="imports"
 import utils
-from utils.i18n import set_language, t
+from utils.i18n import number, set_language, t
 
 set_language(LANG)
 
@@ -77,7 +77,7 @@ captions = [cap for _, cap in pairs]
 similarity = clip.encode_images(images) @ clip.encode_texts(captions).T  # (4 images, 4 texts)
 
 best = similarity.argmax(dim=1).tolist()  # the caption each image matches best
-titles = [t("best caption:") + f"\n{textwrap.fill(captions[j], 26)}\n({similarity[i, j]:.2f})"
+titles = [t("best caption:") + f"\n{textwrap.fill(captions[j], 26)}\n({number(similarity[i, j], '.2f')})"
           for i, j in enumerate(best)]  # long captions on two lines, not over the next one
 show_images(images, titles, t("Each image and the caption it matches best"), size=2.5)
 
@@ -97,6 +97,17 @@ matches = int((similarity.argmax(dim=1) == torch.arange(len(images))).sum())
 if clip.is_tiny:
     assert matches >= 3, f"the tiny model matched only {matches}/4 images to their captions"
 print(t("Setup OK:"), clip.description)
+
+# %% [markdown] id="overview-quiz"
+# ## Before the lesson
+#
+# Your setup works. The lesson's own pre-lecture quiz asks what you may already know about
+# the whole lesson; the notebooks that follow answer it.
+
+# %% id="overview-quiz-show"
+from utils.quiz import show
+
+show("overview", "pre", LANG)
 
 # %% [markdown] id="quiz"
 # ## Quiz

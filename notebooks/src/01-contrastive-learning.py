@@ -27,7 +27,7 @@ from PIL import Image
 
 from utils import data
 from utils.captions import describe
-from utils.i18n import set_language, t
+from utils.i18n import number, set_language, t
 from utils.losses import check_distributed, contrastive_loss, normalize, similarity_logits
 from utils.models import load_clip
 from utils.tinyclip import (
@@ -163,14 +163,19 @@ display(Code(inspect.getsource(contrastive_loss), language="python"))
 # + \frac{1}{N}\sum_i -\log\frac{e^{s S_{ii}}}{\sum_j e^{s S_{ji}}}\right]$$
 
 # %% id="loss-steps-code"
+def numbers(values: torch.Tensor) -> str:
+    """A few values written the way the course language writes them: "0,93, 1,02" in French."""
+    return ", ".join(number(x, ".2f") for x in values.tolist())
+
+
 with torch.no_grad():
     image_features = tiny.model.encode_image(normalize_images(pixels))  # (N, D), not normalised yet
     text_features = tiny.model.encode_text(tiny.tokenizer(captions))
-print(t("1. lengths before normalising:"), image_features.norm(dim=-1)[:4].numpy().round(2), "...")
+print(t("1. lengths before normalising:"), numbers(image_features.norm(dim=-1)[:4]), "...")
 img, txt = normalize(image_features), normalize(text_features)  # (N, D) each
-print(t("   lengths after:"), img.norm(dim=-1)[:4].numpy().round(2), "...")
+print(t("   lengths after:"), numbers(img.norm(dim=-1)[:4]), "...")
 S = img @ txt.T  # (N, N) cosine similarities
-print(t("2. similarity matrix:"), tuple(S.shape), t("diagonal:"), S.diag().numpy().round(2))
+print(t("2. similarity matrix:"), tuple(S.shape), t("diagonal:"), numbers(S.diag()))
 scale = tiny.logit_scale
 logits = similarity_logits(img, txt, scale)  # (N, N) = scale * S
 print(t("3. logit scale s = {s:.1f}, temperature 1/s = {tau:.4f}", s=scale, tau=1 / scale))
@@ -199,7 +204,7 @@ assert abs(ours.item() - loss.item()) < 1e-6, "the step-by-step loss differs fro
 # ## Train a tiny CLIP, live
 #
 # Now train one from scratch. The model is an open_clip `CLIP` with the bundled model's text
-# encoder (a small transformer, open_clip's own tokenizer) and a faster image encoder,
+# encoder (a small transformer that uses open_clip's own tokenizer) and a faster image encoder,
 # `ShapesCNN` (its code is printed below): four convolutions, each followed by BatchNorm.
 # It uses the live recipe, `TrainConfig.live()`: images rendered once,
 # short captions "a {colour} {shape}", a frozen token table, a high learning rate that decays
@@ -256,7 +261,7 @@ def plot_row(temperature: float = 0.07, ax=None) -> None:
     probs = (row / temperature).softmax(-1)
     ax.bar(range(N), probs, color=["tab:green" if j == 0 else "tab:grey" for j in range(N)])
     ax.set(xlabel=t("caption j"), ylabel=t("probability"), ylim=(0, 1),
-           title=t("softmax(similarity / {tau})", tau=f"{temperature:.3g}"))
+           title=t("softmax(similarity / {tau})", tau=number(temperature, ".3g")))
     ax.set_xticks(range(N))
     if show:
         plt.show()
@@ -274,12 +279,14 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown] id="temperature-conclusion"
-# At $\tau = 1$ the row is almost uniform, so the loss cannot tell a good model from a bad
-# one; at $\tau = 0.01$ it is nearly one-hot. CLIP learns $\tau$ and it ends at the cap,
-# $0.01$ (logit scale 100).
+# At $\tau = 1$ the row is flat: the right caption gets only two to three times the weight of a
+# wrong one, so the loss barely separates a good model from a bad one; at $\tau = 0.01$ it
+# is nearly one-hot. CLIP learns $\tau$: OpenAI's CLIP models ended at the cap, $0.01$
+# (logit scale 100). The tiny CLIP learned a gentler one: step 3 above printed its logit
+# scale.
 
 # %% [markdown] id="negatives-intro"
-# ## Experiment 2: batch size and the number of negatives
+# ## Optional (deep dive): Experiment 2, batch size and the number of negatives
 #
 # With $N$ pairs in a batch, every image must beat $N - 1$ wrong captions (its negatives).
 # More negatives make the task harder and the signal richer. Below, the trained tiny CLIP
@@ -311,38 +318,41 @@ plt.show()
 assert accuracies[-1] < accuracies[0] and losses[-1] > losses[0], "more negatives should make the task harder"
 
 # %% [markdown] id="negatives-conclusion"
-# In a batch of 2 the model only has to tell two shapes apart; in a batch of hundreds it must
-# tell apart captions that differ by one word, so a big batch teaches fine distinctions.
-# That is why CLIP trains with 32,768 pairs per batch.
+# This measures one trained model: more candidates make the same task harder (the accuracy
+# falls, the loss rises), because more of them differ from the right caption by one word. It
+# does not measure what *training* with a bigger batch gives. CLIP's authors trained with
+# 32,768 pairs per batch so that every step shows each image many near-miss captions; the
+# SigLIP paper (see Experiment 5) measures how the training batch size changes the result.
 
 # %% [markdown] id="duplicates-intro"
 # ## Experiment 3: duplicate captions are false negatives
 #
 # The loss assumes caption $j$ is wrong for image $i$ whenever $j \ne i$. If two images of
 # the batch are both "a red circle", each is pushed *away* from a caption that describes
-# it perfectly: a **false negative**. We measure it: 24 images, each caption repeated $k$
-# times ($24/k$ different captions). Even a perfect model cannot tell the $k$ copies apart,
-# so the loss cannot go below $\log k$.
+# it perfectly: a **false negative**. We measure it: 20 images, each caption repeated $k$
+# times ($20/k$ different captions, from the 20 colour-shape pairs seen in training). Even a
+# perfect model cannot tell the $k$ copies apart, so the loss cannot go below $\log k$.
 
 # %% id="duplicates"
 prompts, pairs_all = data.class_prompts()  # the 24 prompts "a {colour} {shape}"
 by_pair = {}
-dup_images, dup_attrs = data.render_batch(400, seed=SEED + 2, split="all", as_tensor=True)
+dup_images, dup_attrs = data.render_batch(600, seed=SEED + 2, split="all", as_tensor=True)
 for img, a in zip(dup_images, dup_attrs):
     by_pair.setdefault((a["colour"], a["shape"]), []).append(img)
 prompt_emb = dict(zip(pairs_all, embed_texts(tiny, tokenizer, prompts)))
-ks, dup_losses = [1, 2, 3, 4, 6, 8], []
+ks, dup_losses = [1, 2, 4, 5, 10], []
 for k in ks:
-    batch_pairs = [p for p in pairs_all if p not in data.HELD_OUT][: 24 // k]  # 24/k captions...
+    batch_pairs = [p for p in pairs_all if p not in data.HELD_OUT][: 20 // k]  # 20/k captions...
     imgs = torch.stack([by_pair[p][c] for p in batch_pairs for c in range(k)])  # ...k images each
     texts = torch.stack([prompt_emb[p] for p in batch_pairs for _ in range(k)])
     dup_losses.append(contrastive_loss(embed_images(tiny, imgs), texts, tiny.logit_scale).item())
 
 plot_curves(ks, {t("tiny CLIP, measured"): dup_losses}, title=t("Duplicates raise the loss"),
-            xlabel=t("copies k of each caption in a batch of 24"), ylabel=t("contrastive loss"),
+            xlabel=t("copies k of each caption in a batch of 20"), ylabel=t("contrastive loss"),
             reference=([math.log(k) for k in ks], t("floor: log k")))
 plt.show()
-print(t("loss with unique captions {a:.2f}, with every caption 8 times {b:.2f}", a=dup_losses[0], b=dup_losses[-1]))
+print(t("loss with unique captions {a:.2f}, with every caption {k} times {b:.2f}", a=dup_losses[0], k=ks[-1],
+        b=dup_losses[-1]))
 assert all(lo >= torch.log(torch.tensor(float(k))).item() - 1e-4 for k, lo in zip(ks, dup_losses)), \
     "a loss fell below its log k floor: the duplicates were not counted right"
 assert dup_losses[-1] > dup_losses[0] + 1.0, "duplicates should raise the loss"
@@ -388,7 +398,7 @@ assert comp["heldout"]["colour+shape"] > 4 / 24, "held-out pairs should beat cha
 # that name one attribute alone ("a star") help; `utils.tinyclip` mixes some in.
 
 # %% [markdown] id="siglip-intro"
-# ## Experiment 5: the sigmoid loss (SigLIP)
+# ## Optional (deep dive): Experiment 5, the sigmoid loss (SigLIP)
 #
 # The softmax of a row needs every caption of the batch: with the batch spread over many
 # GPUs, all of them must see the whole matrix. SigLIP (Zhai et al. 2023) asks instead one
@@ -472,10 +482,10 @@ assert min(score["colour"] for score in sig_scores.values()) > 0.25, \
 # communication between GPUs. `QUICK = False` trains longer, on larger batches.
 
 # %% [markdown] id="languages-intro"
-# ## One embedding space, six languages
+# ## Optional (deep dive): one embedding space, six languages
 #
 # The bundled tiny CLIP first learned English; then its text tower learned French, Spanish,
-# Italian, Portuguese and Chinese while the image tower stayed frozen (`utils.multilingual`,
+# Italian, Portuguese and Chinese while the image tower stayed frozen (`course_tools/languages.py`,
 # *locked-image tuning*). Below, six labels and their translations, embedded by the text
 # encoder and projected on the two main axes: each meaning forms one cluster, whatever the
 # language. Which models read which languages: the tiny CLIP reads all six course languages;
@@ -490,11 +500,11 @@ plt.tight_layout()
 plt.show()
 nearest = {lang: translation_accuracy(tiny, lang) for lang in ("fr", "es", "it", "pt", "zh")}
 print(t("labels whose nearest English label is their translation:"),
-      ", ".join(f"{lang} {acc:.0%}" for lang, acc in nearest.items()))
+      ", ".join(f"{lang} {number(acc, '.0%')}" for lang, acc in nearest.items()))
 assert min(nearest.values()) >= 0.9, f"a translation is not nearest to its English label: {nearest}"
 
 # %% [markdown] id="scale-intro"
-# ## How CLIP trains at scale
+# ## Optional (deep dive): how CLIP trains at scale
 #
 # The original CLIP saw 400 million image-caption pairs, in batches of 32,768 spread over
 # hundreds of GPUs. Each GPU encodes only its own share of the batch, say 128 pairs. But the
@@ -504,12 +514,11 @@ assert min(nearest.values()) >= 0.9, f"a translation is not nearest to its Engli
 # embeddings travel (32,768 x 512 numbers), never the images.
 #
 # `utils.losses.distributed_contrastive_loss` does this with `torch.distributed`. The cell
-# below starts 2 processes on this CPU (the `gloo` backend), gives each half of a batch,
-# and compares their loss and gradients with one process holding the whole batch.
+# below starts 2 processes on this CPU (the `gloo` backend), gives each process 4 of 8 random
+# embedding pairs (16 numbers each), and compares their loss and gradients with one process
+# holding all 8 pairs.
 
 # %% id="scale" tags=["smoke-skip"]
-from utils.i18n import number  # 0.5 -> "0,50" in French, as t() writes numbers
-
 result = check_distributed(world_size=2, n_per_process=4)
 print(t("one process, whole batch: {a:.6f}", a=result["single_loss"]))
 print(t("two processes, all-gather: {b}", b=", ".join(number(x, ".6f")
@@ -546,7 +555,11 @@ print(t("Exercise 1 passed."))
 # %% [markdown] id="exercise-2"
 # **Exercise 2.** Predict, then compute: with the similarities `row` of image 0 (above),
 # what is the largest probability of the softmax at temperature 0.01, and at temperature
-# 1? Store them in `p_cold` and `p_hot`.
+# 1? First write your guesses in the cell below (they are not graded), then compute the two
+# probabilities and store them in `p_cold` and `p_hot`.
+
+# %% id="exercise-2-guess"
+my_guess_cold, my_guess_hot = 0.5, 0.5  # your prediction, before you compute: change these numbers
 
 # %% id="exercise-2-solution" tags=["solution"]
 ### BEGIN SOLUTION
@@ -555,10 +568,12 @@ p_hot = (row / 1.0).softmax(-1).max().item()
 ### END SOLUTION
 
 # %% id="exercise-2-check" tags=["points-2"]
+from utils.exercises import same_peaks
+
 with exercise_check(2):
     print(t("temperature 0.01: {a:.3f}; temperature 1: {b:.3f}", a=p_cold, b=p_hot))
     assert 0 < p_hot <= 1 and 0 < p_cold <= 1, t("p_cold and p_hot are probabilities: numbers in (0, 1]")
-    assert p_cold > 0.9 and p_hot < 0.4, \
+    assert same_peaks(row, (0.01, 1.0), (p_cold, p_hot)), \
         t("not the softmax of row / temperature: divide the similarities, then take the largest probability")
 
 # %% [markdown] id="exercise-3"

@@ -12,7 +12,7 @@
 
 # %% id="params" tags=["parameters"]
 LANG = "en"        # course language: en, fr, es, it, pt, zh
-MODEL = "auto"     # "auto": ViT-B-32 if already downloaded, else "tiny-shapes"; "ViT-B-32": download it (605 MB)
+MODEL = "auto"     # "auto": ViT-B-32 if already downloaded (it never downloads), else "tiny-shapes"; "ViT-B-32": download it once (load_clip prints its size)
 QUICK = True       # True: fast, offline (what CI runs); False: the full experiments (slow on a CPU with ViT-B-32: see the text)
 SMOKE = False      # True only where CI runs the translations: tiny sizes; cells tagged smoke-skip stand aside
 N_SHAPES = 300 if SMOKE else 2_000 if QUICK else 20_000          # shapes-world images in the collection
@@ -27,7 +27,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from utils.i18n import set_language, t
+from utils.i18n import number, set_language, t
 from utils.models import load_clip, quality_checks_apply
 from utils.retrieval import ImageIndex
 from utils.viz import show_hits, show_images
@@ -80,8 +80,9 @@ print(len(attrs), t("images, for example:"), [describe(a, LANG) for a in attrs[:
 # ## Build the index once
 #
 # `ImageIndex.build` pushes the images through the image encoder in **batches** (64 at a
-# time): memory stays the same whether the collection has a thousand images or a million.
-# The result is one matrix $E$ of shape $(N, D)$ whose rows are L2-normalised, so for a query
+# time): the memory used for pixels and activations stays the same whatever the size of the
+# collection. Only the result grows: one matrix $E$ of shape $(N, D)$, $N \times D \times 4$ bytes
+# in float32, whose rows are L2-normalised, so for a query
 # vector $q$ the score of image $i$ is the cosine similarity $s_i = E_i \cdot q$.
 # This is the expensive step; a query afterwards costs one matrix-vector product.
 
@@ -90,7 +91,7 @@ start = time.perf_counter()
 index = ImageIndex.build(clip, list(pixels), batch_size=64)
 build_seconds = time.perf_counter() - start
 print(index)
-print(t("embedding speed:"), f"{len(index) / build_seconds:.0f}", t("images/s"))
+print(t("embedding speed:"), number(len(index) / build_seconds, ",.0f"), t("images/s"))
 
 # %% [markdown] id="text-search-intro"
 # ## Text → image
@@ -145,7 +146,7 @@ for template, keys in rows.items():
     recall[template] = index.recall_at_k(captions)
 print(f"{t('query template'):<30}{'R@1':>7}{'R@5':>7}{'R@10':>7}")
 for template, r in recall.items():
-    print(f"{template:<30}{r[1]:>7.2f}{r[5]:>7.2f}{r[10]:>7.2f}")
+    print(f"{template:<30}" + "".join(f"{number(r[k], '.2f'):>7}" for k in (1, 5, 10)))
 
 # %% [markdown] id="failures-intro"
 # ## What makes search fail
@@ -166,7 +167,7 @@ seen_pairs = [(c, s) for c, s in sorted({(a["colour"], a["shape"]) for a in attr
 for name, pairs in [(t("pairs seen in training"), seen_pairs), (t("pairs never seen (HELD_OUT)"), HELD_OUT)]:
     pair_queries = [caption({"colour": c, "shape": s, "size": "", "position": "left"}) for c, s in pairs]
     r = index.recall_at_k(captions_by_template["a {colour} {shape}"], (1, 5), queries=pair_queries)
-    print(f"{name:<32} R@1 {r[1]:.2f}   R@5 {r[5]:.2f}")
+    print(f"{name:<32} R@1 {number(r[1], '.2f')}   R@5 {number(r[5], '.2f')}")
 red_star = label("red", "star", LANG)
 show_hits(index.search(red_star, k=8), pixels, title=f'"{red_star}" (held out)', ncols=8, size=1.3)
 plt.show()
@@ -176,7 +177,7 @@ plt.show()
 n_red = sum(attrs[h.index]["colour"] == "red" for h in negation)
 print(t("red shapes among the top 8 for 'not red':"), n_red)
 for query in ["a red circle", "a photo of a dog on the beach"]:
-    print(f"{query!r}: " + t("best score") + f" {index.search(query, k=1)[0].score:.3f}")
+    print(f"{query!r}: " + t("best score") + " " + number(index.search(query, k=1)[0].score, ".3f"))
 
 # %% [markdown] id="folder-intro"
 # ## A real folder: odd files, broken files, and a cache
@@ -220,7 +221,7 @@ second = ImageIndex.build(clip, photos, cache=cache_file)
 for name, built in [(t("first build"), first), (t("second build"), second)]:
     s = built.stats
     print(f"{name}: {s['indexed']} " + t("indexed") + f", {s['embedded']} " + t("embedded") +
-          f", {s['reused']} " + t("reused from the cache") + f", {s['seconds']:.2f} s")
+          f", {s['reused']} " + t("reused from the cache") + f", {number(s['seconds'], '.2f')} s")
 for skipped in second.skipped:
     print(t("skipped"), skipped.item, "->", skipped.reason)
 
@@ -231,10 +232,11 @@ for query in photo_queries[:2] if QUICK else photo_queries:
     plt.show()
 if clip.is_tiny:
     print(t("The tiny model only knows coloured shapes: on photos it matches colours, not meaning. "
-            "With the pretrained model (MODEL = 'auto' online) these searches find the right photo."))
+            "With the pretrained model (MODEL = 'ViT-B-32' once to download it, then 'auto') these searches "
+            "find the right photo."))
 
 # %% [markdown] id="scale-intro"
-# ## Scale: why you precompute, and when you need faiss
+# ## Optional (deep dive): at scale, why you precompute and when you need faiss
 #
 # Embedding is the slow part: every image passes through the image encoder. A query is one
 # text encoding plus one matrix-vector product over $E$. So we embed once, store $E$, and
@@ -281,9 +283,9 @@ big.use_exact()
 
 print(t("N = {n:,}, D = 512: E takes {mb:.0f} MB (float32)", n=N_RANDOM, mb=random_emb.numel() * 4 / 2**20))
 for name, ms in timing.items():
-    print(f"  {name:<16} {ms:8.2f} ms / " + t("query"))
+    print(f"  {name:<16} {number(ms, '.2f'):>8} ms / " + t("query"))
 print(t("faiss Flat returns the same top-10 as exact search:"), bool(torch.equal(flat_ids, exact_ids)))
-print(t("IVF finds this share of the exact top-10:"), f"{ivf_recall:.2f}")
+print(t("IVF finds this share of the exact top-10:"), number(ivf_recall, ".2f"))
 per_image = build_seconds / len(index)
 print(t("Here, embedding one million images would take about {h:.1f} h with this model; "
         "one exact query takes {ms:.0f} ms.", h=per_image * 1e6 / 3600, ms=timing["exact"]))
@@ -293,6 +295,7 @@ ax.set_xlabel(t("milliseconds per query"))
 ax.set_title(t("Top-10 search over {n:,} embeddings", n=N_RANDOM))
 plt.tight_layout()
 plt.show()
+assert bool(torch.equal(flat_ids, exact_ids)), "faiss IndexFlatIP must give the exact top-10"
 
 # %% [markdown] id="widget-intro"
 # ## A search box
@@ -335,11 +338,11 @@ my_top5 = scores.topk(5).indices.tolist()
 ### END SOLUTION
 
 # %% id="exercise-1-check"
-from utils.exercises import exercise_check
+from utils.exercises import exercise_check, same_top_k
 
 with exercise_check(1):
-    assert my_top5 == [h.index for h in index.search("a yellow square", k=5)], \
-        t("my_top5 differs from index.search: use index.embeddings @ text_vector, then topk(5)")
+    assert same_top_k(index, "a yellow square", my_top5), \
+        t("my_top5 is not the 5 best images, best first: score every image against the query, then keep the top 5")
 print(t("Right!"))
 
 # %% [markdown] id="exercise-2"
@@ -365,9 +368,11 @@ print(t("Right!"))
 # %% [markdown] id="exercise-3"
 # ## Exercise 3: search with a filter
 #
-# Real search engines mix embeddings with plain data ("only photos from 2023"). Find the 5
-# **large** images that score best for "a green circle": search more than 5, keep the hits whose
-# `attrs[hit.index]["size"]` is `"large"`, and put the first 5 of them in `large_hits`.
+# Real search engines mix embeddings with plain data ("only photos from 2023"). Return the 5
+# **large** images (`attrs[i]["size"] == "large"`) that score best for "a green circle", best
+# first, as a list of hits in `large_hits`. Taking `index.search(query, k=5)` and then dropping
+# the small images can leave fewer than 5: design a search that always returns the 5 best large
+# images, however rare they are among the top results.
 
 # %% id="exercise-3-solution" tags=["solution"]
 ### BEGIN SOLUTION
@@ -377,12 +382,41 @@ large_hits = [h for h in candidates if attrs[h.index]["size"] == "large"][:5]
 
 # %% id="exercise-3-check" tags=["points-2"]
 with exercise_check(3):
-    q = clip.encode_texts(["a green circle"])[0]
-    large = torch.tensor([a["size"] == "large" for a in attrs])
-    expected = torch.where(large, index.embeddings @ q, -torch.inf).topk(5).indices.tolist()
-    assert [h.index for h in large_hits] == expected, t("keep the best-scoring large images, in order")
+    assert same_top_k(index, "a green circle", [h.index for h in large_hits],
+                      keep=[a["size"] == "large" for a in attrs]), \
+        t("large_hits should be the 5 best-scoring large images, best first")
 show_hits(large_hits, pixels, title='"a green circle", ' + t("large only"), ncols=5, size=1.3)
 plt.show()
+
+# %% [markdown] id="exercise-4"
+# ## Exercise 4: predict, then measure
+#
+# Storing an index in float16 halves its memory (exercise 2 used it). What does that cost the
+# search? **Predict first**: out of the queries "a {colour} {shape}", one per colour-shape pair
+# of the collection (`sorted(set(captions_by_template["a {colour} {shape}"]))`), how many will
+# get a different best image from a float16 copy of the index? Write your guess in `my_guess`
+# (it is not graded). Then measure it: make the copy with
+# `ImageIndex(embeddings=index.embeddings.half(), items=index.items, model=index.model, clip=clip)`
+# and put in `changed` the number of those queries whose top-1 image differs between the two
+# indexes. Does recall@1 change too?
+
+# %% id="exercise-4-solution" tags=["solution"]
+my_guess = 0  # your prediction, written before you measure
+### BEGIN SOLUTION
+half = ImageIndex(embeddings=index.embeddings.half(), items=index.items, model=index.model, clip=clip)
+pair_captions = sorted(set(captions_by_template["a {colour} {shape}"]))
+changed = sum(index.search(q, k=1)[0].index != half.search(q, k=1)[0].index for q in pair_captions)
+print("R@1", *(number(i.recall_at_k(captions_by_template["a {colour} {shape}"], (1,))[1], ".2f") for i in (index, half)))
+### END SOLUTION
+
+# %% id="exercise-4-check"
+from utils.exercises import same_float16_changes
+
+with exercise_check(4):
+    assert same_float16_changes(index, sorted(set(captions_by_template["a {colour} {shape}"])), changed), \
+        t("changed should count the queries whose top-1 image differs between index and its float16 copy")
+print(t("You predicted {g}; the float16 copy changed the best image of {c} of {n} queries.", g=my_guess, c=changed,
+        n=len(set(captions_by_template["a {colour} {shape}"]))))
 
 # %% [markdown] id="self-check-intro"
 # ## Self-check
@@ -397,7 +431,6 @@ assert second.stats["embedded"] == 0 and second.stats["reused"] == first.stats["
 assert {s.item for s in second.skipped} == {"empty.jpg", "download.jpg", "truncated.jpg"}, \
     "every broken file must be reported, and only those"
 assert first.stats["indexed"] == first.stats["total"] - 3, "every readable photo format must be indexed"
-assert bool(torch.equal(flat_ids, exact_ids)), "faiss IndexFlatIP must give the exact top-10"
 assert len(widget_hits) == 10, "the search box must show 10 results"
 if not quality_checks_apply():  # random-weight test fixtures: recall means nothing
     pass

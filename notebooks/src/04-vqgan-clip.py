@@ -10,7 +10,7 @@
 
 # %% id="params" tags=["parameters"]
 LANG = "en"        # course language: en, fr, es, it, pt, zh
-MODEL = "auto"     # CLIP of the real section: "auto" = ViT-B-32 if already downloaded; "ViT-B-32" downloads it (605 MB)
+MODEL = "auto"     # CLIP of the real section: "auto" = ViT-B-32 if already downloaded (it never downloads); "ViT-B-32" downloads it once
 QUICK = True       # True: fast (what CI runs); False: longer runs, and the real section at 128 px on a CPU (it prints its estimate) or 256 px on a GPU
 SEED = 0           # same seed, same picture (on a CPU)
 SMOKE = False      # True only where CI runs the translations: tiny runs; cells tagged smoke-skip stand aside
@@ -305,13 +305,14 @@ for name, r in [("pixel", pixel), ("tiny-vq", result)]:
     print(t("{d}: dominant colour {c} ({s:.0%})", d=name, c=c, s=share))
 
 # %% [markdown] id="gpu-intro"
-# ## The real thing: pretrained CLIP + VQGAN
+# ## Optional (deep dive): the real thing, pretrained CLIP + VQGAN
 #
 # With `drawer="vqgan"` the same loop runs taming-transformers' ImageNet VQGAN (f16: one code
 # per 16x16 pixels, 16,384 codes) under a pretrained CLIP (ViT-B-32): a 256x256 picture is a
-# 16x16 grid of codes, and every step decodes it (about 70 M parameters in the VQGAN) and
-# embeds 32 cutouts with CLIP. The course's VQGAN modules are our own (`utils/vqgan.py`), they
-# load taming's checkpoints, and a test proves they compute exactly what taming computes.
+# 16x16 grid of codes, and every step decodes it with the VQGAN's decoder (the cell below counts
+# its parameters) and embeds 32 cutouts with CLIP. The course's VQGAN modules are our own
+# (`utils/vqgan.py`), they load taming's checkpoints, and a test proves they compute exactly what
+# taming computes.
 #
 # When both models are on this machine, the cell below runs them: on a GPU at 256 px, on a
 # CPU at 128 px with fewer cutouts, enough steps to watch the picture form (with
@@ -327,13 +328,22 @@ for name, r in [("pixel", pixel), ("tiny-vq", result)]:
 import time
 
 from utils.generate import REAL_RUN_CPU, REAL_RUN_GPU
-from utils.models import available_worlds, pick_device, quality_checks_apply
+from utils.models import (
+    DEFAULT_MODEL,
+    DEFAULT_PRETRAINED,
+    DOWNLOAD_MB,
+    available_worlds,
+    pick_device,
+    quality_checks_apply,
+)
 from utils.vqgan import CONFIGS, VQGAN, checkpoint_path, download_command, load_vqgan
 
 with torch.device("meta"):  # shapes only: no memory, no weights
     vqgan_shapes = VQGAN(CONFIGS["f16_16384"])
 n_vqgan = sum(p.numel() for p in vqgan_shapes.parameters())
-print(t("VQGAN f16_16384: {m:.1f} M parameters ({mb:.0f} MB in float32)", m=n_vqgan / 1e6, mb=n_vqgan * 4 / 1e6))
+n_decoder = sum(p.numel() for p in vqgan_shapes.decoder.parameters())
+print(t("VQGAN f16_16384: {m:.1f} M parameters ({mb:.0f} MB in float32), {d:.1f} M of them in the decoder",
+        m=n_vqgan / 1e6, mb=n_vqgan * 4 / 1e6, d=n_decoder / 1e6))
 DEVICE = pick_device()  # cuda, mps or cpu: both models and every tensor of the run live there
 checkpoint = checkpoint_path("f16_16384")
 clip_ready = MODEL != "auto" or available_worlds()["pretrained"]["available"]
@@ -341,7 +351,8 @@ if not checkpoint.exists():
     print(t("Skipped: the VQGAN checkpoint is not in {path}. To download it (about 1 GB):", path=checkpoint))
     print("   ", download_command("f16_16384"))
 if not clip_ready:
-    print(t("Skipped: pretrained CLIP ViT-B-32 is not downloaded. Set MODEL = \"ViT-B-32\" to download it (605 MB)."))
+    print(t("Skipped: pretrained CLIP ViT-B-32 is not downloaded. Set MODEL = \"ViT-B-32\" to download it "
+            "(about {mb:,.0f} MB).", mb=DOWNLOAD_MB[DEFAULT_MODEL, DEFAULT_PRETRAINED]))
 if checkpoint.exists() and clip_ready:
     torch.set_num_threads(ALL_THREADS)
     big_clip = load_clip(MODEL, device=DEVICE)
@@ -369,7 +380,7 @@ if checkpoint.exists() and clip_ready:
         assert big.final_score > big.start_score, "the CLIP score of the real run did not rise"
 
 # %% [markdown] id="pixray-intro"
-# ## Optional: pixray itself
+# ## Optional (deep dive): pixray itself
 #
 # pixray wraps this loop with many drawers and losses. It is no longer maintained and does not
 # install cleanly on current Python packages, so the course does not depend on it. On Colab
@@ -475,7 +486,7 @@ print(t("Score {a:.3f} -> {b:.3f}.", a=recoloured.start_score, b=recoloured.fina
 # %% [markdown] id="quiz"
 # ## Quiz
 #
-# Check what you learnt.
+# Check what you learned.
 
 # %% id="quiz-show"
 from utils.quiz import show
