@@ -4,11 +4,12 @@ Random weights in the real formats (tests/pretrained_fixture.py: open_clip ViT-B
 Face hub cache, taming's VQGAN f16_16384 .ckpt); speed and memory do not depend on the weights.
 A fresh process pointed at them, with --threads threads, runs the cells `imports` and `gpu-path`
 of notebooks/src/04-vqgan-clip.py with QUICK = False, as a student's kernel does: load ViT-B-32,
-free its text tower, load the VQGAN, time one step, say the estimate, run REAL_RUN_CPU's steps
-with a progress bar. --binder gives that process Binder's 2 GB as its memory limit, so that
-generation recomputes activations as it does on Binder. It prints the cell's wall time and CPU
-time (all threads: on a busy machine the wall time grows, the CPU time hardly), seconds per step,
-the peak resident memory (VmHWM) and the load average before and after; --record writes them to
+free its text tower, load the VQGAN, time two steps (the first warms up), say the estimate, run
+REAL_RUN_CPU's steps with a progress bar. --binder gives that process Binder's 2 GB as its memory
+limit, so that generation recomputes activations as it does on Binder. It prints the cell's wall
+time and CPU time (all threads: on a busy machine the wall time grows, the CPU time hardly),
+seconds per step (the run's average: its time over its steps), the cell's own estimate, the peak
+resident memory (VmHWM) and the load average before and after; --record writes them to
 reports/claims.json (time them alone: `flock -x /tmp/team/cpu.lock ...`).
 
     python benchmarks/bench_lesson04_cpu.py --threads 2 --binder --record
@@ -66,7 +67,8 @@ def child(args) -> dict:
     if "big" not in scope:
         raise RuntimeError("the real section was skipped: the fixture's models were not found")
     return {"cell_seconds": round(cell, 1), "cell_cpu_seconds": round(cpu, 1), "process_seconds": round(time.perf_counter() - started, 1),
-            "seconds_per_step": round(scope["per_step"], 2), "run_seconds": round(scope["big"].seconds, 1),
+            "seconds_per_step": round(scope["big"].seconds / scope["run"]["iterations"], 2),
+            "run_seconds": round(scope["big"].seconds, 1), "timed_step_seconds": round(scope["per_step"], 2),
             "estimate_seconds": round(scope["per_step"] * scope["run"]["iterations"], 1),
             "low_memory": scope["big"].settings["low_memory"], **scope["run"],
             "threads": torch.get_num_threads(), "peak_rss_bytes": peak_rss_bytes()}
@@ -109,7 +111,8 @@ def main(argv=None) -> int:
     print(f"lesson 04's real section on {result['threads']} threads ({result['size']} px, {result['iterations']} "
           f"steps, {result['cutouts']} cutouts, low_memory {result['low_memory']}): cell {result['cell_seconds']:.0f} s "
           f"= {result['cell_seconds'] / 60:.1f} min ({result['cell_cpu_seconds']:.0f} s of CPU time), "
-          f"{result['seconds_per_step']:.2f} s/step; peak RSS "
+          f"{result['seconds_per_step']:.2f} s/step (run {result['run_seconds']:.0f} s, estimated "
+          f"{result['estimate_seconds']:.0f} s); peak RSS "
           f"{peak_mb:,.0f} MB ({'under' if peak_mb * 1e6 < 1.8e9 else 'OVER'} 1.8 GB); load average "
           f"{load_before[0]:.2f} before, {load_after[0]:.2f} after")
     if args.record:

@@ -10,6 +10,7 @@ machine it ran on (CPU model, cores, load average before and after, torch versio
                                                  # its numbers say nothing about speed
     python benchmarks/report.py --only dalle generate
     python benchmarks/report.py --readme benchmarks/results/FILE.json   # README's table from a file
+    python benchmarks/report.py --write-readme benchmarks/results/FILE.json   # ... written into README
     python benchmarks/report.py --claims benchmarks/results/FILE.json   # its ratios into the claims
 
 A full run (not --quick) also merges every ratio into `reports/claims.json` as
@@ -41,8 +42,8 @@ RESULTS = HERE / "results"
 # The quick run uses one thread: two OpenMP threads on a busy machine (CI) can be 10x slower.
 BENCHES: dict[str, tuple[str, list[str], list[str]]] = {
     "shapes": ("bench_shapes.py", [], ["--images", "256"]),
-    "tinyclip": ("bench_tinyclip.py", [], ["--steps", "10", "--threads", "1"]),
-    "dalle": ("bench_dalle.py", [], ["--quick", "--threads", "1"]),
+    "tinyclip": ("bench_tinyclip.py", ["--recipe", "live"], ["--steps", "10", "--threads", "1"]),
+    "dalle": ("bench_dalle.py", ["--recipe", "fast", "--every", "300", "--repeats", "10"], ["--quick", "--threads", "1"]),
     "generate": ("bench_generate.py", [], ["--quick", "--threads", "1"]),
     "retrieval": ("bench_retrieval.py", [], ["--quick", "--threads", "1"]),
     "memory": ("bench_memory.py", [], ["--quick", "--threads", "1"]),
@@ -156,6 +157,23 @@ def readme_table(report: dict) -> str:
     return "\n".join(rows)
 
 
+README_START = "<!-- bench-table: "
+README_END = "<!-- bench-table-end -->"
+
+
+def readme_block(results_file: str) -> str:
+    """README's performance section for a committed results file (path relative to the repository)."""
+    report = json.loads((HERE.parent / results_file).read_text())
+    return f"{README_START}{results_file} -->\n{readme_table(report)}\n{README_END}"
+
+
+def write_readme(results_file: str, readme: Path = HERE.parent / "README.md") -> None:
+    """Replace README's performance table by the one made from `results_file`."""
+    text = readme.read_text()
+    start, end = text.index(README_START), text.index(README_END) + len(README_END)
+    readme.write_text(text[:start] + readme_block(results_file) + text[end:])
+
+
 def write_claims(report: dict, source: str | None = None) -> Path | None:
     """Merge the ratios of a full report into reports/claims.json; quick numbers say nothing."""
     if report["quick"]:
@@ -187,10 +205,16 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=None, help="results file (default benchmarks/results/<date>-<host>.json)")
     parser.add_argument("--timeout", type=float, default=3 * 3600, help="seconds per benchmark")
     parser.add_argument("--readme", metavar="RESULTS_JSON", help="print README's table from a results file")
+    parser.add_argument("--write-readme", metavar="RESULTS_JSON",
+                        help="write README's performance table from a results file (a path in the repository)")
     parser.add_argument("--claims", metavar="RESULTS_JSON", help="merge a results file's ratios into the claims")
     args = parser.parse_args(argv)
     if args.readme:
         print(readme_table(json.loads(Path(args.readme).read_text())))
+        return 0
+    if args.write_readme:
+        write_readme(Path(args.write_readme).resolve().relative_to(HERE.parent).as_posix())
+        print(f"wrote README.md's performance table from {args.write_readme}")
         return 0
     if args.claims:
         written = write_claims(json.loads(Path(args.claims).read_text()), source=args.claims)

@@ -18,6 +18,7 @@ separators); without it the number is written as stored.
     python -m course_tools.claims                 # list the claims
     python -m course_tools.claims --from-assets   # import the bundled models' training metrics
     python -m course_tools.claims --measure tiny-clip   # the bundled tiny CLIP's zero-shot accuracy
+    python -m course_tools.claims --measure logit-scale # the bundled tiny CLIP's learned scale s
     python -m course_tools.claims --measure ensembling  # bare name, one template, ensemble: measures.py
     python -m course_tools.claims --measure search      # notebook 03's recall@k, tiny CLIP
     python -m course_tools.claims --measure NAME        # pil-shapes, vq-roundtrip, reranker,
@@ -248,6 +249,17 @@ def tiny_clip_claims(n: int = 1000, seed: int = 1234) -> dict[str, tuple[float, 
             for split, row in evaluate(model, n=n, seed=seed).items() for attr, value in row.items()}
 
 
+def logit_scale_claims() -> dict[str, tuple[float, str]]:
+    """The logit scale s = exp(t) that the bundled tiny CLIP (`tiny-shapes`) learned, which
+    quiz 01 quotes (tests/test_claims.py checks the quiz text against it): key
+    `tiny-shapes.logit_scale`, and `tiny-shapes.temperature` = 1/s."""
+    from utils.models import load_clip
+
+    scale = float(load_clip("tiny-shapes", device="cpu", verbose=False).model.logit_scale.detach().exp())
+    return {"tiny-shapes.logit_scale": (round(scale, 6), "scale"),
+            "tiny-shapes.temperature": (round(1 / scale, 6), "temperature")}
+
+
 def search_claims(n: int = 2000) -> dict[str, tuple[float, str]]:
     """Notebook 03's text-to-image recall@k (quick mode: `n` pictures, seed 3, every pair), tiny
     CLIP. Keys `search.<template>.recall@<k>`, template colour_shape, size_colour_shape or
@@ -287,10 +299,21 @@ def flatten(result, prefix: str) -> dict[str, float]:
     return {}
 
 
-MEASURES = {"tiny-clip": tiny_clip_claims, "ensembling": measures.ensembling_claims, "search": search_claims,
+MEASURES = {"tiny-clip": tiny_clip_claims, "logit-scale": logit_scale_claims, "ensembling": measures.ensembling_claims, "search": search_claims,
             "pil-shapes": measures.pil_shapes_claims, "vq-roundtrip": measures.vq_roundtrip_claims,
             "reranker": measures.reranker_claims, "tiny-generate": measures.tiny_generate_claims,
             "model-size": measures.model_size_claims, "vit-speed": measures.vit_speed_claims}
+
+
+def imported_unit(key: str, value: float) -> str:
+    """The unit of an imported number, from the last word of its key: a duration ("..._seconds",
+    "..._s"), a rate ("..._per_s"), else a fraction (a value in [0, 1]) or a plain number."""
+    last = key.rsplit(".", 1)[-1]
+    if last.endswith("_per_s"):
+        return "per second"
+    if last.endswith(("seconds", "_s")):
+        return "seconds"
+    return "fraction" if 0 <= value <= 1 else "number"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -312,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--import needs --prefix, --measured-by and --on")
         source = Path(args.import_file)
         found = flatten(json.loads(source.read_text(encoding="utf-8")), args.prefix)
-        claims = {key: {"value": value, "unit": "fraction" if 0 <= value <= 1 else "number",
+        claims = {key: {"value": value, "unit": imported_unit(key, value),
                         "source": source.resolve().relative_to(ROOT).as_posix()}
                   for key, value in found.items()}
         record(claims, args.measured_by, "course_tools/claims.py", on=args.on)

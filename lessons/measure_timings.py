@@ -12,6 +12,10 @@ its status busy. The results go to `lessons/timings.json` (every cell) and `less
 because a shared or busy machine runs slower: compare only numbers measured together. The
 totals and each notebook's times also go to `reports/claims.json` (keys `timings.*`), which
 the lesson text and README read.
+
+Those are machine times. A student's time is not measured: `estimate_claims` estimates it
+from the notebook sources (words read, code cells run, quiz questions, exercises) at the
+rates below, and writes it as `timings.<notebook>.estimate.*` claims, labelled estimates.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import sys
 import tempfile
 import time
@@ -31,6 +36,14 @@ ROOT = HERE.parent
 JSON_PATH = HERE / "timings.json"
 CELL_CLAIMS = {"01-contrastive-learning": ["train"]}  # cells whose time the text quotes
 MD_PATH = HERE / "timings.md"
+
+# The rates of the student-time estimate (assumptions, not measurements; the guide states them).
+READING_WPM = 150        # words of technical prose read per minute, formulas included
+CODE_CELL_MINUTES = 0.5  # reading one code cell, running it and looking at its output
+QUIZ_MINUTES = 1         # per quiz question, explanation read
+EXERCISE_MINUTES = 10    # per exercise, on top of reading it
+ROUND_TO = 5             # minutes: an estimate, not a measurement
+SHOW_QUIZ = re.compile(r'show\(\s*"([^"]+)"\s*,\s*"(pre|post)"')
 
 
 def _seconds(cell: dict) -> float | None:
@@ -136,6 +149,74 @@ def timing_claims(data: dict) -> dict[str, tuple[float, str]]:
     return claims
 
 
+def _parts(cells) -> list[str]:
+    """"core", "optional" or "exercise" for each cell of a notebook source, by its section: a
+    `## ` heading starting with "Optional" opens an optional section, "## Exercises" (or a cell
+    whose id starts with "exercise") the exercises; the next `## ` heading closes either."""
+    part, parts = "core", []
+    for cell in cells:
+        heading = cell.source.lstrip("# ").splitlines()[0] if cell.kind == "markdown" and \
+            cell.source.startswith("## ") else None
+        if heading is not None:
+            part = "optional" if heading.lower().startswith("optional") else \
+                "exercise" if heading.lower().startswith("exercise") else "core"
+        parts.append("exercise" if (cell.id or "").startswith("exercise") else part)
+    return parts
+
+
+def estimate_minutes(src: Path, seconds: dict[str, float]) -> dict[str, float]:
+    """A student's time for one notebook source, in minutes (not rounded): "core" (no optional
+    section, no exercise) and "full" (everything), with "core_words" and "full_words".
+
+    Reading at READING_WPM, CODE_CELL_MINUTES per code cell plus its measured run time
+    (`seconds`, by cell id), QUIZ_MINUTES per question of the quizzes it shows, and
+    EXERCISE_MINUTES per exercise (a markdown cell `exercise-N`)."""
+    sys.path.insert(0, str(ROOT))
+    from course_tools.sources import parse_source
+
+    cells = parse_source(src)
+    out = {"core": 0.0, "full": 0.0, "core_words": 0, "full_words": 0}
+    for cell, part in zip(cells, _parts(cells)):
+        if cell.kind == "markdown":
+            words = len(cell.source.split())
+            minutes = words / READING_WPM
+            if re.fullmatch(r"exercise-\d+", cell.id or ""):
+                minutes += EXERCISE_MINUTES
+        else:
+            words = 0
+            minutes = CODE_CELL_MINUTES + seconds.get(cell.id or "", 0.0) / 60
+            for lesson, stage in SHOW_QUIZ.findall(cell.source):
+                quiz = json.loads((ROOT / "quiz" / f"{lesson}.json").read_text(encoding="utf-8"))
+                minutes += QUIZ_MINUTES * len(quiz[stage])
+        for key in (("core", "full") if part == "core" else ("full",)):
+            out[key] += minutes
+            out[f"{key}_words"] += words
+    return out
+
+
+def estimate_claims(data: dict) -> dict[str, tuple[float, str]]:
+    """Estimated student minutes per notebook and for the module (core path, and with the deep
+    dives and exercises), rounded to ROUND_TO minutes, and the words of each path."""
+    claims: dict[str, tuple[float, str]] = {}
+    total = {"core": 0.0, "full": 0.0, "core_words": 0, "full_words": 0}
+    for src in sorted((ROOT / "notebooks" / "src").glob("[0-9][0-9]-*.py")):
+        cells = data["notebooks"].get(src.stem, {}).get("cells", [])
+        found = estimate_minutes(src, {c["id"]: c["seconds"] or 0.0 for c in cells})
+        for key in ("core", "full"):
+            claims[f"timings.{src.stem}.estimate.{key}_minutes"] = (
+                max(ROUND_TO, ROUND_TO * round(found[key] / ROUND_TO)), "min (estimate)")
+        for key, value in found.items():
+            total[key] += value
+    for key in ("core", "full"):
+        claims[f"timings.all.estimate.{key}_minutes"] = (ROUND_TO * round(total[key] / ROUND_TO), "min (estimate)")
+        claims[f"timings.all.estimate.{key}_words"] = (100 * round(total[f"{key}_words"] / 100), "words")
+    claims.update({"timings.estimate.reading_wpm": (READING_WPM, "words/min (assumed)"),
+                   "timings.estimate.code_cell_minutes": (CODE_CELL_MINUTES, "min (assumed)"),
+                   "timings.estimate.quiz_minutes": (QUIZ_MINUTES, "min (assumed)"),
+                   "timings.estimate.exercise_minutes": (EXERCISE_MINUTES, "min (assumed)")})
+    return claims
+
+
 def write_claims(data: dict) -> Path:
     """Merge the timing claims into reports/claims.json, with the machine they were measured on."""
     sys.path.insert(0, str(ROOT))
@@ -143,7 +224,10 @@ def write_claims(data: dict) -> Path:
 
     first = next(iter(data["notebooks"].values()))["machine"]
     on = f"{first['cpus']} CPUs, {first['platform']}, torch {first['torch']}, {data['measured_at']}"
-    return record(timing_claims(data), "python lessons/measure_timings.py", "lessons/measure_timings.py", on=on)
+    record(timing_claims(data), "python lessons/measure_timings.py", "lessons/measure_timings.py", on=on)
+    return record(estimate_claims(data), "python lessons/measure_timings.py --render",
+                  "lessons/measure_timings.py", on="an estimate from the notebook sources, "
+                  f"with the cells' run times of {data['measured_at']}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,7 +1,8 @@
 """Every measured number has one source: `reports/claims.json`, written by the scripts that measure.
 
 Lesson sources read claims through `{{claim KEY:SPEC}}`, formatted per language by Babel;
-README.md marks its numbers with `<!-- claim:KEY:SPEC -->`, checked here against the file.
+README.md marks its numbers with `<!-- claim:KEY:SPEC -->`, checked here against the file; quiz
+texts that quote a measured number are listed in QUIZ_CLAIMS and checked in every language.
 """
 
 from __future__ import annotations
@@ -160,6 +161,52 @@ def test_tiny_clip_claims_are_what_the_bundled_model_measures_now():
     for key, (value, _unit) in cl.tiny_clip_claims(n=200).items():
         # 200 images instead of the claim's 1,000 keep this fast: a rerun with n=1000 is exact
         assert abs(stored[key]["value"] - value) < 0.08, f"{key}: run python -m course_tools.claims --measure tiny-clip"
+
+
+# Quiz texts that quote a measured number: (quiz, question id, claim key, format). A quiz is
+# plain text shown to students, so it carries no marker; this table says where each number is.
+QUIZ_CLAIMS = [
+    ("01-contrastive-learning", "tiny-scale", "tiny-shapes.logit_scale", ".1f"),
+    ("01-contrastive-learning", "tiny-scale", "tiny-shapes.temperature", ".3f"),
+]
+
+
+def quiz_question(lesson: str, qid: str) -> dict:
+    data = json.loads((ROOT / "quiz" / f"{lesson}.json").read_text(encoding="utf-8"))
+    return next(q for stage in ("pre", "post") for q in data[stage] if q["id"] == qid)
+
+
+def texts_in(node, lang: str) -> list[str]:
+    """Every text of a quiz question in `lang`."""
+    if isinstance(node, dict):
+        if isinstance(node.get("en"), str):
+            return [node[lang]]
+        return [t for value in node.values() for t in texts_in(value, lang)]
+    if isinstance(node, list):
+        return [t for value in node for t in texts_in(value, lang)]
+    return []
+
+
+@pytest.mark.parametrize("lesson, qid, key, spec", QUIZ_CLAIMS)
+def test_quiz_numbers_equal_the_claims_in_every_language(lesson, qid, key, spec):
+    """The quiz writes the claim in each language's format (22.9, 22,9), in the question and
+    wherever its options repeat it, as often as the English does."""
+    claims = cl.load_claims()
+    q = quiz_question(lesson, qid)
+    english = cl.claim_text(key, spec, "en", claims)
+    count = sum(t.count(english) for t in texts_in(q, "en"))
+    assert count, f"quiz/{lesson}.json {qid!r} no longer quotes {key} = {english}: update QUIZ_CLAIMS or the quiz"
+    for lang in ("en", "fr", "es", "it", "pt", "zh"):
+        local = cl.claim_text(key, spec, lang, claims)
+        found = sum(t.count(local) for t in texts_in(q, lang))
+        assert found == count, (f"quiz/{lesson}.json {qid!r} ({lang}): {key} is {local} now; "
+                                f"write it there as often as the English does ({count}), found {found}")
+
+
+def test_logit_scale_claim_is_the_bundled_model_s():
+    stored = cl.load_claims()
+    for key, (value, _unit) in cl.logit_scale_claims().items():
+        assert stored[key]["value"] == value, f"{key}: run python -m course_tools.claims --measure logit-scale"
 
 
 def test_search_claims_are_what_notebook_03_measures_now():

@@ -1,4 +1,4 @@
-"""The answer checks of lessons 03 and 05 (utils.exercises.same_top_k, same_favourites): they accept
+"""The answer checks of lessons 02, 03 and 05 (utils.exercises: same_top_k, same_favourites...): they accept
 the right answer and reject near misses, without the check cell showing how to compute it."""
 
 from __future__ import annotations
@@ -84,3 +84,44 @@ def test_same_float16_changes_counts_the_queries_whose_best_image_moves():
     assert same_float16_changes(index, queries, moved)
     assert not same_float16_changes(index, queries, moved + 1)
     assert same_float16_changes(index, [], 0)
+
+
+def test_same_colour_accuracy_recomputes_the_students_classifier():
+    """Lesson 02, exercise 2: a typed-in accuracy or another classifier's does not pass."""
+    from PIL import Image
+
+    from utils.data import COLOURS, SHAPES, render_batch
+    from utils.exercises import same_colour_accuracy
+    from utils.models import load_clip
+    from utils.zeroshot import build_classifier, evaluate
+
+    clip = load_clip("tiny-shapes", device="cpu")
+    arrays, attrs = render_batch(60, seed=3, split="test")
+    features = clip.encode_images([Image.fromarray(a) for a in arrays])
+    colours = build_classifier(clip, COLOURS, ["a {} shape"])
+    right = evaluate(colours, features, [COLOURS.index(a["colour"]) for a in attrs]).accuracy
+    assert same_colour_accuracy(colours, features, attrs, right)
+    assert not same_colour_accuracy(colours, features, attrs, 0.9 if right != 0.9 else 0.8)
+    assert not same_colour_accuracy(colours, features, attrs, right - 1 / 60)  # one image off
+    assert not same_colour_accuracy(build_classifier(clip, SHAPES, ["a {}"]), features, attrs, right)
+
+
+def test_same_caption_losses_recomputes_both_losses():
+    """Lesson 05, exercise 2: (0, 1), swapped losses or another shuffle do not pass."""
+    from utils.dalle import load_tiny_dalle
+    from utils.data import render_batch
+    from utils.exercises import same_caption_losses
+
+    dalle = load_tiny_dalle()
+    images, attrs = render_batch(16, seed=9, split="test", as_tensor=True)
+    captions = [a["caption"] for a in attrs]
+    order = torch.randperm(16, generator=torch.Generator().manual_seed(0))
+    codes = dalle.vq.encode(images).flatten(1)
+    with torch.no_grad():
+        true = dalle.model.loss(dalle.tokenizer.encode(captions), codes).item()
+        shuffled = dalle.model.loss(dalle.tokenizer.encode([captions[i] for i in order]), codes).item()
+    assert true < shuffled
+    assert same_caption_losses(dalle, dalle.vq, images, captions, order, (true, shuffled))
+    assert not same_caption_losses(dalle, dalle.vq, images, captions, order, (0.0, 1.0))
+    assert not same_caption_losses(dalle, dalle.vq, images, captions, order, (shuffled, true))
+    assert not same_caption_losses(dalle, dalle.vq, images, captions, order.flip(0), (true, shuffled))

@@ -25,7 +25,7 @@ GLOSSARY = load_glossary(ROOT)
 
 # Terms whose translation the reviewers found inconsistent, or that carry the lesson: each
 # translated text whose English uses one of them must use the glossary's word for it.
-CHECKED_TERMS = ["embedding", "embedding-space", "contrastive-loss", "prompt-template",
+CHECKED_TERMS = ["caption", "embedding", "embedding-space", "contrastive-loss", "prompt-template",
                  "accuracy", "recall-at-k", "precision-at-k", "codebook", "cosine-similarity",
                  "similarity-matrix", "logit-scale", "adversarial", "gan", "discriminator",
                  "vector-quantisation", "straight-through-estimator", "linear-probe", "token"]

@@ -140,7 +140,7 @@ def test_an_english_only_clip_says_so_and_offers_the_multilingual_one(monkeypatc
     english = models.CLIP(None, None, None, "ViT-B-32", "laion2b_s34b_b79k", "stub", "cpu")
     note = models.language_note(english, "fr")
     assert "English only" in note and models.MULTILINGUAL_MODEL in note
-    assert ("downloaded" in note) == cached and ("1464 MB" in note) == (not cached)
+    assert ("downloaded" in note) == cached and ("1,464 MB" in note) == (not cached)
     assert models.language_note(english, "en") is None
     tiny = models.CLIP(None, None, None, models.TINY_NAME, models.TINY_NAME, "stub", "cpu")
     assert all(models.language_note(tiny, lang) is None for lang in models.COURSE_LANGUAGES)

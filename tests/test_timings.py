@@ -3,7 +3,8 @@
 `python lessons/measure_timings.py` runs every English notebook cell by cell and writes
 `lessons/timings.json` and the table `lessons/timings.md` that the guide links to. These tests
 check that the table is exactly what the script renders from the JSON (no number typed by
-hand), that every notebook was measured, and that the guide points at the table."""
+hand), that every notebook was measured, that the guide points at the table, and that the
+student-time estimates (not measurements: `estimate_claims`) are current."""
 
 from __future__ import annotations
 
@@ -57,3 +58,46 @@ def test_render_totals_the_notebooks_and_names_the_slowest_cells():
 def test_the_guide_in_every_language_links_the_measured_table():
     for guide in sorted((ROOT / "lessons").glob("*/instructor-guide.md")):
         assert "(../timings.md)" in guide.read_text(encoding="utf-8"), guide
+
+
+def test_student_time_estimates_are_recomputed_from_the_sources():
+    """The guide's student minutes are estimates from the notebook sources (words, code cells,
+    quiz questions, exercises at stated rates), written as claims: they must be current."""
+    import sys
+
+    sys.path.insert(0, str(ROOT))
+    from course_tools.claims import load_claims
+
+    module = measure_module()
+    data = json.loads((ROOT / "lessons" / "timings.json").read_text(encoding="utf-8"))
+    stored = load_claims()
+    for key, (value, unit) in module.estimate_claims(data).items():
+        assert key in stored and stored[key]["value"] == value, \
+            f"{key}: the notebooks changed; rerun python lessons/measure_timings.py --render"
+        assert "estimate" in unit or "assumed" in unit or unit == "words", key
+    found = module.estimate_claims(data)
+    for name in data["notebooks"]:
+        core = found[f"timings.{name}.estimate.core_minutes"][0]
+        assert 0 < core <= found[f"timings.{name}.estimate.full_minutes"][0], name
+
+
+def test_the_parts_of_a_notebook_follow_its_headings():
+    module = measure_module()
+    from course_tools.sources import Cell
+
+    cells = [Cell("markdown", "# Title", "title"), Cell("code", "x = 1", "a"),
+             Cell("markdown", "## Optional (deep dive): more", "deep"), Cell("code", "y = 2", "b"),
+             Cell("markdown", "## Exercises\n\n### Exercise 1", "exercise-1"), Cell("code", "z", "c"),
+             Cell("markdown", "## Quiz", "quiz"), Cell("code", "show()", "quiz-show")]
+    assert module._parts(cells) == ["core", "core", "optional", "optional", "exercise", "exercise",
+                                    "core", "core"]
+
+
+def test_every_guide_gives_the_measured_and_estimated_times_in_its_language():
+    """The table is in each guide (rendered from the claims, numbers in the page's format), not
+    only in the English timings.md."""
+    guides = [g for g in sorted((ROOT / "lessons").glob("*/instructor-guide.md")) if g.parent.name != "src"]
+    assert len(guides) == 6
+    for guide in guides:
+        text = guide.read_text(encoding="utf-8")
+        assert "| `05-dall-e` |" in text and "{{claim" not in text, guide

@@ -115,6 +115,34 @@ def test_gpu_or_cpu_choice_does_not_matter_for_a_forward_pass(device):
     assert emb.shape == (2, TINY_CONFIG["embed_dim"])
     assert torch.allclose(emb.norm(dim=-1), torch.ones(2), atol=1e-5)
     assert torch.allclose(emb, on_cpu, atol=1e-4), f"embeddings on {device} differ from the CPU's"
+    # lesson 01's way: the model where load_clip put it, the pictures as rendered (on the CPU)
+    assert torch.allclose(embed_images(model, images), on_cpu, atol=1e-4)
+
+
+def test_embeddings_are_computed_on_the_models_device_and_come_back_on_the_cpu(monkeypatch):
+    """The pictures and tokens follow the model (a GPU in Colab); the embeddings return to the
+    CPU, where the lesson's other tensors are. A model on the meta device shows the move here."""
+    from utils import tinyclip
+    from utils.tinyclip import embed_images, embed_texts
+
+    monkeypatch.setattr(tinyclip, "normalize_images", lambda x: x)  # torchvision's reads values
+    seen = []
+
+    class OnMeta(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.zeros(1, device="meta"))
+
+        def encode_image(self, x, normalize):
+            seen.append(x.device)
+            return torch.ones(len(x), 4)
+
+        encode_text = encode_image
+
+    images = embed_images(OnMeta(), torch.rand(5, 3, 8, 8), batch_size=2)
+    texts = embed_texts(OnMeta(), lambda texts: torch.zeros(len(texts), 6, dtype=torch.long), ["a", "b"])
+    assert seen == [torch.device("meta")] * 4, "every batch ran on the model's device"
+    assert images.shape == (5, 4) and images.device.type == "cpu" and texts.device.type == "cpu"
 
 
 # ---------------------------------------------------------------- utils.train.fit, the one training loop

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .io import atomic_path, sha256_of, write_atomic  # noqa: F401  (their old home: callers import them here)
+from .io import atomic_path, sha256_of, write_atomic  # noqa: F401  (callers import them here too)
 
 if TYPE_CHECKING:  # imported lazily: `doctor` and failing offline stay fast
     import torch
@@ -18,17 +18,14 @@ MANIFEST = ASSETS_DIR / "manifest.json"
 CACHE_ENV = "COURSE_CACHE"  # the one cache setting: VQGAN checkpoints, image-index caches
 CACHE_ENV_ALIASES = ("MULTIMODAL_COURSE_CACHE",)  # older name, still read
 DEVICE_ENV = "COURSE_DEVICE"  # the one device setting: cpu, cuda, mps or auto (the default)
-RANDOM_WEIGHTS_ENV = "COURSE_RANDOM_WEIGHTS"  # set only by the test fixture of real-format random weights
+RANDOM_WEIGHTS_ENV = "COURSE_RANDOM_WEIGHTS"  # set only by the test fixture (random weights)
+LOW_MEMORY_BELOW = 4 * 2**30  # under this many bytes (Binder: 2 GB), big models save memory
 
 
 def quality_checks_apply() -> bool:
-    """False only under the test fixture of random weights in the real formats
-    ($COURSE_RANDOM_WEIGHTS=1): there a pretrained model cannot be accurate, so the
-    cells that check accuracy, recall or CLIP score stand aside. Everywhere else, True."""
+    """False only under the test fixture ($COURSE_RANDOM_WEIGHTS=1: random weights in the real
+    formats, which cannot be accurate): cells checking accuracy, recall, CLIP score stand aside."""
     return os.environ.get(RANDOM_WEIGHTS_ENV, "0") in ("", "0")
-
-
-LOW_MEMORY_BELOW = 4 * 2**30
 
 
 def memory_limit() -> int | None:
@@ -47,7 +44,7 @@ def memory_limit() -> int | None:
 
 
 def native_bf16() -> bool:
-    """Whether this CPU computes in bfloat16 natively (AVX-512 BF16 or AMX), where bf16 autocast pays."""
+    """Whether this CPU computes bfloat16 natively (AVX-512 BF16 or AMX): bf16 autocast pays."""
     import torch
 
     return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
@@ -55,9 +52,7 @@ def native_bf16() -> bool:
 
 def pick_device(device: str | torch.device | None = "auto") -> torch.device:
     """'auto' (or None) -> $COURSE_DEVICE if set, else cuda if available, else mps, else cpu.
-
-    An explicit device that this machine lacks fails with one line saying what to use.
-    """
+    A device that this machine lacks fails with one line saying what to use."""
     import torch
 
     if device is None or str(device) == "auto":
@@ -69,10 +64,10 @@ def pick_device(device: str | torch.device | None = "auto") -> torch.device:
         chosen = torch.device(device)
     except RuntimeError as err:
         raise ValueError(f"Unknown device {device!r}: use cpu, cuda, mps or auto.") from err
-    if chosen.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"Device {device!r} asked for, but this machine has no CUDA GPU: use cpu or auto.")
-    if chosen.type == "mps" and not mps:
-        raise ValueError(f"Device {device!r} asked for, but MPS (Apple GPU) is not available: use cpu or auto.")
+    lacks = {"cuda": None if torch.cuda.is_available() else "this machine has no CUDA GPU",
+             "mps": None if mps else "MPS (Apple GPU) is not available"}.get(chosen.type)
+    if lacks:
+        raise ValueError(f"Device {device!r} asked for, but {lacks}: use cpu or auto.")
     return chosen
 
 
@@ -90,19 +85,19 @@ def verify_assets() -> dict[str, str]:
     """{name: problem} for every manifest entry whose file is missing or whose sha256 differs."""
     problems = {}
     for name, entry in read_manifest().items():
-        path = ASSETS_DIR / name
+        path, rebuild = ASSETS_DIR / name, entry.get("rebuild")
         if not path.exists():
-            problems[name] = f"missing; rebuild it with: {entry.get('rebuild') or 'python -m course_tools train ...'}"
+            problems[name] = ("missing; rebuild it with: "
+                              f"{rebuild or 'python -m course_tools train ...'}")
         elif sha256_of(path) != entry.get("sha256"):
-            problems[name] = ("sha256 differs from the manifest (changed or damaged); reinstall the "
-                              f"course (git checkout utils/assets) or rebuild: {entry.get('rebuild')}")
+            problems[name] = ("sha256 differs from the manifest (changed or damaged); reinstall "
+                              f"the course (git checkout utils/assets) or rebuild: {rebuild}")
     return problems
 
 
 def read_manifest() -> dict:
-    if not MANIFEST.exists():
-        return {}
-    return json.loads(MANIFEST.read_text())
+    """{file name: {"sha256", "bytes", "rebuild"}} of the bundled assets; {} without a manifest."""
+    return json.loads(MANIFEST.read_text()) if MANIFEST.exists() else {}
 
 
 def iter_safetensors(path: str | Path):
@@ -110,19 +105,18 @@ def iter_safetensors(path: str | Path):
     memory map, so the file's pages do not stay resident: tests/test_pretrained_path.py measures
     a session's peak memory). The format: 8 bytes of header length (little-endian), a JSON header
     {name: {dtype, shape, data_offsets}}, then the data."""
-    import struct
-
     import torch
 
     path = Path(path)
-    dtypes = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
-              "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
-              "U8": torch.uint8, "BOOL": torch.bool}
+    dtypes = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16,
+              "BF16": torch.bfloat16, "I64": torch.int64, "I32": torch.int32, "I16": torch.int16,
+              "I8": torch.int8, "U8": torch.uint8, "BOOL": torch.bool}
     with open(path, "rb") as f:
         head = f.read(8)
-        (length,) = struct.unpack("<Q", head) if len(head) == 8 else (-1,)
+        length = int.from_bytes(head, "little") if len(head) == 8 else -1
         if not 0 < length <= path.stat().st_size - 8:
-            raise ValueError(f"{path.name} is not a safetensors file (its header length makes no sense)")
+            raise ValueError(f"{path.name} is not a safetensors file (its header length makes no "
+                             "sense)")
         header = json.loads(f.read(length))
         header.pop("__metadata__", None)
         for name, info in header.items():
@@ -136,9 +130,9 @@ def iter_safetensors(path: str | Path):
 
 
 def load_safetensors_into(model, path: str | Path) -> None:
-    """Copy a .safetensors file's tensors into `model`'s parameters one at a time: the weights are
-    never in memory twice. For ViT-B-32 this keeps a session's peak memory under the 1.9 GB of
-    open_clip's own loading (Binder allows about 2 GB; tests/test_pretrained_path.py measures it)."""
+    """Copy a .safetensors file's tensors into `model`'s parameters one at a time, so the weights
+    are never in memory twice: ViT-B-32 stays under the 1.9 GB peak of open_clip's own loading
+    (Binder allows about 2 GB; tests/test_pretrained_path.py measures it)."""
     import torch
 
     target = model.state_dict()  # tensors sharing memory with the model's parameters and buffers
@@ -150,9 +144,9 @@ def load_safetensors_into(model, path: str | Path) -> None:
             if key not in target:
                 raise KeyError(f"unexpected weight {key!r}")
             if tensor.shape != target[key].shape:
-                raise ValueError(f"{key} has shape {tuple(tensor.shape)}, the model wants {tuple(target[key].shape)}")
+                raise ValueError(f"{key} has shape {tuple(tensor.shape)}, the model wants "
+                                 f"{tuple(target[key].shape)}")
             target[key].copy_(tensor)
             seen.add(key)
-    missing = sorted(set(target) - seen)
-    if missing:
+    if missing := sorted(set(target) - seen):
         raise KeyError(f"missing weights {missing[:5]}")

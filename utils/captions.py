@@ -1,18 +1,17 @@
 """Captions of the shapes world in the course's six languages, phrased as a native speaker would.
 
-    caption({"colour": "purple", "shape": "star", "size": "large", "position": "left"}, "es")
-    # 'una estrella morada grande a la izquierda'   (one of the Spanish patterns)
-    label("red", "circle", "zh")                   # '红色的圆形'
-    label("purple", "star", "fr")                  # 'une étoile violette'
+    label("purple", "star", "fr")  # 'une étoile violette'
+    label("red", "circle", "zh")   # '红色的圆形'
 
-In a pattern, {a} is the article that agrees with the shape; a gendered word is written
-"masculine/feminine" ("vert/verte"). Training draws one of a word's synonyms at random; `label`
-uses the first. The tiny CLIP learns from these captions; lesson 02 uses `label` and `TEMPLATES`.
+In a pattern {a} is the article that agrees with the shape; a gendered word is written "m/f"
+("vert/verte"). Training draws patterns and synonyms at random (lessons 00, 01); `label` and
+`TEMPLATES` (lesson 02) take the first of each.
 """
 
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass
 
 LANGUAGES = ("en", "fr", "es", "it", "pt", "zh")
@@ -26,10 +25,9 @@ class Language:
     sizes: dict[str, list[str]]
     where: dict[str, list[str]]  # position -> how it is said
     article: str  # "m/f" indefinite article
-    label: str  # the pattern of a class label ("a {colour} {shape}")
     sized: str  # a label with the size ("a {size} {colour} {shape}")
     full: str  # every attribute ("a {size} {colour} {shape} {where}")
-    captions: list[str]  # the patterns of training captions
+    captions: list[str]  # the patterns of training captions; the first is the class label's
 
 
 EN = Language(
@@ -37,10 +35,9 @@ EN = Language(
             "triangle": ("m", ["triangle"]), "star": ("m", ["star"])},
     colours={"red": ["red"], "orange": ["orange"], "yellow": ["yellow"], "green": ["green"],
              "blue": ["blue"], "purple": ["purple", "violet"]},
-    sizes={"small": ["small", "little"], "large": ["large", "big"]},
+    sizes={"small": ["small", "little"], "large": ["large", "big"]}, article="a",
     where={"left": ["on the left"], "right": ["on the right"], "top": ["at the top"],
            "bottom": ["at the bottom"]},
-    article="a", label="a {colour} {shape}",
     sized="a {size} {colour} {shape}", full="a {size} {colour} {shape} {where}",
     captions=["a {colour} {shape}", "a {size} {colour} {shape}", "a {colour} {shape} {where}",
               "a {size} {colour} {shape} {where}", "a picture of a {colour} {shape}",
@@ -54,14 +51,14 @@ FR = Language(
             "triangle": ("m", ["triangle"]), "star": ("f", ["étoile"])},
     colours={"red": ["rouge"], "orange": ["orange"], "yellow": ["jaune"], "green": ["vert/verte"],
              "blue": ["bleu/bleue"], "purple": ["violet/violette", "mauve"]},
-    sizes={"small": ["petit/petite"], "large": ["grand/grande", "gros/grosse"]},
+    sizes={"small": ["petit/petite"], "large": ["grand/grande", "gros/grosse"]}, article="un/une",
     where={"left": ["à gauche"], "right": ["à droite"], "top": ["en haut"], "bottom": ["en bas"]},
-    article="un/une", label="{a} {shape} {colour}",
     sized="{a} {size} {shape} {colour}", full="{a} {size} {shape} {colour} {where}",
     captions=["{a} {shape} {colour}", "{a} {size} {shape} {colour}", "{a} {shape} {colour} {where}",
               "{a} {size} {shape} {colour} {where}", "une image d'{a} {shape} {colour}",
               "une photo d'{a} {size} {shape} {colour}", "un dessin d'{a} {shape} {colour} {where}",
-              "il y a {a} {shape} {colour} {where}", "{shape} {colour}", "{a} {shape} {colour} sur un fond"],
+              "il y a {a} {shape} {colour} {where}", "{shape} {colour}",
+              "{a} {shape} {colour} sur un fond"],
 )
 
 ES = Language(
@@ -70,14 +67,15 @@ ES = Language(
     colours={"red": ["rojo/roja"], "orange": ["naranja", "anaranjado/anaranjada"],
              "yellow": ["amarillo/amarilla"], "green": ["verde"], "blue": ["azul"],
              "purple": ["morado/morada", "violeta", "púrpura"]},
-    sizes={"small": ["pequeño/pequeña"], "large": ["grande"]},
-    where={"left": ["a la izquierda"], "right": ["a la derecha"], "top": ["arriba"], "bottom": ["abajo"]},
-    article="un/una", label="{a} {shape} {colour}",
+    sizes={"small": ["pequeño/pequeña"], "large": ["grande"]}, article="un/una",
+    where={"left": ["a la izquierda"], "right": ["a la derecha"], "top": ["arriba"],
+           "bottom": ["abajo"]},
     sized="{a} {shape} {colour} {size}", full="{a} {shape} {colour} {size} {where}",
     captions=["{a} {shape} {colour}", "{a} {shape} {colour} {size}", "{a} {shape} {colour} {where}",
               "{a} {shape} {colour} {size} {where}", "una imagen de {a} {shape} {colour}",
-              "una foto de {a} {shape} {colour} {size}", "un dibujo de {a} {shape} {colour} {where}",
-              "hay {a} {shape} {colour} {where}", "{shape} {colour}", "{a} {shape} {colour} sobre un fondo"],
+              "una foto de {a} {shape} {colour} {size}",
+              "un dibujo de {a} {shape} {colour} {where}", "hay {a} {shape} {colour} {where}",
+              "{shape} {colour}", "{a} {shape} {colour} sobre un fondo"],
 )
 
 IT = Language(
@@ -85,14 +83,15 @@ IT = Language(
             "triangle": ("m", ["triangolo"]), "star": ("f", ["stella"])},
     colours={"red": ["rosso/rossa"], "orange": ["arancione"], "yellow": ["giallo/gialla"],
              "green": ["verde"], "blue": ["blu", "azzurro/azzurra"], "purple": ["viola"]},
-    sizes={"small": ["piccolo/piccola"], "large": ["grande"]},
-    where={"left": ["a sinistra"], "right": ["a destra"], "top": ["in alto"], "bottom": ["in basso"]},
-    article="un/una", label="{a} {shape} {colour}",
+    sizes={"small": ["piccolo/piccola"], "large": ["grande"]}, article="un/una",
+    where={"left": ["a sinistra"], "right": ["a destra"], "top": ["in alto"],
+           "bottom": ["in basso"]},
     sized="{a} {size} {shape} {colour}", full="{a} {shape} {colour} {size} {where}",
     captions=["{a} {shape} {colour}", "{a} {size} {shape} {colour}", "{a} {shape} {colour} {where}",
               "{a} {shape} {colour} {size} {where}", "un'immagine di {a} {shape} {colour}",
-              "una foto di {a} {size} {shape} {colour}", "un disegno di {a} {shape} {colour} {where}",
-              "c'è {a} {shape} {colour} {where}", "{shape} {colour}", "{a} {shape} {colour} su uno sfondo"],
+              "una foto di {a} {size} {shape} {colour}",
+              "un disegno di {a} {shape} {colour} {where}", "c'è {a} {shape} {colour} {where}",
+              "{shape} {colour}", "{a} {shape} {colour} su uno sfondo"],
 )
 
 PT = Language(
@@ -100,14 +99,15 @@ PT = Language(
             "triangle": ("m", ["triângulo"]), "star": ("f", ["estrela"])},
     colours={"red": ["vermelho/vermelha"], "orange": ["laranja"], "yellow": ["amarelo/amarela"],
              "green": ["verde"], "blue": ["azul"], "purple": ["roxo/roxa", "violeta"]},
-    sizes={"small": ["pequeno/pequena"], "large": ["grande"]},
-    where={"left": ["à esquerda"], "right": ["à direita"], "top": ["em cima"], "bottom": ["embaixo"]},
-    article="um/uma", label="{a} {shape} {colour}",
+    sizes={"small": ["pequeno/pequena"], "large": ["grande"]}, article="um/uma",
+    where={"left": ["à esquerda"], "right": ["à direita"], "top": ["em cima"],
+           "bottom": ["embaixo"]},
     sized="{a} {shape} {colour} {size}", full="{a} {shape} {colour} {size} {where}",
     captions=["{a} {shape} {colour}", "{a} {shape} {colour} {size}", "{a} {shape} {colour} {where}",
               "{a} {size} {shape} {colour} {where}", "uma imagem de {a} {shape} {colour}",
-              "uma foto de {a} {shape} {colour} {size}", "um desenho de {a} {shape} {colour} {where}",
-              "há {a} {shape} {colour} {where}", "{shape} {colour}", "{a} {shape} {colour} num fundo"],
+              "uma foto de {a} {shape} {colour} {size}",
+              "um desenho de {a} {shape} {colour} {where}", "há {a} {shape} {colour} {where}",
+              "{shape} {colour}", "{a} {shape} {colour} num fundo"],
 )
 
 # Chinese: no articles or gender; a measure word (一个) and 的 between the colour and the
@@ -117,9 +117,9 @@ ZH = Language(
             "triangle": ("m", ["三角形"]), "star": ("m", ["星形", "星星", "五角星"])},
     colours={"red": ["红色"], "orange": ["橙色", "橘色"], "yellow": ["黄色"], "green": ["绿色"],
              "blue": ["蓝色"], "purple": ["紫色"]},
-    sizes={"small": ["小"], "large": ["大"]},
-    where={"left": ["左边"], "right": ["右边"], "top": ["上面", "上方"], "bottom": ["下面", "下方"]},
-    article="一个", label="{colour}的{shape}",
+    sizes={"small": ["小"], "large": ["大"]}, article="一个",
+    where={"left": ["左边"], "right": ["右边"], "top": ["上面", "上方"],
+           "bottom": ["下面", "下方"]},
     sized="一个{size}的{colour}{shape}", full="{where}有个{size}的{colour}{shape}",
     captions=["{colour}的{shape}", "一个{colour}的{shape}", "一个{size}的{colour}{shape}",
               "{where}有一个{colour}的{shape}", "{where}有个{size}的{colour}{shape}",
@@ -143,7 +143,8 @@ TEMPLATES: dict[str, list[str]] = {
 
 def _words(lang: str) -> Language:
     if lang not in LANGUAGE_WORDS:
-        raise ValueError(f"Unknown language {lang!r}; the shapes world speaks {', '.join(LANGUAGES)}.")
+        raise ValueError(
+            f"Unknown language {lang!r}; the shapes world speaks {', '.join(LANGUAGES)}.")
     return LANGUAGE_WORDS[lang]
 
 
@@ -158,9 +159,8 @@ def caption(attrs: dict, lang: str = "en", rng: random.Random | None = None,
     """A caption of a picture's colour, shape, size, position in `lang`: with `rng` a random pattern
     and synonyms (training), else `pattern` (default: the label) with each first word."""
     words = _words(lang)
-    pick = (lambda options: rng.choice(options)) if rng is not None else (lambda options: options[0])
-    if pattern is None:
-        pattern = pick(words.captions) if rng is not None else words.label
+    pick = rng.choice if rng is not None else (lambda options: options[0])
+    pattern = pick(words.captions) if pattern is None else pattern
     gender, shape_words = words.shapes[attrs["shape"]]
     text = pattern.format(
         a=_agree(words.article, gender), shape=pick(shape_words),
@@ -168,14 +168,11 @@ def caption(attrs: dict, lang: str = "en", rng: random.Random | None = None,
         size=_agree(pick(words.sizes[attrs.get("size", "small")]), gender),
         where=pick(words.where[attrs.get("position", "left")]),
     )
-    if lang == "en":  # "a orange" -> "an orange"
-        text = " ".join("an" if w == "a" and n[:1] in "aeiou" else w
-                        for w, n in zip(text.split(), text.split()[1:] + [""]))
-    return text
+    return re.sub(r"\ba (?=[aeiou])", "an ", text) if lang == "en" else text  # "an orange"
 
 
 def describe(attrs: dict, lang: str = "en", where: bool = True) -> str:
-    """A picture's size, colour, shape (and position) in `lang`: 'una estrella morada grande a la izquierda'."""
+    """A picture's size, colour, shape (and position): 'una estrella morada grande arriba'."""
     words = _words(lang)
     return caption(attrs, lang, pattern=words.full if where else words.sized)
 

@@ -7,6 +7,8 @@ import argparse
 import sys
 import warnings
 
+from .cli import DEVICE_HELP
+from .errors import UsageError, to_json
 from .zeroshot import TEMPLATE_SETS, classify_files, validate_labels
 
 CLI_HELP = """\
@@ -20,11 +22,10 @@ image at all could be classified.
   {"model": str,                      # description of the CLIP model used
    "labels": [str, ...],              # the labels, in order, after cleaning
    "templates": [str, ...],           # prompt templates ("{}" = the label as it is)
-   "results": [                       # one entry per classified image, in input order
-     {"path": str,
-      "probabilities": {label: float, ...},   # every label, in label order, sums to 1
-      "top": [{"label": str, "probability": float}, ...],  # the --top best, best first
-      "prediction": str}],            # the most probable label
+   "results": [{"path": str,          # one entry per classified image, in input order
+                "probabilities": {label: float, ...},  # every label, in label order, sums to 1
+                "top": [{"label": str, "probability": float}, ...],  # the --top best, best first
+                "prediction": str}],  # the most probable label
    "skipped": [{"path": str, "reason": str}, ...],  # images that could not be read
    "warnings": [str, ...]}            # e.g. duplicate labels dropped, prompt truncated
 
@@ -32,20 +33,21 @@ example:
   python -m utils classify cat.jpg shapes/ --labels "a red circle,a blue square" --json
 """
 
+
 def add_cli(subparsers) -> None:
     p = subparsers.add_parser("classify", help="zero-shot classify images with CLIP",
-                              description=CLI_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+                              description=CLI_HELP,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders of images")
     p.add_argument("--labels", required=True,
                    help='comma-separated labels, e.g. "a red circle,a blue square"')
-    p.add_argument("--model", default="auto",
-                   help='"auto" (pretrained if available, else tiny), "tiny-shapes" or an open_clip name')
+    p.add_argument("--model", default="auto", help='"auto" (pretrained if available, else tiny), '
+                                                   '"tiny-shapes" or an open_clip name')
     p.add_argument("--pretrained", default="auto", help="open_clip tag or a local checkpoint file")
-    p.add_argument("--device", default="auto", help="cpu, cuda, mps or auto (default: $COURSE_DEVICE, "
-                                                    "else the GPU if there is one)")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--templates", default="none", choices=sorted(TEMPLATE_SETS),
                    help="prompt ensembling: none (labels as they are), shapes, simple or openai")
-    p.add_argument("--top", type=int, default=5, metavar="K", help="how many labels to show per image")
+    p.add_argument("--top", type=int, default=5, metavar="K", help="labels to show per image")
     p.add_argument("--fit", default="pad", choices=["pad", "crop"],
                    help="non-square images: pad to a square (default, nothing is lost) or "
                         "let the model's preprocessing crop the centre")
@@ -55,21 +57,20 @@ def add_cli(subparsers) -> None:
 
 def format_text(report: dict) -> str:
     """The human-readable version of the --json object."""
-    lines = [f"model: {report['model']}"]
-    lines += [f"warning: {w}" for w in report["warnings"]]
+    lines = [f"model: {report['model']}"] + [f"warning: {w}" for w in report["warnings"]]
     for r in report["results"]:
         lines.append(r["path"])
         for item in r["top"]:
             bar = "#" * round(30 * item["probability"])
             lines.append(f"  {item['probability']:6.1%}  {item['label']:<40} {bar}")
     lines += [f"skipped {s['path']}: {s['reason']}" for s in report["skipped"]]
-    lines.append(f"{len(report['results'])} image(s) classified, {len(report['skipped'])} skipped.")
+    lines.append(f"{len(report['results'])} image(s) classified, "
+                 f"{len(report['skipped'])} skipped.")
     return "\n".join(lines)
 
 
 def _validate_cli(args) -> None:
-    """Before the model loads: the labels make sense (a missing image is skipped later, with its reason)."""
-    from .errors import UsageError
+    """Before the model loads: the labels make sense (a missing image is skipped, with why)."""
     try:
         with warnings.catch_warnings():  # classify_files reports the warnings
             warnings.simplefilter("ignore")
@@ -79,13 +80,13 @@ def _validate_cli(args) -> None:
 
 
 def run_cli(args) -> int:
-    from .errors import to_json
     from .models import load_clip
     clip = load_clip(args.model, args.pretrained, device=args.device)
     if clip.is_tiny:  # on stderr, so that --json output stays clean
         print("note: the tiny shapes-world model knows only coloured shapes; its answers about "
               "photos mean nothing.", file=sys.stderr)
-    report = classify_files(args.images, args.labels, clip, TEMPLATE_SETS[args.templates], args.top, args.fit)
+    report = classify_files(args.images, args.labels, clip, TEMPLATE_SETS[args.templates],
+                            args.top, args.fit)
     if not report["results"]:  # the contract's error, with the reasons of every skip
         report["error"] = f"no image could be classified ({len(report['skipped'])} skipped)."
         report["hint"] = "Each skipped file has its reason; fix or replace those files."

@@ -28,27 +28,19 @@ COMMANDS = {
 
 SEED = Range(0, 2**32 - 1)
 DALLE_MAX_N = 256  # samples per `dalle` call: 256 images of 64 x 64 sample in chunks in seconds
-# (command, argument) -> the allowed values of every number a command takes
+# command -> {argument: the allowed values of that number}
 LIMITS = {
-    ("classify", "top"): Range(1, 1000),
-    ("search", "top"): Range(1, 10_000),
-    ("search", "batch_size"): Range(1, 4096),
-    ("search", "workers"): Range(0, 64),
-    ("search", "max_pixels"): Range(1, 1_000_000_000),
-    ("generate", "iterations"): Range(0, 100_000),
-    ("generate", "cutouts"): Range(1, 1024),
-    ("generate", "size"): Range(8, 2048),
-    ("generate", "lr"): Range(0, 100, strict_lo=True),
-    ("generate", "seed"): SEED,
-    ("generate", "batch"): Range(1, 64),
-    ("generate", "saturation"): Range(0, 1000),
-    ("generate", "threads"): Range(1, 1024),
-    ("dalle", "n"): Range(1, DALLE_MAX_N),
-    ("dalle", "seed"): SEED,
-    ("dalle", "temperature"): Range(0, 100, strict_lo=True),
-    ("dalle", "top_k"): Range(1, 100_000),
-    ("dalle", "guidance"): Range(0, 100),
+    "classify": {"top": Range(1, 1000)},
+    "search": {"top": Range(1, 10_000), "batch_size": Range(1, 4096), "workers": Range(0, 64),
+               "max_pixels": Range(1, 1_000_000_000)},
+    "generate": {"iterations": Range(0, 100_000), "cutouts": Range(1, 1024), "size": Range(8, 2048),
+                 "lr": Range(0, 100, strict_lo=True), "seed": SEED, "batch": Range(1, 64),
+                 "saturation": Range(0, 1000), "threads": Range(1, 1024)},
+    "dalle": {"n": Range(1, DALLE_MAX_N), "seed": SEED,
+              "temperature": Range(0, 100, strict_lo=True), "top_k": Range(1, 100_000),
+              "guidance": Range(0, 100)},
 }
+DEVICE_HELP = "cpu, cuda, mps or auto (default: $COURSE_DEVICE, else the GPU if there is one)"
 
 
 class CourseArgumentParser(argparse.ArgumentParser):
@@ -60,7 +52,7 @@ class CourseArgumentParser(argparse.ArgumentParser):
 
 def build_parser(commands: list[str] | None = None) -> argparse.ArgumentParser:
     parser = CourseArgumentParser(prog="python -m utils", description=__doc__.splitlines()[0])
-    parser.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in commands or COMMANDS:
         importlib.import_module(COMMANDS[name]).add_cli(sub)
@@ -69,33 +61,33 @@ def build_parser(commands: list[str] | None = None) -> argparse.ArgumentParser:
 
 def validate(args: argparse.Namespace) -> None:
     """Check every number and output path of the parsed command before any work starts."""
-    command_name = getattr(args, "command", None)
-    for (command, dest), allowed in LIMITS.items():
-        if command == command_name and getattr(args, dest, None) is not None:
-            try:
-                allowed.check("--" + dest.replace("_", "-"), getattr(args, dest))
-            except UsageError as err:
-                raise UsageError(err.message, f"See `python -m utils {command} --help`.") from None
+    command = getattr(args, "command", None)
+    for dest, allowed in LIMITS.get(command, {}).items():
+        try:
+            allowed.check("--" + dest.replace("_", "-"), getattr(args, dest, None))
+        except UsageError as err:
+            raise UsageError(err.message, f"See `python -m utils {command} --help`.") from None
     extra = getattr(args, "validate", None)  # a command's own checks (e.g. files that must exist)
     if extra is not None:
         extra(args)
-    if command_name in ("classify", "search", "generate"):
+    if command in ("classify", "search", "generate"):
         _check_model_arguments(args)
     out = getattr(args, "out", None)
-    if not out and command_name in ("generate", "dalle"):
+    if not out and command in ("generate", "dalle"):
         out = os.path.join("outputs", "new.png")  # their default folder must be writable too
     if out:
         # generate and dalle choose a new name when the file exists; quiz exports need --force
-        force = getattr(args, "force", False) or command_name in ("generate", "dalle")
+        force = getattr(args, "force", False) or command in ("generate", "dalle")
         check_output(out, "--out", force=force)
 
 
 def _check_model_arguments(args: argparse.Namespace) -> None:
-    """--model must be a model we know; --pretrained, --checkpoint, --init-image files must exist."""
+    """--model must be a model we know; --pretrained, --checkpoint, --init-image files exist."""
     from .models import CHECKPOINT_SUFFIXES, TINY_NAME, TINY_VQ_NAME
     for dest in ("pretrained", "checkpoint", "init_image"):
         value = getattr(args, dest, None)
-        looks_like_file = dest != "pretrained" or str(value).endswith(CHECKPOINT_SUFFIXES) or os.sep in str(value)
+        looks_like_file = (dest != "pretrained" or str(value).endswith(CHECKPOINT_SUFFIXES)
+                           or os.sep in str(value))
         if value not in (None, "", "auto") and looks_like_file and not os.path.isfile(value):
             raise UsageError(f"argument --{dest.replace('_', '-')}: {show(value)} is not a file.",
                              "Check the path.")
@@ -110,43 +102,44 @@ def _check_model_arguments(args: argparse.Namespace) -> None:
 
 
 def _replace_undecodable(err: UnicodeEncodeError):
-    """Codec error handler: what a stream cannot encode shows as U+FFFD (given as UTF-8 bytes) or '?'."""
+    """Codec error handler: what a stream cannot encode shows as U+FFFD (in UTF-8) or '?'."""
     utf8 = err.encoding.lower().replace("-", "").replace("_", "") == "utf8"
-    return (b"\xef\xbf\xbd" * (err.end - err.start) if utf8 else "?" * (err.end - err.start), err.end)
+    n = err.end - err.start
+    return (b"\xef\xbf\xbd" * n if utf8 else "?" * n, err.end)
 
 
 codecs.register_error("course-replace", _replace_undecodable)
 
 
-def _safe_streams() -> None:
-    """Undecodable file names print as replacement characters instead of crashing."""
-    for stream in (sys.stdout, sys.stderr):
-        if hasattr(stream, "reconfigure"):
-            try:
-                stream.reconfigure(errors="course-replace")
-            except (ValueError, OSError):  # a stream that cannot change: leave it
-                pass
+def _explain(err: Exception) -> CourseError:
+    """Any error as a CourseError: what went wrong, and what to do."""
+    if isinstance(err, CourseError):
+        return err
+    if isinstance(err, MemoryError) or type(err).__name__ == "OutOfMemoryError":
+        return CourseError(f"out of memory ({type(err).__name__}).",
+                           "Ask for less at once (smaller --n, --batch, --size or --batch-size).")
+    if isinstance(err, OSError):  # no strerror: raised by the course with its own message
+        where = f" {show(err.filename)}" if err.filename else ""
+        return CourseError(str(err) if err.strerror is None
+                           else f"could not read or write{where}: {err.strerror or err}.",
+                           "Check that the path exists and that you may use it.")
+    if isinstance(err, (ValueError, LookupError)):
+        return CourseError(str(err))
+    return CourseError(f"unexpected {type(err).__name__}: {err}",
+                       "This is a bug in the course: rerun with --debug and report the traceback.")
 
 
-def _fail(err: BaseException, code: int, as_json: bool, hint: str = "") -> int:
-    message = err.message if isinstance(err, CourseError) else str(err)
-    hint = err.hint if isinstance(err, CourseError) else hint
-    lines = [line.strip() for line in show(message).splitlines() if line.strip()]
+def _fail(err: CourseError, as_json: bool, code: int | None = None) -> int:
+    """Print the error in one line (JSON with --json); return the exit code."""
+    lines = [line.strip() for line in show(err.message).splitlines() if line.strip()]
     if len(lines) > 2:  # e.g. every problem of a quiz file: the first, and how many more
         lines = [*lines[:2], f"(and {len(lines) - 2} more)"]
-    message = " ".join(" ".join(lines).split())  # one line, always
+    message, hint = " ".join(" ".join(lines).split()), show(err.hint)  # one line, always
     if as_json:
-        print(error_json(message, show(hint)))
+        print(error_json(message, hint))
     else:
-        print(f"error: {message}" + (f" {show(hint)}" if hint else ""), file=sys.stderr)
-    return code
-
-
-def _describe_os_error(err: OSError) -> str:
-    if err.strerror is None:  # raised by the course with its own message
-        return str(err)
-    where = f" {show(err.filename)}" if err.filename else ""
-    return f"could not read or write{where}: {err.strerror or err}."
+        print(f"error: {message}" + (f" {hint}" if hint else ""), file=sys.stderr)
+    return err.exit_code if code is None else code
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -163,7 +156,11 @@ def run(make_parser, argv: list[str]) -> int:
     debug = "--debug" in argv
     argv = [a for a in argv if a != "--debug"]
     as_json = "--json" in argv
-    _safe_streams()
+    for stream in (sys.stdout, sys.stderr):  # undecodable file names print, never crash
+        try:
+            stream.reconfigure(errors="course-replace")
+        except (AttributeError, ValueError, OSError):  # a stream that cannot change: leave it
+            pass
     try:
         parser = make_parser()
         args = parser.parse_args(argv)
@@ -174,22 +171,12 @@ def run(make_parser, argv: list[str]) -> int:
         return int(args.func(args) or 0)
     except SystemExit as err:  # --help, or a command that ends itself
         if isinstance(err.code, str):
-            return _fail(err, 1, as_json)
+            return _fail(CourseError(err.code), as_json)
         return int(err.code or 0)
     except KeyboardInterrupt:
-        return _fail(RuntimeError("interrupted (Ctrl-C); no output file was left half-written."), 130, as_json)
+        return _fail(CourseError("interrupted (Ctrl-C); no output file was left half-written."),
+                     as_json, code=130)
     except Exception as err:  # the contract: one line, the traceback only with --debug
         if debug:
             traceback.print_exc()
-        if isinstance(err, CourseError):
-            return _fail(err, err.exit_code, as_json)
-        if isinstance(err, MemoryError) or type(err).__name__ == "OutOfMemoryError":
-            return _fail(RuntimeError(f"out of memory ({type(err).__name__})."), 1, as_json,
-                         "Ask for less at once (smaller --n, --batch, --size or --batch-size).")
-        if isinstance(err, OSError):
-            return _fail(RuntimeError(_describe_os_error(err)), 1, as_json,
-                         "Check that the path exists and that you may use it.")
-        if isinstance(err, (ValueError, FileNotFoundError, LookupError)):
-            return _fail(err, 1, as_json)
-        return _fail(RuntimeError(f"unexpected {type(err).__name__}: {err}"), 1, as_json,
-                     "This is a bug in the course: rerun with --debug and report the traceback.")
+        return _fail(_explain(err), as_json)

@@ -1,19 +1,8 @@
-"""A mini DALL-E: caption tokens and image tokens in ONE stream, read by a causal transformer.
+"""A mini DALL-E (lesson 05): caption words and image codes in ONE stream, read by a causal GPT.
 
-Lesson 05. DALL-E 1 (Ramesh et al. 2021, "Zero-Shot Text-to-Image Generation") turns an
-image into a grid of discrete codes with a VQ tokenizer, writes the caption's tokens and the
-image's tokens one after the other, and trains a GPT to predict the next token:
-
-    stream = [w_1 ... w_T | c_1 ... c_N]        w: caption words, c: image codes (row by row)
-    loss   = - sum_i log p(c_i | w_1..w_T, c_1..c_{i-1})
-
-To draw a caption, feed its words and sample the image codes one at a time; the VQ decoder
-turns the codes back into pixels. Sample several images and let CLIP rerank them (DALL-E 1
-drew 512 and kept the best). The transformer below follows nanoGPT (Karpathy): one file,
-a `@dataclass` config, the shape of every tensor written beside it.
-
-Beside it: `utils.dalle_data` (caption words, pictures as tiny-VQ codes), `utils.dalle_train`
-(training, the independent judge, the commands), `utils.unclip` (DALL-E 2's prior and decoder).
+DALL-E 1 (Ramesh et al. 2021) writes [w_1 ... w_T | c_1 ... c_N] (words, then the image's VQ
+codes row by row) and trains loss = - sum_i log p(c_i | w, c_1..c_{i-1}). It samples the codes
+one at a time, decodes them, and lets CLIP rerank the samples. The transformer follows nanoGPT.
 """
 
 from __future__ import annotations
@@ -29,14 +18,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .assets import ASSETS_DIR
-from .dalle_data import (
-    SPECIALS,
-    WordTokenizer,
-    fields_of,
-    readable_caption,
-)
+from .dalle_data import SPECIALS, WordTokenizer, fields_of, readable_caption
+from .errors import check_range
 from .io import load_checkpoint, save_checkpoint
-from .models import TINY_VQ_NAME
+from .models import TINY_VQ_NAME, load_clip
+from .tinyvq import load_tiny_vq
 from .viz import to_pil
 
 if TYPE_CHECKING:
@@ -44,10 +30,8 @@ if TYPE_CHECKING:
 
 DALLE_WEIGHTS = ASSETS_DIR / "tiny-dalle.safetensors"
 DALLE_CONFIG = ASSETS_DIR / "tiny-dalle.json"
-RERANKER = TINY_VQ_NAME  # the CLIP that reranks by default: the tiny CLIP, fine-tuned on VQ pictures
-
-
-# ---------------------------------------------------------------- the transformer
+RERANKER = TINY_VQ_NAME  # the default reranker: the tiny CLIP fine-tuned on VQ pictures
+SAMPLE_CHUNK = 64  # images sampled at once by `generate`
 
 
 @dataclass
@@ -60,7 +44,6 @@ class DalleConfig:
     n_layer: int = 4
     n_head: int = 4
     n_embd: int = 128
-    dropout: float = 0.0
 
     @property
     def image_len(self) -> int:
@@ -73,7 +56,7 @@ class DalleConfig:
 
 
 class CausalSelfAttention(nn.Module):
-    """Multi-head attention where position t only sees positions <= t: softmax(Q K^T / sqrt(hs) + mask) V."""
+    """Multi-head attention, position t reads positions <= t: softmax(Q K^T / sqrt(hs) + mask) V."""
 
     def __init__(self, cfg: DalleConfig):
         super().__init__()
@@ -81,28 +64,25 @@ class CausalSelfAttention(nn.Module):
         self.n_head = cfg.n_head
         self.qkv = nn.Linear(cfg.n_embd, 3 * cfg.n_embd)
         self.proj = nn.Linear(cfg.n_embd, cfg.n_embd)
-        self.dropout = cfg.dropout
 
     def forward(self, x: torch.Tensor, cache: dict | None = None) -> torch.Tensor:
         B, T, C = x.shape
-        q, k, v = (part.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # 3 x (B, nh, T, hs)
-                   for part in self.qkv(x).split(C, dim=2))
+        q, k, v = (part.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+                   for part in self.qkv(x).split(C, dim=2))                 # 3 x (B, nh, T, hs)
         if cache is not None:  # sampling: keep the keys and values of the positions seen so far
-            if "k" in cache:
-                k = torch.cat([cache["k"], k], dim=2)                # (B, nh, T_past + T, hs)
+            if cache:
+                k = torch.cat([cache["k"], k], dim=2)                  # (B, nh, T_past + T, hs)
                 v = torch.cat([cache["v"], v], dim=2)
-            cache["k"], cache["v"] = k, v
+            cache.update(k=k, v=v)
         # New positions come last, so they may read every cached one: a mask is needed only
         # when the queries are the whole stream (training, or the first sampling call).
-        attend = partial(F.scaled_dot_product_attention, is_causal=q.shape[2] == k.shape[2],
-                         dropout_p=self.dropout if self.training else 0.0)
-        if torch.is_autocast_enabled("cpu"):  # bf16 training on a CPU: attention is faster in float32 there
+        attend = partial(F.scaled_dot_product_attention, is_causal=q.shape[2] == k.shape[2])
+        if torch.is_autocast_enabled("cpu"):  # bf16 on a CPU: attention is faster in float32
             with torch.autocast("cpu", enabled=False):
                 y = attend(q.float(), k.float(), v.float()).to(q.dtype)
         else:
-            y = attend(q, k, v)                                      # (B, nh, T, hs)
-        y = y.transpose(1, 2).contiguous().view(B, T, C)             # (B, T, C)
-        return self.proj(y)
+            y = attend(q, k, v)                                             # (B, nh, T, hs)
+        return self.proj(y.transpose(1, 2).contiguous().view(B, T, C))     # (B, T, C)
 
 
 class Block(nn.Module):
@@ -113,8 +93,8 @@ class Block(nn.Module):
         self.ln_1 = nn.LayerNorm(cfg.n_embd)
         self.attn = CausalSelfAttention(cfg)
         self.ln_2 = nn.LayerNorm(cfg.n_embd)
-        self.mlp = nn.Sequential(
-            nn.Linear(cfg.n_embd, 4 * cfg.n_embd), nn.GELU(), nn.Linear(4 * cfg.n_embd, cfg.n_embd))
+        self.mlp = nn.Sequential(nn.Linear(cfg.n_embd, 4 * cfg.n_embd), nn.GELU(),
+                                 nn.Linear(4 * cfg.n_embd, cfg.n_embd))
 
     def forward(self, x: torch.Tensor, cache: dict | None = None) -> torch.Tensor:
         x = x + self.attn(self.ln_1(x), cache)
@@ -122,13 +102,9 @@ class Block(nn.Module):
 
 
 class MiniDalle(nn.Module):
-    """GPT over [caption words; image codes]; predicts the image codes only.
-
-    Words and codes have separate embedding tables (two vocabularies, one stream).
-    Position embeddings: one per caption slot; an image token at grid cell (r, c) gets
-    row_emb[r] + col_emb[c], so the model knows which tokens are neighbours in 2-D
-    (DALL-E 1 did the same).
-    """
+    """GPT over [caption words; image codes] that predicts the image codes; two embedding
+    tables, one stream. Positions: one embedding per caption slot, and row_emb[r] + col_emb[c]
+    for the image token at grid cell (r, c), so 2-D neighbours are known (as in DALL-E 1)."""
 
     def __init__(self, cfg: DalleConfig):
         super().__init__()
@@ -151,58 +127,48 @@ class MiniDalle(nn.Module):
             nn.init.zeros_(module.bias)
 
     def embed_prefix(self, words: torch.Tensor) -> torch.Tensor:
-        """The part of the stream the image is conditioned on: word ids (B, T_text) -> (B, T_text, C)."""
+        """What the image is conditioned on: word ids (B, T_text) -> (B, T_text, C)."""
         return self.word_emb(words)
 
-    def positions(self) -> torch.Tensor:
-        """Position embedding of every slot of the stream: (block_size, C)."""
-        grid = self.row_emb.weight[:, None] + self.col_emb.weight[None, :]  # (h, w, C)
-        stream = torch.cat([self.text_pos.weight, grid.flatten(0, 1)])     # (T_text + h*w, C)
-        return stream[: self.cfg.block_size]
-
-    def run(self, x: torch.Tensor, start: int = 0, caches: list[dict] | None = None) -> torch.Tensor:
+    def run(self, x: torch.Tensor, start: int = 0,
+            caches: list[dict] | None = None) -> torch.Tensor:
         """Embedded tokens at stream positions start.. -> final hidden states, (B, T, C)."""
         T = x.shape[1]
         if start + T > self.cfg.block_size:
-            raise ValueError(f"stream of {start + T} tokens is longer than block_size {self.cfg.block_size}")
-        x = x + self.positions()[start:start + T]                          # (B, T, C)
-        for i, block in enumerate(self.blocks):
-            x = block(x, caches[i] if caches is not None else None)
+            raise ValueError(f"stream of {start + T} tokens is longer than block_size "
+                             f"{self.cfg.block_size}")
+        grid = self.row_emb.weight[:, None] + self.col_emb.weight[None, :]  # (h, w, C)
+        positions = torch.cat([self.text_pos.weight, grid.flatten(0, 1)])  # (T_text + h*w, C)
+        x = x + positions[start:start + T]                                 # (B, T, C)
+        for block, cache in zip(self.blocks, caches or [None] * len(self.blocks)):
+            x = block(x, cache)
         return self.ln_f(x)
 
     def forward(self, words: torch.Tensor, codes: torch.Tensor,
                 targets: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """words (B, T_text), codes (B, n) with n < image_len -> logits (B, n + 1, K).
-
-        logits[:, i] is the distribution of image token i given the caption and codes[:, :i].
-        With targets (B, n + 1), also returns the mean cross-entropy.
-        """
+        """words (B, T_text), codes (B, n) with n < image_len -> logits (B, n + 1, K), where
+        logits[:, i] predicts image token i from the caption and codes[:, :i]; with targets
+        (B, n + 1), also the mean cross-entropy."""
         prefix = self.embed_prefix(words)                                  # (B, T_text, C)
-        n_text = prefix.shape[1]
-        x = torch.cat([prefix, self.code_emb(codes)], dim=1)             # (B, T, C)
-        h = self.run(x)                                                    # (B, T, C)
-        logits = self.head(h[:, n_text - 1:])                              # (B, n + 1, K)
-        loss = None
-        if targets is not None:
-            loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten())
-        return logits, loss
+        h = self.run(torch.cat([prefix, self.code_emb(codes)], dim=1))     # (B, T, C)
+        logits = self.head(h[:, prefix.shape[1] - 1:])                     # (B, n + 1, K)
+        if targets is None:
+            return logits, None
+        return logits, F.cross_entropy(logits.flatten(0, 1), targets.flatten())
 
     def loss(self, words: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
         """Next-token loss of full images: words (B, T_text), codes (B, N) -> scalar."""
-        _, loss = self(words, codes[:, :-1], targets=codes)
-        return loss
+        return self(words, codes[:, :-1], targets=codes)[1]
 
     @torch.no_grad()
     def sample(self, words: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
                generator: torch.Generator | None = None, guidance: float = 1.0,
                empty: torch.Tensor | None = None) -> torch.Tensor:
-        """Draw image codes one by one: words (B, T_text) -> codes (B, N).
+        """Draw image codes one by one, with a KV cache: words (B, T_text) -> codes (B, N).
 
-        p(c_i) = softmax(logits_i / temperature), restricted to the top_k likeliest codes.
-        top_k=1 is greedy decoding. With guidance s != 1 and `empty` (the ids of the empty
-        caption, (1, T_text)), classifier-free guidance:
+        p(c_i) = softmax(logits_i / temperature) over the top_k likeliest codes (1: greedy).
+        Classifier-free guidance s != 1, with `empty` the empty caption's ids (1, T_text):
             logits = logits(empty) + s * (logits(caption) - logits(empty)).
-        A KV cache keeps each layer's keys and values, so each step processes one new token.
         """
         if temperature <= 0:
             raise ValueError("temperature must be > 0 (use top_k=1 for greedy decoding)")
@@ -232,25 +198,21 @@ class MiniDalle(nn.Module):
         return codes
 
 
-# ---------------------------------------------------------------- the bundle: tokenizer + model + VQ
-
-
 @dataclass
 class Sampling:
     """How each code is drawn: p = softmax(logits / temperature) over the top_k likeliest codes
-    (None: all; 1: greedy), with classifier-free guidance scale `guidance` (1: none). A temperature
-    or guidance of None is the model's own (`TinyDalle`)."""
+    (None: all; 1: greedy), with classifier-free guidance scale `guidance` (1: none). A
+    temperature or guidance of None is the model's own (`TinyDalle`)."""
 
     temperature: float | None = None
     top_k: int | None = None
     guidance: float | None = None
 
     def __post_init__(self):
-        from .errors import check_range
-
-        check_range("temperature", None if self.temperature is None else float(self.temperature), 0, strict_lo=True)
+        t, g = self.temperature, self.guidance
+        check_range("temperature", None if t is None else float(t), 0, strict_lo=True)
         check_range("top_k", self.top_k, 1)
-        check_range("guidance", None if self.guidance is None else float(self.guidance), 0)
+        check_range("guidance", None if g is None else float(g), 0)
 
 
 @dataclass
@@ -260,12 +222,8 @@ class TinyDalle:
     model: MiniDalle
     tokenizer: WordTokenizer
     vq: nn.Module
-    guidance: float = 1.0  # the sampling defaults saved with the model: classifier-free guidance scale,
+    guidance: float = 1.0  # the sampling defaults saved with the model: guidance scale
     temperature: float = 1.0  # and temperature
-
-    @property
-    def grid(self) -> tuple[int, int]:
-        return tuple(self.vq.grid)
 
     def sampling(self, sampling: Sampling | None = None) -> Sampling:
         """`sampling` with the model's own temperature and guidance where it leaves them None."""
@@ -273,50 +231,52 @@ class TinyDalle:
         return Sampling(self.temperature if s.temperature is None else s.temperature, s.top_k,
                         self.guidance if s.guidance is None else s.guidance)
 
-    def sample_codes(self, captions: Sequence[str], sampling: Sampling | None = None, seed: int = 0) -> torch.Tensor:
+    def sample_codes(self, captions: Sequence[str], sampling: Sampling | None = None,
+                     seed: int = 0) -> torch.Tensor:
         """One code grid per caption: (B,) captions -> (B, h, w) long, on the model's device."""
         s, device = self.sampling(sampling), next(self.model.parameters()).device
         gen = torch.Generator(device=device).manual_seed(seed)
         self.model.eval()
-        codes = self.model.sample(self.tokenizer.encode(captions).to(device), s.temperature, s.top_k,
-                                  gen, s.guidance, self.tokenizer.encode("").to(device))  # (B, N)
-        return codes.view(len(captions), *self.grid)
+        codes = self.model.sample(self.tokenizer.encode(captions).to(device), s.temperature,
+                                  s.top_k, gen, s.guidance, self.tokenizer.encode("").to(device))
+        return codes.view(len(captions), *self.vq.grid)                   # (B, h, w)
 
     @torch.no_grad()
     def draw(self, captions: Sequence[str], sampling: Sampling | None = None, seed: int = 0,
              batch_size: int = 64) -> torch.Tensor:
         """Images for the captions: (B,) -> (B, 3, H, W) in [0, 1], on the CPU; batch j of
         `batch_size` draws from seed + j * batch_size."""
-        out = []
-        for start in range(0, len(captions), batch_size):
-            codes = self.sample_codes(list(captions[start:start + batch_size]), sampling, seed + start)  # (b, h, w)
-            out.append(self.vq.decode_codes(codes).cpu())
-        return torch.cat(out)
+        codes = [self.sample_codes(list(captions[i:i + batch_size]), sampling, seed + i)
+                 for i in range(0, len(captions), batch_size)]              # (b, h, w) each
+        return torch.cat([self.vq.decode_codes(c).cpu() for c in codes])
 
 
-def save_tiny_dalle(bundle: TinyDalle, weights: Path = DALLE_WEIGHTS, extra: dict | None = None) -> Path:
+def save_tiny_dalle(bundle: TinyDalle, weights: Path = DALLE_WEIGHTS,
+                    extra: dict | None = None) -> Path:
     """Write the transformer (float16 safetensors) and a JSON config with its vocabulary."""
     return save_checkpoint(bundle.model, weights, {
-        **asdict(bundle.model.cfg), "words": bundle.tokenizer.vocab[len(SPECIALS):], "guidance": bundle.guidance,
-        "temperature": bundle.temperature, "image_tokenizer": "utils.tinyvq (tiny-vq.safetensors)", **(extra or {})})
+        **asdict(bundle.model.cfg), "words": bundle.tokenizer.vocab[len(SPECIALS):],
+        "guidance": bundle.guidance, "temperature": bundle.temperature,
+        "image_tokenizer": "utils.tinyvq (tiny-vq.safetensors)", **(extra or {})})
 
 
 def load_tiny_dalle(weights: str | Path | None = None, vq_weights: str | Path | None = None,
                     device: str | torch.device = "cpu") -> TinyDalle:
-    """The bundled mini DALL-E (or `weights`, with its .json beside it) and the tiny VQ, on `device`."""
-    from .tinyvq import load_tiny_vq
-
-    state, raw, weights = load_checkpoint(weights, DALLE_WEIGHTS, "mini DALL-E", "python -m course_tools train dalle")
+    """The bundled mini DALL-E (or `weights`, .json beside it) and the tiny VQ, on `device`."""
+    state, raw, weights = load_checkpoint(weights, DALLE_WEIGHTS, "mini DALL-E",
+                                          "python -m course_tools train dalle")
     cfg = DalleConfig(**fields_of(DalleConfig, raw))
     model = MiniDalle(cfg)
     model.load_state_dict(state)
     vq = load_tiny_vq(vq_weights, device=device)
     if vq.cfg.n_codes != cfg.image_vocab or tuple(vq.grid) != (cfg.image_rows, cfg.image_cols):
         raise ValueError(f"{weights} was trained on {cfg.image_vocab} codes in a {cfg.image_rows}x"
-                         f"{cfg.image_cols} grid, the tiny VQ has {vq.cfg.n_codes} in {tuple(vq.grid)}: it was rebuilt "
-                         "after the DALL-E. Retrain it: python -m course_tools train dalle")
-    return TinyDalle(model.to(device).eval().requires_grad_(False), WordTokenizer(raw["words"], cfg.text_len),
-                     vq, raw.get("guidance", 1.0), raw.get("temperature", 1.0))
+                         f"{cfg.image_cols} grid, the tiny VQ has {vq.cfg.n_codes} in "
+                         f"{tuple(vq.grid)}: it was rebuilt after the DALL-E. Retrain it: "
+                         "python -m course_tools train dalle")
+    return TinyDalle(model.to(device).eval().requires_grad_(False),
+                     WordTokenizer(raw["words"], cfg.text_len), vq,
+                     raw.get("guidance", 1.0), raw.get("temperature", 1.0))
 
 
 _CACHE: dict[tuple, object] = {}
@@ -328,25 +288,16 @@ def bundled(name: str = "dalle", device: str | torch.device = "cpu"):
     fine-tuned on tiny-VQ pictures: `RERANKER`)."""
     key = (name, str(device))
     if key not in _CACHE:
-        from .models import load_clip
-
-        _CACHE[key] = load_tiny_dalle(device=device) if name == "dalle" else load_clip(name, device=device)
+        _CACHE[key] = (load_tiny_dalle(device=device) if name == "dalle"
+                       else load_clip(name, device=device))
     return _CACHE[key]
-
-
-# ---------------------------------------------------------------- generate and rerank
-
-
-def clip_scores(clip, images: torch.Tensor, caption: str) -> torch.Tensor:
-    """Cosine similarity between each image and the caption under `clip`: (B, 3, H, W) -> (B,)."""
-    return (clip.encode_images(to_pil(images)) @ clip.encode_texts([caption]).T).squeeze(1).cpu()  # (B, D) @ (D, 1)
 
 
 @dataclass
 class Generation:
-    """n samples for one caption, best CLIP score first (on the CPU): images (n, 3, H, W) in [0, 1];
-    scores (n,) CLIP cosine similarities; order (n,) the index each image had among the samples as
-    drawn (order[0]: the one CLIP liked best); drawn (n, 3, H, W): the samples before reranking."""
+    """n samples for one caption, best CLIP score first (on the CPU): images (n, 3, H, W) in
+    [0, 1]; scores (n,) CLIP cosine similarities; order (n,) each image's index among the
+    samples as drawn (order[0]: CLIP's favourite); drawn (n, 3, H, W): before reranking."""
 
     caption: str
     images: torch.Tensor
@@ -360,31 +311,23 @@ class Generation:
         return to_pil(self.images)
 
 
-SAMPLE_CHUNK = 64  # images sampled at once by `generate`
-
-
-def generate(caption: str, n: int = 8, sampling: Sampling | None = None, seed: int = 0, rerank: bool = True,
-             dalle: TinyDalle | None = None, clip=None) -> Generation:
-    """Draw n images for `caption` and rerank them with CLIP, as DALL-E 1 did.
-
-    score_i = cos(CLIP_image(x_i), CLIP_text(caption)); images come back sorted by score.
-    With rerank=False the images keep the order they were drawn in (scores still given).
-    dalle and clip default to the bundled mini DALL-E and the tiny CLIP fine-tuned on tiny-VQ
-    pictures (`RERANKER`: the plain tiny CLIP misreads the VQ's blurred outlines);
-    sampling: temperature, top-k and guidance (`Sampling`; None: the model's own).
-    """
-    from .errors import check_range
-
+def generate(caption: str, n: int = 8, sampling: Sampling | None = None, seed: int = 0,
+             rerank: bool = True, dalle: TinyDalle | None = None, clip=None) -> Generation:
+    """Draw n images for `caption` and rerank them by score_i = cos(CLIP_image(x_i),
+    CLIP_text(caption)), as DALL-E 1 did (rerank=False: kept in the order drawn). dalle and
+    clip default to the bundled mini DALL-E and `RERANKER` (the plain tiny CLIP misreads the
+    VQ's blurred outlines); sampling: `Sampling` (None: the model's own)."""
     check_range("n", n, 1)
     dalle, clip = dalle or bundled("dalle"), clip or bundled(RERANKER)
     caption = readable_caption(caption, dalle.tokenizer)  # English, or refused in one line
-    # in chunks of SAMPLE_CHUNK: memory stays bounded for any n (chunk j draws from seed + j)
+    # in chunks of SAMPLE_CHUNK, chunk j from seed + j: memory stays bounded for any n
     codes = torch.cat([dalle.sample_codes([caption] * min(SAMPLE_CHUNK, n - start), sampling,
                                           seed + start // SAMPLE_CHUNK)
-                       for start in range(0, n, SAMPLE_CHUNK)])               # (n, h, w)
+                       for start in range(0, n, SAMPLE_CHUNK)])             # (n, h, w)
     with torch.no_grad():
         drawn = dalle.vq.decode_codes(codes).cpu()                          # (n, 3, H, W)
-    scores = clip_scores(clip, drawn, caption)                              # (n,)
+    scores = (clip.encode_images(to_pil(drawn))
+              @ clip.encode_texts([caption]).T).squeeze(1).cpu()            # (n, D) @ (D, 1)
     order = scores.argsort(descending=True) if rerank else torch.arange(n)
     return Generation(caption, drawn[order], scores[order], order, drawn, codes.cpu()[order],
                       dalle.sampling(sampling).guidance)

@@ -1,42 +1,35 @@
-"""Lesson 05's data: captions as word tokens, pictures as tiny-VQ codes.
+"""Lesson 05's data: captions as word tokens, pictures as tiny-VQ codes, from the shapes world.
 
-The mini DALL-E (`utils.dalle`) reads one stream `[w_1 ... w_T | c_1 ... c_N]`; this module
-makes both halves from the shapes world (`utils.data`):
-- words: `WordTokenizer`, one token per word of the shapes world ("a", "red", "circle"...).
-  DALL-E 1 used BPE over 16k subwords because real captions are open-ended; ours are not.
-  The course's labels in other languages are translated (`translate_caption`); any other
-  caption the word-level models cannot read is refused in one line (`check_caption`).
-- codes: `render_kept` draws the pictures a model learns from (large shapes on plain
-  backgrounds, `keep_pictures`), `vq_codes` turns them into the tiny VQ's codes (lesson 04).
+`WordTokenizer`: one token per word (DALL-E 1 used BPE: real captions are open-ended, ours are
+not); the course's labels in other languages are translated, other captions it cannot read are
+refused (`readable_caption`). `render_kept` draws the pictures a model learns from and
+`vq_codes` turns them into the tiny VQ's codes (lesson 04).
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 import re
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 
-from .captions import LANGUAGES as COURSE_LANGUAGES
+from . import captions, data
+from .errors import UsageError
 
 PAD, UNK, IMG = "<pad>", "<unk>", "<img>"
 SPECIALS = [PAD, UNK, IMG]
 
 
-# ---------------------------------------------------------------- caption tokens
-
-
 class WordTokenizer:
-    """Caption -> `length` word ids: [w_1 .. w_k, <pad> .. <pad>, <img>].
+    """Caption -> `length` word ids: [w_1 .. w_k, <pad> .. <pad>, <img>]; <img> predicts the
+    first image token, unknown words become <unk>, longer captions are refused (never cut).
 
-    The last slot is always `<img>`: the position whose output predicts the first image
-    token. Unknown words become `<unk>`; a caption longer than `length - 1` words is refused.
-
-    >>> tok = WordTokenizer(["a", "red", "circle"], length=5)
-    >>> tok.encode(["a red circle"]).tolist()
+    >>> WordTokenizer(["a", "red", "circle"], length=5).encode(["a red circle"]).tolist()
     [[3, 4, 5, 0, 2]]
     """
 
@@ -50,26 +43,20 @@ class WordTokenizer:
 
     @staticmethod
     def split(caption: str) -> list[str]:
-        """Lower-case words, punctuation dropped: "A red, circle." -> ["a", "red", "circle"].
-
-        Any script counts as a word ("红色的圆形" is one word here), so nothing is dropped unseen.
-        """
+        """Lower-case words in any script: "A red, circle." -> ["a", "red", "circle"]."""
         return re.findall(r"\w+", caption.lower())
 
     def encode(self, captions: str | Sequence[str]) -> torch.Tensor:
-        """(B,) captions -> (B, length) long ids; a caption longer than `length - 1` words is
-        refused (ValueError), never cut."""
-        if isinstance(captions, str):
-            captions = [captions]
+        """(B,) captions -> (B, length) long ids; ValueError for more than `length - 1` words."""
+        captions = [captions] if isinstance(captions, str) else captions
         ids = torch.full((len(captions), self.length), self.index[PAD], dtype=torch.long)
+        ids[:, -1], unk = self.index[IMG], self.index[UNK]
         for row, caption in enumerate(captions):
             words = self.split(caption)
             if len(words) > self.length - 1:
                 raise ValueError(f"the caption {caption!r} has {len(words)} words, more than the "
                                  f"{self.length - 1} of the context: shorten it")
-            ids[row, : len(words)] = torch.tensor(
-                [self.index.get(w, self.index[UNK]) for w in words], dtype=torch.long)
-            ids[row, -1] = self.index[IMG]
+            ids[row, :len(words)] = torch.tensor([self.index.get(w, unk) for w in words])
         return ids
 
     def decode(self, ids: torch.Tensor) -> list[str]:
@@ -82,29 +69,23 @@ class WordTokenizer:
         return [w for w in self.split(caption) if w not in self.index]
 
 
-def _phrase_key(text: str) -> str:
-    return " ".join(re.findall(r"\w+", text.lower()))
-
-
 @functools.lru_cache(maxsize=1)
 def _phrasebook() -> dict[str, tuple[str, str]]:
-    """Every class label and description `utils.captions` writes in fr es it pt zh ("un cercle
-    rouge", "红色的圆形", "une grande étoile orange à gauche") -> (the English caption, language)."""
-    from . import captions, data
+    """Every label and description `utils.captions` writes in fr es it pt zh ("un cercle rouge",
+    "红色的圆形") -> (the English caption, language)."""
+    def key(text: str) -> str:
+        return " ".join(WordTokenizer.split(text))
 
-    book = {}
-    for lang in COURSE_LANGUAGES[1:]:
-        for colour in data.COLOURS:
-            for shape in data.SHAPES:
-                book[_phrase_key(captions.label(colour, shape, lang))] = (pair_caption(colour, shape), lang)
-                for size in data.SIZES:
-                    attrs = {"colour": colour, "shape": shape, "size": size, "position": "left"}
-                    book[_phrase_key(captions.describe(attrs, lang, where=False))] = (
-                        data.caption(attrs, "a {size} {colour} {shape}"), lang)
-                    for position in data.POSITIONS:
-                        attrs = {**attrs, "position": position}
-                        book[_phrase_key(captions.describe(attrs, lang))] = (
-                            data.caption(attrs, "a {size} {colour} {shape} {where}"), lang)
+    book, short, full = {}, "a {size} {colour} {shape}", "a {size} {colour} {shape} {where}"
+    for lang, colour, shape in itertools.product(captions.LANGUAGES[1:], data.COLOURS, data.SHAPES):
+        book[key(captions.label(colour, shape, lang))] = (pair_caption(colour, shape), lang)
+        for size in data.SIZES:
+            attrs = {"colour": colour, "shape": shape, "size": size, "position": "left"}
+            sized = captions.describe(attrs, lang, where=False)
+            book[key(sized)] = (data.caption(attrs, short), lang)
+            for position in data.POSITIONS:
+                attrs = {**attrs, "position": position}
+                book[key(captions.describe(attrs, lang))] = (data.caption(attrs, full), lang)
     return book
 
 
@@ -115,49 +96,43 @@ def translate_caption(caption: str) -> tuple[str, str] | None:
     >>> translate_caption("un cercle rouge")
     ('a red circle', 'fr')
     """
-    return _phrasebook().get(_phrase_key(caption))
+    return _phrasebook().get(" ".join(WordTokenizer.split(caption)))
 
 
-def check_caption(caption: str, tokenizer: WordTokenizer, reader: str = "the mini DALL-E") -> list[str]:
-    """Refuse, in one line, a caption that `reader` cannot read; return its unknown words.
-
-    The word-level models of lesson 05 learned English shapes-world captions only. Refused
-    (`UsageError`): a caption longer than the context (more than `length - 1` words: it would
-    be cut), text with no word in it, and a caption in another language (an unknown word
-    outside a-z, e.g. "红色的圆形", or more unknown words than known ones: "un cercle rouge").
-    Kept: a few unknown English words ("a small red circle" for a model that never saw
-    "small"), read as <unk>; the caller warns about them.
-    """
-    from .errors import UsageError
-
-    words = tokenizer.split(caption)
+def check_caption(caption: str, tokenizer: WordTokenizer,
+                  reader: str = "the mini DALL-E") -> list[str]:
+    """Refuse (`UsageError`, one line) what `reader` cannot read: a caption longer than its
+    context, no word, another language (an unknown word outside a-z, or more unknown words than
+    known ones). Returns the unknown English words ("small"), which are read as <unk>."""
+    words, known = tokenizer.split(caption), " ".join(tokenizer.vocab[len(SPECIALS):])
     if caption.strip() and not words:
-        raise UsageError(f"{reader} found no word in the caption {caption!r}.", 'Write one, e.g. "a red circle".')
+        raise UsageError(f"{reader} found no word in the caption {caption!r}.",
+                         'Write one, e.g. "a red circle".')
     if len(words) > tokenizer.length - 1:
-        raise UsageError(f"the caption has {len(words)} words; {reader} reads at most {tokenizer.length - 1} "
-                         "(its context) and will not cut it.", 'Shorten it, e.g. "a red circle on the left".')
+        raise UsageError(f"the caption has {len(words)} words; {reader} reads at most "
+                         f"{tokenizer.length - 1} (its context) and will not cut it.",
+                         'Shorten it, e.g. "a red circle on the left".')
     unknown = tokenizer.unknown_words(caption)
-    foreign = [w for w in unknown if not re.fullmatch(r"[a-z0-9]+", w)]  # another script or accents
+    foreign = [w for w in unknown if not re.fullmatch(r"[a-z0-9]+", w)]  # other scripts, accents
     if foreign or len(unknown) > len(words) - len(unknown):
-        others = ", ".join(lang for lang in COURSE_LANGUAGES if lang != "en")
-        raise UsageError(f"{reader} reads English captions only, and in {others} only the course's labels "
-                         f"as written (\"un cercle rouge\", \"红色的圆形\"): it does not know {' '.join(unknown)!r}.",
-                         f"Write the caption in English with its words: {' '.join(tokenizer.vocab[len(SPECIALS):])}.")
+        others = ", ".join(lang for lang in captions.LANGUAGES if lang != "en")
+        raise UsageError(f"{reader} reads English captions only, and in {others} only the course's "
+                         f"labels as written (\"un cercle rouge\", \"红色的圆形\"): it does not know "
+                         f"{' '.join(unknown)!r}.",
+                         f"Write the caption in English with its words: {known}.")
     return unknown
 
 
-def readable_caption(caption: str, tokenizer: WordTokenizer, reader: str = "the mini DALL-E") -> str:
+def readable_caption(caption: str, tokenizer: WordTokenizer,
+                     reader: str = "the mini DALL-E") -> str:
     """The English caption `reader` draws: a course label in another language is translated
-    (with a warning), a caption it cannot read is refused (`check_caption`), and unknown
-    English words are read as <unk> (with a warning)."""
-    import warnings
-
+    and unknown English words are read as <unk> (with warnings); `check_caption` refuses."""
     translated = translate_caption(caption)  # "un cercle rouge" -> "a red circle", said out loud
     if translated:
         warnings.warn(f"{reader} reads English: {caption!r} ({translated[1]}) is drawn as "
                       f"{translated[0]!r}", stacklevel=3)
         caption = translated[0]
-    unknown = check_caption(caption, tokenizer, reader)  # refuses other languages and long captions
+    unknown = check_caption(caption, tokenizer, reader)
     if unknown:
         warnings.warn(f"{reader} never saw the words {unknown}: they are read as <unk>. "
                       f"It knows: {' '.join(tokenizer.vocab[len(SPECIALS):])}", stacklevel=3)
@@ -165,49 +140,25 @@ def readable_caption(caption: str, tokenizer: WordTokenizer, reader: str = "the 
 
 
 def shapes_world_words(sizes: Sequence[str] | None = None) -> list[str]:
-    """Every word a shapes-world caption can hold (utils.data templates and attributes).
-
-    sizes: the size words to include (default all); a model trained on large shapes only
-    should not pretend to know "small".
-    """
-    from . import data
-
-    words: list[str] = []
-    sizes = data.SIZES if sizes is None else sizes
-    for text in [*data.TEMPLATES, *data.WHERE.values(), *data.COLOURS, *data.SHAPES, *sizes, "an"]:
-        words += WordTokenizer.split(re.sub(r"\{\w+\}", " ", text))
+    """Every word a shapes-world caption can hold; sizes: the size words to include (default
+    all): a model trained on large shapes only should not pretend to know "small"."""
+    texts = [*data.TEMPLATES, *data.WHERE.values(), *data.COLOURS, *data.SHAPES,
+             *(data.SIZES if sizes is None else sizes), "an"]
+    words = [w for text in texts for w in WordTokenizer.split(re.sub(r"\{\w+\}", " ", text))]
     return list(dict.fromkeys(words))
 
 
 def pair_caption(colour: str, shape: str, template: str = "a {colour} {shape}") -> str:
     """The caption of a colour-shape pair: ("orange", "star") -> "an orange star"."""
-    from . import data
-
-    return data.caption({"colour": colour, "shape": shape, "size": "large", "position": "left"}, template)
-
-
-# ---------------------------------------------------------------- pictures as codes
-
-
-@dataclass
-class TokenData:
-    """The training set as tokens: codes (N, h*w) long; words (N, n_templates, text_len) long,
-    one tokenized caption per template, so each step can pick a fresh wording."""
-
-    codes: torch.Tensor
-    words: torch.Tensor
-    attrs: list[dict]
+    attrs = {"colour": colour, "shape": shape, "size": "large", "position": "left"}
+    return data.caption(attrs, template)
 
 
 @dataclass
 class PictureSet:
-    """A reproducible set of shapes-world pictures: the first `n` that `keep_pictures` keeps,
-    rendered in chunks of `chunk` with seeds first_seed, first_seed + 1, ...
-
-    plain_only: keep only pictures with a plain background (see `plain_background`);
-    sizes: keep only shapes of these sizes (None: all);
-    upright_only: keep only shapes drawn upright (half the shapes world turns its shapes at random).
-    """
+    """A reproducible set of shapes-world pictures: the first `n` that `keep_pictures` keeps
+    (plain_only: plain backgrounds; sizes: these sizes, None: all; upright_only: shapes not
+    turned), rendered in chunks of `chunk` with seeds first_seed, first_seed + 1, ..."""
 
     n: int
     first_seed: int = 0
@@ -218,37 +169,22 @@ class PictureSet:
     upright_only: bool = False
 
 
-def build_token_data(vq: nn.Module, tokenizer: WordTokenizer, pictures: PictureSet,
-                     progress: bool = True) -> TokenData:
-    """Render `pictures`, turn them into VQ codes and their captions (every template) into words."""
-    from . import data
-
-    images, attrs = render_kept(pictures, progress, "images -> tokens")
-    codes = vq_codes(vq, images, pictures.chunk)                            # (N, h*w)
-    captions = [[data.caption(a, template) for template in data.TEMPLATES] for a in attrs]
-    words = tokenizer.encode([c for row in captions for c in row])          # (N * n_t, text_len)
-    return TokenData(codes, words.view(len(attrs), len(data.TEMPLATES), -1), attrs)
-
-
 def render_kept(pictures: PictureSet, progress: bool = False,
                 desc: str = "rendering") -> tuple[torch.Tensor, list[dict]]:
-    """The pictures of `pictures`: (N, 3, H, W) in [0, 1] and their attributes; the same set
-    gives the same pictures."""
+    """The pictures of `pictures`, (N, 3, H, W) in [0, 1], and their attributes."""
     from tqdm.auto import tqdm
-
-    from . import data
 
     images, attrs = [], []
     with tqdm(total=pictures.n, desc=desc, disable=not progress, unit="image") as bar:
-        for batch in range(10**6):
-            drawn, drawn_attrs = data.render_batch(pictures.chunk, seed=pictures.first_seed + batch,
-                                                   split=pictures.split, as_tensor=True)
+        for seed in itertools.count(pictures.first_seed):
+            drawn, drawn_attrs = data.render_batch(pictures.chunk, seed=seed, split=pictures.split,
+                                                   as_tensor=True)
             keep = keep_pictures(drawn, drawn_attrs, pictures.plain_only, pictures.sizes,
-                                 pictures.upright_only)  # (chunk,) bool
-            kept_attrs = [a for a, k in zip(drawn_attrs, keep) if k][: pictures.n - len(attrs)]
-            images.append(drawn[keep][: len(kept_attrs)])
-            attrs += kept_attrs
-            bar.update(len(kept_attrs))
+                                 pictures.upright_only)                    # (chunk,) bool
+            kept = [a for a, k in zip(drawn_attrs, keep) if k][:pictures.n - len(attrs)]
+            images.append(drawn[keep][:len(kept)])
+            attrs += kept
+            bar.update(len(kept))
             if len(attrs) >= pictures.n:
                 break
     return torch.cat(images), attrs
@@ -275,12 +211,9 @@ def keep_pictures(images: torch.Tensor, attrs: list[dict], plain_only: bool = Fa
 
 def plain_background(images: torch.Tensor, patch: int = 6, max_std: float = 0.03,
                      max_spread: float = 0.06) -> torch.Tensor:
-    """Which pictures have a plain background: (B, 3, H, W) -> (B,) bool.
-
-    Look at the four corner patches; a shape may cover one of them, so keep the three
-    flattest. The background is plain if they are flat (pixel std < max_std) and alike
-    (their mean brightness differs by < max_spread): no gradient, stripes or noise.
-    """
+    """Which pictures have a plain background: (B, 3, H, W) -> (B,) bool. Of the four corner
+    patches (a shape may cover one) the three flattest must be flat (pixel std < max_std) and
+    alike (mean brightness within max_spread): no gradient, stripes or noise."""
     p = patch
     corners = torch.stack([images[:, :, :p, :p], images[:, :, :p, -p:],
                            images[:, :, -p:, :p], images[:, :, -p:, -p:]], 1)  # (B, 4, 3, p, p)
@@ -288,13 +221,9 @@ def plain_background(images: torch.Tensor, patch: int = 6, max_std: float = 0.03
     mean = corners.flatten(2).mean(-1)                                 # (B, 4) brightness
     flattest = std.argsort(dim=1)[:, :3]                               # (B, 3)
     std3, mean3 = std.gather(1, flattest), mean.gather(1, flattest)    # (B, 3) each
-    spread = mean3.amax(1) - mean3.amin(1)                             # (B,)
-    return (std3.amax(1) < max_std) & (spread < max_spread)
-
-
-# ---------------------------------------------------------------- saved configs
+    return (std3.amax(1) < max_std) & (mean3.amax(1) - mean3.amin(1) < max_spread)
 
 
 def fields_of(cls, raw: dict) -> dict:
-    """The entries of a saved config (JSON beside the weights) that are fields of the dataclass `cls`."""
+    """The entries of a saved config (JSON beside the weights) that are fields of `cls`."""
     return {k: v for k, v in raw.items() if k in cls.__dataclass_fields__}

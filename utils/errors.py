@@ -1,11 +1,7 @@
-"""The course's exceptions and the one error contract of `python -m utils` (utils/cli.py).
-
-A `CourseError` says what went wrong (`message`) and what to do (`hint`). On the command line a
-`UsageError` (a bad argument, found before any work) exits 2, any other error exits 1, in one
-line; `--json` prints {"error": ..., "hint": ...}; `--debug` adds the traceback. JSON goes
-through `to_json`: NaN becomes null, and a file name that is not UTF-8 is shown with U+FFFD
-and kept exactly, base64-encoded, under key + "_b64".
-"""
+"""The course's exceptions and the one error contract of `python -m utils` (utils/cli.py): a
+`UsageError` (a bad argument, found before any work) exits 2, any other error 1, in one line;
+`--json` prints {"error": ..., "hint": ...} via `to_json` (NaN -> null; a non-UTF-8 file name is
+shown with U+FFFD and kept exactly, base64, under key + "_b64"); `--debug` adds the traceback."""
 
 from __future__ import annotations
 
@@ -44,18 +40,20 @@ class Range:
     strict_lo: bool = False
 
     def describe(self) -> str:
-        low = f"more than {self.lo}" if self.strict_lo else f"at least {self.lo}"
         if self.lo is not None and self.hi is not None and not self.strict_lo:
             return f"from {self.lo} to {self.hi}"
-        parts = ([low] if self.lo is not None else []) + ([f"at most {self.hi}"] if self.hi is not None else [])
+        low = f"more than {self.lo}" if self.strict_lo else f"at least {self.lo}"
+        parts = [low] if self.lo is not None else []
+        parts += [f"at most {self.hi}"] if self.hi is not None else []
         return " and ".join(parts) or "a finite number"
 
     def check(self, flag: str, value) -> None:
-        """Raise UsageError naming `flag` when `value` is not allowed."""
+        """Raise UsageError naming `flag` when `value` is not allowed (None always is)."""
         if value is None:
             return
         if isinstance(value, float) and not math.isfinite(value):
-            raise UsageError(f"argument {flag}: must be a finite number ({self.describe()}), got {value}.")
+            raise UsageError(f"argument {flag}: must be a finite number ({self.describe()}), "
+                             f"got {value}.")
         too_low = self.lo is not None and (value <= self.lo if self.strict_lo else value < self.lo)
         if too_low or (self.hi is not None and value > self.hi):
             raise UsageError(f"argument {flag}: must be {self.describe()}, got {value}.")
@@ -74,8 +72,9 @@ def check_output(path: str | os.PathLike, flag: str = "--out", force: bool = Fal
     what = "folder" if folder else "file"
     if path.exists():
         if path.is_dir() != folder:
-            raise UsageError(f"argument {flag}: {show(path)} is a {'file' if folder else 'folder'}, "
-                             f"not a {what}.", f"Choose a {what} name.")
+            raise UsageError(f"argument {flag}: {show(path)} is a "
+                             f"{'file' if folder else 'folder'}, not a {what}.",
+                             f"Choose a {what} name.")
         if not force and (not folder or any(path.iterdir())):
             raise UsageError(f"argument {flag}: {show(path)} already exists"
                              f"{' and is not empty' if folder else ''}; nothing is overwritten.",
@@ -100,7 +99,8 @@ def show(text) -> str:
 
 def show_progress(args) -> bool:
     """Progress bars only for a person at a terminal: not with --json, not into a log or a pipe."""
-    return not getattr(args, "json", False) and hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
+    at_terminal = hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
+    return not getattr(args, "json", False) and at_terminal
 
 
 def _has_surrogates(text: str) -> bool:

@@ -16,16 +16,16 @@ def exercise_check(number: int) -> Iterator[None]:
     try:
         yield
     except (NotImplementedError, NameError) as err:
-        detail = str(err) or type(err).__name__
-        raise AssertionError(t("Exercise {n} is not solved yet ({e}). Replace `raise NotImplementedError()` "
-                               "in the cell above with your code, run it, then run this check again.",
-                               n=number, e=detail)) from None
+        raise AssertionError(t(
+            "Exercise {n} is not solved yet ({e}). Replace `raise NotImplementedError()` in the "
+            "cell above with your code, run it, then run this check again.",
+            n=number, e=str(err) or type(err).__name__)) from None
     except AssertionError as err:
         raise AssertionError(t("Exercise {n}: not yet. {hint}", n=number, hint=str(err))) from None
 
 
 def answer_digest(value: object) -> str:
-    """A short digest of an answer (floats to 2 decimals, 128.0 as 128): a check need not show it."""
+    """A short digest of an answer (floats to 2 decimals, 128.0 as 128), so a check hides it."""
     if isinstance(value, float):
         value = round(value, 2)
         value = int(value) if value.is_integer() else value
@@ -40,21 +40,23 @@ def same_answer(value: object, digest: str) -> bool:
 def same_peaks(similarities, temperatures, answer) -> bool:
     """Whether `answer` holds, for each temperature, the largest probability of
     softmax(similarities / temperature), to 3 decimals (lesson 01, exercise 2)."""
-    return len(answer) == len(temperatures) and all(
-        abs(float(p) - (similarities / tau).softmax(-1).max().item()) < 1e-3 for p, tau in zip(answer, temperatures))
+    peaks = [(similarities / tau).softmax(-1).max().item() for tau in temperatures]
+    return len(answer) == len(peaks) and all(abs(float(a) - p) < 1e-3
+                                             for a, p in zip(answer, peaks))
 
 
 def same_class_vectors(clip, classnames: list[str], templates: list[str], weights) -> bool:
-    """Whether `weights` are build_classifier's class vectors for these names and templates (lesson 02)."""
+    """Whether `weights` are build_classifier's class vectors for these names (lesson 02)."""
     from .zeroshot import build_classifier
 
     reference = build_classifier(clip, classnames, templates).weights
-    return tuple(weights.shape) == tuple(reference.shape) and bool((weights - reference).abs().max() < 1e-5)
+    return weights.shape == reference.shape and bool((weights - reference).abs().max() < 1e-5)
 
 
-def same_top_k(index, query: str, answer: list[int], k: int = 5, keep: list[bool] | None = None) -> bool:
+def same_top_k(index, query: str, answer: list[int], k: int = 5,
+               keep: list[bool] | None = None) -> bool:
     """Whether `answer` lists, best first, the k images of `index` (among those where `keep` is
-    True) that score best for the text `query`; the check cell shows neither the code nor the result."""
+    True) that score best for the text `query`, without the check cell showing how."""
     import torch
 
     scores = index.embeddings.float() @ index.embed_query(query).float().flatten()
@@ -78,5 +80,31 @@ def same_float16_changes(index, queries: list[str], answer) -> bool:
     a float16 copy of it (lesson 03, exercise 4)."""
     from .retrieval import ImageIndex
 
-    half = ImageIndex(embeddings=index.embeddings.half(), items=index.items, model=index.model, clip=index.clip)
-    return int(answer) == sum(index.search(q, k=1)[0].index != half.search(q, k=1)[0].index for q in queries)
+    half = ImageIndex(embeddings=index.embeddings.half(), items=index.items, model=index.model,
+                      clip=index.clip)
+    best = [(index.search(q, k=1)[0].index, half.search(q, k=1)[0].index) for q in queries]
+    return int(answer) == sum(a != b for a, b in best)
+
+
+def same_colour_accuracy(classifier, features, attrs: list[dict], answer) -> bool:
+    """Whether `answer` is the accuracy of `classifier` (one class per colour of
+    utils.data.COLOURS, in that order) on images with these attributes (lesson 02, exercise 2)."""
+    from .data import COLOURS
+    from .zeroshot import evaluate
+
+    if len(classifier.classnames) != len(COLOURS):
+        return False
+    targets = [COLOURS.index(a["colour"]) for a in attrs]
+    return abs(float(answer) - evaluate(classifier, features, targets).accuracy) < 1e-4
+
+
+def same_caption_losses(dalle, vq, images, captions: list[str], order, answer) -> bool:
+    """Whether `answer` is (mean loss with the true captions, with caption order[i] for picture
+    i) of the mini DALL-E on `images`, within 1e-3 nats (lesson 05, exercise 2)."""
+    import torch
+
+    codes = vq.encode(images).flatten(1)
+    with torch.no_grad():
+        losses = [dalle.model.loss(dalle.tokenizer.encode(c), codes).item()
+                  for c in (captions, [captions[int(i)] for i in order])]
+    return len(answer) == 2 and all(abs(float(a) - b) < 1e-3 for a, b in zip(answer, losses))

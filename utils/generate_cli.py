@@ -1,11 +1,6 @@
-"""`python -m utils generate`: draw an image from a text prompt with CLIP guidance.
-
-The generation is utils/generate.py (with utils/drawers.py, cutouts.py, prompts.py and
-objective.py); this module only reads the arguments, writes the files and prints the report
-(errors follow the contract of utils/cli.py).
-
-    python -m utils generate "a red circle:1 | a blue square:-0.5" --drawer tiny-vq [--json]
-"""
+"""`python -m utils generate "a red circle:1 | a blue square:-0.5" --drawer tiny-vq [--json]`:
+draw an image from a text prompt with CLIP guidance. The generation is utils/generate.py; this
+module reads the arguments, writes the files and prints the report."""
 
 from __future__ import annotations
 
@@ -16,72 +11,73 @@ from pathlib import Path
 
 import torch
 
+from .cli import DEVICE_HELP
 from .drawers import DRAWERS
+from .errors import show_progress, to_json
 from .generate import PRESETS, GenerationConfig, GenerationError, generate
 from .io import slug
 from .prompts import parse_prompts, prompt_notes
 
-# the command line's flags that are GenerationConfig fields (same names, dashes for underscores)
-CLI_FIELDS = ("drawer", "quality", "iterations", "cutouts", "size", "lr", "seed", "batch", "init_noise",
-              "saturation", "checkpoint", "compile", "bf16")
+# the flags that are GenerationConfig fields (same names, dashes for underscores)
+CLI_FIELDS = ("drawer", "quality", "iterations", "cutouts", "size", "lr", "seed", "batch",
+              "init_noise", "saturation", "checkpoint", "compile", "bf16")
 
 
 def add_cli(subparsers) -> None:
-    """The `generate` subcommand of `python -m utils`."""
-    p = subparsers.add_parser("generate", help="draw an image from a text prompt with CLIP guidance",
-                              description="Draw an image from a text prompt with CLIP guidance (lesson 04).")
+    p = subparsers.add_parser(
+        "generate", help="draw an image from a text prompt with CLIP guidance",
+        description="Draw an image from a text prompt with CLIP guidance (lesson 04).")
     p.add_argument("prompt", help="prompt(s), pixray syntax: 'a red circle:1 | a blue square:-0.5'")
     p.add_argument("--drawer", choices=DRAWERS, default="tiny-vq")
     p.add_argument("--quality", choices=list(PRESETS), default="draft")
     for name, kind in [("iterations", int), ("cutouts", int), ("size", int), ("lr", float)]:
-        p.add_argument(f"--{name}", type=kind, default=None)
+        p.add_argument(f"--{name}", type=kind)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch", type=int, default=1, help="images per step (seeds seed, seed+1, ...)")
-    p.add_argument("--init-image", default=None, help="start from this image instead of noise")
-    p.add_argument("--init-noise", choices=["grey", "colour", "random"], default=None,
-                   help="the noise to start from (default: colour for tiny-vq and pixel, random for vqgan)")
-    p.add_argument("--saturation", type=float, default=None, help="weight of the saturation penalty")
-    p.add_argument("--model", default=None,
-                   help="CLIP: tiny-shapes, auto (pretrained ViT-B-32 if downloaded, else tiny), or an "
-                        "open_clip name (default: auto with --drawer vqgan, tiny-shapes otherwise)")
-    p.add_argument("--checkpoint", default=None, help="VQGAN .ckpt for --drawer vqgan")
-    p.add_argument("--device", default="auto", help="cpu, cuda, mps or auto (default: $COURSE_DEVICE, "
-                                                    "else the GPU if there is one)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="CPU threads (default: 1 for the tiny models, whose layers are too small to share)")
+    p.add_argument("--init-image", help="start from this image instead of noise")
+    p.add_argument("--init-noise", choices=["grey", "colour", "random"], help="the noise to start "
+                   "from (default: colour for tiny-vq and pixel, random for vqgan)")
+    p.add_argument("--saturation", type=float, help="weight of the saturation penalty")
+    p.add_argument("--model", help="CLIP: tiny-shapes, auto (pretrained ViT-B-32 if downloaded, "
+                   "else tiny), or an open_clip name (default: auto with --drawer vqgan, else "
+                   "tiny-shapes)")
+    p.add_argument("--checkpoint", help="VQGAN .ckpt for --drawer vqgan")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    p.add_argument("--threads", type=int, help="CPU threads (default: 1 for the tiny models, "
+                   "whose layers are too small to share)")
     p.add_argument("--compile", action="store_true", help="torch.compile the step")
-    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
-                   help="bf16 autocast on a CPU (default: on for --drawer vqgan where the CPU has native bf16)")
-    p.add_argument("--out", default=None, help="output PNG (a new name is chosen if it exists)")
+    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, help="bf16 autocast on a CPU "
+                   "(default: on for --drawer vqgan where the CPU has native bf16)")
+    p.add_argument("--out", help="output PNG (a new name is chosen if it exists)")
     p.add_argument("--no-animation", action="store_true", help="do not write the GIF of the frames")
     p.add_argument("--json", action="store_true", help="print a JSON report")
     p.set_defaults(func=_cli)
 
 
 def _cli(args: argparse.Namespace) -> int:
-    """`python -m utils generate`: errors follow the contract of utils/__main__.py."""
-    from .errors import show_progress, to_json
     from .models import load_clip
-
     prompts = parse_prompts(args.prompt)
-    model = args.model or ("auto" if args.drawer == "vqgan" else "tiny-shapes")  # see --model's help
+    model = args.model or ("auto" if args.drawer == "vqgan" else "tiny-shapes")  # see its help
     clip = load_clip(model, device=args.device, verbose=not args.json)
     if args.threads or (clip.is_tiny and clip.device.type == "cpu"):  # big models: every core
         torch.set_num_threads(args.threads or 1)
     config = GenerationConfig(**{name: getattr(args, name) for name in CLI_FIELDS})
     with warnings.catch_warnings(record=True):
         warnings.simplefilter("always")
-        result = generate(prompts, config, clip=clip, init_image=args.init_image, progress=show_progress(args))
-    if not all(math.isfinite(s) for s in [result.start_score, *result.final_scores, *result.losses]):
+        result = generate(prompts, config, clip=clip, init_image=args.init_image,
+                          progress=show_progress(args))
+    scores = [result.start_score, *result.final_scores, *result.losses]
+    if not all(math.isfinite(s) for s in scores):
         raise GenerationError("the optimisation diverged (NaN or infinite scores): the images "
                               "would be blank, so none was written.",
                               "Try a smaller --lr, or another --seed.")
     notes = prompt_notes(clip, result.prompts) + list(result.notes)
-    base = Path(args.out) if args.out else Path("outputs") / f"{slug(prompts[0].text)}-seed{args.seed}.png"
+    base = Path(args.out or Path("outputs") / f"{slug(prompts[0].text)}-seed{args.seed}.png")
     if base.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
         base = base.with_suffix(".png")
-    images = [str(result.save(base.with_name(f"{base.stem}-{i}{base.suffix}") if i else base, i).resolve())
-              for i in range(len(result.images))]
+    paths = [base.with_name(f"{base.stem}-{i}{base.suffix}") if i else base
+             for i in range(len(result.images))]
+    images = [str(result.save(path, i).resolve()) for i, path in enumerate(paths)]
     animation = None if args.no_animation else str(
         result.save_animation(Path(images[0]).with_suffix(".gif")).resolve())
     report = {

@@ -1,9 +1,7 @@
 """The course language at runtime: `t()` for strings that code shows, numbers, Chinese fonts.
 
     set_language("fr"); t("Loss") -> "Perte"; t("{n} images", n=3); number(0.5, ".2f") -> "0,50"
-
-Translations live in `utils/locales/<lang>.po` (msgid = the English); untranslated or fuzzy
-entries fall back to English. Building and checking translations is course_tools' job.
+Translations: `utils/locales/<lang>.po` (msgid = the English; untranslated or fuzzy -> English).
 """
 
 from __future__ import annotations
@@ -14,13 +12,19 @@ import re
 import string
 import sys
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 LOCALES = Path(__file__).resolve().parent / "locales"
-
-LANGUAGES = {"en": "English", "fr": "Français", "es": "Español", "it": "Italiano", "pt": "Português",
-             "zh": "中文"}
+LANGUAGES = {"en": "English", "fr": "Français", "es": "Español", "it": "Italiano",
+             "pt": "Português", "zh": "中文"}
 SOURCE_LANG = "en"
+# Babel's locale of each course language (pt is Brazilian Portuguese, zh Simplified Chinese)
+BABEL_LOCALES = {"en": "en", "fr": "fr", "es": "es", "it": "it", "pt": "pt", "zh": "zh_Hans"}
+# Fonts that draw Chinese, most common first (Linux, macOS, Windows).
+_CJK_FONTS = ("Noto Sans CJK SC", "Noto Sans SC", "Source Han Sans SC", "WenQuanYi Zen Hei",
+              "WenQuanYi Micro Hei", "Droid Sans Fallback", "PingFang SC", "Heiti SC",
+              "Microsoft YaHei", "SimHei", "Arial Unicode MS")
 
 _current = {"lang": SOURCE_LANG}
 _warned: set[str] = set()
@@ -36,10 +40,9 @@ def set_language(lang: str) -> str:
     return lang
 
 
-# Fonts that draw Chinese, most common first (Linux, macOS, Windows).
-_CJK_FONTS = ("Noto Sans CJK SC", "Noto Sans SC", "Source Han Sans SC", "WenQuanYi Zen Hei",
-              "WenQuanYi Micro Hei", "Droid Sans Fallback", "PingFang SC", "Heiti SC",
-              "Microsoft YaHei", "SimHei", "Arial Unicode MS")
+def get_language() -> str:
+    """The language `t()` uses now."""
+    return _current["lang"]
 
 
 def find_cjk_font() -> str | None:
@@ -75,11 +78,6 @@ def use_cjk_font() -> str | None:
     return font
 
 
-def get_language() -> str:
-    """The language `t()` uses now."""
-    return _current["lang"]
-
-
 @functools.cache
 def catalog(lang: str, locales: Path = LOCALES) -> dict[str, str]:
     """{English: translated} from `<locales>/<lang>.po`, read once, translated entries only."""
@@ -98,17 +96,8 @@ def t(text: str, lang: str | None = None, **values) -> str:
 
 
 def notice_file():
-    """Where a notice goes: stdout in a notebook (stderr looks like an error), else stderr (keeps --json clean)."""
+    """stdout in a notebook (stderr looks like an error), else stderr (keeps --json clean)."""
     return sys.stdout if "ipykernel" in sys.modules else sys.stderr
-
-
-def number(value: float, spec: str = "", lang: str | None = None) -> str:
-    """A number written the way the course language writes it: number(0.5, ".2f") -> "0,50" in fr."""
-    return _NumberFormatter(lang or _current["lang"]).format_field(value, spec)
-
-
-# Babel's locale of each course language (pt is Brazilian Portuguese, zh Simplified Chinese)
-BABEL_LOCALES = {"en": "en", "fr": "fr", "es": "es", "it": "it", "pt": "pt", "zh": "zh_Hans"}
 
 
 @functools.cache
@@ -122,17 +111,20 @@ def number_symbols(lang: str) -> tuple[str, str, str]:
             format_percent(0, locale=locale).replace("0", "{}", 1))
 
 
-class _NumberFormatter(string.Formatter):
-    """str.format with the language's thousands separator, decimal mark and percent sign (numbers only)."""
+def number(value: float, spec: str = "", lang: str | None = None) -> str:
+    """`format(value, spec)` the course language's way: number(0.5, ".2f") -> "0,50" in fr."""
+    out, lang = format(value, spec), lang or _current["lang"]
+    if lang == SOURCE_LANG or isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return out
+    thousands, decimal, percent = number_symbols(lang)
+    out = out.translate({ord(","): thousands, ord("."): decimal})
+    return percent.format(out[:-1]) if spec.endswith("%") and out.endswith("%") else out
 
-    def __init__(self, lang: str):
-        super().__init__()
-        self.lang = lang
+
+@dataclass
+class _NumberFormatter(string.Formatter):
+    """str.format that writes each number with `number`."""
+    lang: str
 
     def format_field(self, value, format_spec: str) -> str:
-        out = super().format_field(value, format_spec)
-        if self.lang == SOURCE_LANG or isinstance(value, bool) or not isinstance(value, numbers.Real):
-            return out
-        thousands, decimal, percent = number_symbols(self.lang)
-        out = out.translate({ord(","): thousands, ord("."): decimal})
-        return percent.format(out[:-1]) if format_spec.endswith("%") and out.endswith("%") else out
+        return number(value, format_spec, self.lang)

@@ -1,12 +1,7 @@
-"""Opening any image file as an upright RGB picture, or saying clearly why we cannot.
-
-Grayscale, transparent, palette, 16-bit, CMYK and sideways (EXIF) images become RGB; broken
-files (empty, cut short, a web page saved as `.jpg`) raise `ImageLoadError(path, reason)`.
-
-    image = open_image("photo.jpg")           # PIL.Image in mode "RGB", upright
-    image = to_rgb(pil_image_or_array)        # the same conversion for in-memory images
-    files = list_images("my_folder")          # sorted image paths, hidden folders skipped
-"""
+"""Opening any image file as an upright RGB picture, or saying clearly why we cannot: grayscale,
+transparent, palette, 16-bit, CMYK and sideways (EXIF) images become RGB (`open_image(path)`, or
+`to_rgb(pil_image_or_array)` in memory); broken files (empty, cut short, a web page saved as
+`.jpg`) raise `ImageLoadError(path, reason)`. `list_images(folder)`: sorted, hidden ones skipped."""
 
 from __future__ import annotations
 
@@ -22,18 +17,20 @@ from .errors import CourseError
 
 DEFAULT_MAX_PIXELS = 64_000_000  # more than any phone photo; more is a "decompression bomb"
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024  # a 64-Mpixel uncompressed RGB TIFF is 192 MB
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".ppm",
-                            ".pgm", ".pbm"})
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp",
+                            ".ppm", ".pgm", ".pbm"})
 _TRUNCATED = "the file is cut short (truncated): the copy or download did not finish. "
 BACKGROUND = (255, 255, 255)  # transparent pixels are shown on white, as an image viewer does
+# What Pillow raises on a malformed EXIF block (a bug of ours, e.g. a RuntimeError, still raises).
+EXIF_ERRORS = (OSError, ValueError, TypeError, KeyError, IndexError, SyntaxError, struct.error,
+               ZeroDivisionError)
 
 
 class ImageLoadError(CourseError):
     """An image file that cannot be used: `path`, and a `reason` that says what to do."""
 
     def __init__(self, path: str | os.PathLike, reason: str):
-        self.path = str(path)
-        self.reason = reason
+        self.path, self.reason = str(path), reason
         super().__init__(f"{self.path}: {reason}")
 
     def __reduce__(self):  # picklable, so worker processes can send it back
@@ -41,9 +38,9 @@ class ImageLoadError(CourseError):
 
 
 def open_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS,
-               draft_size: int | None = None, max_bytes: int | None = DEFAULT_MAX_BYTES) -> Image.Image:
+               draft_size: int | None = None,
+               max_bytes: int | None = DEFAULT_MAX_BYTES) -> Image.Image:
     """Read an image file as an upright RGB `PIL.Image`, fully loaded (the file is closed).
-
     Refuses more than `max_pixels` pixels or `max_bytes` bytes (None: no limit of ours);
     draft_size lets the JPEG decoder shrink by 1/2, 1/4 or 1/8, keeping both sides >= it.
     Raises ImageLoadError for missing, empty, non-image, truncated, corrupt or too large files."""
@@ -69,20 +66,21 @@ def open_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIX
     except Image.DecompressionBombError as err:
         raise ImageLoadError(path, f"the image is too large to open safely ({err}). "
                                    "Shrink it first.") from None
-    except ValueError as err:  # e.g. a PNG text chunk over Pillow's limit (PngImagePlugin.MAX_TEXT_CHUNK)
+    except ValueError as err:  # e.g. a PNG text chunk over PngImagePlugin.MAX_TEXT_CHUNK
         raise ImageLoadError(path, f"the file's metadata is too large to read safely ({err}); "
                                    "re-save the image without its metadata.") from None
     except OSError as err:
-        if "truncated" in str(err).lower():
-            raise ImageLoadError(path, _TRUNCATED + f"Pillow says: {err}. Copy the file again.") from None
-        raise ImageLoadError(path, f"the file cannot be read ({err}).") from None
+        truncated = "truncated" in str(err).lower()
+        raise ImageLoadError(path, f"{_TRUNCATED}Pillow says: {err}. Copy the file again."
+                             if truncated else f"the file cannot be read ({err}).") from None
 
     with image:
         width, height = image.size
         if max_pixels is not None and width * height > max_pixels:
-            raise ImageLoadError(path, f"the image is {width} x {height} = {width * height:,} pixels, over "
-                                       f"the limit of {max_pixels:,} (a 'decompression bomb' guard). Shrink "
-                                       "it first, or pass a larger max_pixels if you trust the file.")
+            raise ImageLoadError(path, f"the image is {width} x {height} = {width * height:,} "
+                                 f"pixels, over the limit of {max_pixels:,} (a 'decompression "
+                                 "bomb' guard). Shrink it first, or pass a larger max_pixels if "
+                                 "you trust the file.")
         if draft_size and image.format == "JPEG":
             image.draft("RGB", (draft_size, draft_size))
         try:  # an animated image keeps its frame 0
@@ -92,23 +90,13 @@ def open_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIX
             if ImageFile.LOAD_TRUNCATED_IMAGES:
                 hint += "(ImageFile.LOAD_TRUNCATED_IMAGES is on.) "
             raise ImageLoadError(path, hint + f"Pillow says: {err}. Copy the file again.") from None
-        image = _upright(image, path)
+        try:  # phones store photos sideways plus an EXIF 'rotate' flag (Orientation)
+            image = ImageOps.exif_transpose(image)
+        except EXIF_ERRORS as err:  # a malformed EXIF block must not cost us the picture
+            warnings.warn(f"{path}: EXIF orientation ignored, it is unreadable ({err}).",
+                          stacklevel=2)
         rgb = to_rgb(image)
         return rgb.copy() if rgb is image else rgb
-
-
-# What Pillow raises on a malformed EXIF block (a bug of ours, e.g. a RuntimeError, still raises).
-EXIF_ERRORS = (OSError, ValueError, TypeError, KeyError, IndexError, SyntaxError, struct.error,
-               ZeroDivisionError)
-
-
-def _upright(image: Image.Image, path: Path) -> Image.Image:
-    """Apply the EXIF Orientation tag (phones store photos sideways plus a 'rotate' flag)."""
-    try:
-        return ImageOps.exif_transpose(image)
-    except EXIF_ERRORS as err:  # a malformed EXIF block must not cost us the picture
-        warnings.warn(f"{path}: EXIF orientation ignored, it is unreadable ({err}).", stacklevel=3)
-        return image
 
 
 def _not_an_image_reason(path: Path) -> str:
@@ -131,7 +119,6 @@ def _not_an_image_reason(path: Path) -> str:
 
 def to_rgb(image, background: tuple[int, int, int] = BACKGROUND) -> Image.Image:
     """A PIL image or numpy array -> a PIL image in mode "RGB" (an RGB image is returned as is).
-
     Transparency is composited on `background`; 16-bit: v8 = round(v16 / 257); "I": 8-bit if it
     fits, else 16-bit; floats: [0, 1] -> [0, 255]; other modes: Pillow's own conversion."""
     if isinstance(image, np.ndarray):
@@ -189,15 +176,11 @@ def list_images(folder: str | os.PathLike, recursive: bool = True) -> list[Path]
     broken file is listed, and open_image says what is wrong with it)."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"{folder} is not a folder. Pass the folder that holds your images.")
+        raise FileNotFoundError(f"{folder} is not a folder. Pass the folder that holds your "
+                                "images.")
     found = []
-    if recursive:
-        walker = os.walk(folder)
-    else:
-        walker = [(str(folder), [], [p.name for p in folder.iterdir() if p.is_file()])]
-    for root, dirs, files in walker:
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in files:
-            if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES:
-                found.append(Path(root) / name)
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if recursive and not d.startswith(".")]
+        found += [Path(root) / name for name in files
+                  if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES]
     return sorted(found)

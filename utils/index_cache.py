@@ -1,11 +1,7 @@
-"""The on-disk cache of an image index (lesson 03): each file is embedded once.
-
-A build reuses the row of every file whose path, size and mtime did not change, and remembers
-broken files the same way. The cache lives in the course cache (`$COURSE_CACHE`, else
-`~/.cache/multimodal-course`), never in the image folder:
-`image-index/<folder>-<path hash>/<model>-<tag>-<weights fingerprint>.safetensors`. A cache made
-by another model raises IndexMismatchError; a corrupt one is rebuilt; an interrupted build
-(Ctrl-C) saves what it embedded.
+"""The on-disk cache of an image index (lesson 03): a build reuses the row of every file whose
+path, size and mtime did not change, and remembers broken files the same way. Another model's
+cache raises IndexMismatchError, a corrupt one is rebuilt, an interrupted build saves its work.
+Where: $COURSE_CACHE/image-index/<folder>-<path hash>/<model>-<tag>-<fingerprint>.safetensors
 """
 
 from __future__ import annotations
@@ -66,17 +62,14 @@ def weights_fingerprint(clip: CLIP) -> str:
     """A short hash of each tensor's name, shape and up to 4096 evenly spaced values, and of the
     preprocessing's text: it changes when the weights or the preprocessing do."""
     import torch
-    if "fingerprint" in clip.extra:
-        return clip.extra["fingerprint"]
-    digest = hashlib.sha256()
-    for name, tensor in sorted(clip.model.state_dict().items()):
-        flat = tensor.detach().reshape(-1)
-        step = max(1, flat.numel() // 4096)
-        sample = flat[::step][:4096].to("cpu", torch.float32).numpy()
-        digest.update(f"{name}{tuple(tensor.shape)}".encode())
-        digest.update(sample.tobytes())
-    digest.update(re.sub(r" at 0x[0-9a-fA-F]+", "", repr(clip.preprocess)).encode())
-    clip.extra["fingerprint"] = digest.hexdigest()[:16]
+    if "fingerprint" not in clip.extra:
+        digest = hashlib.sha256()
+        for name, tensor in sorted(clip.model.state_dict().items()):
+            flat = tensor.detach().reshape(-1)
+            sample = flat[::max(1, flat.numel() // 4096)][:4096].to("cpu", torch.float32)
+            digest.update(f"{name}{tuple(tensor.shape)}".encode() + sample.numpy().tobytes())
+        digest.update(re.sub(r" at 0x[0-9a-fA-F]+", "", repr(clip.preprocess)).encode())
+        clip.extra["fingerprint"] = digest.hexdigest()[:16]
     return clip.extra["fingerprint"]
 
 
@@ -98,33 +91,20 @@ def check_same_model(made_by: dict, mine: dict, what: str) -> None:
 
 def describe_model(identity: dict) -> str:
     """"name/tag (weights fingerprint)", for messages."""
-    return f"{identity.get('name')}/{identity.get('pretrained')} (weights {identity.get('fingerprint')})"
+    return (f"{identity.get('name')}/{identity.get('pretrained')} "
+            f"(weights {identity.get('fingerprint')})")
 
 
 def default_cache_path(folder: str | os.PathLike, clip: CLIP) -> Path:
     """Where the index of `folder` made by `clip` is cached (see the module docstring)."""
+    def slug(text: str) -> str:
+        return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._")[:60]
+
     folder = Path(folder).resolve()
-    slug = _slug(folder.name) or "root"
-    tag = _slug(Path(str(clip.pretrained)).name)
-    path_hash = hashlib.sha1(str(folder).encode()).hexdigest()[:10]
-    name = f"{_slug(clip.name)}-{tag}-{weights_fingerprint(clip)[:8]}.safetensors"
-    return Path(course_cache_dir()) / "image-index" / f"{slug}-{path_hash}" / name
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._")[:60]
-
-
-def cache_file(cache, root: Path | None, clip: CLIP) -> Path | None:
-    """The cache file a build uses: None, the automatic one of `root`, or the one named."""
-    if cache is None:
-        return None
-    if cache != "auto":
-        return Path(cache)
-    if root is None:
-        raise ValueError("cache='auto' needs a folder; pass a cache file path for a "
-                         "list of files, or cache=None.")
-    return default_cache_path(root, clip)
+    where = f"{slug(folder.name) or 'root'}-{hashlib.sha1(str(folder).encode()).hexdigest()[:10]}"
+    tag = slug(Path(str(clip.pretrained)).name)
+    name = f"{slug(clip.name)}-{tag}-{weights_fingerprint(clip)[:8]}.safetensors"
+    return Path(course_cache_dir()) / "image-index" / where / name
 
 
 def write_index(path: str | os.PathLike, fields: dict, float16: bool = False) -> Path:
@@ -135,7 +115,6 @@ def write_index(path: str | os.PathLike, fields: dict, float16: bool = False) ->
     path = Path(path)
     if path.suffix not in (".safetensors", ".npz"):
         raise ValueError(f"Save the index as .safetensors or .npz, not {path.suffix!r}.")
-    path.parent.mkdir(parents=True, exist_ok=True)
     emb = fields["embeddings"].to(torch.float16 if float16 else torch.float32).contiguous()
     meta = json.dumps({
         "format": FORMAT_VERSION, "model": fields["model"],
@@ -148,35 +127,44 @@ def write_index(path: str | os.PathLike, fields: dict, float16: bool = False) ->
             from safetensors.torch import save_file
             save_file({"embeddings": emb}, str(tmp), metadata={"index": meta})
         else:
-            with open(tmp, "wb") as f:
+            with open(tmp, "wb") as f:  # np.savez(name) would append ".npz" to the name
                 np.savez(f, embeddings=emb.numpy(), index=np.array(meta))
     return path
 
 
 def read_index(path: str | os.PathLike) -> dict:
-    """The fields of an index file written by `write_index`, checked (CorruptIndexError)."""
+    """The fields of an index file written by `write_index`, checked (CorruptIndexError): our
+    format, one row per item, unit-length rows."""
     import torch
-    from safetensors import SafetensorError
+    from safetensors import SafetensorError, safe_open
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"No index file at {path}.")
     try:
         if path.suffix == ".safetensors":
-            from safetensors import safe_open
             with safe_open(str(path), framework="pt") as f:
-                meta = json.loads(f.metadata()["index"])
-                emb = f.get_tensor("embeddings")
+                meta, emb = json.loads(f.metadata()["index"]), f.get_tensor("embeddings")
         elif path.suffix == ".npz":
             with np.load(path, allow_pickle=False) as data:
-                meta = json.loads(str(data["index"]))
-                emb = torch.from_numpy(data["embeddings"])
+                meta, emb = json.loads(str(data["index"])), torch.from_numpy(data["embeddings"])
         else:
             raise ValueError(f"unknown suffix {path.suffix!r}")
         fields = {"embeddings": emb, "items": list(meta["items"]), "model": meta["model"],
-                  "root": Path(meta["root"]) if meta["root"] else None, "captions": meta["captions"],
+                  "root": Path(meta["root"]) if meta["root"] else None,
+                  "captions": meta["captions"],
                   "files": [tuple(f) for f in meta["files"]] if meta["files"] is not None else None,
                   "skipped": [Skipped(*s) for s in meta["skipped"]]}
-        _check_consistent(fields, meta.get("format"))
+        n = len(fields["items"])
+        if meta.get("format") != FORMAT_VERSION:
+            raise ValueError(f"format {meta.get('format')} is not {FORMAT_VERSION}")
+        if emb.ndim != 2 or emb.shape[0] != n:
+            raise ValueError(f"{tuple(emb.shape)} embeddings for {n} items")
+        for name in ("files", "captions"):
+            if fields[name] is not None and len(fields[name]) != n:
+                raise ValueError(f"{len(fields[name])} {name} for {n} items")
+        norms = emb.float().norm(dim=1)
+        if n and not (torch.isfinite(norms).all() and (norms - 1).abs().max() < 1e-2):
+            raise ValueError("embeddings are not unit vectors")
     # what a damaged or foreign file raises while it is parsed; anything else is a real bug
     except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile,
             SafetensorError) as err:
@@ -184,22 +172,6 @@ def read_index(path: str | os.PathLike) -> dict:
                                 f"({type(err).__name__}: {err}). Delete it; it will be "
                                 "rebuilt from the images.") from None
     return fields
-
-
-def _check_consistent(fields: dict, version) -> None:
-    """ValueError unless the file has our format, one row per item and unit-length rows."""
-    import torch
-    emb, n = fields["embeddings"], len(fields["items"])
-    if version != FORMAT_VERSION:
-        raise ValueError(f"format {version} is not {FORMAT_VERSION}")
-    if emb.ndim != 2 or emb.shape[0] != n:
-        raise ValueError(f"{tuple(emb.shape)} embeddings for {n} items")
-    for name in ("files", "captions"):
-        if fields[name] is not None and len(fields[name]) != n:
-            raise ValueError(f"{len(fields[name])} {name} for {n} items")
-    norms = emb.float().norm(dim=1)
-    if n and not (torch.isfinite(norms).all() and (norms - 1).abs().max() < 1e-2):
-        raise ValueError("embeddings are not unit vectors")
 
 
 def read_cache(path: Path, identity: dict, rebuild: bool) -> dict:
@@ -214,9 +186,7 @@ def read_cache(path: Path, identity: dict, rebuild: bool) -> dict:
     check_same_model(old["model"], identity, f"The cache {path}")
     emb = old["embeddings"].float().numpy()
     out = {item: (emb[i], *old["files"][i], None) for i, item in enumerate(old["items"])}
-    for s in old["skipped"]:
-        out[s.item] = (None, s.size, s.mtime_ns, s.reason)
-    return out
+    return out | {s.item: (None, s.size, s.mtime_ns, s.reason) for s in old["skipped"]}
 
 
 def lasting(reason: str) -> bool:
@@ -225,20 +195,8 @@ def lasting(reason: str) -> bool:
     return not any(word in reason.lower() for word in ("permission", "over the limit"))
 
 
-def _save_cache(path: Path, fields: dict, float16: bool) -> None:
-    """Write the cache; an unwritable one (read-only, disk full) only costs a warning."""
-    from safetensors import SafetensorError  # it reports an I/O error as SafetensorError
-    try:
-        write_index(path, fields, float16=float16)
-    except (OSError, SafetensorError) as err:
-        warnings.warn(f"Could not write the index cache {path} ({type(err).__name__}: {err}); "
-                      "going on with the index in memory, and the next build will embed "
-                      "everything again. Pass another cache file (--cache) or cache=None.",
-                      stacklevel=4)
-
-
 class FileImages:
-    """Dataset of image files -> (i, preprocessed tensor, None, None), or (i, None, reason, None)."""
+    """Dataset of files -> (i, preprocessed tensor, None, None), or (i, None, reason, None)."""
 
     def __init__(self, paths: list[Path], preprocess, max_pixels: int | None, draft: int | None):
         self.paths, self.preprocess = list(paths), preprocess
@@ -283,13 +241,17 @@ def build_files(clip: CLIP, root: Path | None, entries: list, skipped: list[Skip
     """(fields of an ImageIndex, stats) for files [(item, path, size, mtime_ns)] under `root`
     (None for a list of files): reuse the cache, embed the rest, write the cache back."""
     import torch
-    cache_path = cache_file(config.cache, root, clip)
+    from safetensors import SafetensorError  # it reports an I/O error as SafetensorError
+    cache_path = None if config.cache is None else Path(config.cache)
+    if config.cache == "auto":
+        if root is None:
+            raise ValueError("cache='auto' needs a folder; pass a cache file path for a "
+                             "list of files, or cache=None.")
+        cache_path = default_cache_path(root, clip)
     identity = model_identity(clip)
     old = read_cache(cache_path, identity, config.rebuild) if cache_path else {}
     stat = {item: (size, mtime) for item, _, size, mtime in entries}
-    rows: dict[str, np.ndarray] = {}
-    reasons: dict[str, str] = {}
-    todo: list[tuple[str, Path]] = []
+    rows, reasons, todo = {}, {}, []  # item -> embedding (D,), item -> skip reason, to embed
     for item, path, size, mtime in entries:
         hit = old.get(item)
         if hit is None or hit[1:3] != (size, mtime):  # new or changed: embed it
@@ -302,22 +264,28 @@ def build_files(clip: CLIP, root: Path | None, entries: list, skipped: list[Skip
     dataset = FileImages([p for _, p in todo], clip.preprocess, config.max_pixels,
                          clip.image_size if config.jpeg_draft else None)
     try:
-        for ids, emb, failed, _ in embed_batches(clip, dataset, config, config.progress and bool(todo)):
+        for ids, emb, failed, _ in embed_batches(clip, dataset, config,
+                                                 config.progress and bool(todo)):
             rows.update((todo[i][0], emb[j]) for j, i in enumerate(ids))
             reasons.update((todo[i][0], reason) for i, reason in failed)
     finally:  # keep what we have, even when interrupted (Ctrl-C) half way
         kept = [item for item, *_ in entries if item in rows]
-        dim = next((len(v[0]) for v in old.values() if v[0] is not None), None)
-        dim = dim or (len(next(iter(rows.values()))) if rows else 0)
+        dim = next((len(e) for e, *_ in old.values() if e is not None), 0)
         emb = np.stack([rows[i] for i in kept]) if kept else np.zeros((0, dim), np.float32)
-        # a skip that depends on a setting or a permission is not remembered: tried again next time
-        skipped = skipped + [Skipped(item, reasons[item], *(stat[item] if lasting(reasons[item]) else (-1, -1)))
-                             for item, *_ in entries if item in reasons]
-        fields = {"embeddings": torch.from_numpy(emb.astype(np.float16 if config.float16 else np.float32)),
-                  "items": kept, "files": [stat[i] for i in kept], "skipped": skipped,
-                  "captions": None, "model": identity, "root": root}
+        skipped = skipped + [Skipped(i, reasons[i], *(stat[i] if lasting(reasons[i]) else ()))
+                             for i, *_ in entries if i in reasons]
+        emb = emb.astype(np.float16 if config.float16 else np.float32)
+        fields = {"embeddings": torch.from_numpy(emb), "items": kept, "skipped": skipped,
+                  "files": [stat[i] for i in kept], "captions": None, "model": identity,
+                  "root": root}
         if cache_path and (todo or set(old) != set(stat) or not cache_path.exists()):
-            _save_cache(cache_path, fields, config.float16)
+            try:
+                write_index(cache_path, fields, float16=config.float16)
+            except (OSError, SafetensorError) as err:  # read-only, disk full: only a warning
+                warnings.warn(f"Could not write the index cache {cache_path} "
+                              f"({type(err).__name__}: {err}); going on with the index in memory, "
+                              "and the next build will embed everything again. Pass another cache "
+                              "file (--cache) or cache=None.", stacklevel=3)
     stats = {"total": len(entries), "indexed": len(rows), "embedded": len(rows) - reused,
              "reused": reused, "skipped": len(skipped), "removed": len(set(old) - set(stat))}
     return fields, {**stats, "cache": str(cache_path) if cache_path else None}

@@ -1,11 +1,6 @@
-"""Files the course writes and reads: checkpoints, atomic writes, sha256 sums, file names.
-
-A tiny model is `name.safetensors` (weights, float16 by default) beside `name.json` (config);
-every file is written to a temporary name and renamed when complete, never half-written.
-
-    config_path = save_checkpoint(model, folder / "tiny-vq.safetensors", {"n_codes": 256})
-    state, config, path = load_checkpoint(None, TINY_VQ_WEIGHTS, "tiny VQ", "python -m course_tools train vq")
-"""
+"""Files the course writes and reads: checkpoints (a tiny model is `name.safetensors`, float16 by
+default, beside its config `name.json`: `save_checkpoint`, `load_checkpoint`), atomic writes (never
+half-written), sha256 sums and file names."""
 
 from __future__ import annotations
 
@@ -94,5 +89,6 @@ def load_checkpoint(weights: str | os.PathLike | None, default: Path, what: str,
     if not weights.exists() or not config.exists():
         raise FileNotFoundError(f"The {what} {weights} (or its config {config.name}) is missing. "
                                 f"Rebuild it: {rebuild}")
-    state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(weights)).items()}
+    state = load_file(str(weights))
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     return state, json.loads(config.read_text()), weights

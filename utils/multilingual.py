@@ -8,23 +8,19 @@ from __future__ import annotations
 import torch
 
 from . import captions, data
-from .tinyclip import CachedTokenizer, embed_texts, get_tokenizer
+from .tinyclip import embed_texts, get_tokenizer
+
+PAIRS_SHOWN = [("red", "circle"), ("blue", "square"), ("yellow", "triangle"), ("purple", "star"),
+               ("green", "circle"), ("orange", "star")]
+MARKERS = {"en": "o", "fr": "s", "es": "^", "it": "v", "pt": "D", "zh": "*"}
 
 
 @torch.no_grad()
 def translation_accuracy(model, lang: str, target: str = "en") -> float:
     """Share of the 24 labels in `lang` whose nearest label in `target` is their translation."""
-    model = getattr(model, "model", model)
-    tokenizer = CachedTokenizer(get_tokenizer())
     pairs = data.class_prompts()[1]
-    a = embed_texts(model, tokenizer, captions.labels(pairs, lang))  # (24, D)
-    b = embed_texts(model, tokenizer, captions.labels(pairs, target))  # (24, D)
-    return (a @ b.T).argmax(-1).eq(torch.arange(len(pairs))).float().mean().item()
-
-
-PAIRS_SHOWN = [("red", "circle"), ("blue", "square"), ("yellow", "triangle"), ("purple", "star"),
-               ("green", "circle"), ("orange", "star")]
-MARKERS = {"en": "o", "fr": "s", "es": "^", "it": "v", "pt": "D", "zh": "*"}
+    a, b = (embed_texts(model, get_tokenizer(), captions.labels(pairs, x)) for x in (lang, target))
+    return (a @ b.T).argmax(-1).eq(torch.arange(len(pairs))).float().mean().item()  # a, b: (24, D)
 
 
 @torch.no_grad()
@@ -36,15 +32,14 @@ def plot_translations(model, pairs=PAIRS_SHOWN, ax=None):
     from .i18n import get_language, t, use_cjk_font
     from .viz import pca_2d
     use_cjk_font()  # the Chinese labels, whatever the notebook's language
-    texts = [(lang, pair, captions.label(*pair, lang)) for pair in pairs for lang in captions.LANGUAGES]
-    model = getattr(model, "model", model)
-    emb = embed_texts(model, CachedTokenizer(get_tokenizer()), [text for _, _, text in texts])  # (P*6, D)
-    xy = pca_2d(emb)[0]  # (P*6, 2)
+    texts = [(lang, colour, captions.label(colour, shape, lang))
+             for colour, shape in pairs for lang in captions.LANGUAGES]
+    emb = embed_texts(model, get_tokenizer(), [text for _, _, text in texts])  # (P*6, D)
     if ax is None:
         _, ax = plt.subplots(figsize=(8, 6))
-    for (lang, pair, text), (x, y) in zip(texts, xy.tolist()):
-        ax.scatter(x, y, marker=MARKERS[lang], s=60, color=[v / 255 for v in data.COLOUR_RGB[pair[0]]],
-                   edgecolor="black")
+    for (lang, colour, text), (x, y) in zip(texts, pca_2d(emb)[0].tolist()):  # pca_2d: (P*6, 2)
+        rgb = [v / 255 for v in data.COLOUR_RGB[colour]]
+        ax.scatter(x, y, marker=MARKERS[lang], s=60, color=rgb, edgecolor="black")
         if lang in ("en", get_language()):  # six overlapping labels would be unreadable
             ax.annotate(text, (x, y), fontsize=8, xytext=(6, -10 if lang == "en" else 4),
                         textcoords="offset points")
@@ -54,4 +49,3 @@ def plot_translations(model, pairs=PAIRS_SHOWN, ax=None):
     ax.set(xlabel=t("principal axis 1"), ylabel=t("principal axis 2"),
            title=t("A label and its translations land together (text embeddings, PCA)"))
     return ax
-

@@ -1,7 +1,7 @@
 """The objective of CLIP-guided generation (lesson 04): what `utils.generate` minimises.
 
-For a picture x, N random cutouts cut_n(x) (utils.cutouts) and prompts p with text
-embeddings t_p and weights w_p (utils.prompts):
+For a picture x, N random cutouts cut_n(x) (utils.cutouts) and prompts p with text embeddings
+t_p and weights w_p (utils.prompts):
 
     loss(x) = sum_p w_p * mean_n d(CLIP(cut_n(x)), t_p) + saturation * colourfulness(x)
 
@@ -26,8 +26,10 @@ def spherical_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a - b).norm(dim=-1).div(2).clamp(max=1).arcsin().pow(2).mul(2)
 
 
-def prompt_loss(image_embeds: torch.Tensor, text_embeds: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """sum_p w_p * mean over cutouts of d(image, text_p): unit vectors (B, N, D), (P, D), weights (P,) -> (B,)."""
+def prompt_loss(image_embeds: torch.Tensor, text_embeds: torch.Tensor,
+                weights: torch.Tensor) -> torch.Tensor:
+    """Loss per image: sum_p w_p mean_n d(image_n, text_p).
+    Unit vectors (B, N, D), (P, D) and weights (P,) -> (B,)."""
     d = spherical_distance(image_embeds[:, :, None, :], text_embeds[None, None])  # (B, N, P)
     return (d.mean(1) * weights).sum(-1)
 
@@ -38,12 +40,13 @@ def colourfulness(images: torch.Tensor) -> torch.Tensor:
 
 
 def clip_normalization(clip) -> tuple[torch.Tensor, torch.Tensor]:
-    """The mean and std CLIP's preprocessing uses, as (1, 3, 1, 1) tensors on CLIP's device."""
+    """The mean and std of CLIP's preprocessing, as (1, 3, 1, 1) tensors on CLIP's device."""
     import open_clip
 
     cfg = getattr(clip.model.visual, "preprocess_cfg", {}) or {}
-    return tuple(torch.tensor(cfg.get(key, default), device=clip.device).view(1, 3, 1, 1)
-                 for key, default in (("mean", open_clip.OPENAI_DATASET_MEAN), ("std", open_clip.OPENAI_DATASET_STD)))
+    mean = cfg.get("mean", open_clip.OPENAI_DATASET_MEAN)
+    std = cfg.get("std", open_clip.OPENAI_DATASET_STD)
+    return tuple(torch.tensor(v, device=clip.device).view(1, 3, 1, 1) for v in (mean, std))
 
 
 def folded(tower: torch.nn.Module, size: int) -> torch.nn.Module:
@@ -66,8 +69,8 @@ def folded(tower: torch.nn.Module, size: int) -> torch.nn.Module:
 
 
 class Patches(torch.nn.Module):
-    """A convolution whose stride is its kernel (a ViT's patch embedding) as one matrix product:
-    a CPU runs it several times faster, forward and backward. Same weights, same numbers."""
+    """A convolution whose stride is its kernel (a ViT's patch embedding) as one matrix product,
+    which a CPU runs several times faster, forward and backward. Same weights, same numbers."""
 
     def __init__(self, conv: torch.nn.Conv2d):
         super().__init__()
@@ -77,7 +80,8 @@ class Patches(torch.nn.Module):
         (k, _), (b, c, h, w) = self.conv.kernel_size, x.shape
         if h % k or w % k:
             return self.conv(x)
-        patches = x.reshape(b, c, h // k, k, w // k, k).permute(0, 2, 4, 1, 3, 5).flatten(3)  # (B, h/k, w/k, c*k*k)
+        patches = x.reshape(b, c, h // k, k, w // k, k).permute(0, 2, 4, 1, 3, 5).flatten(3)
+        # (B, h/k, w/k, c*k*k) @ (c*k*k, out) -> (B, out, h/k, w/k)
         return F.linear(patches, self.conv.weight.flatten(1), self.conv.bias).permute(0, 3, 1, 2)
 
 
@@ -89,41 +93,46 @@ class CLIPObjective:
                  min_scale: float = 0.5, noise: float = 0.05, saturation: float = 0.0):
         if augment not in ("fused", "kornia", "none"):
             raise ValueError(f"augment must be 'fused', 'kornia' or 'none', not {augment!r}.")
-        self.clip, self.prompts, self.n = clip, prompts, cutouts
-        self.augment, self.min_scale, self.noise, self.saturation = augment, min_scale, noise, saturation
-        self.device = clip.device
-        self.size = clip.image_size  # cutouts are made at CLIP's input size
+        self.clip, self.prompts, self.n, self.augment = clip, prompts, cutouts, augment
+        self.min_scale, self.noise, self.saturation = min_scale, noise, saturation
+        self.device, self.size = clip.device, clip.image_size  # cutouts at CLIP's input size
         self.mean, self.std = clip_normalization(clip)
-        self.text = clip.encode_texts([p.text for p in prompts]).to(self.device)  # (P, D) unit vectors
+        self.text = clip.encode_texts([p.text for p in prompts]).to(self.device)  # (P, D)
         self.weights = torch.tensor([p.weight for p in prompts], device=self.device)  # (P,)
         # the score we report: cosine with the first prompt of positive weight
         self.main = next((i for i, p in enumerate(prompts) if p.weight > 0), 0)
-        self.kornia = KorniaCutouts(self.size, cutouts, min_scale, noise) if augment == "kornia" else None
-        self.tower = folded(clip.model.visual, self.size) if self.device.type == "cpu" else clip.model.visual
+        self.kornia = (KorniaCutouts(self.size, cutouts, min_scale, noise)
+                       if augment == "kornia" else None)
+        cpu = self.device.type == "cpu"
+        self.tower = folded(clip.model.visual, self.size) if cpu else clip.model.visual
 
     def embed(self, images: torch.Tensor, tower: torch.nn.Module | None = None) -> torch.Tensor:
-        """(M, 3, S, S) in [0, 1] -> (M, D) unit vectors (differentiable), by `tower` (CLIP's image tower)."""
-        return F.normalize((self.clip.model.visual if tower is None else tower)((images - self.mean) / self.std).float(), dim=-1)
+        """(M, 3, S, S) in [0, 1] -> (M, D) unit vectors (differentiable), by `tower` (None:
+        CLIP's image tower)."""
+        tower = self.clip.model.visual if tower is None else tower
+        return F.normalize(tower((images - self.mean) / self.std).float(), dim=-1)
 
     def sample(self, batch: int, generator: torch.Generator, noise_generator: torch.Generator):
-        """The random part of one step: cutout transforms (batch, N, 2, 3) and noise, on the device."""
-        theta = sample_cutouts(self.n, batch, self.min_scale, generator=generator, device=self.device)
+        """The random part of a step: cutout maps (batch, N, 2, 3) and noise, on the device."""
+        theta = sample_cutouts(self.n, batch, self.min_scale, generator=generator,
+                               device=self.device)
         if not self.noise or self.augment != "fused":
             return theta, None
-        m = batch * self.n  # each cutout gets Gaussian noise of its own strength in [0, noise)
-        fac = torch.rand(m, 1, 1, 1, generator=noise_generator, device=self.device) * self.noise
-        return theta, fac * torch.randn(m, 3, self.size, self.size, generator=noise_generator, device=self.device)
+        m, g = batch * self.n, noise_generator  # each cutout gets noise of its own strength
+        fac = torch.rand(m, 1, 1, 1, generator=g, device=self.device) * self.noise
+        return theta, fac * torch.randn(m, 3, self.size, self.size, generator=g, device=self.device)
 
-    def loss(self, images: torch.Tensor, theta: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
+    def loss(self, images: torch.Tensor, theta: torch.Tensor,
+             noise: torch.Tensor | None) -> torch.Tensor:
         """images (B, 3, H, W) in [0, 1] -> loss per image (B,)."""
-        b = images.shape[0]
         if self.augment == "none":  # CLIP sees the whole picture once
-            cuts, n = resize(images, self.size), 1
+            cuts = resize(images, self.size)
         elif self.kornia is not None:
-            cuts, n = self.kornia(images), self.n
+            cuts = self.kornia(images)
         else:
-            cuts, n = make_cutouts(images, theta, self.size, noise), self.n
-        loss = prompt_loss(self.embed(cuts, self.tower).view(b, n, -1), self.text, self.weights)  # (B,)
+            cuts = make_cutouts(images, theta, self.size, noise)
+        embeds = self.embed(cuts, self.tower).view(len(images), len(cuts) // len(images), -1)
+        loss = prompt_loss(embeds, self.text, self.weights)  # (B,)
         if self.saturation:
             loss = loss + self.saturation * colourfulness(images)
         return loss

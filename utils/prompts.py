@@ -3,7 +3,7 @@
     parse_prompts("a red circle:1 | a blue square:-0.5")
     -> [Prompt('a red circle', 1.0), Prompt('a blue square', -0.5)]
 
-A negative weight pushes the image away from that prompt (utils.generate.prompt_loss).
+A negative weight pushes the image away from that prompt (utils.objective.prompt_loss).
 """
 
 from __future__ import annotations
@@ -21,14 +21,11 @@ class Prompt:
     weight: float = 1.0
 
 
-def _parse_one(part: str) -> Prompt | None:
-    """'text' or 'text:weight' -> Prompt; None for an empty part (a stray '|')."""
-    part = part.strip()
-    if not part:
-        return None
-    if ":" not in part:
+def _parse_one(part: str) -> Prompt:
+    """'text' or 'text:weight' (stripped, not empty) -> Prompt."""
+    head, colon, tail = part.rpartition(":")
+    if not colon:
         return Prompt(part)
-    head, tail = part.rsplit(":", 1)
     try:
         weight = float(tail)
     except ValueError:
@@ -51,13 +48,14 @@ def _parse_one(part: str) -> Prompt | None:
 
 def parse_prompts(prompts: str | Sequence[str | Prompt]) -> list[Prompt]:
     """Parse pixray's syntax ("a:1 | b:-0.5", or a list of such parts) into Prompts."""
-    parts = prompts.split("|") if isinstance(prompts, str) else list(prompts)
-    out = [p if isinstance(p, Prompt) else _parse_one(p) for p in parts]
-    out = [p for p in out if p is not None]
+    parts = prompts.split("|") if isinstance(prompts, str) else prompts
+    out = [p if isinstance(p, Prompt) else _parse_one(p.strip()) for p in parts
+           if isinstance(p, Prompt) or p.strip()]  # a stray '|' leaves an empty part
     if not out:
         raise ValueError("The prompt is empty: say what to draw, e.g. \"a red circle\".")
     if all(p.weight == 0 for p in out):
-        raise ValueError("Every prompt has weight 0: nothing to optimise. Give one a non-zero weight.")
+        raise ValueError(
+            "Every prompt has weight 0: nothing to optimise. Give one a non-zero weight.")
     return out
 
 
@@ -68,6 +66,6 @@ def prompt_notes(clip, prompts: list[Prompt]) -> list[str]:
         tokens = clip.tokenizer([prompt.text])  # (1, context_length), cut to fit
         if int(tokens[0, -1]) != 0:  # the last slot is used: the text filled or overflowed it
             words = prompt.text.split()
-            notes.append(f"the prompt {' '.join(words[:6])!r}... ({len(words)} words) is longer than "
-                         f"{clip.name} reads ({tokens.shape[1]} tokens): its end is ignored.")
+            notes.append(f"the prompt {' '.join(words[:6])!r}... ({len(words)} words) is longer "
+                         f"than {clip.name} reads ({tokens.shape[1]} tokens): its end is ignored.")
     return notes

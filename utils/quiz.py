@@ -1,11 +1,6 @@
-"""Quizzes before (`pre`) and after (`post`) each lesson: load, validate, take them.
-
-`quiz/<lesson>.json` (installed: `utils/quizdata/`; format in quiz/README.md) holds every text in
-every language. Types: `single` (an index), `multiple` (exactly the right indices), `numeric`
-(right when |x - answer| <= tolerance). Exports are course tooling (course_tools.quiz_export).
-
-    show("01-contrastive-learning", "post", "fr")                       # in a notebook
-    python -m utils quiz 01-contrastive-learning --stage post --lang fr   # in a terminal
+"""Quizzes before (`pre`) and after (`post`) each lesson, from `quiz/<lesson>.json` (installed as
+`utils/quizdata/`; format in quiz/README.md): load and validate them, take them in a notebook,
+`show("01-contrastive-learning", "post", "fr")`, or in a terminal, `python -m utils quiz LESSON`.
 """
 
 from __future__ import annotations
@@ -36,21 +31,17 @@ class QuizError(CourseError, ValueError):
     """A quiz file is missing or malformed; the message lists every problem, one per line."""
 
 
-def quiz_dirs() -> list[Path]:
-    """Where quiz files are looked for: $COURSE_QUIZ_DIR, utils/quizdata, then quiz/."""
-    env = [Path(os.environ["COURSE_QUIZ_DIR"])] if os.environ.get("COURSE_QUIZ_DIR") else []
-    return env + [HERE / "quizdata", HERE.parent / "quiz"]
-
-
 def quiz_file(name: str) -> Path:
-    """The first `<name>.json` (a lesson, `schema` or `ui`) in `quiz_dirs()`."""
-    for folder in quiz_dirs():
-        if (folder / f"{name}.json").is_file():
-            return folder / f"{name}.json"
+    """The first `<name>.json` (lesson, schema, ui) in $COURSE_QUIZ_DIR, utils/quizdata, quiz/."""
+    env = os.environ.get("COURSE_QUIZ_DIR")
+    folders = ([Path(env)] if env else []) + [HERE / "quizdata", HERE.parent / "quiz"]
+    for path in (folder / f"{name}.json" for folder in folders):
+        if path.is_file():
+            return path
     if name not in (*LESSONS, "schema", "ui"):
         raise QuizError(f"No quiz called {name!r}. Lessons: {', '.join(LESSONS)}.")
-    raise QuizError(f"{name}.json is in none of {', '.join(map(str, quiz_dirs()))}.",
-                    "Reinstall the course (pip install .) or set COURSE_QUIZ_DIR to the quiz/ folder.")
+    raise QuizError(f"{name}.json is in none of {', '.join(map(str, folders))}.", "Reinstall the "
+                    "course (pip install .) or set COURSE_QUIZ_DIR to the quiz/ folder.")
 
 
 def display_path(path: Path) -> str:
@@ -66,26 +57,30 @@ class Option:
 
 @dataclass
 class Question:
+    """`single` (answer: an index), `multiple` (exactly the right indices) or `numeric` (right
+    when |x - answer| <= tolerance); every text is {language: text}."""
     id: str
-    type: str  # "single" | "multiple" | "numeric"
+    type: str
     text: dict[str, str]
     options: list[Option]
     answer: int | list[int] | float
     tolerance: float = 0.0
     explanation: dict[str, str] | None = None
 
+    def chosen(self, response) -> set[int]:
+        """The options a choice picks: 2 (single) or [0, 2] (multiple) -> {2} or {0, 2}."""
+        return {int(response)} if self.type == "single" else {int(i) for i in response}
+
     @property
     def correct(self) -> set[int]:
-        if self.type == "numeric":
-            return set()
-        return {int(self.answer)} if self.type == "single" else {int(i) for i in self.answer}
+        return set() if self.type == "numeric" else self.chosen(self.answer)
 
     def is_correct(self, response) -> bool:
         if response is None:
             return False
         if self.type == "numeric":
             return abs(float(response) - float(self.answer)) <= self.tolerance + 1e-9
-        return {int(i) for i in ([response] if self.type == "single" else response)} == self.correct
+        return self.chosen(response) == self.correct
 
     def answer_text(self, lang: str) -> str:
         """The right answer as a student reads it: 'B', 'A, C' or '992 (± 0.5)'."""
@@ -125,27 +120,17 @@ def check_language(lang: str) -> str:
     return lang
 
 
-def _where(path: list, data) -> tuple[str, str]:
-    """A JSON path -> ("question 'temp-drop' (post #2)", 'options[1].text')."""
-    where, rest = "top level", path
-    if len(path) >= 2 and path[0] in STAGES and isinstance(path[1], int):
-        stage, index, rest = path[0], path[1], path[2:]
-        try:
-            qid = data[stage][index].get("id")
-        except (AttributeError, IndexError, KeyError, TypeError):
-            qid = None
-        where = f"question {qid!r} ({stage} #{index + 1})" if qid else f"{stage} question #{index + 1}"
-    field = ""
-    for part in rest:
-        field += f"[{part}]" if isinstance(part, int) else (f".{part}" if field else str(part))
-    return where, field
-
-
 def _describe(error, data) -> str:
-    """"question 'x' (post #1): options[2].explanation: 'fr' is a required property"."""
-    where, field = _where(list(error.absolute_path), data)
+    """Where and what: "question 'x' (post #1): options[2].text: 'fr' is a required property"."""
+    path, where = list(error.absolute_path), "top level"
+    if len(path) >= 2 and path[0] in STAGES and isinstance(path[1], int):
+        stage, n, path = path[0], path[1] + 1, path[2:]
+        item = data[stage][n - 1]
+        qid = item.get("id") if isinstance(item, dict) else None
+        where = f"question {qid!r} ({stage} #{n})" if qid else f"{stage} question #{n}"
+    field = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).removeprefix(".")
     message, shown, limit = error.message, repr(error.instance), error.validator_value
-    if error.validator == "not":  # the schema's way to say which fields a type may not have
+    if error.validator == "not" and isinstance(error.instance, dict):  # fields a type may not have
         message = f"a {error.instance.get('type')!r} question must not have {limit.get('required')}"
     elif len(shown) > 40 and message.startswith(shown):  # jsonschema repeats a whole object
         message = (field or "it") + message[len(shown):]
@@ -157,34 +142,16 @@ def _describe(error, data) -> str:
 
 
 def validate(data, source: str = "<quiz>") -> list[str]:
-    """What quiz/schema.json refuses in parsed JSON: 'file: question 'id' (stage #n): field: problem'."""
+    """What quiz/schema.json refuses: ["file: question 'id' (post #2): field: problem", ...]."""
     from jsonschema import Draft202012Validator
     schema = json.loads(quiz_file("schema").read_text(encoding="utf-8"))
-    errors = sorted(Draft202012Validator(schema).iter_errors(data), key=lambda e: list(map(str, e.path)))
+    errors = sorted(Draft202012Validator(schema).iter_errors(data),
+                    key=lambda e: list(map(str, e.path)))
     return list(dict.fromkeys(f"{source}: {_describe(e, data)}" for e in errors))  # no repeats
 
 
-def parse_quiz(data: dict, path: Path | None = None) -> Quiz:
-    """Validate parsed JSON (schema, then answer indices) and build a Quiz; QuizError lists every problem."""
-    source = display_path(path) if path else "<quiz>"
-    problems = validate(data, source)
-    if not problems:
-        stages = {stage: [Question(id=q["id"], type=q["type"], text=q["question"],
-                                   options=[Option(o["text"], o["explanation"]) for o in q.get("options", [])],
-                                   answer=q["answer"], tolerance=float(q.get("tolerance", 0.0)),
-                                   explanation=q.get("explanation")) for q in data[stage]]
-                  for stage in STAGES}
-        problems = [f"{source}: question {q.id!r} ({stage} #{n}): answer index {i} is out of range: "
-                    f"the question has {len(q.options)} options (valid: 0 to {len(q.options) - 1})"
-                    for stage in STAGES for n, q in enumerate(stages[stage], 1)
-                    for i in sorted(q.correct) if not 0 <= i < len(q.options)]
-    if problems:
-        raise QuizError(f"{len(problems)} problem(s) in {source}:\n" + "\n".join(problems))
-    return Quiz(data["lesson"], data["title"], stages, path)
-
-
 def load_quiz(lesson: str | Path) -> Quiz:
-    """The validated quiz of a lesson id ('03-image-search') or of a file path."""
+    """A lesson's quiz ('03-image-search') or a file's, validated; QuizError lists every problem."""
     path = Path(lesson) if str(lesson).endswith(".json") else quiz_file(str(lesson))
     shown = display_path(path)
     try:
@@ -195,10 +162,23 @@ def load_quiz(lesson: str | Path) -> Quiz:
         raise QuizError(f"{shown}: not valid JSON (line {err.lineno}, column {err.colno}): "
                         f"{err.msg}") from None
     except UnicodeDecodeError as err:
-        raise QuizError(f"{shown}: not UTF-8 text (byte {err.start}); save the file as UTF-8.") from None
+        raise QuizError(f"{shown}: not UTF-8 text (byte {err.start}); save the file as UTF-8.") \
+            from None
     except OSError as err:
         raise QuizError(f"{shown}: cannot be read ({err.strerror}).") from None
-    return parse_quiz(data, path)
+    problems = validate(data, shown)
+    if not problems:
+        stages = {stage: [Question(q["id"], q["type"], q["question"],
+                                   [Option(**o) for o in q.get("options", [])], q["answer"],
+                                   float(q.get("tolerance", 0.0)), q.get("explanation"))
+                          for q in data[stage]] for stage in STAGES}
+        problems = [f"{shown}: question {q.id!r} ({stage} #{n}): answer index {i} is out of range: "
+                    f"the question has {len(q.options)} options (valid: 0 to {len(q.options) - 1})"
+                    for stage in STAGES for n, q in enumerate(stages[stage], 1)
+                    for i in sorted(q.correct) if not 0 <= i < len(q.options)]
+    if problems:
+        raise QuizError(f"{len(problems)} problem(s) in {shown}:\n" + "\n".join(problems))
+    return Quiz(data["lesson"], data["title"], stages, path)
 
 
 @cache
@@ -219,21 +199,23 @@ def stage_title(quiz: Quiz, stage: str, lang: str) -> str:
 
 def hint(q: Question, lang: str) -> str:
     """How to answer: 'choose one', 'choose all that apply', 'type a number, within ±0.5'."""
-    text = ui({"single": "pick_one", "multiple": "pick_many", "numeric": "type_number"}[q.type], lang)
+    key = {"single": "pick_one", "multiple": "pick_many", "numeric": "type_number"}[q.type]
+    text = ui(key, lang)
     if q.type == "numeric" and q.tolerance:
         text += ui("tolerance", lang, tolerance=fmt_number(q.tolerance, lang))
     return text
 
 
 def explanations(q: Question, response, lang: str, reveal: bool) -> list[str]:
-    """The notes after an answer; until it is revealed, only the chosen wrong options (a retry stays a question)."""
+    """The notes after an answer; before the reveal, only what the chosen options got wrong."""
     if q.type == "numeric":
         return [tr(q.explanation, lang)] if reveal and q.explanation else []
-    chosen = {int(response)} if q.type == "single" else {int(k) for k in response}
+    chosen = q.chosen(response)
     notes = [] if reveal or not chosen < q.correct else [ui("missing_some", lang)]
     for k, option in enumerate(q.options):
         if reveal or (k in chosen and k not in q.correct):
-            notes.append(f"{'✔' if k in q.correct else '✘'} {LETTERS[k]}. {tr(option.explanation, lang)}")
+            mark = "✔" if k in q.correct else "✘"
+            notes.append(f"{mark} {LETTERS[k]}. {tr(option.explanation, lang)}")
     if reveal and q.explanation:
         notes.append(tr(q.explanation, lang))
     return notes
@@ -241,7 +223,8 @@ def explanations(q: Question, response, lang: str, reveal: bool) -> list[str]:
 
 def to_html(text: str) -> str:
     """Escape text for HTML (a '<script>' shows as text), then `code` -> <code>code</code>."""
-    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text, quote=False)).replace("\n", "<br>")
+    escaped = html.escape(text, quote=False)
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", escaped).replace("\n", "<br>")
 
 
 class QuizWidget:
@@ -257,7 +240,8 @@ class QuizWidget:
         self.first_try: list[bool | None] = [None] * n
         self.inputs: list = []
         self.feedback = [w.HTML() for _ in range(n)]
-        self.buttons = [w.Button(description=ui("check", lang), button_style="primary") for _ in range(n)]
+        self.buttons = [w.Button(description=ui("check", lang), button_style="primary")
+                        for _ in range(n)]
         self.score = w.HTML(ui("score", lang, first=0, answered=0, n=n))
         rows = [w.HTML(f"<h3>{to_html(stage_title(quiz, stage, lang))}</h3>")]
         for i, (q, button) in enumerate(zip(self.questions, self.buttons)):
@@ -269,7 +253,8 @@ class QuizWidget:
 
     def _control(self, q: Question, w):
         if q.type == "numeric":
-            box = w.Text(placeholder=ui("type_number", self.lang), tooltip=ui("type_number", self.lang))
+            label = ui("type_number", self.lang)
+            box = w.Text(placeholder=label, tooltip=label)
             self.inputs.append(box)
             return box
         # native checkboxes for the keyboard and screen readers; the tooltip is plain text
@@ -310,19 +295,20 @@ class QuizWidget:
         verdict = f"<b style='color:{colour}'>{mark} {to_html(ui(key, lang))}</b>"
         if reveal and not ok:
             verdict += " " + to_html(ui("answer_is", lang, answer=q.answer_text(lang)))
-        items = "".join(f"<li>{to_html(note)}</li>" for note in explanations(q, response, lang, reveal))
+        notes = explanations(q, response, lang, reveal)
+        items = "".join(f"<li>{to_html(note)}</li>" for note in notes)
         self.feedback[i].value = verdict + (f"<ul>{items}</ul>" if items else "")
-        first, answered = sum(f is True for f in self.first_try), sum(f is not None for f in self.first_try)
-        self.score.value = "<b>" + to_html(ui("score", lang, first=first, answered=answered,
-                                                   n=len(self.questions))) + "</b>"
+        first = sum(f is True for f in self.first_try)
+        answered = sum(f is not None for f in self.first_try)
+        score = ui("score", lang, first=first, answered=answered, n=len(self.questions))
+        self.score.value = f"<b>{to_html(score)}</b>"
         return ok
 
 
 def _untick_others(boxes: list, change: dict) -> None:
-    if change["new"]:
-        for box in boxes:
-            if box is not change["owner"]:
-                box.value = False
+    for box in boxes:
+        if change["new"] and box is not change["owner"]:
+            box.value = False
 
 
 def show(lesson: str, stage: str = "post", lang: str | None = None) -> None:
@@ -341,7 +327,7 @@ def parse_number(text: str) -> float | None:
 
 
 def parse_choice(text: str, q: Question):
-    """'B' / '2' -> 1 for a single choice; 'a, c' / '1 3' / 'Ａ，Ｃ' / 'a、c' -> [0, 2] for a multiple choice."""
+    """'B'/'2' -> 1 (single); 'a, c'/'1 3'/'Ａ，Ｃ'/'a、c' -> [0, 2] (multiple); else None."""
     if any(c.isdigit() and not c.isdecimal() for c in text):  # '²': NFKC would make it a '2'
         return None
     text = unicodedata.normalize("NFKC", text)  # full-width letters and ，； from a CJK keyboard
@@ -349,7 +335,7 @@ def parse_choice(text: str, q: Question):
     for part in (p for p in re.split(r"[\s,;、]+", text.strip().upper()) if p):
         if part in LETTERS[: len(q.options)]:
             indices.append(LETTERS.index(part))
-        elif part.isascii() and part.isdigit() and 1 <= int(part) <= len(q.options):  # not a superscript
+        elif part.isascii() and part.isdigit() and 1 <= int(part) <= len(q.options):
             indices.append(int(part) - 1)
         else:
             return None
@@ -362,23 +348,21 @@ def take_quiz(quiz: Quiz, stage: str, lang: str, stdin: TextIO | None = None,
               stdout: TextIO | None = None) -> tuple[int, int]:
     """Ask every question in a terminal; returns (right answers, questions asked)."""
     stdin, stdout = stdin or sys.stdin, stdout or sys.stdout
+    say = partial(print, file=stdout, flush=True)
     questions = quiz.questions(stage)
-
-    def say(text: str = "") -> None:
-        print(text, file=stdout, flush=True)
-
     say(stage_title(quiz, stage, lang))
     score = asked = 0
     for i, q in enumerate(questions):
-        say(f"\n{ui('question_n', lang, i=i + 1, n=len(questions))} ({hint(q, lang)})\n{tr(q.text, lang)}")
+        say(f"\n{ui('question_n', lang, i=i + 1, n=len(questions))} ({hint(q, lang)})")
+        say(tr(q.text, lang))
         for k, option in enumerate(q.options):
             say(f"  {LETTERS[k]}) {tr(option.text, lang)}")
         response = None
         while response is None:
-            print(ui("prompt", lang), end="", file=stdout, flush=True)
+            say(ui("prompt", lang), end="")
             line = stdin.readline()
             if not line:  # end of input: stop and give the score so far
-                say("\n" + ui("stopped", lang) + "\n" + ui("final_score", lang, score=score, n=asked))
+                say(f"\n{ui('stopped', lang)}\n{ui('final_score', lang, score=score, n=asked)}")
                 return score, asked
             if not stdin.isatty():  # piped answers: echo them so the log reads well
                 stdout.write(line if line.endswith("\n") else line + "\n")
@@ -417,9 +401,9 @@ def run_cli(args) -> int:
     if args.json:
         items = [quiz_as_json(quiz, stage, lang) for stage in stages]
         print(to_json(items[0] if len(items) == 1 else items, indent=2))
-        return 0
-    for stage in stages:
-        take_quiz(quiz, stage, lang)
+    else:
+        for stage in stages:
+            take_quiz(quiz, stage, lang)
     return 0
 
 

@@ -1,8 +1,5 @@
-"""Text-to-image search with an embedding index (lesson 03).
-
-Embed every image once, in batches, into unit rows E (N, D) kept on disk (utils/index_cache.py);
-a query becomes one vector q (D,); the answer is the top-k of the cosine similarities E q.
-faiss does the same (IndexFlatIP) or trades a little recall for speed (IVF, HNSW).
+"""Text-to-image search (lesson 03): every image is embedded once into a unit row of E (N, D),
+cached on disk (utils/index_cache.py); a query q (D,) gets the top-k of E q, exactly or by faiss.
 
     clip = load_clip("tiny-shapes")
     index = ImageIndex.build(clip, "my_folder")       # cached: a rebuild embeds only new files
@@ -48,21 +45,18 @@ class Hit:
 
 
 def exact_top_k(embeddings, queries, k: int, chunk: int = EXACT_CHUNK):
-    """Exact top-k by inner product, `chunk` rows at a time (bounded memory).
-    embeddings (N, D), queries (Q, D) -> scores (Q, k) descending, ids (Q, k)."""
+    """Exact top-k by inner product, `chunk` rows at a time (bounded memory): the top k of each
+    chunk, then the top k of those. embeddings (N, D), queries (Q, D) -> scores (Q, k)
+    descending, ids (Q, k)."""
     import torch
-    best_scores, best_ids = None, None
+    scores, ids = [], []
     for start in range(0, embeddings.shape[0], chunk):
-        part = embeddings[start : start + chunk].float()  # (C, D)
-        scores = queries @ part.T  # (Q, C)
-        top_s, top_i = scores.topk(min(k, scores.shape[1]), dim=1)
-        top_i = top_i + start
-        if best_scores is not None:  # merge with the best so far
-            merged = torch.cat([best_scores, top_s], 1)
-            top_s, order = merged.topk(min(k, merged.shape[1]), dim=1)
-            top_i = torch.cat([best_ids, top_i], 1).gather(1, order)
-        best_scores, best_ids = top_s, top_i
-    return best_scores, best_ids
+        part = queries @ embeddings[start:start + chunk].float().T  # (Q, C)
+        top = part.topk(min(k, part.shape[1]), dim=1)
+        scores.append(top.values)
+        ids.append(top.indices + start)
+    best, order = torch.cat(scores, 1).topk(min(k, embeddings.shape[0]), dim=1)
+    return best, torch.cat(ids, 1).gather(1, order)
 
 
 def recall_at_k(scores: np.ndarray, relevant: np.ndarray, ks: Sequence[int] = (1, 5, 10)) -> dict:
@@ -144,39 +138,37 @@ class ImageIndex:
     def build(cls, clip: CLIP, source, config: BuildConfig | None = None, **options) -> ImageIndex:
         """Embed `source` (a folder, a list of image files, or a sequence of PIL images / arrays /
         (image, caption) / {"image", "caption"}) in batches; `options` are BuildConfig fields.
-
-        Unchanged files are reused from the cache (utils/index_cache.py); a cache made by another
-        model raises IndexMismatchError, a corrupt one is rebuilt. Bad files are listed in
-        `index.skipped`, and an interrupted build saves what it embedded."""
+        Files are cached (utils/index_cache.py); bad ones are listed in `index.skipped`."""
         config = replace(config or BuildConfig(), **options)
         start = time.perf_counter()
-        if not isinstance(source, (str, os.PathLike)) and not _is_file_list(source):
-            index = cls._build_in_memory(clip, source, config)
-        else:
-            root, entries, skipped = _scan_files(source)
-            fields, stats = index_cache.build_files(clip, root, entries, skipped, config)
+        files = isinstance(source, (list, tuple)) and all(
+            isinstance(s, (str, os.PathLike)) for s in source)
+        if isinstance(source, (str, os.PathLike)) or files:
+            fields, stats = index_cache.build_files(clip, *_scan_files(source), config)
             index = cls(**fields, clip=clip, stats=stats)
+        else:
+            index = cls._build_in_memory(clip, source, config)
         index.stats["seconds"] = round(time.perf_counter() - start, 3)
         return index
 
     @classmethod
     def _build_in_memory(cls, clip: CLIP, source, config: BuildConfig) -> ImageIndex:
         import torch
-        items = list(source) if not hasattr(source, "__getitem__") else source
-        parts, ids_all, captions, skipped = [], [], [], []
+        items = source if hasattr(source, "__getitem__") else list(source)
         dataset = _InMemoryImages(items, clip.preprocess)
-        for ids, emb, failed, caps in index_cache.embed_batches(clip, dataset, config, config.progress):
-            if ids:
-                parts.append(emb)
-                ids_all += ids
-                captions += caps
+        ids, parts, captions, skipped = [], [], [], []
+        for batch, emb, failed, caps in index_cache.embed_batches(clip, dataset, config,
+                                                                  config.progress):
+            ids += batch
+            parts += [emb] if batch else []
+            captions += caps
             skipped += [Skipped(f"#{i}", reason) for i, reason in failed]
         emb = np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
-        stats = {"total": len(items), "indexed": len(ids_all), "embedded": len(ids_all),
-                 "reused": 0, "skipped": len(skipped), "removed": 0, "cache": None}
+        stats = {"total": len(items), "indexed": len(ids), "embedded": len(ids), "reused": 0,
+                 "skipped": len(skipped), "removed": 0, "cache": None}
         return cls(torch.from_numpy(emb.astype(np.float16 if config.float16 else np.float32)),
-                   [f"#{i}" for i in ids_all], index_cache.model_identity(clip), skipped=skipped,
-                   captions=captions if all(c is not None for c in captions) else None, clip=clip, stats=stats)
+                   [f"#{i}" for i in ids], index_cache.model_identity(clip), skipped=skipped,
+                   captions=None if None in captions else captions, clip=clip, stats=stats)
 
     def use_faiss(self, factory: str = "Flat", nprobe: int = 16,
                   train_size: int | None = None) -> ImageIndex:
@@ -207,7 +199,7 @@ class ImageIndex:
         return self
 
     def search_embeddings(self, queries, k: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
-        """Top-k for each query: scores (Q, k) descending, score[q, j] = E[ids[q, j]] . queries[q]."""
+        """Top-k per query: scores (Q, k) descending, score[q, j] = E[ids[q, j]] . queries[q]."""
         import torch
         queries = torch.as_tensor(queries, dtype=torch.float32)
         if queries.ndim == 1:
@@ -228,10 +220,10 @@ class ImageIndex:
         """str -> text embedding; Path / PIL image / array -> image embedding; tensor -> as is."""
         import torch
         from PIL import Image
+        if isinstance(query, np.ndarray) and query.ndim == 1:
+            query = torch.from_numpy(query)
         if isinstance(query, torch.Tensor):
             return torch.nn.functional.normalize(query.float().reshape(-1, self.dim), dim=-1)
-        if isinstance(query, np.ndarray) and query.ndim == 1:
-            return self.embed_query(torch.from_numpy(query))
         clip = self._checked_clip()
         if isinstance(query, str):
             if Path(query).suffix.lower() in IMAGE_SUFFIXES and Path(query).is_file():
@@ -251,10 +243,9 @@ class ImageIndex:
         scores, ids = self.search_embeddings(self.embed_query(query), k + len(exclude))
         hits = []
         for score, i in zip(scores[0].tolist(), ids[0].tolist()):
-            if i in exclude or i < 0:
-                continue
-            hits.append(Hit(len(hits) + 1, i, self.items[i], score, self.path(i),
-                            self.captions[i] if self.captions else None))
+            if i not in exclude and i >= 0:  # faiss pads a short answer with -1
+                hits.append(Hit(len(hits) + 1, i, self.items[i], score, self.path(i),
+                                self.captions[i] if self.captions else None))
         return hits[:k]
 
     def more_like(self, i: int, k: int = 5) -> list[Hit]:
@@ -264,8 +255,8 @@ class ImageIndex:
 
     def _checked_clip(self) -> CLIP:
         if self.clip is None:
-            raise ValueError("This index has no model attached: load it with "
-                             "ImageIndex.load(path, clip=load_clip(...)) to search by text or image.")
+            raise ValueError("This index has no model attached: load it with ImageIndex.load("
+                             "path, clip=load_clip(...)) to search by text or image.")
         return self.clip
 
     def recall_at_k(self, captions: Sequence[str] | None = None, ks: Sequence[int] = (1, 5, 10),
@@ -282,14 +273,9 @@ class ImageIndex:
         scores = text @ self.embeddings.float().T  # (Q, N)
         return recall_at_k(scores.numpy(), relevant, ks)
 
-    def fields(self) -> dict:
-        return {"embeddings": self.embeddings, "items": self.items, "model": self.model,
-                "root": self.root, "files": self.files, "captions": self.captions,
-                "skipped": self.skipped}
-
     def save(self, path: str | os.PathLike, float16: bool = False) -> Path:
-        """Write to .safetensors or .npz, atomically; float16 halves the size (scores move < 1e-3)."""
-        return index_cache.write_index(path, self.fields(), float16)
+        """Write .safetensors or .npz, atomically; float16 halves the size (scores move < 1e-3)."""
+        return index_cache.write_index(path, vars(self), float16)
 
     @classmethod
     def load(cls, path: str | os.PathLike, clip: CLIP | None = None) -> ImageIndex:
@@ -297,13 +283,10 @@ class ImageIndex:
         that it made the index (IndexMismatchError)."""
         index = cls(**index_cache.read_index(path))
         if clip is not None:
-            index_cache.check_same_model(index.model, index_cache.model_identity(clip), f"The index {path}")
+            index_cache.check_same_model(index.model, index_cache.model_identity(clip),
+                                         f"The index {path}")
             index.clip = clip
         return index
-
-
-def _is_file_list(source) -> bool:
-    return isinstance(source, (list, tuple)) and all(isinstance(s, (str, os.PathLike)) for s in source)
 
 
 def _scan_files(source) -> tuple[Path | None, list[tuple[str, Path, int, int]], list[Skipped]]:
@@ -311,7 +294,8 @@ def _scan_files(source) -> tuple[Path | None, list[tuple[str, Path, int, int]], 
     if isinstance(source, (str, os.PathLike)):
         root = Path(source).resolve()
         if not root.is_dir():
-            raise FileNotFoundError(f"{source} is not a folder. Pass the folder holding your images.")
+            raise FileNotFoundError(
+                f"{source} is not a folder. Pass the folder holding your images.")
         paths = list_images(root)
     else:
         root, paths = None, [Path(p).resolve() for p in source]

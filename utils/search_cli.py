@@ -3,32 +3,33 @@ folder of images by text or by example image (the index is utils/retrieval.py)."
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 import warnings
 from pathlib import Path
 
+from .cli import DEVICE_HELP
 from .errors import UsageError, show, show_progress, to_json
 from .images import DEFAULT_MAX_PIXELS
 from .models import CACHE_ENV
-from .retrieval import Hit, ImageIndex
+from .retrieval import ImageIndex
 
 
 def add_cli(subparsers) -> None:
     p = subparsers.add_parser(
         "search", help="search a folder of images by text or by example image",
-        description="Search a folder of images with CLIP. Embeddings are cached (outside the "
-                    "folder, in the user cache dir; see --cache), so the next search only embeds "
-                    "new or changed images.")
+        description="Search a folder of images with CLIP. Embeddings are cached outside the "
+                    "folder (see --cache), so the next search only embeds new or changed images.")
     p.add_argument("query", nargs="*", help="text queries, e.g. \"a green triangle\"")
     p.add_argument("--images", required=True, help="folder of images to search")
     p.add_argument("--like", action="append", default=[], metavar="IMAGE",
                    help="find images that look like this image file (may be repeated)")
     p.add_argument("--top", type=int, default=5, help="how many results per query (default 5)")
-    p.add_argument("--model", default="auto", help="open_clip model name or tiny-shapes (default auto)")
-    p.add_argument("--pretrained", default="auto", help="open_clip tag or checkpoint file")
-    p.add_argument("--device", default="auto", help="cpu, cuda, mps or auto (default: $COURSE_DEVICE, "
-                                                    "else the GPU if there is one)")
+    p.add_argument("--model", default="auto", help='"auto" (pretrained if available, else tiny), '
+                                                   '"tiny-shapes" or an open_clip name')
+    p.add_argument("--pretrained", default="auto", help="open_clip tag or a local checkpoint file")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--cache", default="auto", help="index cache file (.safetensors or .npz); "
                    f"default: in ${CACHE_ENV} or ~/.cache/multimodal-course")
     p.add_argument("--no-cache", action="store_true", help="do not read or write a cache")
@@ -42,7 +43,7 @@ def add_cli(subparsers) -> None:
     p.set_defaults(func=run_cli, validate=_validate_cli)
 
 
-def _validate_cli(args) -> None:
+def _validate_cli(args: argparse.Namespace) -> None:
     """Before the model loads: the folder and every --like image must exist."""
     if not Path(args.images).is_dir():
         raise UsageError(f"argument --images: {show(args.images)} is not a folder.",
@@ -55,7 +56,7 @@ def _validate_cli(args) -> None:
                          'e.g. python -m utils search "a green triangle" --images FOLDER')
 
 
-def run_cli(args) -> int:
+def run_cli(args: argparse.Namespace) -> int:
     from .models import load_clip
     clock = [time.perf_counter()]
     clip = load_clip(args.model, args.pretrained, device=args.device, verbose=not args.json)
@@ -72,23 +73,22 @@ def run_cli(args) -> int:
     clock.append(time.perf_counter())
     if args.faiss:
         index.use_faiss()
-    results = [{"query": q, "hits": _hits_json(index.search(q, args.top))} for q in args.query]
-    for like in args.like:
-        results.append({"query": {"image": like},
-                        "hits": _hits_json(index.search(Path(like), args.top))})
+
+    def hits(query) -> list[dict]:
+        return [{"rank": h.rank, "path": h.item, "score": round(h.score, 4)}
+                for h in index.search(query, args.top)]
+
+    results = [{"query": q, "hits": hits(q)} for q in args.query]
+    results += [{"query": {"image": like}, "hits": hits(Path(like))} for like in args.like]
     clock.append(time.perf_counter())
+    skipped = [{"path": s.item, "reason": s.reason} for s in index.skipped]
     report = {"model": clip.description, "images": str(Path(args.images).resolve()),
-              "index": {**index.stats, "backend": index.backend,
-                        "skipped_files": [{"path": s.item, "reason": s.reason} for s in index.skipped]},
+              "index": {**index.stats, "backend": index.backend, "skipped_files": skipped},
               "results": results, "warnings": notes,
               "seconds": {name: round(b - a, 3) for name, a, b in
                           zip(("load_model", "index", "search"), clock, clock[1:])}}
     print(to_json(report, indent=2) if args.json else _format_report(report))
     return 0
-
-
-def _hits_json(hits: list[Hit]) -> list[dict]:
-    return [{"rank": h.rank, "path": h.item, "score": round(h.score, 4)} for h in hits]
 
 
 def _format_report(report: dict) -> str:
@@ -97,8 +97,7 @@ def _format_report(report: dict) -> str:
              f"Index of {report['images']}: {s['indexed']} images ({s['embedded']} embedded now, "
              f"{s['reused']} reused from the cache {s['cache']}), {s['skipped']} skipped, "
              f"{s['seconds']} s (model loaded in {report['seconds']['load_model']} s)."]
-    for skip in s["skipped_files"]:
-        lines.append(f"  skipped {skip['path']}: {skip['reason']}")
+    lines += [f"  skipped {skip['path']}: {skip['reason']}" for skip in s["skipped_files"]]
     for result in report["results"]:
         query = result["query"]
         lines.append(f"\n{query if isinstance(query, str) else 'like ' + query['image']!s}")

@@ -1,13 +1,11 @@
-"""The tiny CLIP: an open_clip `CLIP` small enough to train from scratch on a laptop CPU.
+"""The tiny CLIP: an open_clip `CLIP` small enough to train from scratch on a CPU (lesson 01).
 
-The bundled one (`utils/assets/tiny-shapes.json`: a small ResNet for images, a small text
-transformer) is trained on the shapes world (`utils.data`) with `utils.losses`; lesson 01
-trains a faster variant live (TrainConfig.live()). One step on B image-caption pairs:
+Trained on the shapes world (`utils.data`) with `utils.losses`. One step on B image-caption pairs:
     I = normalize(image_encoder(images)); T = normalize(text_encoder(captions))  # (B, D) each
     loss = contrastive_loss(I, T, exp(t))     # t: the learned log logit scale
 
-    model, history = train_clip(TrainConfig.live())   # lesson 01; train_clip() alone: the bundled recipe
-    python -m course_tools train clip --seed 0        # rebuild the bundled model (then `train languages`)
+    model, history = train_clip(TrainConfig.live())   # lesson 01; train_clip(): the bundled recipe
+    python -m course_tools train clip --seed 0        # rebuild the bundled model
 """
 
 from __future__ import annotations
@@ -25,27 +23,29 @@ from . import data
 from .losses import contrastive_loss, soft_contrastive_loss
 from .models import TINY_VQ_NAME
 
-# The open_clip model config. Images: open_clip's ModifiedResNet (OpenAI's RN50 shrunk to width 8,
-# one block per stage). Text: a 2-layer transformer over open_clip's BPE tokens; its 49,408-word
-# embedding table is most of the 3.7M weights.
-TINY_CONFIG = {"embed_dim": 64, "vision_cfg": {"image_size": 64, "layers": [1, 1, 1, 1], "width": 8, "head_width": 32},
-               "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 64, "heads": 4, "layers": 2,
-                            "mlp_ratio": 2.0}}
-# The live model (issue 18): the same text tower with 8 text tokens (the longest prompt, "a yellow
-# triangle at the top", is 6 plus start and end), and a small BatchNorm CNN (ShapesCNN) for images:
-# on a CPU a step costs about half the ResNet's, and 95% took 300 steps here, 750 with the ResNet.
-LIVE_CONFIG = {"embed_dim": 64, "vision_cfg": {"image_size": 64, "patch_size": 2, "cnn_widths": [16, 32, 64]},
+# The bundled model (utils/assets/tiny-shapes.json). Images: open_clip's ModifiedResNet (OpenAI's
+# RN50 at width 8, one block per stage). Text: a 2-layer transformer over open_clip's BPE tokens;
+# its 49,408-word embedding table is most of the 3.7M weights.
+TINY_CONFIG = {"embed_dim": 64,
+               "vision_cfg": {"image_size": 64, "layers": [1, 1, 1, 1], "width": 8,
+                              "head_width": 32},
+               "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 64, "heads": 4,
+                            "layers": 2, "mlp_ratio": 2.0}}
+# The live model (issue 18): the same text tower with 8 tokens (the longest prompt is 6 plus start
+# and end) and a ShapesCNN for images, half the ResNet's cost per step on a CPU.
+LIVE_CONFIG = {"embed_dim": 64,
+               "vision_cfg": {"image_size": 64, "patch_size": 2, "cnn_widths": [16, 32, 64]},
                "text_cfg": {**TINY_CONFIG["text_cfg"], "context_length": 8}}
-# The live recipe: pre-rendered images, captions "a {colour} {shape}" with soft targets (a batch
-# holds many copies of each caption), a frozen token table, a high learning rate with a short
-# warm-up and a linear decay, and evaluation on the fly that stops training at 95%.
+# The live recipe: pre-rendered images, captions "a {colour} {shape}" with soft targets, a frozen
+# token table, a high learning rate with a short warm-up and a linear decay, stop at 95%.
 LIVE_RECIPE = dict(steps=400, batch_size=128, lr=3e-3, warmup=25, schedule="linear", pool=8192,
                    caption_template="a {colour} {shape}", soft_targets=True,
                    freeze_token_embedding=True, partial_captions=0.0, eval_every=25,
                    eval_images=1000, threads=2, stop_at=0.95)
-# Captions naming one attribute (TrainConfig.partial_captions): the model learns "star" apart from
-# "red", which helps on colour-shape pairs it never saw (data.HELD_OUT).
-PARTIAL_TEMPLATES = ["a {shape}", "a picture of a {shape}", "a drawing of a {shape}", "a {colour} shape"]
+# Captions naming one attribute (TrainConfig.partial_captions): learning "star" apart from "red"
+# helps on colour-shape pairs never seen (data.HELD_OUT).
+PARTIAL_TEMPLATES = ["a {shape}", "a picture of a {shape}", "a drawing of a {shape}",
+                     "a {colour} shape"]
 # open_clip's default image normalisation (what its preprocess applies to this config).
 MEAN = (0.48145466, 0.4578275, 0.40821073)
 STD = (0.26862954, 0.26130258, 0.27577711)
@@ -66,20 +66,20 @@ class TrainConfig:
     eval_every: int = 100  # zero-shot accuracy on eval_images fresh test images; 0: never
     eval_images: int = 200
     threads: int = 1  # torch threads for the model (one more thread draws the next batch)
-    vq_share: float = 0.0  # share of each batch shown after a tiny-VQ round trip (lesson 05's reranker)
+    vq_share: float = 0.0  # share of each batch after a tiny-VQ round trip (lesson 05's reranker)
     model_config: dict = field(default_factory=lambda: json.loads(json.dumps(TINY_CONFIG)))
-    # The fast "live" recipe (TrainConfig.live()) turns these on; the defaults keep the bundled recipe.
-    schedule: str = "cosine"  # "cosine" (warm-up then cosine) or "linear" (warm-up then linear to zero)
+    schedule: str = "cosine"  # "cosine" or "linear" after the warm-up
     pool: int = 0  # 0: fresh images every step; N: render N images once and draw batches from them
     caption_template: str | None = None  # None: data's varied captions; e.g. "a {colour} {shape}"
     soft_targets: bool = False  # pairs in a batch with the same caption count as matches too
-    freeze_token_embedding: bool = False  # keep the random 49,408 x 64 token table fixed (much faster)
+    freeze_token_embedding: bool = False  # keep the random 49,408 x 64 token table fixed (faster)
     stop_at: float = 0.0  # stop once the on-the-fly eval accuracy reaches this (0: never)
 
     @classmethod
     def live(cls, **overrides) -> TrainConfig:
         """The recipe lesson 01 trains live: LIVE_RECIPE on LIVE_CONFIG (8 text tokens)."""
-        return cls(**{**LIVE_RECIPE, "model_config": json.loads(json.dumps(LIVE_CONFIG)), **overrides})
+        model_config = json.loads(json.dumps(LIVE_CONFIG))  # a deep copy
+        return cls(**{**LIVE_RECIPE, "model_config": model_config, **overrides})
 
 
 class ShapesCNN(torch.nn.Module):
@@ -94,9 +94,11 @@ class ShapesCNN(torch.nn.Module):
         super().__init__()
         nn, width = torch.nn, cnn_widths[0]
         self.image_size = image_size
-        layers = [nn.Conv2d(3, width, patch_size, patch_size, bias=False), nn.BatchNorm2d(width), nn.GELU()]
+        layers = [nn.Conv2d(3, width, patch_size, patch_size, bias=False), nn.BatchNorm2d(width),
+                  nn.GELU()]
         for w in cnn_widths:
-            layers += [nn.Conv2d(width, w, 3, padding=1, bias=False), nn.MaxPool2d(2), nn.BatchNorm2d(w), nn.GELU()]
+            layers += [nn.Conv2d(width, w, 3, padding=1, bias=False), nn.MaxPool2d(2),
+                       nn.BatchNorm2d(w), nn.GELU()]
             width = w
         self.blocks = nn.Sequential(*layers)
         self.proj = nn.Linear(width, embed_dim)
@@ -106,10 +108,8 @@ class ShapesCNN(torch.nn.Module):
 
 
 def build_model(config: dict | None = None, seed: int = 0) -> torch.nn.Module:
-    """A freshly initialised open_clip CLIP from a model config dict (TINY_CONFIG by default).
-
-    A vision_cfg with "cnn_widths" (LIVE_CONFIG) gets a ShapesCNN as its image encoder.
-    """
+    """A freshly initialised open_clip CLIP from a model config (TINY_CONFIG by default); a
+    vision_cfg with "cnn_widths" (LIVE_CONFIG) gets a ShapesCNN as its image encoder."""
     from open_clip.model import CLIP
 
     config = config or TINY_CONFIG
@@ -117,8 +117,8 @@ def build_model(config: dict | None = None, seed: int = 0) -> torch.nn.Module:
     torch.manual_seed(seed)
     if "cnn_widths" not in vision:
         return CLIP(**config, output_dict=True)
-    model = CLIP(**{**config, "vision_cfg": {"image_size": vision["image_size"], "layers": [1, 1, 1, 1], "width": 8}},
-                 output_dict=True)  # a throw-away ResNet, replaced here:
+    resnet = {"image_size": vision["image_size"], "layers": [1, 1, 1, 1], "width": 8}  # replaced:
+    model = CLIP(**{**config, "vision_cfg": resnet}, output_dict=True)
     model.visual = ShapesCNN(embed_dim=config["embed_dim"], **vision)
     return model
 
@@ -154,80 +154,70 @@ class CachedTokenizer:
         return torch.stack([self.cache[t] for t in texts])  # (N, context_length)
 
 
-# ------------------------------------------------------------------ evaluation
-
-
 @torch.no_grad()
 def embed_images(model, images: torch.Tensor, batch_size: int = 250) -> torch.Tensor:
-    """(N, 3, H, W) floats in [0, 1] -> (N, D) L2-normalised image embeddings."""
-    model = getattr(model, "model", model)  # accept utils.models.CLIP too
-    model.eval()
-    out = [model.encode_image(normalize_images(images[i : i + batch_size]), normalize=True)
-           for i in range(0, len(images), batch_size)]
-    return torch.cat(out)
+    """(N, 3, H, W) floats in [0, 1] -> (N, D) L2-normalised image embeddings, on the CPU.
+
+    The images go to the model's device (a GPU if it is there); the embeddings come back."""
+    model = getattr(model, "model", model).eval()  # utils.models.CLIP too
+    device = next(model.parameters()).device
+    return torch.cat([model.encode_image(normalize_images(images[i:i + batch_size].to(device)),
+                                         normalize=True).cpu()
+                      for i in range(0, len(images), batch_size)])
 
 
 @torch.no_grad()
 def embed_texts(model, tokenizer, texts: list[str]) -> torch.Tensor:
-    """Texts -> (N, D) L2-normalised text embeddings."""
-    model = getattr(model, "model", model)
-    model.eval()
-    return model.encode_text(tokenizer(texts), normalize=True)
+    """Texts -> (N, D) L2-normalised text embeddings, on the CPU (computed on the model's device)."""
+    model = getattr(model, "model", model).eval()
+    tokens = tokenizer(texts).to(next(model.parameters()).device)
+    return model.encode_text(tokens, normalize=True).cpu()
 
 
-def _attribute_accuracy(image_emb, text_emb, prompts_attrs, attrs, keys) -> dict[str, float]:
-    """Pick the best prompt per image; accuracy of each attribute in `keys` and of all jointly."""
-    best = (image_emb @ text_emb.T).argmax(-1).tolist()  # (N,) index of the best prompt
-    out = {key: sum(prompts_attrs[b][key] == a[key] for b, a in zip(best, attrs)) / len(attrs) for key in keys}
-    out["+".join(keys)] = sum(all(prompts_attrs[b][k] == a[k] for k in keys)
-                              for b, a in zip(best, attrs)) / len(attrs)
-    return out
-
-
-def evaluate(model, n: int = 1000, seed: int = 1234, tokenizer=None, splits=("test", "heldout"),
+def evaluate(model, n: int = 1000, seed: int = 1234, splits=("test", "heldout"),
              image_map: Callable[[torch.Tensor], torch.Tensor] | None = None) -> dict:
     """Zero-shot accuracy on `n` fresh images of each split (image_map: applied to them first).
 
-    "colour+shape": top-1 among the 24 prompts "a {colour} {shape}" (every pair, held-out
-    ones included), and the colour and the shape of that best prompt on their own.
-    "size": top-1 among "a {size} {colour} {shape}" (48 prompts), scored on the size;
-    "position": top-1 among "a {colour} {shape} {where}" (96 prompts), scored on the position.
+    "colour+shape": top-1 among the 24 prompts "a {colour} {shape}" (held-out pairs included),
+    and "colour", "shape" of that best prompt on their own; "size": top-1 among
+    "a {size} {colour} {shape}" (48), "position": among "a {colour} {shape} {where}" (96).
     """
-    if tokenizer is None:  # for the model's own context length (32 tokens; 8 for the live model)
-        tokenizer = CachedTokenizer(get_tokenizer({"text_cfg": {"context_length": getattr(model, "model", model).context_length}}))
-    results = {}
+    context = getattr(model, "model", model).context_length  # 32 tokens; 8 for the live model
+    tokenizer = CachedTokenizer(get_tokenizer({"text_cfg": {"context_length": context}}))
+    prompt_sets = {}  # the attributes scored -> (every combination, its prompts' embeddings)
     families = {("colour", "shape"): "a {colour} {shape}", ("size",): "a {size} {colour} {shape}",
                 ("position",): "a {colour} {shape} {where}"}
-    prompt_sets = {}
     for keys, template in families.items():
         combos = [dict(colour=c, shape=s, size=z, position=p)
                   for c, s, z, p in product(data.COLOURS, data.SHAPES,
                                             data.SIZES if "size" in keys else ["small"],
                                             data.POSITIONS if "position" in keys else ["left"])]
         texts = [data.caption(a, template) for a in combos]
-        prompt_sets[keys] = (combos, embed_texts(model, tokenizer, texts))
+        prompt_sets[keys] = combos, embed_texts(model, tokenizer, texts)
+    results = {}
     for split in splits:
         images, attrs = data.render_batch(n, seed=seed, split=split, size=image_size(model))
         images = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255  # (N, 3, H, W)
         image_emb = embed_images(model, images if image_map is None else image_map(images))
         results[split] = {}
         for keys, (combos, text_emb) in prompt_sets.items():
-            results[split].update(_attribute_accuracy(image_emb, text_emb, combos, attrs, keys))
+            best = [combos[b] for b in (image_emb @ text_emb.T).argmax(-1).tolist()]  # best prompts
+            hits = {key: [b[key] == a[key] for b, a in zip(best, attrs)] for key in keys}
+            results[split].update({key: sum(h) / len(attrs) for key, h in hits.items()})
+            results[split]["+".join(keys)] = sum(all(h) for h in zip(*hits.values())) / len(attrs)
     return results
 
 
-# ------------------------------------------------------------------ training
+def train_clip(config: TrainConfig | None = None, progress: bool = True,
+               callback: Callable[[dict], None] | None = None, model: torch.nn.Module | None = None,
+               **overrides) -> tuple[torch.nn.Module, dict]:
+    """Train a tiny CLIP on shapes-world batches drawn from (seed, step); returns (model, history).
 
-
-def train_clip(config: TrainConfig | None = None, progress: bool = True, callback: Callable[[dict], None] | None = None,
-               model: torch.nn.Module | None = None, **overrides) -> tuple[torch.nn.Module, dict]:
-    """Train a tiny CLIP on shapes-world batches (drawn from (seed, step)); returns (model, history).
-
-    history holds "step", "loss", "logit_scale", "seconds" per step and
-    "eval_step", "eval_acc" (colour+shape zero-shot accuracy on fresh test images).
-    `callback(record)` is called after every step (for live plots). Keyword overrides
-    set TrainConfig fields: train_clip(steps=100, batch_size=64).
+    history: "step", "loss", "logit_scale", "seconds" per step, "eval_step", "eval_acc"
+    (colour+shape zero-shot accuracy on fresh test images). callback(record) after every step
+    (live plots). Keyword overrides set TrainConfig fields: train_clip(steps=100, batch_size=64).
     """
+    from .tinyvq import load_tiny_vq
     from .train import FitConfig, decay_groups, fit, prefetched, with_overrides
 
     cfg = with_overrides(config or TrainConfig(), overrides, "train_clip")
@@ -238,18 +228,14 @@ def train_clip(config: TrainConfig | None = None, progress: bool = True, callbac
         model.token_embedding.weight.requires_grad_(False)
     tokenizer = CachedTokenizer(get_tokenizer(cfg.model_config))
     size = cfg.model_config["vision_cfg"]["image_size"]
-    eval_images, eval_attrs = data.render_batch(cfg.eval_images, seed=10_000 + cfg.seed, size=size, split="test",
-                                                as_tensor=True)
+    eval_images, eval_attrs = data.render_batch(cfg.eval_images, seed=10_000 + cfg.seed, size=size,
+                                                split="test", as_tensor=True)
     eval_prompts, eval_pairs = data.class_prompts()
     eval_truth = torch.tensor([eval_pairs.index((a["colour"], a["shape"])) for a in eval_attrs])
-    eval_images = eval_images.contiguous(memory_format=torch.channels_last)  # as the model's weights
-    vq = None
-    if cfg.vq_share:
-        from .tinyvq import load_tiny_vq
-
-        vq = load_tiny_vq()
-    rendered = data.render_batch(cfg.pool, seed=cfg.seed, size=size, split=cfg.split, as_tensor=True) \
-        if cfg.pool else None
+    eval_images = eval_images.contiguous(memory_format=torch.channels_last)  # as the weights
+    vq = load_tiny_vq() if cfg.vq_share else None
+    rendered = None if not cfg.pool else data.render_batch(cfg.pool, seed=cfg.seed, size=size,
+                                                            split=cfg.split, as_tensor=True)
 
     def draw(step: int):  # the batch of one step: normalised images (B, 3, H, W), captions
         seed = cfg.seed * 100_003 + step
@@ -257,7 +243,8 @@ def train_clip(config: TrainConfig | None = None, progress: bool = True, callbac
             images, attrs = data.render_batch(cfg.batch_size, seed=seed, size=size, split=cfg.split,
                                               as_tensor=True)
         else:  # B images drawn at random from the pre-rendered pool
-            pick = torch.randint(cfg.pool, (cfg.batch_size,), generator=torch.Generator().manual_seed(seed))
+            gen = torch.Generator().manual_seed(seed)
+            pick = torch.randint(cfg.pool, (cfg.batch_size,), generator=gen)
             images, attrs = rendered[0][pick], [rendered[1][i] for i in pick.tolist()]
         if cfg.caption_template:
             attrs = [dict(a, caption=data.caption(a, cfg.caption_template)) for a in attrs]
@@ -273,14 +260,17 @@ def train_clip(config: TrainConfig | None = None, progress: bool = True, callbac
 
     def loss_of(batch) -> torch.Tensor:
         images, texts = batch
-        unique = {text: k for k, text in enumerate(dict.fromkeys(texts))}  # encode each caption once
+        unique = {text: k for k, text in enumerate(dict.fromkeys(texts))}  # encode each one once
         image_features = model.encode_image(images, normalize=True)
-        text_features = model.encode_text(tokenizer(list(unique)), normalize=True)[[unique[t] for t in texts]]
+        text_features = model.encode_text(tokenizer(list(unique)), normalize=True)
+        text_features = text_features[[unique[t] for t in texts]]  # (B, D), row i: caption i
+        scale = model.logit_scale.exp()
         if cfg.soft_targets:
-            return soft_contrastive_loss(image_features, text_features, model.logit_scale.exp(), texts)
-        return contrastive_loss(image_features, text_features, model.logit_scale.exp())
+            return soft_contrastive_loss(image_features, text_features, scale, texts)
+        return contrastive_loss(image_features, text_features, scale)
 
-    history = {key: [] for key in ("step", "loss", "logit_scale", "seconds", "eval_step", "eval_acc")}
+    history = {"step": [], "loss": [], "logit_scale": [], "seconds": [], "eval_step": [],
+               "eval_acc": []}
 
     def after_step(record: dict) -> bool:
         with torch.no_grad():  # CLIP clips the logit scale at 100 (temperature 0.01)
@@ -289,7 +279,8 @@ def train_clip(config: TrainConfig | None = None, progress: bool = True, callbac
         record["seconds"] = time.perf_counter() - start  # evaluation time included
         for key in ("step", "loss", "logit_scale", "seconds"):
             history[key].append(record[key])
-        if cfg.eval_every and ((record["step"] + 1) % cfg.eval_every == 0 or record["step"] + 1 == cfg.steps):
+        done = record["step"] + 1  # steps
+        if cfg.eval_every and (done % cfg.eval_every == 0 or done == cfg.steps):
             sims = embed_images(model, eval_images) @ embed_texts(model, tokenizer, eval_prompts).T
             record["eval_acc"] = (sims.argmax(-1) == eval_truth).sum().item() / len(eval_truth)
             history["eval_step"].append(record["step"])
@@ -311,9 +302,7 @@ def train_clip(config: TrainConfig | None = None, progress: bool = True, callbac
     return model, history
 
 
-# ------------------------------------------------------------------ the reranker of lesson 05
-
-RERANKER_NAME = TINY_VQ_NAME  # "tiny-shapes-vq"
+RERANKER_NAME = TINY_VQ_NAME  # "tiny-shapes-vq": the tiny CLIP tuned on VQ pictures (lesson 05)
 
 
 def vq_round_trip(images: torch.Tensor, vq=None, batch_size: int = 500) -> torch.Tensor:

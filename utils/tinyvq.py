@@ -1,9 +1,8 @@
 """A tiny VQ image tokenizer/decoder for the shapes world (lessons 04 and 05).
 
-It is a VQ-VAE (van den Oord et al. 2017, "Neural Discrete Representation Learning")
-shrunk to the shapes world: a 64x64 image becomes an 8x8 grid of codes, each one of
-K=256 learned vectors. Lesson 04 optimises its latent grid with CLIP (VQGAN+CLIP);
-lesson 05 models its code grid with a small transformer (DALL-E).
+A VQ-VAE (van den Oord et al. 2017) shrunk to the shapes world: a 64x64 image becomes 8x8 codes,
+each one of K=256 learned vectors. Lesson 04 optimises its latents with CLIP (VQGAN+CLIP), lesson
+05 models its codes with a small transformer (DALL-E).
 
     vq = load_tiny_vq()
     codes = vq.encode(images)          # (B, 3, 64, 64) in [0, 1] -> (B, 8, 8) long
@@ -11,14 +10,11 @@ lesson 05 models its code grid with a small transformer (DALL-E).
     z = vq.codebook[codes].permute(0, 3, 1, 2)   # (B, C, 8, 8): the latent grid
     images = vq.decode_z(z)            # decode latents as they are (no quantisation)
 
-Training loss (`python -m course_tools train vq`), with e the nearest code to the encoder output z_e
-and sg the stop-gradient:
+Training (`python -m course_tools train vq`; unused codes restart on random encoder outputs), with
+e the code nearest to the encoder output z_e and sg the stop-gradient; z_q, the straight-through
+estimator, has e's value and z_e's gradient:
 
     L = |x - D(z_q)|^2 + |sg[z_e] - e|^2 + beta |z_e - sg[e]|^2,   z_q = z_e + sg[e - z_e]
-
-The last form of z_q is the straight-through estimator: the decoder sees the code e, the
-gradient flows to z_e as if quantisation were the identity. Unused codes are restarted
-on random encoder outputs so that the whole codebook is used.
 """
 
 from __future__ import annotations
@@ -47,11 +43,6 @@ class TinyVQConfig:
     width: int = 64  # channels at the 8x8 and 16x16 levels
     beta: float = 0.25  # commitment weight in the training loss
 
-    @property
-    def grid(self) -> tuple[int, int]:
-        side = self.image_size // self.downsample
-        return side, side
-
 
 class ResBlock(nn.Module):
     """x + conv(gelu(conv(gelu(x)))): a residual block that keeps the shape."""
@@ -65,46 +56,17 @@ class ResBlock(nn.Module):
         return x + self.conv2(F.gelu(self.conv1(F.gelu(x))))
 
 
-def _encoder(cfg: TinyVQConfig) -> nn.Sequential:
-    w = cfg.width
-    return nn.Sequential(
-        nn.Conv2d(3, w // 2, 4, stride=2, padding=1), nn.GELU(),  # (B, w/2, 32, 32)
-        nn.Conv2d(w // 2, w, 4, stride=2, padding=1), nn.GELU(),  # (B, w, 16, 16)
-        nn.Conv2d(w, w, 4, stride=2, padding=1),  # (B, w, 8, 8)
-        ResBlock(w), nn.GELU(),
-        nn.Conv2d(w, cfg.code_dim, 1),  # (B, C, 8, 8)
-    )
-
-
-def _decoder(cfg: TinyVQConfig) -> nn.Sequential:
-    w = cfg.width
-    return nn.Sequential(
-        nn.Conv2d(cfg.code_dim, w, 3, padding=1),  # (B, w, 8, 8)
-        ResBlock(w), nn.GELU(),
-        nn.ConvTranspose2d(w, w, 4, stride=2, padding=1), nn.GELU(),  # (B, w, 16, 16)
-        nn.ConvTranspose2d(w, w // 2, 4, stride=2, padding=1), nn.GELU(),  # (B, w/2, 32, 32)
-        nn.ConvTranspose2d(w // 2, w // 4, 4, stride=2, padding=1), nn.GELU(),  # (B, w/4, 64, 64)
-        nn.Conv2d(w // 4, 3, 3, padding=1),  # (B, 3, 64, 64), about [-1, 1]
-    )
-
-
 def nearest_codes(z: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
-    """Index of the nearest code for each latent vector.
-
-    z: (B, C, h, w); codebook: (K, C) -> (B, h, w) long.
-    |z - e|^2 = |z|^2 - 2 z.e + |e|^2; |z|^2 is the same for every e, so it is left out.
-    """
+    """The nearest code of each latent vector: z (B, C, h, w), codebook (K, C) -> (B, h, w) long.
+    |z - e|^2 = |z|^2 - 2 z.e + |e|^2, and |z|^2 is the same for every e: it is left out."""
     flat = z.permute(0, 2, 3, 1).reshape(-1, z.shape[1])  # (B*h*w, C)
     dist = (codebook**2).sum(1) - 2 * flat @ codebook.T  # (B*h*w, K)
     return dist.argmin(1).view(z.shape[0], z.shape[2], z.shape[3])
 
 
 def quantize(z: torch.Tensor, codebook: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Replace each latent vector by its nearest code, with a straight-through gradient.
-
-    z: (B, C, h, w) -> z_q (B, C, h, w) and codes (B, h, w).
-    z_q = z + sg[e - z]: the value is e, the gradient w.r.t. z is the identity.
-    """
+    """Each latent vector replaced by its nearest code e: z (B, C, h, w) -> z_q (B, C, h, w) and
+    codes (B, h, w). z_q = z + sg[e - z]: the value is e, the gradient w.r.t. z the identity."""
     codes = nearest_codes(z, codebook)
     e = codebook[codes].permute(0, 3, 1, 2)  # (B, C, h, w)
     return z + (e - z).detach(), codes
@@ -115,11 +77,25 @@ class TinyVQ(nn.Module):
 
     def __init__(self, cfg: TinyVQConfig | None = None):
         super().__init__()
-        self.cfg = cfg or TinyVQConfig()
-        self.encoder = _encoder(self.cfg)
-        self.embedding = nn.Embedding(self.cfg.n_codes, self.cfg.code_dim)
-        self.embedding.weight.data.uniform_(-1 / self.cfg.n_codes, 1 / self.cfg.n_codes)
-        self.decoder = _decoder(self.cfg)
+        self.cfg = cfg = cfg or TinyVQConfig()
+        w = cfg.width
+        self.encoder = nn.Sequential(
+            nn.Conv2d(3, w // 2, 4, stride=2, padding=1), nn.GELU(),  # (B, w/2, 32, 32)
+            nn.Conv2d(w // 2, w, 4, stride=2, padding=1), nn.GELU(),  # (B, w, 16, 16)
+            nn.Conv2d(w, w, 4, stride=2, padding=1),  # (B, w, 8, 8)
+            ResBlock(w), nn.GELU(),
+            nn.Conv2d(w, cfg.code_dim, 1),  # (B, C, 8, 8)
+        )
+        self.embedding = nn.Embedding(cfg.n_codes, cfg.code_dim)
+        self.embedding.weight.data.uniform_(-1 / cfg.n_codes, 1 / cfg.n_codes)
+        self.decoder = nn.Sequential(
+            nn.Conv2d(cfg.code_dim, w, 3, padding=1),  # (B, w, 8, 8)
+            ResBlock(w), nn.GELU(),
+            nn.ConvTranspose2d(w, w, 4, stride=2, padding=1), nn.GELU(),  # (B, w, 16, 16)
+            nn.ConvTranspose2d(w, w // 2, 4, stride=2, padding=1), nn.GELU(),  # (B, w/2, 32, 32)
+            nn.ConvTranspose2d(w // 2, w // 4, 4, stride=2, padding=1),  # (B, w/4, 64, 64)
+            nn.GELU(), nn.Conv2d(w // 4, 3, 3, padding=1),  # (B, 3, 64, 64), about [-1, 1]
+        )
 
     @property
     def codebook(self) -> torch.Tensor:
@@ -129,11 +105,8 @@ class TinyVQ(nn.Module):
     @property
     def grid(self) -> tuple[int, int]:
         """(h, w): codes per image side."""
-        return self.cfg.grid
-
-    @property
-    def image_size(self) -> int:
-        return self.cfg.image_size
+        side = self.cfg.image_size // self.cfg.downsample
+        return side, side
 
     def encode_z(self, images: torch.Tensor) -> torch.Tensor:
         """Continuous latents before quantisation: (B, 3, H, W) in [0, 1] -> (B, C, h, w)."""
@@ -141,7 +114,15 @@ class TinyVQ(nn.Module):
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """Image tokens: (B, 3, H, W) in [0, 1] -> codes (B, h, w) long."""
-        _check_images(images, self.cfg.image_size)
+        size = self.cfg.image_size
+        if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[1] != 3:
+            got = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+            raise ValueError("Expected images as a (B, 3, H, W) float tensor in [0, 1], "
+                             f"got {got}.")
+        if images.shape[-2:] != (size, size):
+            raise ValueError(f"The tiny VQ works on {size}x{size} images, got "
+                             f"{tuple(images.shape[-2:])}: resize first, e.g. "
+                             f"F.interpolate(images, size={size}, mode='area').")
         with torch.no_grad():
             return nearest_codes(self.encode_z(images.to(self.codebook.device)), self.codebook)
 
@@ -150,16 +131,15 @@ class TinyVQ(nn.Module):
         return quantize(z, self.codebook)
 
     def decode_z(self, z: torch.Tensor) -> torch.Tensor:
-        """Decode a latent grid as it is: (B, C, h, w) -> (B, 3, H, W), about [0, 1], not clamped.
-
-        Differentiable: the generation loop backpropagates through it.
-        """
+        """Decode a latent grid as it is (differentiable: the generation loop backpropagates
+        through it): (B, C, h, w) -> (B, 3, H, W), about [0, 1], not clamped."""
         return (self.decoder(z) + 1) / 2
 
     def decode_codes(self, codes: torch.Tensor) -> torch.Tensor:
         """Image from tokens: codes (B, h, w) long -> (B, 3, H, W) in [0, 1]."""
         if codes.dtype != torch.long or codes.ndim != 3:
-            raise ValueError(f"decode_codes expects a (B, h, w) long tensor, got {tuple(codes.shape)} {codes.dtype}.")
+            raise ValueError("decode_codes expects a (B, h, w) long tensor, got "
+                             f"{tuple(codes.shape)} {codes.dtype}.")
         if codes.min() < 0 or codes.max() >= self.cfg.n_codes:
             raise ValueError(f"codes must lie in [0, {self.cfg.n_codes - 1}].")
         z = self.codebook[codes.to(self.codebook.device)].permute(0, 3, 1, 2)  # (B, C, h, w)
@@ -169,29 +149,15 @@ class TinyVQ(nn.Module):
         """Training pass: returns (reconstruction in [-1, 1] scale, VQ loss, codes)."""
         z_e = self.encode_z(images)  # (B, C, h, w)
         z_q, codes = quantize(z_e, self.codebook)
-        e = self.codebook[codes].permute(0, 3, 1, 2)  # (B, C, h, w), with a gradient to the codebook
+        e = self.codebook[codes].permute(0, 3, 1, 2)  # (B, C, h, w), gradient to the codebook
         vq_loss = F.mse_loss(e, z_e.detach()) + self.cfg.beta * F.mse_loss(z_e, e.detach())
         return self.decoder(z_q), vq_loss, codes
-
-
-def _check_images(images: torch.Tensor, size: int) -> None:
-    if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[1] != 3:
-        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-        raise ValueError(f"Expected images as a (B, 3, H, W) float tensor in [0, 1], got {shape}.")
-    if images.shape[-2:] != (size, size):
-        raise ValueError(
-            f"The tiny VQ works on {size}x{size} images, got {tuple(images.shape[-2:])}: "
-            f"resize first, e.g. F.interpolate(images, size={size}, mode='area')."
-        )
-
-
-# ------------------------------------------------------------------ loading and saving
 
 
 def load_tiny_vq(weights: str | Path | None = None, device: str | torch.device = "cpu") -> TinyVQ:
     """Load the bundled tiny VQ model (or `weights`, with its .json config beside it)."""
     state, raw, _ = load_checkpoint(weights, TINY_VQ_WEIGHTS, "tiny VQ model", REBUILD)
-    model = TinyVQ(TinyVQConfig(**{k: v for k, v in raw.items() if k in TinyVQConfig.__dataclass_fields__}))
+    fields = TinyVQConfig.__dataclass_fields__
+    model = TinyVQ(TinyVQConfig(**{k: v for k, v in raw.items() if k in fields}))
     model.load_state_dict(state)
     return model.eval().requires_grad_(False).to(device)
-

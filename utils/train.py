@@ -1,7 +1,6 @@
 """The one training loop of the course: `fit(model, loss_fn, FitConfig(...))`, with AdamW, a
 learning-rate schedule, optional gradient clipping, a progress bar and a callback per step.
 Lesson 01 trains the tiny CLIP with it; lesson 05 the mini DALL-E, the unCLIP prior and decoder.
-The bundled models are retrained by `python -m course_tools train MODEL` (course_tools/retrain.py).
 """
 
 from __future__ import annotations
@@ -24,8 +23,8 @@ class FitConfig:
 
     steps: int
     lr: float
-    schedule: str | Callable[[int], float] = "constant"  # a name of lr_at's, "onecycle", "annealing",
-    #                                                       or a function step -> learning rate
+    # a name of lr_at's, "onecycle", "annealing", or a function step -> learning rate
+    schedule: str | Callable[[int], float] = "constant"
     warmup: float = 0  # warm-up steps ("cosine", "linear"); for "onecycle" the fraction of steps
     weight_decay: float = 0.0  # for parameter groups that do not set their own
     betas: tuple[float, float] = (0.9, 0.999)
@@ -34,7 +33,7 @@ class FitConfig:
 
 
 def with_overrides(config, overrides: dict, who: str):
-    """A copy of the dataclass `config` with `overrides` set (the caller's config is never changed)."""
+    """A copy of the dataclass `config` with `overrides` set (the caller's is never changed)."""
     unknown = [key for key in overrides if not hasattr(config, key)]
     if unknown:
         raise TypeError(f"{who} got an unknown option {unknown[0]!r}; see {type(config).__name__}.")
@@ -43,12 +42,13 @@ def with_overrides(config, overrides: dict, who: str):
 
 def lr_at(step: int, cfg: FitConfig) -> float:
     """The learning rate of step (0-based): a linear warm-up lr (step + 1) / warmup, then
-    "cosine": lr (1 + cos(pi p)) / 2 or "linear": lr (1 - p), p = (step - warmup) / (steps - warmup)."""
+    "cosine": lr (1 + cos(pi p)) / 2 or "linear": lr (1 - p), p = (step - warmup) / (steps -
+    warmup)."""
     if cfg.schedule == "constant":
         return cfg.lr
     if cfg.schedule not in ("cosine", "linear"):
-        raise ValueError(f"unknown learning-rate schedule {cfg.schedule!r}: use 'constant', 'cosine', "
-                         "'linear', 'onecycle', 'annealing' or a function of the step.")
+        raise ValueError(f"unknown learning-rate schedule {cfg.schedule!r}: use 'constant', "
+                         "'cosine', 'linear', 'onecycle', 'annealing' or a function of the step.")
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
     progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
@@ -57,48 +57,40 @@ def lr_at(step: int, cfg: FitConfig) -> float:
     return cfg.lr * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def _torch_scheduler(optimizer: torch.optim.Optimizer, cfg: FitConfig):
-    """torch's own scheduler for "onecycle" (OneCycleLR, warm-up share cfg.warmup) and
-    "annealing" (CosineAnnealingLR from lr to 0); None for the schedules fit() sets itself."""
-    import torch
-
-    if cfg.schedule == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=cfg.steps,
-                                                   pct_start=cfg.warmup)
-    if cfg.schedule == "annealing":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, cfg.steps)
-    return None
-
-
-def decay_groups(model: torch.nn.Module, weight_decay: float, skip: tuple[str, ...] = ()) -> list[dict]:
+def decay_groups(model: torch.nn.Module, weight_decay: float,
+                 skip: tuple[str, ...] = ()) -> list[dict]:
     """AdamW parameter groups: weight decay on matrices (ndim >= 2) whose name contains none of
     `skip`; none on biases, norms' gains and the rest. Frozen parameters are left out."""
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         if p.requires_grad:
             (decay if p.ndim >= 2 and not any(s in name for s in skip) else no_decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return [{"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0}]
 
 
 def fit(model: torch.nn.Module, loss_fn: Callable, cfg: FitConfig, desc: str = "training",
-        params=None, callback: Callable[[dict], bool | None] | None = None, progress: bool = True) -> dict:
+        params=None, callback: Callable[[dict], bool | None] | None = None,
+        progress: bool = True) -> dict:
     """Minimise loss_fn(step) for cfg.steps steps with AdamW; returns the history.
 
     loss_fn(step) -> loss, or (loss, {name: number}) to log more; params: the parameters or
-    AdamW groups to train (default: all of the model's). After each optimiser step,
-    callback(record) gets {"step", "loss", names..., "seconds"}; it may add entries (shown in
-    the progress bar) and return True to stop. history: a list per entry of the first record,
-    and "train_seconds", the time spent outside the callback.
+    AdamW groups to train (default: all). After each step callback(record) gets {"step", "loss",
+    names..., "seconds"}; it may add entries (shown in the progress bar) and return True to stop.
+    history: a list per key of the first record, and "train_seconds" (time outside the callback).
     """
     import torch
     from tqdm.auto import tqdm
 
     optimizer = torch.optim.AdamW(model.parameters() if params is None else params, lr=cfg.lr,
                                   betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay)
-    scheduler = _torch_scheduler(optimizer, cfg)
-    history: dict = {}
-    shown: dict = {}
-    seconds = 0.0
+    scheduler = None  # torch's own for these two; fit() sets the others' learning rate itself
+    if cfg.schedule == "onecycle":
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr,
+                                                        total_steps=cfg.steps, pct_start=cfg.warmup)
+    elif cfg.schedule == "annealing":  # cosine from lr to 0
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, cfg.steps)
+    history, shown, seconds = {}, {}, 0.0
     bar = tqdm(range(cfg.steps), desc=desc, disable=not progress, unit="step", mininterval=1)
     for step in bar:
         tick = time.perf_counter()
@@ -134,11 +126,8 @@ def fit(model: torch.nn.Module, loss_fn: Callable, cfg: FitConfig, desc: str = "
 
 @contextlib.contextmanager
 def prefetched(draw: Callable[[int], object], steps: int) -> Iterator[Callable[[int], object]]:
-    """batch_at(step) = draw(step), with draw(step + 1) computed in a thread meanwhile.
-
-        with prefetched(draw, cfg.steps) as batch_at:
-            fit(model, lambda step: loss_of(batch_at(step)), cfg)
-    """
+    """batch_at(step) = draw(step), with draw(step + 1) computed in a thread meanwhile:
+    `with prefetched(draw, steps) as batch_at: fit(model, lambda s: loss_of(batch_at(s)), cfg)`."""
     with ThreadPoolExecutor(max_workers=1) as pool:
         upcoming: dict = {}
 
@@ -149,4 +138,3 @@ def prefetched(draw: Callable[[int], object], steps: int) -> Iterator[Callable[[
             return future.result()
 
         yield batch_at
-

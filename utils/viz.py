@@ -1,12 +1,7 @@
 """Every plot and picture grid of the course: matplotlib figures, torchvision grids.
 
-A picture is a PIL image, an (H, W, 3) array or a (3, H, W) tensor in [0, 1]; a batch is a
-list of those or an (N, 3, H, W) tensor.
-
-    show_images(batch, titles=captions, title="A batch")   # a row (or grid) with captions
-    image_grid(batch).save("grid.png")                       # one PIL image, no matplotlib
-    live = LiveCurves([Curve("loss", "Training loss", "loss")]); fit(..., callback=live)
-    plot_embedding_2d(image_emb, classes, text_emb, names)     # images and texts on 2 PCA axes
+A picture is a PIL image, an (H, W, 3) array or a (3, H, W) tensor in [0, 1]; a batch is a list
+of those or an (N, 3, H, W) tensor: show_images(batch, captions, "A batch"), image_grid(batch).
 """
 
 from __future__ import annotations
@@ -33,13 +28,6 @@ def to_pil(images: torch.Tensor) -> Image.Image | list[Image.Image]:
     return [to_pil_image(image) for image in as_bytes]
 
 
-def as_array(image) -> np.ndarray:
-    """Any picture (PIL, (H, W, 3) array, (3, H, W) tensor in [0, 1]) -> an array imshow draws."""
-    if isinstance(image, torch.Tensor):
-        return image.detach().clamp(0, 1).permute(1, 2, 0).cpu().numpy()  # (H, W, 3)
-    return np.asarray(image)
-
-
 def image_grid(images: torch.Tensor, gap: int = 2, ncols: int | None = None) -> Image.Image:
     """(N, 3, H, W) in [0, 1] -> one PIL grid (ncols = ceil(sqrt(N)) by default), `gap` white
     pixels between pictures and none around them."""
@@ -49,8 +37,8 @@ def image_grid(images: torch.Tensor, gap: int = 2, ncols: int | None = None) -> 
     return to_pil(grid[:, gap:grid.shape[1] - gap, gap:grid.shape[2] - gap])
 
 
-def show_images(images, titles: Sequence[str] | None = None, title: str | None = None, rows: int = 1,
-                size: float = 2.0, fontsize: int = 9, show: bool = True):
+def show_images(images, titles: Sequence[str] | None = None, title: str | None = None,
+                rows: int = 1, size: float = 2.0, fontsize: int = 9, show: bool = True):
     """Pictures in `rows` rows, each with its title, under the suptitle `title`; returns the figure
     (show=True calls plt.show(), so that it appears where the call is in a notebook)."""
     import matplotlib.pyplot as plt
@@ -60,7 +48,9 @@ def show_images(images, titles: Sequence[str] | None = None, title: str | None =
     for ax in axes.flat:
         ax.axis("off")
     for i, (ax, image) in enumerate(zip(axes.flat, images)):
-        ax.imshow(as_array(image), interpolation="nearest")  # small pictures stay sharp
+        if isinstance(image, torch.Tensor):
+            image = image.detach().clamp(0, 1).permute(1, 2, 0).cpu().numpy()  # (H, W, 3)
+        ax.imshow(np.asarray(image), interpolation="nearest")  # small pictures stay sharp
         if titles is not None:
             ax.set_title(titles[i], fontsize=fontsize)
     if title:
@@ -71,15 +61,13 @@ def show_images(images, titles: Sequence[str] | None = None, title: str | None =
     return fig
 
 
-def show_hits(hits, images=None, title: str | None = None, ncols: int = 5, size: float = 2.0, fig=None):
-    """Search hits (utils.retrieval.Hit) as a grid captioned with rank and score. images: indexed
-    by hit.index, or None to open hit.path; fig: a figure to clear and draw into (a widget's)."""
+def show_hits(hits, images=None, title: str | None = None, ncols: int = 5, size: float = 2.0):
+    """Search hits (utils.retrieval.Hit) as a grid captioned with rank and score; images: indexed
+    by hit.index, or None to open hit.path."""
     import matplotlib.pyplot as plt
     ncols = max(1, min(ncols, len(hits)))
     nrows = max(1, -(-len(hits) // ncols))
-    if fig is None:
-        fig = plt.figure(figsize=(size * ncols, size * nrows + (0.4 if title else 0)))
-    fig.clear()
+    fig = plt.figure(figsize=(size * ncols, size * nrows + (0.4 if title else 0)))
     for j, hit in enumerate(hits):
         ax = fig.add_subplot(nrows, ncols, j + 1)
         image = images[hit.index] if images is not None else open_image(hit.path)
@@ -100,13 +88,12 @@ def plot_matrix(matrix, ax=None, title: str = "", xlabel: str = "", ylabel: str 
     """Heatmap of a matrix with index ticks, its values written in (values=True) and a labelled
     colour bar; returns the axes."""
     import matplotlib.pyplot as plt
-    matrix = matrix.detach().cpu().numpy() if isinstance(matrix, torch.Tensor) else np.asarray(matrix)
+    matrix = matrix.detach().cpu().numpy() if torch.is_tensor(matrix) else np.asarray(matrix)
     if ax is None:
         _, ax = plt.subplots(figsize=(0.6 * matrix.shape[1] + 2.5, 0.5 * matrix.shape[0] + 1.5))
     shown = ax.imshow(matrix, cmap=cmap, vmin=float(matrix.min()), vmax=float(matrix.max()))
-    ax.set_xticks(range(matrix.shape[1]), [str(j) for j in range(matrix.shape[1])])
-    ax.set_yticks(range(matrix.shape[0]), [str(i) for i in range(matrix.shape[0])])
-    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    rows, cols = matrix.shape
+    ax.set(xticks=range(cols), yticks=range(rows), xlabel=xlabel, ylabel=ylabel, title=title)
     if values:
         for (i, j), value in np.ndenumerate(matrix):
             ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7, color="white")
@@ -120,7 +107,8 @@ def plot_similarity(similarity, images: Sequence, texts: Sequence[str], title: s
     sim = similarity.detach().cpu().numpy() if hasattr(similarity, "detach") else similarity
     n_texts, n_images = sim.shape
     if ax is None:
-        _, ax = plt.subplots(figsize=(1.1 * n_images + 3, 0.6 * n_texts + 1.5), layout="constrained")
+        _, ax = plt.subplots(figsize=(1.1 * n_images + 3, 0.6 * n_texts + 1.5),
+                             layout="constrained")
     shown = ax.imshow(sim, cmap="viridis", extent=(-0.5, n_images - 0.5, n_texts - 0.5, -0.5))
     for j, image in enumerate(images):  # thumbnails in a row above the matrix
         ax.imshow(image, extent=(j - 0.45, j + 0.45, -0.6, -1.6), origin="upper")
@@ -142,7 +130,8 @@ def plot_confusion(confusion, classnames: Sequence[str], title: str = "", ax=Non
     shown = ax.imshow(confusion, cmap="Blues")
     ax.set_xticks(range(n), classnames, rotation=90, fontsize=7)
     ax.set_yticks(range(n), classnames, fontsize=7)
-    ax.set(xlabel=t("predicted class"), ylabel=t("true class"), title=title or t("Confusion matrix"))
+    ax.set(xlabel=t("predicted class"), ylabel=t("true class"),
+           title=title or t("Confusion matrix"))
     plt.colorbar(shown, ax=ax, fraction=0.04, label=t("images"))
     return ax
 
@@ -172,14 +161,15 @@ def plot_prediction(image, labels: Sequence[str], probs, title: str = "", axes=N
 def pca_2d(points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(N, D) -> the centred points on their two main axes (N, 2) (PCA by SVD) and the share of
     the variance each axis keeps (2,)."""
-    centred = points.detach().float().cpu() - points.detach().float().cpu().mean(0)
+    points = points.detach().float().cpu()
+    centred = points - points.mean(0)
     _, singular, vh = torch.linalg.svd(centred, full_matrices=False)
     return centred @ vh[:2].T, singular[:2] ** 2 / (singular ** 2).sum()
 
 
-def plot_embedding_2d(image_emb: torch.Tensor, image_classes: Sequence[int], text_emb: torch.Tensor,
-                      class_names: Sequence[str], colours: Sequence[str] | None = None,
-                      title: str = "", ax=None):
+def plot_embedding_2d(image_emb: torch.Tensor, image_classes: Sequence[int],
+                      text_emb: torch.Tensor, class_names: Sequence[str],
+                      colours: Sequence[str] | None = None, title: str = "", ax=None):
     """Images (dots) and texts (stars; text k names class k) on the two main axes of all the
     embeddings, one colour per class; returns the axes."""
     import matplotlib.pyplot as plt
@@ -204,14 +194,16 @@ def plot_embedding_2d(image_emb: torch.Tensor, image_classes: Sequence[int], tex
 
 
 def plot_curves(x, curves: dict[str, Sequence[float]], ax=None, title: str = "", xlabel: str = "",
-                ylabel: str = "", reference: tuple[Sequence[float] | float, str] | None = None, **axis):
+                ylabel: str = "", reference: tuple[Sequence[float] | float, str] | None = None,
+                **axis):
     """One line per {label: ys} against x, an optional dashed (value(s), label) reference;
     `axis` goes to ax.set."""
     import matplotlib.pyplot as plt
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 3.4))
+    few = len(x) <= 20  # few points: marked, on a thicker line
     for label, ys in curves.items():
-        ax.plot(x, ys, marker="o" if len(x) <= 20 else None, label=label or None, lw=1 if len(x) > 20 else 1.5)
+        ax.plot(x, ys, marker="o" if few else None, label=label or None, lw=1.5 if few else 1)
     if reference is not None:
         value, label = reference
         if isinstance(value, (int, float)):
@@ -227,6 +219,7 @@ def plot_curves(x, curves: dict[str, Sequence[float]], ax=None, title: str = "",
 @dataclass
 class Curve:
     """One panel of LiveCurves: record[key] against record["step"]."""
+
     key: str
     title: str
     ylabel: str
@@ -261,9 +254,11 @@ class LiveCurves:
         for ax, curve in zip(self.axes, self.curves):
             ax.clear()
             steps, values = self.points[curve.key]
-            reference = None if curve.reference is None else (curve.reference, curve.reference_label)
-            plot_curves(steps, {"": values}, ax=ax, title=curve.title, xlabel=t("step"), ylabel=curve.ylabel,
-                        reference=reference, **({"ylim": curve.ylim} if curve.ylim else {}))
+            reference = None if curve.reference is None else (curve.reference,
+                                                              curve.reference_label)
+            plot_curves(steps, {"": values}, ax=ax, title=curve.title, xlabel=t("step"),
+                        ylabel=curve.ylabel, reference=reference,
+                        **({"ylim": curve.ylim} if curve.ylim else {}))
         self.fig.tight_layout()
         if self.handle is not None:  # None outside a notebook: nothing to update
             self.handle.update(self.fig)

@@ -1,12 +1,5 @@
-"""The notebooks' playgrounds (lessons 02 and 03): a student's input, checked, and what went wrong
-in one translated line, never a traceback:
-
-    try:
-        image = read_upload(upload.value[0]["content"])
-        classifier, notes = classifier_for_widget(clip, labels_box.value)
-    except PlaygroundError as err:
-        print(t("Cannot classify:"), err)
-"""
+"""The notebooks' playgrounds (lessons 02 and 03): a student's input, checked; what went wrong is
+one translated line (`PlaygroundError`), never a traceback."""
 
 from __future__ import annotations
 
@@ -32,7 +25,7 @@ def read_upload(data: bytes | memoryview) -> Image.Image:
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     from .images import to_rgb
-    if not data or len(data) == 0:
+    if not data:
         raise PlaygroundError(t("The uploaded file is empty. Upload a JPEG or PNG photo."))
     try:
         with warnings.catch_warnings():
@@ -40,17 +33,19 @@ def read_upload(data: bytes | memoryview) -> Image.Image:
             image = Image.open(io.BytesIO(bytes(data)))
             image.load()
     except (UnidentifiedImageError, Image.DecompressionBombWarning, Image.DecompressionBombError):
-        raise PlaygroundError(t("This file is not an image we can open. Upload a JPEG or PNG photo.")) \
-            from None
+        raise PlaygroundError(
+            t("This file is not an image we can open. Upload a JPEG or PNG photo.")) from None
     except OSError:  # cut short or corrupt
-        raise PlaygroundError(t("This image file is broken or cut short. Upload it again.")) from None
+        raise PlaygroundError(
+            t("This image file is broken or cut short. Upload it again.")) from None
     return to_rgb(ImageOps.exif_transpose(image))
 
 
 # validate_labels warns in English for the terminal; a widget shows the same facts translated.
 _LABEL_NOTES = (
     ("duplicate label", "Duplicate labels are counted once."),
-    ("Only one label", "Only one label: its probability is always 100%. Add labels to compare it with."),
+    ("Only one label",
+     "Only one label: its probability is always 100%. Add labels to compare it with."),
     ("truncated", "A label is too long for this model: its end is ignored. Use a shorter label."),
 )
 
@@ -66,12 +61,7 @@ def classifier_for_widget(clip: CLIP, text: str) -> tuple[ZeroShotClassifier, li
         except ValueError:
             raise PlaygroundError(t("Type at least two labels, separated by commas.")) from None
         classifier = build_classifier(clip, text)  # warns again: the same facts, recorded once
-    notes = []
-    for warning in caught:
-        message = str(warning.message)
-        note = next((t(line) for key, line in _LABEL_NOTES if key in message), None)
-        if note is None:  # a warning we have no translation for: still one line, never a path
-            note = message.splitlines()[0]
-        if note not in notes:
-            notes.append(note)
-    return classifier, notes
+    # a warning we have no translation for is still one line, never a path
+    notes = [next((t(line) for key, line in _LABEL_NOTES if key in str(w.message)),
+                  str(w.message).splitlines()[0]) for w in caught]
+    return classifier, list(dict.fromkeys(notes))

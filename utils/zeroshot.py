@@ -1,14 +1,8 @@
-"""Zero-shot classification with CLIP (lesson 02).
-
-A class is described in words, the words become a vector, and an image goes to the class
-whose vector points the most in the same direction as its own:
+"""Zero-shot classification with CLIP (lesson 02): an image goes to the class whose text vector
+points the most in the same direction as its own (`build_classifier`, then `evaluate`):
 
     w_c    = normalise( mean_t normalise( E_text(template_t(class_c)) ) )   # prompt ensembling
     p(c|x) = softmax_c( s * cos(E_image(x), w_c) )                         # s = clip.logit_scale
-
-    clf = build_classifier(clip, ["red circle", "blue square"], SHAPES_TEMPLATES)
-    probs = clf.predict_proba(images)             # (N, C), rows sum to 1
-    result = evaluate(clf, images, targets)       # accuracy and confusion matrix
 
 ImageNet templates and class names are open_clip's; the terminal command is utils/classify_cli.py.
 """
@@ -18,6 +12,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import product
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,6 +21,8 @@ from open_clip.zero_shot_metadata import (  # noqa: F401 - re-exported for the l
     OPENAI_IMAGENET_TEMPLATES,
     SIMPLE_IMAGENET_TEMPLATES,
 )
+
+from . import captions
 
 if TYPE_CHECKING:
     import torch
@@ -38,9 +35,9 @@ Template = str | Callable[[str], str]
 
 SINGLE_TEMPLATE: tuple[str, ...] = ("{}",)  # the label is used as it is
 # Templates for the shapes world: the class name is "red circle", "blue square", ...
-SHAPES_TEMPLATES: tuple[str, ...] = ("a {}", "a picture of a {}", "a drawing of a {}", "an image of a {}",
-                                     "a {} on a plain background", "a small {}", "a large {}",
-                                     "a photo of a {}")
+SHAPES_TEMPLATES: tuple[str, ...] = ("a {}", "a picture of a {}", "a drawing of a {}",
+                                     "an image of a {}", "a {} on a plain background",
+                                     "a small {}", "a large {}", "a photo of a {}")
 TEMPLATE_SETS: dict[str, Sequence[Template]] = {
     "none": SINGLE_TEMPLATE,
     "shapes": SHAPES_TEMPLATES,
@@ -53,14 +50,11 @@ def shapes_classes(lang: str = "en") -> tuple[list[str], list[str]]:
     """The 24 shapes-world class names in `lang` and templates that fit them: English bare names
     ("red circle") with SHAPES_TEMPLATES, other languages whole labels ("une étoile violette")
     with utils.captions.TEMPLATES. Only the tiny CLIP reads all six languages."""
-    from itertools import product
-
-    from .captions import TEMPLATES, labels
     from .data import COLOURS, SHAPES
     pairs = list(product(COLOURS, SHAPES))
     if lang == "en":
         return [f"{c} {s}" for c, s in pairs], list(SHAPES_TEMPLATES)
-    return labels(pairs, lang), list(TEMPLATES[lang])
+    return captions.labels(pairs, lang), list(captions.TEMPLATES[lang])
 
 
 def prompts_for(classname: str, templates: Sequence[Template]) -> list[str]:
@@ -77,41 +71,37 @@ def token_count(tokenizer, text: str) -> int:
 
 
 def validate_labels(labels: str | Sequence[str], tokenizer=None,
-                    templates: Sequence[Template] = SINGLE_TEMPLATE, dedupe: bool = True) -> list[str]:
+                    templates: Sequence[Template] = SINGLE_TEMPLATE,
+                    dedupe: bool = True) -> list[str]:
     """Clean labels (a list or one comma-separated string): blanks dropped, none -> ValueError;
     warnings for one label (always 100%), duplicates (same up to case and spaces: dropped
     unless dedupe=False, which keeps class i as class i, e.g. IMAGENET_CLASSNAMES) and a prompt
     longer than the tokenizer's context (open_clip silently cuts it)."""
     if isinstance(labels, str):
         labels = labels.split(",")
-    cleaned = [str(label).strip() for label in labels]
-    cleaned = [label for label in cleaned if label]
+    cleaned = [str(label).strip() for label in labels if str(label).strip()]
     if not cleaned:
-        raise ValueError('No labels given: pass at least two class names, e.g. --labels "a cat,a dog".')
+        raise ValueError(
+            'No labels given: pass at least two class names, e.g. --labels "a cat,a dog".')
     unique: dict[str, str] = {}
     for label in cleaned:
         unique.setdefault(" ".join(label.lower().split()), label)
-    if len(unique) < len(cleaned):
-        n = len(cleaned) - len(unique)
-        if dedupe:
-            warnings.warn(f"{n} duplicate label(s) dropped; each label is kept once: "
-                          f"{', '.join(unique.values())}.", UserWarning, stacklevel=2)
-        else:
-            warnings.warn(f"{n} duplicate label(s) kept (dedupe=False): identical classes share "
-                          "their probability.", UserWarning, stacklevel=2)
+    if n := len(cleaned) - len(unique):
+        what = (f"dropped; each label is kept once: {', '.join(unique.values())}." if dedupe
+                else "kept (dedupe=False): identical classes share their probability.")
+        warnings.warn(f"{n} duplicate label(s) {what}", stacklevel=2)
     out = list(unique.values()) if dedupe else cleaned
     if len(unique) == 1:
         warnings.warn(f"Only one label ({out[0]!r}): its probability is always 100%. Add the "
-                      "alternatives it should be compared with.", UserWarning, stacklevel=2)
+                      "alternatives it should be compared with.", stacklevel=2)
     context = getattr(tokenizer, "context_length", None)
-    if tokenizer is not None and context:
+    if context:
         for label in unique.values():
             longest = max(prompts_for(label, templates), key=lambda p: token_count(tokenizer, p))
-            n = token_count(tokenizer, longest)
-            if n > context:
-                warnings.warn(f"The prompt {longest[:60]!r}... takes {n} tokens but the model reads "
-                              f"only {context}: it is truncated and its end is ignored. Use a shorter "
-                              "label.", UserWarning, stacklevel=2)
+            if (n := token_count(tokenizer, longest)) > context:
+                warnings.warn(f"The prompt {longest[:60]!r}... takes {n} tokens but the model "
+                              f"reads only {context}: it is truncated and its end is ignored. "
+                              "Use a shorter label.", stacklevel=2)
     return out
 
 
@@ -124,30 +114,21 @@ class ZeroShotClassifier:
     weights: torch.Tensor  # (C, D), L2-normalised rows
     logit_scale: float  # s: the model's learned inverse temperature
 
-    def image_features(self, images) -> torch.Tensor:
-        """(N, D) unit vectors: embed PIL images / a (N,3,H,W) tensor, or pass (N, D) features."""
-        import torch
-        if isinstance(images, torch.Tensor) and images.ndim == 2:
-            return images
-        return self.clip.encode_images(images)
-
     def logits(self, images) -> torch.Tensor:
-        """s * cos(image, class): (N, C)."""
-        return self.logit_scale * self.image_features(images) @ self.weights.T
+        """s * cos(image, class): (N, C), for PIL images, a (N,3,H,W) tensor or (N, D) features."""
+        import torch
+        is_features = isinstance(images, torch.Tensor) and images.ndim == 2
+        features = images if is_features else self.clip.encode_images(images)  # (N, D)
+        return self.logit_scale * features @ self.weights.T
 
     def predict_proba(self, images) -> torch.Tensor:
         """softmax_c(s * cos(image, class)): (N, C)."""
         return self.logits(images).softmax(dim=-1)
 
-    def predict(self, images) -> torch.Tensor:
-        """Index of the most probable class per image: (N,)."""
-        return self.logits(images).argmax(dim=-1)
-
     def top_k(self, images, k: int = 5) -> list[list[tuple[str, float]]]:
         """The k most probable (label, probability) pairs of each image, best first."""
-        probs = self.predict_proba(images)
-        values, indices = probs.topk(min(k, len(self.classnames)), dim=-1)  # (N, k)
-        return [[(self.classnames[j], float(p)) for p, j in zip(vs, js)]
+        values, indices = self.predict_proba(images).topk(min(k, len(self.classnames)), dim=-1)
+        return [[(self.classnames[j], p) for p, j in zip(vs, js)]
                 for vs, js in zip(values.tolist(), indices.tolist())]
 
 
@@ -162,11 +143,11 @@ def build_classifier(clip: CLIP, classnames: str | Sequence[str],
         raise ValueError("No templates given: use SINGLE_TEMPLATE to take the labels as they are.")
     blind = [tpl for tpl in templates if isinstance(tpl, str) and "{}" not in tpl]
     if blind:  # every class would get the same sentence
-        raise ValueError(f"Template {blind[0]!r} has no {{}} where the class name goes, e.g. 'a photo of a {{}}'.")
+        raise ValueError(f"Template {blind[0]!r} has no {{}} where the class name goes, "
+                         "e.g. 'a photo of a {}'.")
     classnames = validate_labels(classnames, clip.tokenizer, templates, dedupe)
     texts = [p for c in classnames for p in prompts_for(c, templates)]  # C*T prompts, class-major
-    emb = clip.encode_texts(texts)  # (C*T, D), unit rows
-    emb = emb.view(len(classnames), len(templates), -1).mean(dim=1)  # (C, D)
+    emb = clip.encode_texts(texts).view(len(classnames), len(templates), -1).mean(dim=1)  # (C, D)
     weights = emb / emb.norm(dim=-1, keepdim=True)  # (C, D), back to unit length
     with torch.no_grad():  # the scale is a trained parameter; we only read it
         scale = clip.logit_scale
@@ -195,13 +176,13 @@ def evaluate(classifier: ZeroShotClassifier, images, targets: Sequence[int]) -> 
     logits = classifier.logits(images)  # (N, C)
     if len(targets) != len(logits):
         raise ValueError(f"{len(logits)} images but {len(targets)} targets.")
-    n_classes = len(classifier.classnames)
+    n = len(classifier.classnames)
     predictions = logits.argmax(dim=-1)
-    top5 = logits.topk(min(5, n_classes), dim=-1).indices  # (N, 5)
-    confusion = torch.bincount(targets * n_classes + predictions, minlength=n_classes ** 2)
+    top5 = logits.topk(min(5, n), dim=-1).indices  # (N, 5)
+    confusion = torch.bincount(targets * n + predictions, minlength=n * n).view(n, n)
     return Evaluation(float((predictions == targets).float().mean()),
                       float((top5 == targets[:, None]).any(dim=-1).float().mean()),
-                      confusion.view(n_classes, n_classes), predictions, list(classifier.classnames))
+                      confusion, predictions, list(classifier.classnames))
 
 
 # The eight scikit-image photos OpenAI's CLIP notebook shows, each with our own caption.
@@ -219,7 +200,6 @@ SAMPLE_PHOTOS: dict[str, str] = {
 
 def load_sample_photos() -> dict[str, Image.Image]:
     """The eight scikit-image sample photos as RGB PIL images (offline: they ship with it)."""
-    import numpy as np
     import skimage.data
     from PIL import Image
     photos = {}
@@ -227,9 +207,7 @@ def load_sample_photos() -> dict[str, Image.Image]:
         if name == "motorcycle":
             array = skimage.data.stereo_motorcycle()[0]  # (left view, right view, disparity)
         else:
-            array = getattr(skimage.data, name)()
-        if array.dtype == bool:  # the horse is a binary mask: True = background
-            array = array.astype(np.uint8) * 255
+            array = getattr(skimage.data, name)()  # the horse is a bool mask: Pillow mode "1"
         photos[name] = Image.fromarray(array).convert("RGB")
     return photos
 
@@ -243,53 +221,42 @@ def pad_to_square(image: Image.Image) -> Image.Image:
         return image
     a = np.asarray(image.convert("RGB"))  # (H, W, 3)
     border = np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])  # (2W+2H, 3)
-    fill = tuple(int(v) for v in np.median(border, axis=0))
     side = max(w, h)
-    out = Image.new("RGB", (side, side), fill)
+    out = Image.new("RGB", (side, side), tuple(int(v) for v in np.median(border, axis=0)))
     out.paste(image, ((side - w) // 2, (side - h) // 2))
-    return out
-
-
-def expand_paths(paths: Sequence[str | Path]) -> list[Path]:
-    """Files as given; a folder becomes the image files inside it (and its subfolders), sorted."""
-    from .images import list_images
-    out: list[Path] = []
-    for p in map(Path, paths):
-        out += list_images(p) if p.is_dir() else [p]
     return out
 
 
 def classify_files(paths: Sequence[str | Path], labels: str | Sequence[str], clip: CLIP,
                    templates: Sequence[Template] = SINGLE_TEMPLATE, top: int = 5,
                    fit: str = "pad", batch_size: int = 64) -> dict:
-    """Classify image files; returns the --json object (see CLI_HELP). Bad files are skipped."""
-    from .images import ImageLoadError, open_image
+    """Classify image files (a folder: the images in it and its subfolders); returns the --json
+    object (see CLI_HELP). Bad files are skipped."""
+    from .images import ImageLoadError, list_images, open_image
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         clf = build_classifier(clip, labels, templates)
     out = {"model": clip.description, "labels": clf.classnames,
-           "templates": [t if isinstance(t, str) else t("{}") for t in templates], "results": [], "skipped": [],
-           "warnings": [str(w.message) for w in caught]}
-    files = expand_paths(paths)
+           "templates": [t if isinstance(t, str) else t("{}") for t in templates],
+           "results": [], "skipped": [], "warnings": [str(w.message) for w in caught]}
+    files = [f for p in map(Path, paths) for f in (list_images(p) if p.is_dir() else [p])]
     for start in range(0, len(files), batch_size):  # a batch at a time: bounded memory
-        good, images = [], []
+        good = []
         for path in files[start:start + batch_size]:
             try:
                 image = open_image(path)
             except ImageLoadError as err:  # missing, empty, not an image, truncated, too large
                 out["skipped"].append({"path": str(path), "reason": err.reason})
-                continue
-            good.append(path)
-            images.append(pad_to_square(image) if fit == "pad" else image)
-        if not images:
-            continue
-        probs = clf.predict_proba(images)  # (B, C)
-        for path, row in zip(good, probs.tolist()):
+            else:
+                good.append((path, pad_to_square(image) if fit == "pad" else image))
+        rows = clf.predict_proba([image for _, image in good]).tolist() if good else []  # (B, C)
+        for (path, _), row in zip(good, rows):
             order = sorted(range(len(row)), key=lambda j: -row[j])[:max(1, top)]
             out["results"].append({
                 "path": str(path),
                 "probabilities": {label: round(p, 6) for label, p in zip(clf.classnames, row)},
-                "top": [{"label": clf.classnames[j], "probability": round(row[j], 6)} for j in order],
+                "top": [{"label": clf.classnames[j], "probability": round(row[j], 6)}
+                        for j in order],
                 "prediction": clf.classnames[order[0]],
             })
     return out

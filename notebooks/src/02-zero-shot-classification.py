@@ -1,6 +1,9 @@
 # %% [markdown] id="title"
 # # 02 · Zero-shot image classification
 #
+# > **Before notebook 02.** The CLIP section of the lesson page (and notebook 01); a linear
+# > classifier, one score $w_c^\top x$ per class followed by a softmax; what accuracy measures.
+#
 # An ordinary image classifier knows the classes it was trained on and nothing else. CLIP can
 # sort images into classes it was never trained on, given only their **names**: write the
 # labels in words and you have a new classifier, with no training and no labelled example.
@@ -226,13 +229,13 @@ for name, label in ((BARE, t("ensemble minus bare name")), (ONE, t("ensemble min
     print(f"{label:34} {gains[0]:>14} {gains[1]:>15}")
 
 # %% [markdown] id="ensemble-discussion"
-# The gain is measured, not promised: read it off the table above. In English, with the tiny
-# model, the gain over the bare name is small on the seen pairs, which the model already
-# classifies well, and larger on the held-out pairs, where it is unsure: averaging several
-# phrasings helps most where a single phrasing is a coin toss. The last line of the table is
-# what the ensemble adds on top of one template: with the tiny model, which was trained to read
-# every wording alike, it varies from language to language and can be zero or negative
-# (below).
+# The gain is measured, not promised: read it off the table above, for your language. Averaging
+# several phrasings helps most where a single phrasing leaves the model unsure, so where it helps
+# depends on the model and the language: with the tiny model, some languages gain most on the
+# held-out pairs and others on the seen pairs, where their bare names read less well (numbers
+# below). The last line of the table is what the ensemble adds on top of one
+# template: with the tiny model, which was trained to read every wording alike, it varies from
+# language to language and can be zero or negative.
 
 # %% [markdown] id="ensemble-measured"
 # With the bundled tiny model in full mode ({{claim ensembling.seen.images:,d}} images of seen
@@ -244,9 +247,14 @@ for name, label in ((BARE, t("ensemble minus bare name")), (ONE, t("ensemble min
 # Italian {{claim ensembling.it.seen.template_gain_images:+.0f}} / {{claim ensembling.it.heldout.template_gain_images:+.0f}},
 # Portuguese {{claim ensembling.pt.seen.template_gain_images:+.0f}} / {{claim ensembling.pt.heldout.template_gain_images:+.0f}} and
 # Chinese {{claim ensembling.zh.seen.template_gain_images:+.0f}} / {{claim ensembling.zh.heldout.template_gain_images:+.0f}}.
-# In English, against the bare class name, the ensemble gained
-# {{claim ensembling.en.seen.gain_points:+.2f}} / {{claim ensembling.en.heldout.gain_points:+.1f}} points
-# (`python -m course_tools.claims --measure ensembling` measures them again).
+# Against the bare class name, it changed them by:
+# English {{claim ensembling.en.seen.gain_images:+.0f}} / {{claim ensembling.en.heldout.gain_images:+.0f}},
+# French {{claim ensembling.fr.seen.gain_images:+.0f}} / {{claim ensembling.fr.heldout.gain_images:+.0f}},
+# Spanish {{claim ensembling.es.seen.gain_images:+.0f}} / {{claim ensembling.es.heldout.gain_images:+.0f}},
+# Italian {{claim ensembling.it.seen.gain_images:+.0f}} / {{claim ensembling.it.heldout.gain_images:+.0f}},
+# Portuguese {{claim ensembling.pt.seen.gain_images:+.0f}} / {{claim ensembling.pt.heldout.gain_images:+.0f}} and
+# Chinese {{claim ensembling.zh.seen.gain_images:+.0f}} / {{claim ensembling.zh.heldout.gain_images:+.0f}}.
+# `python -m course_tools.claims --measure ensembling` measures them again.
 
 # %% [markdown] id="wording-intro"
 # ### How much does the wording matter?
@@ -446,7 +454,7 @@ update()
 # Store the result, a tensor of shape (24, D), in `my_weights`.
 
 # %% id="exercise-1-solution" tags=["solution"]
-my_templates = ["a {}", "a drawing of a {}", "a picture of a {}"]
+my_templates = shapes_templates[:3]  # three templates of the notebook's language
 ### BEGIN SOLUTION
 prompts = [tpl.format(name) for name in classnames for tpl in my_templates]  # class-major
 vectors = clip.encode_texts(prompts).view(len(classnames), len(my_templates), -1)  # (24, 3, D)
@@ -464,9 +472,10 @@ print(t("Correct: your ensemble equals build_classifier's."))
 
 # %% [markdown] id="exercise-2"
 # **Exercise 2: a colour-only classifier.** Zero-shot, the classes are whatever you write.
-# Build a classifier with one class per colour (`COLOURS`), using templates of your choice,
-# and measure on the test images how often it names the right colour, whatever the shape.
-# Store the accuracy (a float between 0 and 1) in `colour_accuracy`.
+# Build a classifier with one class per colour (`COLOURS`, in that order), using templates of
+# your choice, and store it in `colour_classifier`. Measure on the test images how often it
+# names the right colour, whatever the shape, and store the accuracy (a float between 0 and
+# 1) in `colour_accuracy`.
 
 # %% id="exercise-2-solution" tags=["solution"]
 ### BEGIN SOLUTION
@@ -477,8 +486,13 @@ print(t("colour-only accuracy: {a:.1%}", a=colour_accuracy))
 ### END SOLUTION
 
 # %% id="exercise-2-check" tags=["points-2"]
+from utils.exercises import same_colour_accuracy
+
 with exercise_check(2):
     assert 0 <= colour_accuracy <= 1, t("colour_accuracy must be a fraction between 0 and 1")
+    assert same_colour_accuracy(colour_classifier, test_features, test_attrs, colour_accuracy), \
+        t("colour_accuracy is not what colour_classifier scores on the test images: compare its "
+          "predictions with each image's colour, as an index into COLOURS")
     assert colour_accuracy > 3 / len(COLOURS) or not quality_checks_apply(), \
         t("{a:.1%} is low for colours (chance is 1/6, and CLIP names colours far better): "
           "are the targets colour indices?", a=colour_accuracy)

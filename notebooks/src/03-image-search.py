@@ -1,6 +1,10 @@
 # %% [markdown] id="title"
 # # 03 · Image search with an embedding index
 #
+# > **Before notebook 03.** Embeddings and cosine similarity (the CLIP section of the lesson
+# > page); a matrix product over a batch of vectors; picking the top $k$ of a list. Recall@k is
+# > defined below.
+#
 # "Find the picture that matches my words" is CLIP's most useful everyday job. A text and an
 # image that mean the same thing land close together in CLIP's embedding space, so searching
 # a collection is: embed every image **once**, keep the vectors, and for each query return
@@ -281,7 +285,7 @@ ivf_ids = big.search_embeddings(queries, 10)[1]
 ivf_recall = np.mean([len(set(a.tolist()) & set(b.tolist())) / 10 for a, b in zip(ivf_ids, exact_ids)])
 big.use_exact()
 
-print(t("N = {n:,}, D = 512: E takes {mb:.0f} MB (float32)", n=N_RANDOM, mb=random_emb.numel() * 4 / 2**20))
+print(t("N = {n:,}, D = 512: E takes {mb:.0f} MB (float32)", n=N_RANDOM, mb=random_emb.numel() * 4 / 1e6))
 for name, ms in timing.items():
     print(f"  {name:<16} {number(ms, '.2f'):>8} ms / " + t("query"))
 print(t("faiss Flat returns the same top-10 as exact search:"), bool(torch.equal(flat_ids, exact_ids)))

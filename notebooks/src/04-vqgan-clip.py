@@ -1,6 +1,9 @@
 # %% [markdown] id="title"
 # # 04 · Image generation with VQGAN+CLIP
 #
+# > **Before notebook 04.** Convolutional networks and autoencoders; the idea of a GAN,
+# > summed up on the lesson page; gradient descent, used here on an input instead of on weights.
+#
 # CLIP can tell how well an image matches a text. Turn that around: start from noise and
 # change the image, step by step, until CLIP says it matches the text. That is VQGAN+CLIP,
 # the method behind pixray and the first wave of text-to-image art (2021). In this lesson you
@@ -29,13 +32,7 @@ from IPython.display import display
 from utils.cutouts import make_cutouts, sample_cutouts
 from utils.data import render_batch
 from utils.drawers import as_image_tensor, clamp_with_grad, colour_noise
-from utils.generate import (
-    GenerationConfig,
-    generate,
-    pixray_available,
-    run_pixray,
-    spherical_distance,
-)
+from utils.generate import GenerationConfig, generate, pixray_available, run_pixray
 from utils.i18n import set_language, t
 from utils.models import load_clip
 from utils.objective import clip_normalization, colourfulness, prompt_loss
@@ -317,8 +314,9 @@ for name, r in [("pixel", pixel), ("tiny-vq", result)]:
 # When both models are on this machine, the cell below runs them: on a GPU at 256 px, on a
 # CPU at 128 px with fewer cutouts, enough steps to watch the picture form (with
 # `QUICK = False`; quick mode runs 2 steps). On 2 CPU cores the whole cell took
-# {{claim lesson04.cpu.cell_minutes:.1f}} minutes, loading included. It first times one step,
-# then says how long the run will take. CLIP's text tower is needed only to embed the prompt,
+# {{claim lesson04.cpu.cell_minutes:.1f}} minutes, loading included, and a step took
+# {{claim lesson04.cpu.seconds_per_step:.1f}} s on average. It first times two steps (the first
+# one warms up), then says how long the run will take. CLIP's text tower is needed only to embed the prompt,
 # so the cell frees it: with it, the session peaked at {{claim lesson04.cpu.peak_mb_with_text:,d}}
 # MB, without it at {{claim lesson04.cpu.peak_mb:,d}} MB, within Binder's 2 GB.
 # `python benchmarks/bench_generate.py --device cuda` compares the plain loop with ours (one
@@ -363,9 +361,10 @@ if checkpoint.exists() and clip_ready:
     big_clip.drop_text_tower([prompt])  # the run needs only the prompt's embedding: ~250 MB freed
     vq_big = load_vqgan(device=DEVICE, encoder=False)  # from random codes: the decoder is enough
     real_run = GenerationConfig(drawer="vqgan", seed=SEED, **run)  # size, iterations, cutouts
-    start = time.perf_counter()  # one step, timed, says how long the run will take
-    generate(prompt, real_run, clip=big_clip, vq=vq_big, iterations=1, progress=False)
-    per_step = time.perf_counter() - start
+    step_ends = []  # two steps: the first warms up, the second, timed, says how long the run will take
+    generate(prompt, real_run, clip=big_clip, vq=vq_big, iterations=2, progress=False,
+             callback=lambda *_: step_ends.append(time.perf_counter()))
+    per_step = step_ends[1] - step_ends[0]
     print(t("{clip} and the VQGAN on {device}: {n} steps at {size} px, about {s:.0f} s ({p:.1f} s per step).",
             clip=big_clip.name, device=DEVICE, n=run["iterations"], size=run["size"],
             s=per_step * run["iterations"], p=per_step))
@@ -424,8 +423,8 @@ with exercise_check(1):
     a = F.normalize(torch.randn(10, 16), dim=-1)
     b = F.normalize(torch.randn(10, 16), dim=-1)
     angle = torch.arccos((a * b).sum(-1).clamp(-1, 1))
-    assert torch.allclose(my_distance(a, b), spherical_distance(a, b), atol=1e-5), \
-        t("my_distance differs from spherical_distance in utils.generate")
+    assert my_distance(a.view(2, 5, 16), b.view(2, 5, 16)).shape == (2, 5), \
+        t("my_distance should reduce only the last dimension: (..., D) -> (...)")
     assert torch.allclose(my_distance(a, b), angle**2 / 2, atol=1e-4), \
         t("my_distance should be half the squared angle between a and b")
 print(t("Correct."))
@@ -450,14 +449,17 @@ print(t("Correct: the judge finds {c} ({s:.0%}).", c=colour, s=share))
 
 # %% [markdown] id="exercise-3"
 # **Exercise 3: start from a picture.** `init_image` starts the optimisation from the codes of
-# a picture instead of noise. Start from a rendered *green* shape and ask for "a red circle".
-# Store the result in `recoloured`; does the shape keep its place?
+# a picture instead of noise. Start from a rendered *green* shape and ask for "a red circle",
+# with `ITERATIONS // 2` steps. **Predict first**: what will be left of the green shape: its
+# place, its outline, its colour? Write your guess in `my_guess` (it is not graded). Then
+# store the result in `recoloured` and compare the two pictures with your guess.
 
 # %% id="exercise-3-solution" tags=["solution"]
+my_guess = ""  # your prediction, written before you run: what stays of the green shape?
 ### BEGIN SOLUTION
-start_picture = render_batch(8, seed=3, split="test", as_tensor=True)
+start_picture = render_batch(32, seed=3, split="test", as_tensor=True)
 green = [i for i, a in enumerate(start_picture[1]) if a["colour"] == "green"]
-start = start_picture[0][green[0] if green else 0]
+start = start_picture[0][green[0]]
 recoloured = generate("a red circle", RUN, clip=clip, init_image=start, iterations=ITERATIONS // 2,
                       progress=False)
 show_images([start, recoloured.image], [t("start"), t("after")], size=2.4)
@@ -465,8 +467,12 @@ show_images([start, recoloured.image], [t("start"), t("after")], size=2.4)
 
 # %% id="exercise-3-check" tags=["points-2", "smoke-skip"]
 with exercise_check(3):
+    first_colour, first_share, _ = dominant_colours(as_image_tensor(recoloured.frames[0]))[0]  # at step 0
+    assert first_colour == "green" and first_share > 0.5, \
+        t("the run should start from a green shape: pass the rendered picture as init_image")
     assert recoloured.final_score > recoloured.start_score, t("the score should rise from the start picture")
 print(t("Score {a:.3f} -> {b:.3f}.", a=recoloured.start_score, b=recoloured.final_score))
+print(t("Your guess: {g}", g=my_guess))
 
 # %% [markdown] id="summary"
 # ## Summary

@@ -1,6 +1,10 @@
 # %% [markdown] id="title"
 # # 05 · DALL-E: text and image tokens in one stream
 #
+# > **Before notebook 05.** Vector quantisation and image tokens (the lesson page and notebook
+# > 04); a transformer that predicts the next token, as a language model does; sampling from a
+# > softmax.
+#
 # DALL-E (2021) drew pictures from captions with the simplest idea that could work: write the
 # caption's tokens, then the picture's tokens, in **one sequence**, and train a GPT to predict
 # the next token. To draw, give it a caption and let it write the picture, token by token.
@@ -497,18 +501,24 @@ with exercise_check(1):
 print(t("Correct."))
 
 # %% [markdown] id="exercise-2"
-# **Exercise 2: does the caption matter?** Compute the model's average loss on 64 pictures of
-# the test split with their *true* captions, and with the captions *shuffled* between
-# pictures. Store the two numbers in `loss_true` and `loss_shuffled`. (Use
-# `dalle.model.loss(words, codes)`, `dalle.tokenizer.encode(captions)` and
-# `vq.encode(images).flatten(1)`.)
+# **Exercise 2: does the caption matter?** Compute the model's average loss on the 64 test
+# pictures of the cell below with their *true* captions, and with the captions *shuffled*
+# between pictures (picture `i` gets caption `order[i]`). **Predict first**: which loss is
+# lower, and by how much, in nats per code: about 0.01, 0.1 or 1? Write your guess in
+# `my_guess` (it is not graded). Then store the two losses in `loss_true` and
+# `loss_shuffled`. (Use `dalle.model.loss(words, codes)`, `dalle.tokenizer.encode(captions)`
+# and `vq.encode(images).flatten(1)`.)
+
+# %% id="exercise-2-data"
+images, attrs = data.render_batch(64, seed=SEED + 7, split="test", as_tensor=True)  # the 64 pictures
+captions = [a["caption"] for a in attrs]
+order = torch.randperm(64, generator=torch.Generator().manual_seed(0))  # the shuffle
 
 # %% id="exercise-2-solution" tags=["solution"]
+my_guess = 0.0  # your prediction, before you compute: loss_shuffled - loss_true, in nats per code
 ### BEGIN SOLUTION
-images, attrs = data.render_batch(64, seed=SEED + 7, split="test", as_tensor=True)
 codes = vq.encode(images).flatten(1)  # (64, 64)
-captions = [a["caption"] for a in attrs]
-shuffled = [captions[i] for i in torch.randperm(64, generator=torch.Generator().manual_seed(0))]
+shuffled = [captions[i] for i in order]
 with torch.no_grad():
     loss_true = dalle.model.loss(dalle.tokenizer.encode(captions), codes).item()
     loss_shuffled = dalle.model.loss(dalle.tokenizer.encode(shuffled), codes).item()
@@ -516,21 +526,30 @@ print(loss_true, loss_shuffled)
 ### END SOLUTION
 
 # %% id="exercise-2-check" tags=["points-2"]
+from utils.exercises import same_caption_losses
+
 with exercise_check(2):
     assert loss_true < loss_shuffled, t("with the true captions the loss should be the lower one")
+    assert same_caption_losses(dalle, vq, images, captions, order, (loss_true, loss_shuffled)), \
+        t("not the model's mean loss on these 64 pictures: encode their captions (true, then in the order "
+          "`order`) and their VQ codes, then call dalle.model.loss")
 print(t("Correct: the caption lowers the loss from {b:.3f} to {a:.3f} nats per code.",
         a=loss_true, b=loss_shuffled))
+print(t("You predicted {g}; the difference is {d:.3f} nats per code.", g=my_guess, d=loss_shuffled - loss_true))
 
 # %% [markdown] id="exercise-3"
-# **Exercise 3: rerank with the prior.** DALL-E 2's idea also helps reranking: score the
+# **Exercise 3: rerank with the prior.** Does DALL-E 2's idea help reranking too? Score the
 # samples by their cosine with the prior's image embedding instead of the text embedding.
-# Draw 8 samples of "a blue star" into `star = generate("a blue star", n=8, seed=SEED,
+# **Predict first**: will the prior's favourite be the right picture more often than the
+# text's? Write your guess in `my_guess` (it is not graded): one caption is too few to
+# decide, so try a few others after the check. Draw 8 samples of "a blue star" into `star = generate("a blue star", n=8, seed=SEED,
 # dalle=dalle, clip=tiny_clip, rerank=False)` (`star.drawn` holds them in the order drawn),
 # compute both scores of each sample with `tiny_clip.encode_images`, and store the index of
 # each favourite in `best_text` and `best_prior`. `prior` comes from the DALL-E 2 section
 # above; if you skipped it, run `prior = load_prior()` first.
 
 # %% id="exercise-3-solution" tags=["solution"]
+my_guess = ""  # your prediction, before you compute: "prior", "text" or "the same"
 ### BEGIN SOLUTION
 star = generate("a blue star", n=8, seed=SEED, dalle=dalle, clip=tiny_clip, rerank=False)
 image_emb = tiny_clip.encode_images(to_pil(star.drawn))  # (8, D)
@@ -547,6 +566,7 @@ with exercise_check(3):
 print(t("Judge: text's pick is {a}, prior's pick is {b}.",
         a=" ".join(str(v) for v in judge.judge(star.drawn[[best_text]])[0].values()),
         b=" ".join(str(v) for v in judge.judge(star.drawn[[best_prior]])[0].values())))
+print(t("Your guess: {g}", g=my_guess))
 
 # %% [markdown] id="summary"
 # ## Summary
@@ -571,3 +591,15 @@ print(t("Judge: text's pick is {a}, prior's pick is {b}.",
 from utils.quiz import show
 
 show("05-dall-e", "post", LANG)
+
+
+# %% [markdown] id="overview-quiz"
+# ## After the lesson
+#
+# You have run the whole lesson. Its post-lecture quiz asks about all of it, from the
+# contrastive loss to DALL-E 2; compare your score with the pre-lecture quiz of notebook 00.
+
+# %% id="overview-quiz-show"
+from utils.quiz import show
+
+show("overview", "post", LANG)
