@@ -16,7 +16,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from report import BENCHES, ratios, readme_table, table  # noqa: E402
+from report import BENCHES, README_START, ratios, readme_block, readme_table, table  # noqa: E402
 
 
 def test_ratios_are_found_anywhere_in_a_result():
@@ -42,6 +42,19 @@ def test_table_and_readme_rows_say_the_machine_and_every_ratio():
     rows = readme_table(report)
     assert "| dalle | `training.ratio_to_goal` | 0.90x | 812.0 MB |" in rows
     assert "Some CPU (2 cores, load average 1.5" in rows
+
+
+def test_readme_performance_table_is_made_from_a_committed_full_report():
+    """README's table is `report.py --readme` of the committed results file it names, a full run."""
+    readme = (ROOT / "README.md").read_text()
+    assert readme.count(README_START) == 1, "README has one performance table between bench-table markers"
+    results_file = readme.split(README_START, 1)[1].split(" -->", 1)[0]
+    report = json.loads((ROOT / results_file).read_text())
+    assert not report["quick"], f"{results_file} is a quick run: its numbers say nothing about speed"
+    assert set(report["benchmarks"]) == set(BENCHES), "the committed report ran every benchmark"
+    assert readme_block(results_file) in readme, (
+        f"README's performance table differs from {results_file}: run "
+        f"`python benchmarks/report.py --write-readme {results_file}`")
 
 
 @pytest.mark.slow
