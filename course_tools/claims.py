@@ -299,7 +299,8 @@ def flatten(result, prefix: str) -> dict[str, float]:
     return {}
 
 
-MEASURES = {"tiny-clip": tiny_clip_claims, "logit-scale": logit_scale_claims, "ensembling": measures.ensembling_claims, "search": search_claims,
+MEASURES = {"tiny-clip": tiny_clip_claims, "logit-scale": logit_scale_claims,
+            "ensembling": measures.ensembling_claims, "search": search_claims,
             "pil-shapes": measures.pil_shapes_claims, "vq-roundtrip": measures.vq_roundtrip_claims,
             "reranker": measures.reranker_claims, "tiny-generate": measures.tiny_generate_claims,
             "model-size": measures.model_size_claims, "vit-speed": measures.vit_speed_claims}

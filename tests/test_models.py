@@ -392,3 +392,23 @@ def test_download_size_matches_the_architecture():
     model = open_clip.create_model(models.DEFAULT_MODEL, device="meta")  # shapes only, no memory
     megabytes = sum(p.numel() for p in model.parameters()) * 4 / 1e6
     assert round(megabytes) == models.DOWNLOAD_MB[(models.DEFAULT_MODEL, models.DEFAULT_PRETRAINED)]
+
+
+def test_the_guide_quotes_the_offline_notice_as_each_language_prints_it():
+    """The instructor guide's troubleshooting table quotes what `load_clip(..., "auto")` prints
+    offline; the notice is translated, so each language's guide must quote its own."""
+    from utils.i18n import get_language, set_language
+
+    before = get_language()
+    try:
+        for lang in ("en", "fr", "es", "it", "pt", "zh"):
+            set_language(lang)
+            notice = models.offline_notice(models.DEFAULT_MODEL, models.DEFAULT_PRETRAINED)
+            guide = (Path(__file__).resolve().parent.parent / "lessons" / lang
+                     / "instructor-guide.md").read_text(encoding="utf-8")
+            assert notice in guide, f"lessons/{lang}/instructor-guide.md does not quote: {notice}"
+        # the errors that quote the size stay English, whatever language the notebook chose
+        assert models.download_size(models.DEFAULT_MODEL, models.DEFAULT_PRETRAINED, "en") == \
+            f"about {models.DOWNLOAD_MB[models.DEFAULT_MODEL, models.DEFAULT_PRETRAINED]} MB"
+    finally:
+        set_language(before)

@@ -71,11 +71,11 @@ def test_student_time_estimates_are_recomputed_from_the_sources():
     module = measure_module()
     data = json.loads((ROOT / "lessons" / "timings.json").read_text(encoding="utf-8"))
     stored = load_claims()
-    for key, (value, unit) in module.estimate_claims(data).items():
+    found = module.estimate_claims(data)
+    for key, (value, unit) in found.items():
         assert key in stored and stored[key]["value"] == value, \
             f"{key}: the notebooks changed; rerun python lessons/measure_timings.py --render"
         assert "estimate" in unit or "assumed" in unit or unit == "words", key
-    found = module.estimate_claims(data)
     for name in data["notebooks"]:
         core = found[f"timings.{name}.estimate.core_minutes"][0]
         assert 0 < core <= found[f"timings.{name}.estimate.full_minutes"][0], name

@@ -64,11 +64,13 @@ def pick_device(device: str | torch.device | None = "auto") -> torch.device:
         chosen = torch.device(device)
     except RuntimeError as err:
         raise ValueError(f"Unknown device {device!r}: use cpu, cuda, mps or auto.") from err
-    lacks = {"cuda": None if torch.cuda.is_available() else "this machine has no CUDA GPU",
-             "mps": None if mps else "MPS (Apple GPU) is not available"}.get(chosen.type)
-    if lacks:
-        raise ValueError(f"Device {device!r} asked for, but {lacks}: use cpu or auto.")
-    return chosen
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        lacks = "this machine has no CUDA GPU"
+    elif chosen.type == "mps" and not mps:
+        lacks = "MPS (Apple GPU) is not available"
+    else:
+        return chosen
+    raise ValueError(f"Device {device!r} asked for, but {lacks}: use cpu or auto.")
 
 
 def course_cache_dir() -> Path:

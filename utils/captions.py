@@ -168,7 +168,12 @@ def caption(attrs: dict, lang: str = "en", rng: random.Random | None = None,
         size=_agree(pick(words.sizes[attrs.get("size", "small")]), gender),
         where=pick(words.where[attrs.get("position", "left")]),
     )
-    return re.sub(r"\ba (?=[aeiou])", "an ", text) if lang == "en" else text  # "an orange"
+    return with_an(text) if lang == "en" else text
+
+
+def with_an(text: str) -> str:
+    """English articles before a vowel: "a orange circle" -> "an orange circle"."""
+    return re.sub(r"\b([Aa]) (?=[aeiou])", r"\1n ", text)
 
 
 def describe(attrs: dict, lang: str = "en", where: bool = True) -> str:

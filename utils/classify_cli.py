@@ -7,7 +7,7 @@ import argparse
 import sys
 import warnings
 
-from .cli import DEVICE_HELP
+from .cli import add_clip_args
 from .errors import UsageError, to_json
 from .zeroshot import TEMPLATE_SETS, classify_files, validate_labels
 
@@ -41,10 +41,7 @@ def add_cli(subparsers) -> None:
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders of images")
     p.add_argument("--labels", required=True,
                    help='comma-separated labels, e.g. "a red circle,a blue square"')
-    p.add_argument("--model", default="auto", help='"auto" (pretrained if available, else tiny), '
-                                                   '"tiny-shapes" or an open_clip name')
-    p.add_argument("--pretrained", default="auto", help="open_clip tag or a local checkpoint file")
-    p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    add_clip_args(p)
     p.add_argument("--templates", default="none", choices=sorted(TEMPLATE_SETS),
                    help="prompt ensembling: none (labels as they are), shapes, simple or openai")
     p.add_argument("--top", type=int, default=5, metavar="K", help="labels to show per image")

@@ -43,6 +43,14 @@ LIMITS = {
 DEVICE_HELP = "cpu, cuda, mps or auto (default: $COURSE_DEVICE, else the GPU if there is one)"
 
 
+def add_clip_args(p: argparse.ArgumentParser) -> None:
+    """--model, --pretrained and --device: which CLIP a command uses, and where."""
+    p.add_argument("--model", default="auto", help='"auto" (pretrained if available, else tiny), '
+                                                   '"tiny-shapes" or an open_clip name')
+    p.add_argument("--pretrained", default="auto", help="open_clip tag or a local checkpoint file")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
+
+
 class CourseArgumentParser(argparse.ArgumentParser):
     """argparse, but a bad argument raises UsageError (one line, exit 2) instead of exiting."""
 
@@ -176,7 +184,9 @@ def run(make_parser, argv: list[str]) -> int:
     except KeyboardInterrupt:
         return _fail(CourseError("interrupted (Ctrl-C); no output file was left half-written."),
                      as_json, code=130)
-    except Exception as err:  # the contract: one line, the traceback only with --debug
+    # The command line's outer edge: every error becomes one line (the traceback with --debug).
+    # _explain keeps its meaning: an error it does not know is named a bug, with its type.
+    except Exception as err:
         if debug:
             traceback.print_exc()
         return _fail(_explain(err), as_json)

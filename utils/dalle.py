@@ -3,6 +3,8 @@
 DALL-E 1 (Ramesh et al. 2021) writes [w_1 ... w_T | c_1 ... c_N] (words, then the image's VQ
 codes row by row) and trains loss = - sum_i log p(c_i | w, c_1..c_{i-1}). It samples the codes
 one at a time, decodes them, and lets CLIP rerank the samples. The transformer follows nanoGPT.
+Beside it: dalle_data.py (tokens and training pictures), dalle_train.py (training, evaluation,
+the `dalle` command) and unclip.py (DALL-E 2's prior and decoder).
 """
 
 from __future__ import annotations

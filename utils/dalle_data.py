@@ -69,13 +69,16 @@ class WordTokenizer:
         return [w for w in self.split(caption) if w not in self.index]
 
 
+def _phrase_key(text: str) -> str:
+    """A caption as the phrasebook looks it up: its words, one space apart."""
+    return " ".join(WordTokenizer.split(text))
+
+
 @functools.lru_cache(maxsize=1)
 def _phrasebook() -> dict[str, tuple[str, str]]:
     """Every label and description `utils.captions` writes in fr es it pt zh ("un cercle rouge",
     "红色的圆形") -> (the English caption, language)."""
-    def key(text: str) -> str:
-        return " ".join(WordTokenizer.split(text))
-
+    key = _phrase_key
     book, short, full = {}, "a {size} {colour} {shape}", "a {size} {colour} {shape} {where}"
     for lang, colour, shape in itertools.product(captions.LANGUAGES[1:], data.COLOURS, data.SHAPES):
         book[key(captions.label(colour, shape, lang))] = (pair_caption(colour, shape), lang)
@@ -96,7 +99,7 @@ def translate_caption(caption: str) -> tuple[str, str] | None:
     >>> translate_caption("un cercle rouge")
     ('a red circle', 'fr')
     """
-    return _phrasebook().get(" ".join(WordTokenizer.split(caption)))
+    return _phrasebook().get(_phrase_key(caption))
 
 
 def check_caption(caption: str, tokenizer: WordTokenizer,

@@ -231,8 +231,8 @@ def draw_main(args) -> int:
         model = bundled("dalle", device)
         sampling = Sampling(args.temperature, args.top_k, args.guidance)
         # dalle.generate, not a copy of the name: tests replace it to fake an out-of-memory
-        result = dalle.generate(args.caption, n=args.n, sampling=sampling, seed=args.seed, dalle=model,
-                          clip=bundled(RERANKER, device))
+        result = dalle.generate(args.caption, n=args.n, sampling=sampling, seed=args.seed,
+                                dalle=model, clip=bundled(RERANKER, device))
     if not (torch.isfinite(result.images).all() and torch.isfinite(result.scores).all()):
         raise CourseError("the mini DALL-E produced NaN or infinite pixels or scores; nothing was "
                           "written.", "Check the bundled weights with `python -m utils doctor`.")

@@ -16,10 +16,11 @@ inner corner k R (cos(pi/n), sin(pi/n)); k = cos(pi/n): a regular polygon, small
 from __future__ import annotations
 
 import math
-import re
 from itertools import product
 
 import torch
+
+from .captions import with_an
 
 COLOURS = ["red", "orange", "yellow", "green", "blue", "purple"]
 SHAPES = ["circle", "square", "triangle", "star"]
@@ -36,9 +37,12 @@ _SPLIT_STREAM = {"train": 0, "test": 1, "heldout": 2, "all": 3}
 # Each colour is a box in HSV space: hue range in degrees, saturation and value ranges, covering
 # common named colours (PIL "red", "gold", "green" (0,128,0), "lime", "navy"-like, matplotlib tab:).
 COLOUR_HSV = {
-    "red": ((-14, 8), (0.65, 1.0), (0.6, 1.0)), "orange": ((20, 40), (0.75, 1.0), (0.85, 1.0)),
-    "yellow": ((48, 64), (0.6, 1.0), (0.85, 1.0)), "green": ((95, 145), (0.55, 1.0), (0.4, 1.0)),
-    "blue": ((205, 245), (0.6, 1.0), (0.45, 1.0)), "purple": ((270, 305), (0.4, 1.0), (0.45, 1.0)),
+    "red": ((-14, 8), (0.65, 1.0), (0.6, 1.0)),
+    "orange": ((20, 40), (0.75, 1.0), (0.85, 1.0)),
+    "yellow": ((48, 64), (0.6, 1.0), (0.85, 1.0)),
+    "green": ((95, 145), (0.55, 1.0), (0.4, 1.0)),
+    "blue": ((205, 245), (0.6, 1.0), (0.45, 1.0)),
+    "purple": ((270, 305), (0.4, 1.0), (0.45, 1.0)),
 }
 # One typical RGB value per colour, for legends and for drawing with other programs.
 COLOUR_RGB = {"red": (220, 30, 30), "orange": (255, 140, 0), "yellow": (245, 215, 0),
@@ -49,18 +53,25 @@ SIZE_RANGE = {"small": (0.11, 0.18), "large": (0.23, 0.40)}
 WHERE = {"left": "on the left", "right": "on the right", "top": "at the top",
          "bottom": "at the bottom"}
 
-TEMPLATES = ["a {colour} {shape}", "a {size} {colour} {shape}", "a {colour} {shape} {where}",
-             "a {size} {colour} {shape} {where}", "a picture of a {colour} {shape}",
-             "a photo of a {size} {colour} {shape}", "a drawing of a {colour} {shape} {where}",
-             "there is a {colour} {shape} {where}", "the {shape} is {colour}",
-             "a {colour} {shape} on a background"]
+TEMPLATES = [
+    "a {colour} {shape}",
+    "a {size} {colour} {shape}",
+    "a {colour} {shape} {where}",
+    "a {size} {colour} {shape} {where}",
+    "a picture of a {colour} {shape}",
+    "a photo of a {size} {colour} {shape}",
+    "a drawing of a {colour} {shape} {where}",
+    "there is a {colour} {shape} {where}",
+    "the {shape} is {colour}",
+    "a {colour} {shape} on a background",
+]
 
 
 def caption(attrs: dict, template: str = "a {colour} {shape}") -> str:
     """Fill a caption template with an image's attributes; fixes "a orange" -> "an orange"."""
     text = template.format(colour=attrs["colour"], shape=attrs["shape"], size=attrs["size"],
                            position=attrs["position"], where=WHERE[attrs["position"]])
-    return re.sub(r"\b([Aa]) (?=[aeiou])", r"\1n ", text)
+    return with_an(text)
 
 
 def _uniform(gen: torch.Generator, n: int, low, high) -> torch.Tensor:
@@ -189,14 +200,19 @@ def _render_chunk(n: int, gen: torch.Generator, size: int,
     turn = _uniform(gen, n, -0.1, 0.1) + any_angle * _uniform(gen, n, 0, 2 * math.pi)
     softness = _uniform(gen, n, 0.6, 1.8)  # anti-aliasing width in pixels
 
-    box = torch.tensor([sum(COLOUR_HSV[c], ()) for c in COLOURS])[colour_idx]  # (N, 6) HSV ranges
-    fill = _hsv_to_rgb(*(_uniform(gen, n, box[:, i], box[:, i + 1]) for i in (0, 2, 4)))  # (N, 3)
+    boxes = torch.tensor([sum(COLOUR_HSV[c], ()) for c in COLOURS], dtype=torch.float32)
+    box = boxes[colour_idx]  # (N, 6): each image's hue, saturation and value ranges
+    h = _uniform(gen, n, box[:, 0], box[:, 1])
+    s = _uniform(gen, n, box[:, 2], box[:, 3])
+    v = _uniform(gen, n, box[:, 4], box[:, 5])
+    fill = _hsv_to_rgb(h, s, v)  # (N, 3), the colour jittered inside its box
     outlined = torch.rand(n, generator=gen) < 0.15
     outline_width = torch.where(outlined, _uniform(gen, n, 0.8, 2.5), 0.0)
     outline_rgb = fill * _uniform(gen, n, 0.0, 0.5)[:, None]  # darker version or black
 
     coords = (torch.arange(size, dtype=torch.float32) + 0.5) / size  # pixel centres in [0, 1]
-    ys, xs = grid = torch.meshgrid(coords, coords, indexing="ij")  # (H, W) each
+    grid = torch.meshgrid(coords, coords, indexing="ij")
+    ys, xs = grid  # (H, W) each
     img = _backgrounds(gen, n, size, grid)  # (N, 3, H, W)
 
     # (u, v): pixel coordinates in the polygon's own frame, an affine map of (x, y): shift to

@@ -294,8 +294,8 @@ def generate(prompts: str | Sequence[str], config: GenerationConfig | None = Non
     try:
         with _loop_settings(clip, model, low_memory, cfg.tf32, cpu):
             clip.model.eval()
-            frame = keep_frame(0)
-            start_scores = frame[1]
+            final_images, start_scores = keep_frame(0)  # the start, in case of 0 iterations
+            final_scores = start_scores
             for it in tqdm(range(1, cfg.iterations + 1), desc="generating", disable=not progress,
                            unit="it"):
                 if graphs:  # CUDA graphs: a new step begins
@@ -311,8 +311,8 @@ def generate(prompts: str | Sequence[str], config: GenerationConfig | None = Non
                 losses.append(loss.detach()[0].clone())
                 if callback is not None:
                     callback(it, images.detach().clone().float(), float(losses[-1]))
-                if it % cfg.frame_every == 0 or it == cfg.iterations:
-                    frame = keep_frame(it)
+                if it % cfg.frame_every == 0 or it == cfg.iterations:  # the last one always
+                    final_images, final_scores = keep_frame(it)
     except torch.OutOfMemoryError as err:
         if device.type == "cuda":
             torch.cuda.empty_cache()
@@ -325,9 +325,8 @@ def generate(prompts: str | Sequence[str], config: GenerationConfig | None = Non
              "quality", "saturation", "compile")
     settings = {k: getattr(cfg, k) for k in names} | dict(
         size=size, device=str(device), clip=clip.description, low_memory=low_memory, bf16=bf16)
-    images, final_scores = frame
     return GenerationResult(
-        images=to_pil(images), frames=frames, scores=scores, score_iterations=score_its,
+        images=to_pil(final_images), frames=frames, scores=scores, score_iterations=score_its,
         prompts=parsed, settings=settings, seconds=time.perf_counter() - start,
         final_scores=final_scores, start_scores=start_scores, notes=notes,
         losses=torch.stack(losses).tolist() if losses else [],

@@ -178,9 +178,13 @@ def list_images(folder: str | os.PathLike, recursive: bool = True) -> list[Path]
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder} is not a folder. Pass the folder that holds your "
                                 "images.")
+    if recursive:
+        walker = os.walk(folder)
+    else:  # this folder only (a folder we may not read raises PermissionError)
+        walker = [(str(folder), [], [p.name for p in folder.iterdir() if p.is_file()])]
     found = []
-    for root, dirs, files in os.walk(folder):
-        dirs[:] = [d for d in dirs if recursive and not d.startswith(".")]
+    for root, dirs, files in walker:
+        dirs[:] = [d for d in dirs if not d.startswith(".")]  # hidden folders are skipped
         found += [Path(root) / name for name in files
                   if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES]
     return sorted(found)

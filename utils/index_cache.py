@@ -272,7 +272,9 @@ def build_files(clip: CLIP, root: Path | None, entries: list, skipped: list[Skip
         kept = [item for item, *_ in entries if item in rows]
         dim = next((len(e) for e, *_ in old.values() if e is not None), 0)
         emb = np.stack([rows[i] for i in kept]) if kept else np.zeros((0, dim), np.float32)
-        skipped = skipped + [Skipped(i, reasons[i], *(stat[i] if lasting(reasons[i]) else ()))
+        # a broken file is remembered by size and mtime; a skip that a setting or a permission
+        # caused is not (-1, -1): it is tried again next time
+        skipped = skipped + [Skipped(i, reasons[i], *(stat[i] if lasting(reasons[i]) else (-1, -1)))
                              for i, *_ in entries if i in reasons]
         emb = emb.astype(np.float16 if config.float16 else np.float32)
         fields = {"embeddings": torch.from_numpy(emb), "items": kept, "skipped": skipped,

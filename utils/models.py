@@ -1,7 +1,14 @@
-"""Loading CLIP: pretrained open_clip weights when we have them, the tiny shapes-world CLIP when we
-do not; the same `CLIP` object either way (lesson 00, "Two worlds, one API"). With `clip =
-load_clip()`, `img, txt = clip.encode_images([pil_image]), clip.encode_texts(["a red circle"])` are
-(N, D), L2-normalised, and `(clip.logit_scale * img @ txt.T).softmax(-1)` are probabilities."""
+"""Loading CLIP models: pretrained open_clip weights when we have them, the tiny shapes-world CLIP
+when we do not; the same `CLIP` object either way (lesson 00, "Two worlds, one API").
+
+    clip = load_clip()                       # "auto": pretrained if cached, else tiny
+    clip = load_clip("auto", lang="fr")      # prefers a cached CLIP that reads French
+    clip = load_clip("ViT-B-32", "laion2b_s34b_b79k")
+    clip = load_clip("tiny-shapes")
+    img = clip.encode_images([pil_image])    # (N, D), L2-normalised
+    txt = clip.encode_texts(["a red circle"])
+    probs = (clip.logit_scale * img @ txt.T).softmax(-1)
+"""
 
 from __future__ import annotations
 
@@ -218,11 +225,18 @@ def cached_weights(name: str, tag: str) -> Path | None:
     return _in_hf_cache(repo_id, *names)
 
 
-def download_size(name: str, tag: str) -> str:
-    """'about 605 MB' for the weights we know, else 'size unknown'."""
+def download_size(name: str, tag: str, lang: str | None = None) -> str:
+    """'about 605 MB' for the weights we know, else 'size unknown', in `lang` (None: t()'s)."""
     if (name, tag) not in DOWNLOAD_MB:
-        return t("size unknown")
-    return t("about {mb} MB", mb=number(DOWNLOAD_MB[name, tag], ",d"))
+        return t("size unknown", lang)
+    return t("about {mb} MB", lang, mb=number(DOWNLOAD_MB[name, tag], ",d", lang))
+
+
+def offline_notice(name: str, tag: str) -> str:
+    """What load_clip(name, "auto") prints when the weights are not cached; the guide quotes it."""
+    return t("{model} is not downloaded yet, so this uses the tiny shapes-world CLIP. "
+             "To download it once ({size}), choose MODEL = {choice}.",
+             model=f"{name}/{tag}", size=download_size(name, tag), choice=repr(name))
 
 
 def network_available(host: str = "huggingface.co", port: int = 443, timeout: float = 1.5) -> bool:
@@ -346,12 +360,10 @@ def _load(name: str, pretrained: str, device: str | torch.device, verbose: bool)
             if not (tags := open_clip.list_pretrained_tags_by_model(name)):
                 raise ValueError(f"open_clip knows no model {name!r}; see open_clip.list_models().")
             tag = tag if tag in tags else tags[0]
-        path, size = cached_weights(name, tag), download_size(name, tag)
+        path, size = cached_weights(name, tag), download_size(name, tag, "en")  # errors: English
         if path is None and asked_auto:  # "auto" never downloads (Binder, slow links)
             if verbose:  # notice_file: stderr in a terminal (--json stays clean), stdout in Jupyter
-                print(t("{model} is not downloaded yet, so this uses the tiny shapes-world CLIP. "
-                        "To download it once ({size}), choose MODEL = {choice}.",
-                        model=f"{name}/{tag}", size=size, choice=repr(name)), file=notice_file())
+                print(offline_notice(name, tag), file=notice_file())
             return _load_tiny(pick_device(device))
         if path is None and not network_available():
             raise PretrainedUnavailable(

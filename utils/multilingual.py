@@ -19,8 +19,10 @@ MARKERS = {"en": "o", "fr": "s", "es": "^", "it": "v", "pt": "D", "zh": "*"}
 def translation_accuracy(model, lang: str, target: str = "en") -> float:
     """Share of the 24 labels in `lang` whose nearest label in `target` is their translation."""
     pairs = data.class_prompts()[1]
-    a, b = (embed_texts(model, get_tokenizer(), captions.labels(pairs, x)) for x in (lang, target))
-    return (a @ b.T).argmax(-1).eq(torch.arange(len(pairs))).float().mean().item()  # a, b: (24, D)
+    tokenizer = get_tokenizer()
+    a = embed_texts(model, tokenizer, captions.labels(pairs, lang))  # (24, D)
+    b = embed_texts(model, tokenizer, captions.labels(pairs, target))  # (24, D)
+    return (a @ b.T).argmax(-1).eq(torch.arange(len(pairs))).float().mean().item()
 
 
 @torch.no_grad()

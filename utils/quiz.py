@@ -150,6 +150,13 @@ def validate(data, source: str = "<quiz>") -> list[str]:
     return list(dict.fromkeys(f"{source}: {_describe(e, data)}" for e in errors))  # no repeats
 
 
+def _question(q: dict) -> Question:
+    """A question as the quiz file writes it (validated: `validate`)."""
+    return Question(id=q["id"], type=q["type"], text=q["question"],
+                    options=[Option(**o) for o in q.get("options", [])], answer=q["answer"],
+                    tolerance=float(q.get("tolerance", 0.0)), explanation=q.get("explanation"))
+
+
 def load_quiz(lesson: str | Path) -> Quiz:
     """A lesson's quiz ('03-image-search') or a file's, validated; QuizError lists every problem."""
     path = Path(lesson) if str(lesson).endswith(".json") else quiz_file(str(lesson))
@@ -162,16 +169,13 @@ def load_quiz(lesson: str | Path) -> Quiz:
         raise QuizError(f"{shown}: not valid JSON (line {err.lineno}, column {err.colno}): "
                         f"{err.msg}") from None
     except UnicodeDecodeError as err:
-        raise QuizError(f"{shown}: not UTF-8 text (byte {err.start}); save the file as UTF-8.") \
-            from None
+        raise QuizError(f"{shown}: not UTF-8 text (byte {err.start}); "
+                        "save the file as UTF-8.") from None
     except OSError as err:
         raise QuizError(f"{shown}: cannot be read ({err.strerror}).") from None
     problems = validate(data, shown)
     if not problems:
-        stages = {stage: [Question(q["id"], q["type"], q["question"],
-                                   [Option(**o) for o in q.get("options", [])], q["answer"],
-                                   float(q.get("tolerance", 0.0)), q.get("explanation"))
-                          for q in data[stage]] for stage in STAGES}
+        stages = {stage: [_question(q) for q in data[stage]] for stage in STAGES}
         problems = [f"{shown}: question {q.id!r} ({stage} #{n}): answer index {i} is out of range: "
                     f"the question has {len(q.options)} options (valid: 0 to {len(q.options) - 1})"
                     for stage in STAGES for n, q in enumerate(stages[stage], 1)
@@ -306,8 +310,11 @@ class QuizWidget:
 
 
 def _untick_others(boxes: list, change: dict) -> None:
+    """A single-answer question: ticking one box unticks the others."""
+    if not change["new"]:
+        return
     for box in boxes:
-        if change["new"] and box is not change["owner"]:
+        if box is not change["owner"]:
             box.value = False
 
 

@@ -49,6 +49,8 @@ def exact_top_k(embeddings, queries, k: int, chunk: int = EXACT_CHUNK):
     chunk, then the top k of those. embeddings (N, D), queries (Q, D) -> scores (Q, k)
     descending, ids (Q, k)."""
     import torch
+    if embeddings.shape[0] == 0:  # an empty index: no hits
+        return torch.zeros(len(queries), 0), torch.zeros(len(queries), 0, dtype=torch.long)
     scores, ids = [], []
     for start in range(0, embeddings.shape[0], chunk):
         part = queries @ embeddings[start:start + chunk].float().T  # (Q, C)
@@ -144,7 +146,8 @@ class ImageIndex:
         files = isinstance(source, (list, tuple)) and all(
             isinstance(s, (str, os.PathLike)) for s in source)
         if isinstance(source, (str, os.PathLike)) or files:
-            fields, stats = index_cache.build_files(clip, *_scan_files(source), config)
+            root, entries, skipped = _scan_files(source)
+            fields, stats = index_cache.build_files(clip, root, entries, skipped, config)
             index = cls(**fields, clip=clip, stats=stats)
         else:
             index = cls._build_in_memory(clip, source, config)
@@ -160,7 +163,8 @@ class ImageIndex:
         for batch, emb, failed, caps in index_cache.embed_batches(clip, dataset, config,
                                                                   config.progress):
             ids += batch
-            parts += [emb] if batch else []
+            if batch:
+                parts.append(emb)
             captions += caps
             skipped += [Skipped(f"#{i}", reason) for i, reason in failed]
         emb = np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
@@ -275,7 +279,8 @@ class ImageIndex:
 
     def save(self, path: str | os.PathLike, float16: bool = False) -> Path:
         """Write .safetensors or .npz, atomically; float16 halves the size (scores move < 1e-3)."""
-        return index_cache.write_index(path, vars(self), float16)
+        saved = ("embeddings", "items", "skipped", "files", "captions", "model", "root")
+        return index_cache.write_index(path, {name: getattr(self, name) for name in saved}, float16)
 
     @classmethod
     def load(cls, path: str | os.PathLike, clip: CLIP | None = None) -> ImageIndex:

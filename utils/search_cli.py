@@ -9,7 +9,7 @@ import time
 import warnings
 from pathlib import Path
 
-from .cli import DEVICE_HELP
+from .cli import add_clip_args
 from .errors import UsageError, show, show_progress, to_json
 from .images import DEFAULT_MAX_PIXELS
 from .models import CACHE_ENV
@@ -26,10 +26,7 @@ def add_cli(subparsers) -> None:
     p.add_argument("--like", action="append", default=[], metavar="IMAGE",
                    help="find images that look like this image file (may be repeated)")
     p.add_argument("--top", type=int, default=5, help="how many results per query (default 5)")
-    p.add_argument("--model", default="auto", help='"auto" (pretrained if available, else tiny), '
-                                                   '"tiny-shapes" or an open_clip name')
-    p.add_argument("--pretrained", default="auto", help="open_clip tag or a local checkpoint file")
-    p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    add_clip_args(p)
     p.add_argument("--cache", default="auto", help="index cache file (.safetensors or .npz); "
                    f"default: in ${CACHE_ENV} or ~/.cache/multimodal-course")
     p.add_argument("--no-cache", action="store_true", help="do not read or write a cache")

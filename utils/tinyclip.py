@@ -5,7 +5,8 @@ Trained on the shapes world (`utils.data`) with `utils.losses`. One step on B im
     loss = contrastive_loss(I, T, exp(t))     # t: the learned log logit scale
 
     model, history = train_clip(TrainConfig.live())   # lesson 01; train_clip(): the bundled recipe
-    python -m course_tools train clip --seed 0        # rebuild the bundled model
+    python -m course_tools train clip --seed 0        # rebuild the bundled model, then:
+    python -m course_tools train languages            # its text tower learns six languages
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ TINY_CONFIG = {"embed_dim": 64,
                "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 64, "heads": 4,
                             "layers": 2, "mlp_ratio": 2.0}}
 # The live model (issue 18): the same text tower with 8 tokens (the longest prompt is 6 plus start
-# and end) and a ShapesCNN for images, half the ResNet's cost per step on a CPU.
+# and end) and a ShapesCNN for images: on a CPU a step costs about half the ResNet's, and 95% took
+# 300 steps here, 750 with the ResNet.
 LIVE_CONFIG = {"embed_dim": 64,
                "vision_cfg": {"image_size": 64, "patch_size": 2, "cnn_widths": [16, 32, 64]},
                "text_cfg": {**TINY_CONFIG["text_cfg"], "context_length": 8}}
@@ -68,6 +70,7 @@ class TrainConfig:
     threads: int = 1  # torch threads for the model (one more thread draws the next batch)
     vq_share: float = 0.0  # share of each batch after a tiny-VQ round trip (lesson 05's reranker)
     model_config: dict = field(default_factory=lambda: json.loads(json.dumps(TINY_CONFIG)))
+    # The fast live recipe (TrainConfig.live()) turns these on; the defaults keep the bundled one.
     schedule: str = "cosine"  # "cosine" or "linear" after the warm-up
     pool: int = 0  # 0: fresh images every step; N: render N images once and draw batches from them
     caption_template: str | None = None  # None: data's varied captions; e.g. "a {colour} {shape}"
@@ -168,7 +171,7 @@ def embed_images(model, images: torch.Tensor, batch_size: int = 250) -> torch.Te
 
 @torch.no_grad()
 def embed_texts(model, tokenizer, texts: list[str]) -> torch.Tensor:
-    """Texts -> (N, D) L2-normalised text embeddings, on the CPU (computed on the model's device)."""
+    """Texts -> (N, D) L2-normalised text embeddings, computed on the model's device, on the CPU."""
     model = getattr(model, "model", model).eval()
     tokens = tokenizer(texts).to(next(model.parameters()).device)
     return model.encode_text(tokens, normalize=True).cpu()
@@ -202,6 +205,7 @@ def evaluate(model, n: int = 1000, seed: int = 1234, splits=("test", "heldout"),
         results[split] = {}
         for keys, (combos, text_emb) in prompt_sets.items():
             best = [combos[b] for b in (image_emb @ text_emb.T).argmax(-1).tolist()]  # best prompts
+            # each attribute alone ("colour"), then all of `keys` at once ("colour+shape")
             hits = {key: [b[key] == a[key] for b, a in zip(best, attrs)] for key in keys}
             results[split].update({key: sum(h) / len(attrs) for key, h in hits.items()})
             results[split]["+".join(keys)] = sum(all(h) for h in zip(*hits.values())) / len(attrs)
@@ -234,8 +238,10 @@ def train_clip(config: TrainConfig | None = None, progress: bool = True,
     eval_truth = torch.tensor([eval_pairs.index((a["colour"], a["shape"])) for a in eval_attrs])
     eval_images = eval_images.contiguous(memory_format=torch.channels_last)  # as the weights
     vq = load_tiny_vq() if cfg.vq_share else None
-    rendered = None if not cfg.pool else data.render_batch(cfg.pool, seed=cfg.seed, size=size,
-                                                            split=cfg.split, as_tensor=True)
+    rendered = None  # with a pool, the images are rendered once and batches drawn from them
+    if cfg.pool:
+        rendered = data.render_batch(cfg.pool, seed=cfg.seed, size=size, split=cfg.split,
+                                     as_tensor=True)
 
     def draw(step: int):  # the batch of one step: normalised images (B, 3, H, W), captions
         seed = cfg.seed * 100_003 + step

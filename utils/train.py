@@ -42,8 +42,8 @@ def with_overrides(config, overrides: dict, who: str):
 
 def lr_at(step: int, cfg: FitConfig) -> float:
     """The learning rate of step (0-based): a linear warm-up lr (step + 1) / warmup, then
-    "cosine": lr (1 + cos(pi p)) / 2 or "linear": lr (1 - p), p = (step - warmup) / (steps -
-    warmup)."""
+    "cosine": lr (1 + cos(pi p)) / 2 or "linear": lr (1 - p), with
+    p = (step - warmup) / (steps - warmup)."""
     if cfg.schedule == "constant":
         return cfg.lr
     if cfg.schedule not in ("cosine", "linear"):

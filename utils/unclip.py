@@ -49,9 +49,11 @@ class Prior(nn.Module):
     def __init__(self, cfg: PriorConfig):
         super().__init__()
         self.cfg = cfg
-        widths = [cfg.embed_dim] + [cfg.hidden] * cfg.n_layer
-        layers = [m for a, b in zip(widths, widths[1:]) for m in (nn.Linear(a, b), nn.GELU())]
-        self.mlp = nn.Sequential(*layers, nn.Linear(widths[-1], cfg.embed_dim))
+        layers, width = [], cfg.embed_dim
+        for _ in range(cfg.n_layer):
+            layers += [nn.Linear(width, cfg.hidden), nn.GELU()]
+            width = cfg.hidden
+        self.mlp = nn.Sequential(*layers, nn.Linear(width, cfg.embed_dim))
 
     def forward(self, text_emb: torch.Tensor) -> torch.Tensor:
         """(B, D) text embeddings -> (B, D) unit image embeddings."""

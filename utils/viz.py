@@ -1,7 +1,12 @@
 """Every plot and picture grid of the course: matplotlib figures, torchvision grids.
 
-A picture is a PIL image, an (H, W, 3) array or a (3, H, W) tensor in [0, 1]; a batch is a list
-of those or an (N, 3, H, W) tensor: show_images(batch, captions, "A batch"), image_grid(batch).
+A picture is a PIL image, an (H, W, 3) array or a (3, H, W) tensor in [0, 1]; a batch is a
+list of those or an (N, 3, H, W) tensor.
+
+    show_images(batch, titles=captions, title="A batch")   # a row (or grid) with captions
+    image_grid(batch).save("grid.png")                       # one PIL image, no matplotlib
+    live = LiveCurves([Curve("loss", "Training loss", "loss")]); fit(..., callback=live)
+    plot_embedding_2d(image_emb, classes, text_emb, names)     # images and texts on 2 PCA axes
 """
 
 from __future__ import annotations

@@ -180,7 +180,11 @@ def read_state_dict(path: str | Path, mmap: bool | None = None) -> dict[str, tor
 
         return load_file(str(path))
     mmap = is_zipfile(path) if mmap is None else mmap  # legacy (non-zip) files are read whole
-    unsafe: list[str] = []  # the names torch refuses to unpickle, found one by one
+    unsafe: list[str] = []  # the names torch refuses to unpickle
+    try:  # found without unpickling in the zip format: one torch.load instead of one per name
+        unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
+    except (ValueError, RuntimeError, OSError):  # legacy (non-zip) format, or not readable: the
+        pass  # loop below finds the names one by one, or says why torch.load cannot read the file
     while True:
         placeholders = [(type(n.rsplit(".", 1)[-1], (_Placeholder,), {}), n) for n in unsafe]
         try:

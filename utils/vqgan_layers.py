@@ -62,19 +62,26 @@ class AttnBlock(nn.Module):
         return x + self.proj_out(out[:, 0].transpose(1, 2).reshape(b, c, h, w))
 
 
-class Resample(nn.Module):
-    """Halve the resolution with a stride-2 3x3 conv, padded only right and bottom (as taming
-    does), or (`up`) double it: nearest-neighbour copy, then a 3x3 conv."""
+class Downsample(nn.Module):
+    """Halve the resolution: a stride-2 3x3 conv, padded only right and bottom (as taming does)."""
 
-    def __init__(self, channels: int, up: bool):
+    def __init__(self, channels: int):
         super().__init__()
-        self.up = up
-        self.conv = nn.Conv2d(channels, channels, 3, stride=1 if up else 2, padding=int(up))
+        self.conv = nn.Conv2d(channels, channels, 3, stride=2, padding=0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.up:
-            return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
         return self.conv(F.pad(x, (0, 1, 0, 1)))
+
+
+class Upsample(nn.Module):
+    """Double the resolution: nearest-neighbour copy, then a 3x3 conv."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, stride=1, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
 
 
 class Level(nn.Module):
@@ -134,7 +141,7 @@ class Encoder(Tower):
             attention = cfg.resolution // 2**i in cfg.attn_resolutions
             self.down.append(Level(widths[i], widths[i + 1], cfg.num_res_blocks, attention))
             if i < len(cfg.ch_mult) - 1:
-                self.down[i].downsample = Resample(widths[i + 1], up=False)
+                self.down[i].downsample = Downsample(widths[i + 1])
         self.mid = middle(widths[-1])
         self.norm_out = group_norm(widths[-1])
         self.conv_out = nn.Conv2d(widths[-1], cfg.z_channels, 3, padding=1)
@@ -162,7 +169,7 @@ class Decoder(Tower):
             attention = res in cfg.attn_resolutions
             levels.insert(0, Level(channels, width, cfg.num_res_blocks + 1, attention))
             if i > 0:
-                levels[0].upsample = Resample(width, up=True)
+                levels[0].upsample = Upsample(width)
                 res *= 2
             channels = width
         self.up = nn.ModuleList(levels)

@@ -61,7 +61,14 @@ def classifier_for_widget(clip: CLIP, text: str) -> tuple[ZeroShotClassifier, li
         except ValueError:
             raise PlaygroundError(t("Type at least two labels, separated by commas.")) from None
         classifier = build_classifier(clip, text)  # warns again: the same facts, recorded once
-    # a warning we have no translation for is still one line, never a path
-    notes = [next((t(line) for key, line in _LABEL_NOTES if key in str(w.message)),
-                  str(w.message).splitlines()[0]) for w in caught]
-    return classifier, list(dict.fromkeys(notes))
+    notes = [_note(str(w.message)) for w in caught]
+    return classifier, list(dict.fromkeys(notes))  # each fact once, in order
+
+
+def _note(message: str) -> str:
+    """A label warning in the student's language; one we have no translation for is still one
+    line, never a path."""
+    for key, line in _LABEL_NOTES:
+        if key in message:
+            return t(line)
+    return message.splitlines()[0]

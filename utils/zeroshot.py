@@ -4,6 +4,10 @@ points the most in the same direction as its own (`build_classifier`, then `eval
     w_c    = normalise( mean_t normalise( E_text(template_t(class_c)) ) )   # prompt ensembling
     p(c|x) = softmax_c( s * cos(E_image(x), w_c) )                         # s = clip.logit_scale
 
+    clf = build_classifier(clip, ["red circle", "blue square"], SHAPES_TEMPLATES)
+    probs = clf.predict_proba(images)             # (N, C), rows sum to 1
+    result = evaluate(clf, images, targets)       # accuracy and confusion matrix
+
 ImageNet templates and class names are open_clip's; the terminal command is utils/classify_cli.py.
 """
 
@@ -79,17 +83,20 @@ def validate_labels(labels: str | Sequence[str], tokenizer=None,
     longer than the tokenizer's context (open_clip silently cuts it)."""
     if isinstance(labels, str):
         labels = labels.split(",")
-    cleaned = [str(label).strip() for label in labels if str(label).strip()]
+    cleaned = [label for label in (str(x).strip() for x in labels) if label]
     if not cleaned:
         raise ValueError(
             'No labels given: pass at least two class names, e.g. --labels "a cat,a dog".')
     unique: dict[str, str] = {}
     for label in cleaned:
         unique.setdefault(" ".join(label.lower().split()), label)
-    if n := len(cleaned) - len(unique):
-        what = (f"dropped; each label is kept once: {', '.join(unique.values())}." if dedupe
-                else "kept (dedupe=False): identical classes share their probability.")
-        warnings.warn(f"{n} duplicate label(s) {what}", stacklevel=2)
+    n = len(cleaned) - len(unique)
+    if n and dedupe:
+        warnings.warn(f"{n} duplicate label(s) dropped; each label is kept once: "
+                      f"{', '.join(unique.values())}.", stacklevel=2)
+    elif n:
+        warnings.warn(f"{n} duplicate label(s) kept (dedupe=False): identical classes share "
+                      "their probability.", stacklevel=2)
     out = list(unique.values()) if dedupe else cleaned
     if len(unique) == 1:
         warnings.warn(f"Only one label ({out[0]!r}): its probability is always 100%. Add the "
