@@ -148,13 +148,23 @@ def test_the_tooling_imports_no_lesson_and_exists():
 
 
 MODULE_LIMIT = 450  # lines: a module a student reads in one sitting (the aim is ~400)
-PARAMETER_LIMIT = 9  # a function with more takes a small @dataclass config instead (aim: ~8)
+PARAMETER_LIMIT = 8  # a function with more takes a small @dataclass config instead
+# All of utils, in lines: a ratchet, so that the library does not grow back (8,283 when #15 was
+# filed, 10,290 at its largest, 7,435 after #15's work). #15 asks for 5,500, which needs features
+# that #3, #6, #8, #10, #16 and #17 require to be dropped: lower this when that is decided.
+UTILS_LIMIT = 7_500
 
 
 def test_no_utils_module_is_too_long_to_read_in_one_sitting():
     long = {p.name: n for p in sorted((ROOT / "utils").glob("*.py"))
             if (n := len(p.read_text(encoding="utf-8").splitlines())) > MODULE_LIMIT}
     assert not long, f"split these utils modules by concept (over {MODULE_LIMIT} lines): {long}"
+
+
+def test_utils_as_a_whole_does_not_grow_back():
+    total = sum(len(p.read_text(encoding="utf-8").splitlines()) for p in (ROOT / "utils").rglob("*.py"))
+    assert total <= UTILS_LIMIT, (f"utils has {total:,} lines, over its budget of {UTILS_LIMIT:,}: "
+                                  "condense or move tooling to course_tools/ before adding")
 
 
 def _parameter_count(node: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
