@@ -14,7 +14,9 @@ machine it ran on (CPU model, cores, load average before and after, torch versio
     python benchmarks/report.py --claims benchmarks/results/FILE.json   # its ratios into the claims
 
 A full run (not --quick) also merges every ratio into `reports/claims.json` as
-`bench.<benchmark>.<ratio path>` (course_tools/claims.py), which README's markers read.
+`bench.<benchmark>.<ratio path>` (course_tools/claims.py). README's performance table is written
+from the results file itself (--write-readme); tests/test_benchmarks.py checks that the table,
+the `bench.*` claims and the claims imported from make bench outputs are all that one run.
 
 `make bench` runs the first form (BENCH_QUICK=1 for the second).
 """

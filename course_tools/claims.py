@@ -307,13 +307,16 @@ MEASURES = {"tiny-clip": tiny_clip_claims, "logit-scale": logit_scale_claims,
 
 
 def imported_unit(key: str, value: float) -> str:
-    """The unit of an imported number, from the last word of its key: a duration ("..._seconds",
-    "..._s"), a rate ("..._per_s"), else a fraction (a value in [0, 1]) or a plain number."""
-    last = key.rsplit(".", 1)[-1]
-    if last.endswith("_per_s"):
+    """The unit of an imported number, from the words of its key's last part: a rate
+    ("images_per_s"), a duration ("seconds_to_bar", "ivf_build_s"), a ratio ("ratio_to_goal",
+    "speedup"), else a fraction (a value in [0, 1]) or a plain number."""
+    words = key.rsplit(".", 1)[-1].split("_")
+    if words[-2:] == ["per", "s"]:
         return "per second"
-    if last.endswith(("seconds", "_s")):
+    if "seconds" in words or words[-1] == "s":
         return "seconds"
+    if "ratio" in words or "speedup" in words:
+        return "ratio"
     return "fraction" if 0 <= value <= 1 else "number"
 
 

@@ -561,6 +561,18 @@ def test_out_of_memory_is_one_line(capsys, monkeypatch):
     refused(capsys, ["dalle", "a red circle", "--n", "256", "--json"], 1, "out of memory", "--n")
 
 
+@pytest.mark.parametrize("error", [KeyError("colour"), IndexError("list index out of range")])
+def test_a_lookup_error_is_named_a_bug_not_bad_input(capsys, monkeypatch, error):
+    """A KeyError's message is only its key: the line names the error and asks for a report."""
+    from utils import dalle
+
+    def broken(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(dalle, "generate", broken)
+    refused(capsys, ["dalle", "a red circle", "--json"], 1, type(error).__name__, "bug", "--debug")
+
+
 def test_dalle_nan_pixels_are_an_error_and_write_nothing(capsys, tmp_path, monkeypatch):
     from utils import dalle
 

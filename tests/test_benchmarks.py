@@ -57,6 +57,31 @@ def test_readme_performance_table_is_made_from_a_committed_full_report():
         f"`python benchmarks/report.py --write-readme {results_file}`")
 
 
+def test_make_bench_claims_are_the_run_of_readme_s_table():
+    """README's claims measured by `make bench` (their saved outputs in reports/) and the
+    `bench.*` ratios are the results of the run that README's performance table names."""
+    from course_tools.claims import load_claims
+
+    readme = (ROOT / "README.md").read_text()
+    results_file = readme.split(README_START, 1)[1].split(" -->", 1)[0]
+    run = json.loads((ROOT / results_file).read_text())["benchmarks"]
+    claims = load_claims()
+    saved = {claim["source"]: claim["measured_by"] for claim in claims.values()
+             if "(make bench" in claim["measured_by"] and "source" in claim}
+    assert saved, "no claim says it was measured by make bench"
+    for source, measured_by in saved.items():
+        name = next(name for name, (script, _, _) in BENCHES.items()
+                    if f"benchmarks/{script} " in measured_by)
+        assert json.loads((ROOT / source).read_text()) == run[name]["result"], (
+            f"{source} is not the {name} result of {results_file}: import that run's result "
+            "(python -m course_tools.claims --import ...) or rewrite README's table")
+    ratios_of_run = {f"bench.{name}.{key}": value for name, row in run.items()
+                     for key, value in ratios(row.get("result") or {}).items()}
+    stored = {key: claim["value"] for key, claim in claims.items() if key.startswith("bench.")}
+    assert stored == ratios_of_run, (f"the bench.* claims are not {results_file}'s: "
+                                     f"python benchmarks/report.py --claims {results_file}")
+
+
 @pytest.mark.slow
 def test_quick_report_runs_every_benchmark(tmp_path):
     """`make bench BENCH_QUICK=1`: every benchmark exits 0 with a JSON result and a peak RSS."""

@@ -42,6 +42,18 @@ def test_every_english_notebook_was_measured_cell_by_cell():
         assert nb["machine"]["cpus"] >= 1 and len(nb["machine"]["load_average"]) == 3, name
 
 
+def test_the_measured_cells_are_the_notebooks_code_cells_now():
+    """A code cell added, removed or renamed since the run makes its times stale, and the
+    student estimates, which look the times up by cell id, would count it as 0 s."""
+    data = json.loads((ROOT / "lessons" / "timings.json").read_text(encoding="utf-8"))
+    for name, nb in data["notebooks"].items():
+        built = json.loads((ROOT / "notebooks" / "en" / f"{name}.ipynb").read_text("utf-8"))
+        code_ids = [cell.get("id", "") for cell in built["cells"] if cell["cell_type"] == "code"]
+        assert [c["id"] for c in nb["cells"]] == code_ids, (
+            f"{name} changed since its cells were timed: "
+            f"rerun python lessons/measure_timings.py --only {name[:2]}")
+
+
 def test_render_totals_the_notebooks_and_names_the_slowest_cells():
     module = measure_module()
     cell = {"python": "3", "torch": "2", "platform": "Linux", "cpus": 2, "load_average": [1.0, 2.0, 3.0]}
@@ -79,6 +91,11 @@ def test_student_time_estimates_are_recomputed_from_the_sources():
     for name in data["notebooks"]:
         core = found[f"timings.{name}.estimate.core_minutes"][0]
         assert 0 < core <= found[f"timings.{name}.estimate.full_minutes"][0], name
+    # what the guide (run-times) says in words: the minutes "are rounded to 5", and the core path
+    # takes a student alone "far longer than 90 minutes", hence lectures with live demos
+    assert module.ROUND_TO == 5, "the guide says the estimates are rounded to 5 minutes"
+    assert found["timings.all.estimate.core_minutes"][0] >= 1.5 * 90, \
+        "the guide says the core path takes far longer than a 90-minute session: reword run-times"
 
 
 def test_the_parts_of_a_notebook_follow_its_headings():

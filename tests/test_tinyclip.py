@@ -104,6 +104,19 @@ def test_unknown_option_is_reported():
         train_clip(stepz=3)
 
 
+def test_a_stopped_training_gives_the_notebook_its_threads_back():
+    """A student who stops lesson 01's training cell keeps every thread for the next cells."""
+    before = torch.get_num_threads()
+
+    def stop(record):
+        raise KeyboardInterrupt  # what Jupyter's stop button raises
+
+    with pytest.raises(KeyboardInterrupt):
+        train_clip(steps=3, batch_size=8, eval_every=0, progress=False, threads=before + 1,
+                   callback=stop)
+    assert torch.get_num_threads() == before
+
+
 @pytest.mark.parametrize("device", DEVICES)
 def test_gpu_or_cpu_choice_does_not_matter_for_a_forward_pass(device):
     from utils.tinyclip import embed_images

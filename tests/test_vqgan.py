@@ -194,6 +194,13 @@ def test_truncated_and_foreign_checkpoints(reference, tmp_path):
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match="truncated"):
         load_vqgan(path)
+    legacy = tmp_path / "legacy.ckpt"  # torch's older format, cut anywhere (empty messages too)
+    torch.save({"state_dict": reference.state_dict()}, legacy, _use_new_zipfile_serialization=False)
+    data = legacy.read_bytes()
+    for cut in (1, 8, 100, len(data) // 2, len(data) - 1):
+        legacy.write_bytes(data[:cut])
+        with pytest.raises(CheckpointError, match="truncated"):
+            load_vqgan(legacy)
     other = tmp_path / "other.pt"
     torch.save({"fc.weight": torch.zeros(2, 2)}, other)
     with pytest.raises(CheckpointError, match="not a taming VQGAN"):

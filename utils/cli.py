@@ -131,8 +131,9 @@ def _explain(err: Exception) -> CourseError:
         return CourseError(str(err) if err.strerror is None
                            else f"could not read or write{where}: {err.strerror or err}.",
                            "Check that the path exists and that you may use it.")
-    if isinstance(err, (ValueError, LookupError)):
+    if isinstance(err, ValueError):  # a value the course (or a library) refuses, saying why
         return CourseError(str(err))
+    # Anything else is a bug, named by its type (a KeyError's message is just its key).
     return CourseError(f"unexpected {type(err).__name__}: {err}",
                        "This is a bug in the course: rerun with --debug and report the traceback.")
 

@@ -1,10 +1,15 @@
 """A mini DALL-E (lesson 05): caption words and image codes in ONE stream, read by a causal GPT.
 
-DALL-E 1 (Ramesh et al. 2021) writes [w_1 ... w_T | c_1 ... c_N] (words, then the image's VQ
-codes row by row) and trains loss = - sum_i log p(c_i | w, c_1..c_{i-1}). It samples the codes
-one at a time, decodes them, and lets CLIP rerank the samples. The transformer follows nanoGPT.
-Beside it: dalle_data.py (tokens and training pictures), dalle_train.py (training, evaluation,
-the `dalle` command) and unclip.py (DALL-E 2's prior and decoder).
+DALL-E 1 (Ramesh et al. 2021) writes a caption's words and its image's VQ codes in one stream
+and trains a GPT to predict the next token:
+
+    stream = [w_1 ... w_T | c_1 ... c_N]        w: caption words, c: image codes (row by row)
+    loss   = - sum_i log p(c_i | w_1..w_T, c_1..c_{i-1})
+
+It samples the codes one at a time, decodes them, and lets CLIP rerank the samples (DALL-E 1
+drew 512 and kept the best). The transformer follows nanoGPT (Karpathy). Beside it:
+dalle_data.py (tokens and training pictures), dalle_train.py (training, evaluation, the `dalle`
+command) and unclip.py (DALL-E 2's prior and decoder).
 """
 
 from __future__ import annotations

@@ -43,7 +43,8 @@ class WordTokenizer:
 
     @staticmethod
     def split(caption: str) -> list[str]:
-        """Lower-case words in any script: "A red, circle." -> ["a", "red", "circle"]."""
+        """Lower-case words in any script: "A red, circle." -> ["a", "red", "circle"]. Nothing is
+        dropped unseen ("红色的圆形" is one word), so `check_caption` can refuse it."""
         return re.findall(r"\w+", caption.lower())
 
     def encode(self, captions: str | Sequence[str]) -> torch.Tensor:

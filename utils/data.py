@@ -1,7 +1,8 @@
 """The shapes world: pictures of coloured shapes with captions, drawn from a seed (lessons 01, 02).
 
 One filled circle, square, triangle or star per image, of one colour, small or large, left, right,
-top or bottom, turned, stretched, outlined or not, on a plain or textured background.
+top or bottom, turned, stretched, outlined or not, on a plain or textured background: varied so
+that "a red circle" drawn by anyone is a red circle to the model.
 
     images, attrs = render_batch(8, seed=0)        # (8, 64, 64, 3) uint8, list of dicts
     attrs[0]["caption"]                             # 'a picture of a large blue star'

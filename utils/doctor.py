@@ -60,6 +60,7 @@ def _device(advice: list[str]) -> dict | None:
 
 def diagnose() -> dict:
     """Collect the report as a dict (what `--json` prints)."""
+    from . import models
     from .assets import CACHE_ENV, course_cache_dir, verify_assets
     from .i18n import find_cjk_font
     from .models import available_worlds, clip_languages, network_available
@@ -79,8 +80,9 @@ def diagnose() -> dict:
     report["assets"] = verify_assets()  # {file: problem}: bundled weights checked by sha256
     advice += [f"Bundled {name}: {problem}" for name, problem in report["assets"].items()]
     if not pretrained["available"] and report["network"]:
+        size = models.download_size(models.DEFAULT_MODEL, models.DEFAULT_PRETRAINED, "en")
         advice.append(f"Pretrained {pretrained['model']} is not cached: notebooks use the tiny "
-                      "CLIP; set MODEL = 'ViT-B-32' in one to download it (about 605 MB).")
+                      f"CLIP; set MODEL = {models.DEFAULT_MODEL!r} in one to download it ({size}).")
     elif not pretrained["available"]:
         advice.append(f"Pretrained {pretrained['model']} is not cached and we are offline: "
                       "notebooks use the tiny shapes-world CLIP. Connect once to get it.")

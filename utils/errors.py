@@ -91,6 +91,11 @@ def check_output(path: str | os.PathLike, flag: str = "--out", force: bool = Fal
     return path
 
 
+def first_line(err: BaseException) -> str:
+    """The first line of an error's message, at most 300 characters ("" when it has none)."""
+    return next(iter(str(err).splitlines()), "")[:300]
+
+
 def show(text) -> str:
     """Text safe to print: bytes that are not UTF-8 (surrogate escapes) become U+FFFD."""
     text = os.fspath(text) if isinstance(text, os.PathLike) else str(text)

@@ -103,8 +103,8 @@ def same_caption_losses(dalle, vq, images, captions: list[str], order, answer) -
     i) of the mini DALL-E on `images`, within 1e-3 nats (lesson 05, exercise 2)."""
     import torch
 
-    codes = vq.encode(images).flatten(1)
     with torch.no_grad():
+        codes = vq.encode(images).flatten(1)
         losses = [dalle.model.loss(dalle.tokenizer.encode(c), codes).item()
                   for c in (captions, [captions[int(i)] for i in order])]
     return len(answer) == 2 and all(abs(float(a) - b) < 1e-3 for a, b in zip(answer, losses))

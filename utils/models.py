@@ -34,7 +34,7 @@ from .assets import (  # noqa: F401  (settings live in assets; callers import th
     pick_device,
     quality_checks_apply,
 )
-from .errors import CheckpointError, CourseError
+from .errors import CheckpointError, CourseError, first_line
 from .i18n import notice_file, number, t
 
 if TYPE_CHECKING:  # torch and open_clip are imported lazily: failing offline must take < 2 s
@@ -310,14 +310,13 @@ def _create(name: str, checkpoint: Path, device: torch.device, cfg: dict | None 
         else:  # .pt/.bin: open_clip's reader (weights_only=True; unwraps "state_dict", "module.")
             open_clip.load_checkpoint(model, str(checkpoint))
     except CHECKPOINT_ERRORS as err:
-        first_line = str(err).splitlines()[0][:300] if str(err) else ""
         hint = ("This bundled file is damaged: `python -m utils doctor` checks it; reinstall the "
                 "course or rebuild it (python -m course_tools train ... --replace-bundled)."
                 if checkpoint.resolve().parent == ASSETS_DIR.resolve() else
                 "The file may be truncated or corrupt (download or copy it again), or made for "
                 "another model.")
         raise CheckpointError(f"Could not load checkpoint {checkpoint} into model {name!r}: "
-                              f"{type(err).__name__}: {first_line}.", hint) from err
+                              f"{type(err).__name__}: {first_line(err)}.", hint) from err
     return model.to(device).eval(), preprocess, open_clip.get_tokenizer(name)
 
 

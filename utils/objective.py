@@ -131,7 +131,7 @@ class CLIPObjective:
             cuts = self.kornia(images)
         else:
             cuts = make_cutouts(images, theta, self.size, noise)
-        embeds = self.embed(cuts, self.tower).view(len(images), len(cuts) // len(images), -1)
+        embeds = self.embed(cuts, self.tower).unflatten(0, (len(images), -1))  # (B, N or 1, D)
         loss = prompt_loss(embeds, self.text, self.weights)  # (B,)
         if self.saturation:
             loss = loss + self.saturation * colourfulness(images)

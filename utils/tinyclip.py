@@ -298,11 +298,13 @@ def train_clip(config: TrainConfig | None = None, progress: bool = True,
     schedule = FitConfig(cfg.steps, cfg.lr, cfg.schedule, cfg.warmup, betas=(0.9, 0.98), eps=1e-6)
     start = time.perf_counter()
     model.to(memory_format=torch.channels_last)  # faster convolutions on a CPU
-    with prefetched(draw, cfg.steps) as batch_at:  # draws batch k+1 while the model learns on k
-        fit(model, lambda step: loss_of(batch_at(step)), schedule, "training tiny CLIP",
-            decay_groups(model, cfg.weight_decay, skip=("embedding",)), after_step, progress)
-    model.to(memory_format=torch.contiguous_format)
-    torch.set_num_threads(previous_threads)
+    try:
+        with prefetched(draw, cfg.steps) as batch_at:  # draws batch k+1 while the model learns on k
+            fit(model, lambda step: loss_of(batch_at(step)), schedule, "training tiny CLIP",
+                decay_groups(model, cfg.weight_decay, skip=("embedding",)), after_step, progress)
+    finally:  # also when a student stops the cell: the notebook gets its threads back
+        model.to(memory_format=torch.contiguous_format)
+        torch.set_num_threads(previous_threads)
     history["train_seconds"] = time.perf_counter() - start
     history["images_per_second"] = len(history["step"]) * cfg.batch_size / history["train_seconds"]
     return model, history

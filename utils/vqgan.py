@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from .errors import CheckpointError
+from .errors import CheckpointError, first_line
 from .io import sha256_of
 from .tinyvq import nearest_codes, quantize
 from .vqgan_layers import Decoder, Encoder
@@ -172,22 +172,24 @@ def read_state_dict(path: str | Path, mmap: bool | None = None) -> dict[str, tor
     replaced by inert placeholders. Files in torch's zip format are memory-mapped (a tensor is
     read only when used) unless mmap is False. CheckpointError: unreadable, or no weights."""
     from pickle import UnpicklingError
-    from zipfile import is_zipfile
+    from zipfile import BadZipFile, is_zipfile
+
+    from .models import CHECKPOINT_ERRORS
 
     path = Path(path)
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
         return load_file(str(path))
-    mmap = is_zipfile(path) if mmap is None else mmap  # legacy (non-zip) files are read whole
     unsafe: list[str] = []  # the names torch refuses to unpickle
     try:  # found without unpickling in the zip format: one torch.load instead of one per name
+        mmap = is_zipfile(path) if mmap is None else mmap  # legacy files are read whole
         unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
-    except (ValueError, RuntimeError, OSError):  # legacy (non-zip) format, or not readable: the
-        pass  # loop below finds the names one by one, or says why torch.load cannot read the file
+    except (*CHECKPOINT_ERRORS, BadZipFile):  # legacy format, or damaged: the loop below finds
+        pass  # the names one by one, or says why torch.load cannot read the file
     while True:
-        placeholders = [(type(n.rsplit(".", 1)[-1], (_Placeholder,), {}), n) for n in unsafe]
         try:
+            placeholders = [(type(n.rsplit(".", 1)[-1], (_Placeholder,), {}), n) for n in unsafe]
             with torch.serialization.safe_globals(placeholders):
                 obj = torch.load(str(path), map_location="cpu", weights_only=True, mmap=mmap)
             break
@@ -195,15 +197,12 @@ def read_state_dict(path: str | Path, mmap: bool | None = None) -> dict[str, tor
             message = str(err)
             name = message.split("GLOBAL ", 1)[1].split()[0] if "GLOBAL " in message else None
             if name is None or name in unsafe:
-                raise CheckpointError(
-                    f"Could not read {path} safely: {message.splitlines()[0][:300]}"
-                ) from err
+                raise CheckpointError(f"Could not read {path} safely: {first_line(err)}") from err
             unsafe.append(name)
-        except (RuntimeError, EOFError, OSError, ValueError) as err:
+        except (*CHECKPOINT_ERRORS, BadZipFile) as err:  # e.g. cut short: struct.error, KeyError
             raise CheckpointError(
-                f"Could not read checkpoint {path}: {type(err).__name__}: "
-                f"{str(err).splitlines()[0][:300]}. The file may be truncated (an interrupted "
-                "download): delete it and download it again."
+                f"Could not read checkpoint {path}: {type(err).__name__}: {first_line(err)}. The "
+                "file may be truncated (an interrupted download): delete it and download it again."
             ) from err
     state = obj.get("state_dict", obj) if isinstance(obj, dict) else None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):

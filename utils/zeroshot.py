@@ -145,7 +145,6 @@ def build_classifier(clip: CLIP, classnames: str | Sequence[str],
     """Zero-shot classifier from class names (checked by `validate_labels`), with prompt
     ensembling: w_c = normalise(mean_t normalise(E_text(template_t(c)))), as
     open_clip.build_zero_shot_classifier (which returns the transpose)."""
-    import torch
     if not templates:
         raise ValueError("No templates given: use SINGLE_TEMPLATE to take the labels as they are.")
     blind = [tpl for tpl in templates if isinstance(tpl, str) and "{}" not in tpl]
@@ -156,9 +155,7 @@ def build_classifier(clip: CLIP, classnames: str | Sequence[str],
     texts = [p for c in classnames for p in prompts_for(c, templates)]  # C*T prompts, class-major
     emb = clip.encode_texts(texts).view(len(classnames), len(templates), -1).mean(dim=1)  # (C, D)
     weights = emb / emb.norm(dim=-1, keepdim=True)  # (C, D), back to unit length
-    with torch.no_grad():  # the scale is a trained parameter; we only read it
-        scale = clip.logit_scale
-    return ZeroShotClassifier(clip, classnames, list(templates), weights, scale)
+    return ZeroShotClassifier(clip, classnames, list(templates), weights, clip.logit_scale)
 
 
 @dataclass
