@@ -173,8 +173,10 @@ def numbers(values: torch.Tensor) -> str:
 
 
 with torch.no_grad():
-    image_features = tiny.model.encode_image(normalize_images(pixels))  # (N, D), not normalised yet
-    text_features = tiny.model.encode_text(tiny.tokenizer(captions))
+    # (N, D) each, not normalised yet; the inputs go to the model's device (a GPU if load_clip
+    # chose one) and the features come back to the CPU
+    image_features = tiny.model.encode_image(normalize_images(pixels).to(tiny.device)).cpu()
+    text_features = tiny.model.encode_text(tiny.tokenizer(captions).to(tiny.device)).cpu()
 print(t("1. lengths before normalising:"), numbers(image_features.norm(dim=-1)[:4]), "...")
 img, txt = normalize(image_features), normalize(text_features)  # (N, D) each
 print(t("   lengths after:"), numbers(img.norm(dim=-1)[:4]), "...")
