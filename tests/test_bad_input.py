@@ -116,6 +116,9 @@ USAGE_CASES = [
     (["dalle", "a red circle", "--guidance", "-1"], "--guidance"),
     (["dalle", "a red circle", "--seed", "-1"], "--seed"),
     (["dalle", "a red circle", "--device", "tpu"], "--device"),
+    (["classify", "x.png", "--labels", "a,b", "--device", "tpu"], "--device"),
+    (["search", "x", "--images", ".", "--device", "tpu"], "--device"),
+    (["generate", "a red circle", "--device", "tpu"], "--device"),
     (["quiz", "no-such-lesson"], "lesson"),
     (["no-such-command"], "command"),
 ]

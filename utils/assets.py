@@ -50,6 +50,9 @@ def native_bf16() -> bool:
     return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
 
 
+DEVICE_HELP = "cpu, cuda, mps or auto (default: $COURSE_DEVICE, else the GPU if there is one)"
+
+
 def pick_device(device: str | torch.device | None = "auto") -> torch.device:
     """'auto' (or None) -> $COURSE_DEVICE if set, else cuda if available, else mps, else cpu.
     A device that this machine lacks fails with one line saying what to use."""

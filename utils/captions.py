@@ -14,7 +14,7 @@ import random
 import re
 from dataclasses import dataclass
 
-LANGUAGES = ("en", "fr", "es", "it", "pt", "zh")
+LANGUAGES = ("en", "fr", "es", "it", "pt", "zh")  # the course's languages (utils.i18n names them)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ import os
 import sys
 import traceback
 
+from .assets import DEVICE_HELP
 from .errors import CourseError, Range, UsageError, check_output, error_json, show
 
 # command name -> the module that defines its add_cli(subparsers)
@@ -40,7 +41,6 @@ LIMITS = {
               "temperature": Range(0, 100, strict_lo=True), "top_k": Range(1, 100_000),
               "guidance": Range(0, 100)},
 }
-DEVICE_HELP = "cpu, cuda, mps or auto (default: $COURSE_DEVICE, else the GPU if there is one)"
 
 
 def add_clip_args(p: argparse.ArgumentParser) -> None:
@@ -80,6 +80,13 @@ def validate(args: argparse.Namespace) -> None:
         extra(args)
     if command in ("classify", "search", "generate"):
         _check_model_arguments(args)
+    if getattr(args, "device", None) not in (None, "auto"):  # a device this machine lacks
+        from .assets import pick_device
+        try:
+            pick_device(args.device)
+        except ValueError as err:
+            raise UsageError(f"argument --device: {err}",
+                             f"See `python -m utils {command} --help`.") from None
     out = getattr(args, "out", None)
     if not out and command in ("generate", "dalle"):
         out = os.path.join("outputs", "new.png")  # their default folder must be writable too
@@ -100,7 +107,7 @@ def _check_model_arguments(args: argparse.Namespace) -> None:
             raise UsageError(f"argument --{dest.replace('_', '-')}: {show(value)} is not a file.",
                              "Check the path.")
     name = getattr(args, "model", None)
-    if name in (None, "auto", TINY_NAME, TINY_VQ_NAME) or ":" in str(name):  # hf-hub:org/name
+    if name in (None, "auto", TINY_NAME, TINY_VQ_NAME):  # hf-hub:org/name: unknown, as load_clip
         return
     import open_clip
     if name not in open_clip.list_models():

@@ -25,9 +25,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .assets import ASSETS_DIR
-from .dalle_data import SPECIALS, WordTokenizer, fields_of, readable_caption
+from .dalle_data import SPECIALS, WordTokenizer, readable_caption
 from .errors import check_range
-from .io import load_checkpoint, save_checkpoint
+from .io import fields_of, load_checkpoint, save_checkpoint
 from .models import TINY_VQ_NAME, load_clip
 from .tinyvq import load_tiny_vq
 from .viz import to_pil

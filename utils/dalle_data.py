@@ -226,8 +226,3 @@ def plain_background(images: torch.Tensor, patch: int = 6, max_std: float = 0.03
     flattest = std.argsort(dim=1)[:, :3]                               # (B, 3)
     std3, mean3 = std.gather(1, flattest), mean.gather(1, flattest)    # (B, 3) each
     return (std3.amax(1) < max_std) & (mean3.amax(1) - mean3.amin(1) < max_spread)
-
-
-def fields_of(cls, raw: dict) -> dict:
-    """The entries of a saved config (JSON beside the weights) that are fields of `cls`."""
-    return {k: v for k, v in raw.items() if k in cls.__dataclass_fields__}

@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 
 from . import dalle, data
-from .assets import native_bf16
+from .assets import DEVICE_HELP, native_bf16
 from .dalle import RERANKER, DalleConfig, MiniDalle, Sampling, TinyDalle, bundled
 from .dalle_data import (
     PictureSet,
@@ -28,7 +28,7 @@ from .dalle_data import (
     shapes_world_words,
     vq_codes,
 )
-from .errors import CourseError, UsageError, to_json
+from .errors import CourseError, to_json
 from .io import atomic_path, slug, unique_path
 from .models import pick_device
 from .shapecheck import load_shape_judge
@@ -209,18 +209,8 @@ def add_cli(subparsers) -> None:
                    help="PNG for the best sample; the grid goes beside it as NAME-grid.png (new "
                         "names are chosen if they exist)")
     p.add_argument("--json", action="store_true", help="print a JSON report")
-    p.add_argument("--device", default="auto", help="cpu, cuda, mps or auto (default: "
-                                                    "$COURSE_DEVICE, else the GPU if there is one)")
-    p.set_defaults(func=draw_main, validate=_check_device)
-
-
-def _check_device(args) -> None:
-    """A --device this machine lacks is a usage error, refused before any work."""
-    try:
-        pick_device(args.device)
-    except ValueError as err:
-        raise UsageError(f"argument --device: {err}",
-                         "See `python -m utils dalle --help`.") from None
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    p.set_defaults(func=draw_main)
 
 
 def draw_main(args) -> int:

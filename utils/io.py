@@ -92,3 +92,8 @@ def load_checkpoint(weights: str | os.PathLike | None, default: Path, what: str,
     state = load_file(str(weights))
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     return state, json.loads(config.read_text()), weights
+
+
+def fields_of(cls, raw: dict) -> dict:
+    """The entries of a saved config (JSON beside the weights) that are fields of `cls`."""
+    return {k: v for k, v in raw.items() if k in cls.__dataclass_fields__}

@@ -34,6 +34,7 @@ from .assets import (  # noqa: F401  (settings live in assets; callers import th
     pick_device,
     quality_checks_apply,
 )
+from .captions import LANGUAGES as COURSE_LANGUAGES  # en fr es it pt zh
 from .errors import CheckpointError, CourseError, first_line
 from .i18n import notice_file, number, t
 
@@ -61,7 +62,6 @@ TINY_WEIGHTS = ASSETS_DIR / "tiny-shapes.safetensors"
 TINY_VQ_NAME = "tiny-shapes-vq"
 TINY_VQ_CLIP_WEIGHTS = ASSETS_DIR / "tiny-shapes-vq.safetensors"
 CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
-COURSE_LANGUAGES = ("en", "fr", "es", "it", "pt", "zh")
 # The languages a CLIP's text tower learned; any other (OpenAI's, most LAION CLIPs): English only.
 LANGUAGES = {TINY_NAME: COURSE_LANGUAGES, MULTILINGUAL_MODEL: "100+"}
 

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from .assets import ASSETS_DIR
 from .data import COLOUR_HSV, COLOURS, SHAPES
-from .io import load_checkpoint
+from .io import fields_of, load_checkpoint
 
 JUDGE_WEIGHTS = ASSETS_DIR / "shape-judge.safetensors"
 REBUILD = "python -m course_tools train shapecheck"
@@ -106,8 +106,7 @@ def load_shape_judge(weights: str | Path | None = None) -> ShapeJudge:
     if raw.get("shapes", SHAPES) != SHAPES:
         raise ValueError(f"{weights} was trained for shapes {raw['shapes']}, not {SHAPES}. "
                          f"Rebuild it: {REBUILD}")
-    fields = JudgeConfig.__dataclass_fields__
-    net = ShapeNet(JudgeConfig(**{k: v for k, v in raw.items() if k in fields}))
+    net = ShapeNet(JudgeConfig(**fields_of(JudgeConfig, raw)))
     net.load_state_dict(state)
     return ShapeJudge(net.requires_grad_(False))
 

@@ -27,7 +27,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .assets import ASSETS_DIR
-from .io import load_checkpoint
+from .io import fields_of, load_checkpoint
 
 TINY_VQ_WEIGHTS = ASSETS_DIR / "tiny-vq.safetensors"
 TINY_VQ_CONFIG = ASSETS_DIR / "tiny-vq.json"
@@ -157,7 +157,6 @@ class TinyVQ(nn.Module):
 def load_tiny_vq(weights: str | Path | None = None, device: str | torch.device = "cpu") -> TinyVQ:
     """Load the bundled tiny VQ model (or `weights`, with its .json config beside it)."""
     state, raw, _ = load_checkpoint(weights, TINY_VQ_WEIGHTS, "tiny VQ model", REBUILD)
-    fields = TinyVQConfig.__dataclass_fields__
-    model = TinyVQ(TinyVQConfig(**{k: v for k, v in raw.items() if k in fields}))
+    model = TinyVQ(TinyVQConfig(**fields_of(TinyVQConfig, raw)))
     model.load_state_dict(state)
     return model.eval().requires_grad_(False).to(device)

@@ -20,9 +20,9 @@ import torch.nn.functional as F
 from . import data
 from .assets import ASSETS_DIR
 from .dalle import DalleConfig, MiniDalle, bundled
-from .dalle_data import PictureSet, fields_of, pair_caption, render_kept, vq_codes
+from .dalle_data import PictureSet, pair_caption, render_kept, vq_codes
 from .dalle_train import TrainConfig, fit_codes
-from .io import load_checkpoint
+from .io import fields_of, load_checkpoint
 from .shapecheck import load_shape_judge
 from .tinyvq import load_tiny_vq
 from .train import FitConfig, fit

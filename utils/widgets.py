@@ -71,4 +71,4 @@ def _note(message: str) -> str:
     for key, line in _LABEL_NOTES:
         if key in message:
             return t(line)
-    return message.splitlines()[0]
+    return next(iter(message.splitlines()), "")  # "" for a warning with no text
