@@ -130,6 +130,32 @@ def test_understanding_questions_quote_the_right_worked_numbers():
     assert f"≈ {probs[0]:.2f}" in explained and f"about {probs[1]:.2f}" in explained, explained
 
 
+def test_the_numbers_in_distractors_and_explanations_are_right_in_every_language():
+    """Wrong options and explanations quote arithmetic too: each number is recomputed here, and
+    every language must quote it (with its own decimal sign)."""
+    import inspect
+
+    from utils import tinyclip
+
+    logits = [100 * c for c in (0.30, 0.28, 0.25, 0.20)]
+    gaps = [logits[0] - x for x in logits[1:]]
+    expected = {  # quiz -> numbers, as English writes them
+        "01-contrastive-learning": [f"{2 * math.log(64):.1f}"],  # ln 64 both ways: about 8.3
+        "02-zero-shot-classification": [f"{sum((0.30, 0.28, 0.25, 0.20)):.2f}",  # 0.30 / 1.03
+                                         f"{0.30 / sum((0.30, 0.28, 0.25, 0.20)):.2f}",  # 0.29
+                                         f"{math.exp(-2):.2f}"],  # e^-2 ≈ 0.14
+    }
+    assert (min(gaps), max(gaps)) == pytest.approx((2, 10))  # "2 to 10 apart"
+    assert "math.log(100)" in inspect.getsource(tinyclip.train_clip)  # "caps s at 100"
+    for lesson, numbers in expected.items():
+        quiz = Q.load_quiz(lesson)
+        for lang in ("en", "fr", "es", "it", "pt", "zh"):
+            said = " ".join(Q.tr(part, lang) for st in Q.STAGES for q in quiz.questions(st)
+                            for o in q.options for part in (o.text, o.explanation) if part)
+            for n in numbers:
+                assert n in said or n.replace(".", ",") in said, (lesson, lang, n)
+
+
 def test_every_notebook_source_ends_with_its_post_quiz():
     sources = sorted((ROOT / "notebooks" / "src").glob("[0-9][0-9]-*.py"))
     assert sources, "no notebook sources found"
