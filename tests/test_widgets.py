@@ -100,3 +100,37 @@ def test_notices_go_to_stdout_in_a_notebook_and_stderr_in_a_terminal(monkeypatch
     assert i18n.notice_file() is sys.stderr  # the CLI: --json on stdout stays clean
     monkeypatch.setitem(sys.modules, "ipykernel", sys)
     assert i18n.notice_file() is sys.stdout  # a notebook: no pink block for a notice
+
+
+
+def _ready_made_plot_texts(lang: str) -> list[tuple[str, str, str]]:
+    """(title, x label, y label) of each ready-made plot, drawn with no title given, in lang."""
+    import matplotlib.pyplot as plt
+    import torch
+
+    from utils.viz import plot_confusion, plot_embedding_2d, plot_prediction, plot_similarity
+
+    previous = i18n.get_language()
+    i18n.set_language(lang)
+    try:
+        image = np.zeros((8, 8, 3), np.uint8)
+        emb = torch.nn.functional.normalize(torch.randn(6, 4, generator=torch.Generator().manual_seed(0)), dim=-1)
+        axes = [plot_prediction(image, ["a", "b"], [0.4, 0.6])[1],
+                plot_similarity(torch.rand(2, 3), [image] * 3, ["a", "b"]),
+                plot_confusion(np.eye(2), ["a", "b"]),
+                plot_embedding_2d(emb[:4], [0, 1, 0, 1], emb[4:], ["a", "b"])]
+        return [(ax.get_title(), ax.get_xlabel(), ax.get_ylabel()) for ax in axes]
+    finally:
+        i18n.set_language(previous)
+        plt.close("all")
+
+
+def test_the_ready_made_plots_have_a_title_and_both_axis_labels_in_the_course_language():
+    """What a student sees without passing a title: every panel titled, every axis labelled, in
+    the course's language (plot_matrix and plot_curves take theirs from the caller)."""
+    english = _ready_made_plot_texts("en")
+    for lang in ("en", "fr", "zh"):
+        for texts, in_english in zip(_ready_made_plot_texts(lang), english):
+            assert all(texts), f"{lang}: an empty title or axis label: {texts}"
+            if lang != "en":
+                assert texts[0] != in_english[0], f"{lang}: the title {texts[0]!r} is English"

@@ -29,6 +29,7 @@ from .dalle_data import (
     vq_codes,
 )
 from .errors import CourseError, to_json
+from .i18n import t
 from .io import atomic_path, slug, unique_path
 from .models import pick_device
 from .shapecheck import load_shape_judge
@@ -91,7 +92,7 @@ def train_dalle(cfg: TrainConfig | None = None, model_cfg: DalleConfig | None = 
                         image_rows=vq.grid[0], image_cols=vq.grid[1])
     bundle = TinyDalle(MiniDalle(model_cfg), tokenizer, vq, cfg.guidance, cfg.temperature)
     start = time.perf_counter()
-    images, attrs = render_kept(cfg.pictures(cfg.seed * 1000), progress, "images -> tokens")
+    images, attrs = render_kept(cfg.pictures(cfg.seed * 1000), progress, t("images -> tokens"))
     codes = vq_codes(vq, images)                                                # (N, h*w)
     captions = [data.caption(a, template) for a in attrs for template in data.TEMPLATES]
     words = tokenizer.encode(captions).view(len(attrs), len(data.TEMPLATES), -1)  # (N, n_t, T_text)
@@ -106,7 +107,7 @@ def train_dalle(cfg: TrainConfig | None = None, model_cfg: DalleConfig | None = 
         chosen[torch.rand(cfg.batch_size, generator=gen) < cfg.caption_dropout] = empty  # guidance
         return chosen, codes[idx]
 
-    return bundle, fit_codes(bundle.model, next_batch, cfg, "training mini DALL-E", progress,
+    return bundle, fit_codes(bundle.model, next_batch, cfg, t("training mini DALL-E"), progress,
                              callback and (lambda step: callback(step, bundle)), callback_every,
                              data_seconds)
 

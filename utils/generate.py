@@ -34,6 +34,7 @@ import torch
 from . import assets
 from .drawers import DEFAULT_LR, DEFAULT_SIZE, as_image_tensor, load_vq, make_drawer, needs_encoder
 from .errors import CourseError
+from .i18n import t
 from .io import atomic_path, unique_path
 from .objective import CLIPObjective, Patches, spherical_distance  # noqa: F401 - for lesson 04
 from .prompts import Prompt, parse_prompts
@@ -296,7 +297,7 @@ def generate(prompts: str | Sequence[str], config: GenerationConfig | None = Non
             clip.model.eval()
             final_images, start_scores = keep_frame(0)  # the start, in case of 0 iterations
             final_scores = start_scores
-            for it in tqdm(range(1, cfg.iterations + 1), desc="generating", disable=not progress,
+            for it in tqdm(range(1, cfg.iterations + 1), desc=t("generating"), disable=not progress,
                            unit="it"):
                 if graphs:  # CUDA graphs: a new step begins
                     torch.compiler.cudagraph_mark_step_begin()

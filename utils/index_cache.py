@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .errors import CourseError
+from .i18n import t
 from .images import DEFAULT_MAX_PIXELS, ImageLoadError, open_image
 from .models import course_cache_dir
 
@@ -229,7 +230,8 @@ def embed_batches(clip: CLIP, dataset, config: BuildConfig, progress: bool):
     from tqdm.auto import tqdm
     loader = torch.utils.data.DataLoader(dataset, batch_size=config.batch_size, shuffle=False,
                                          num_workers=config.num_workers, collate_fn=_collate)
-    with tqdm(total=len(dataset), desc="embedding images", unit="img", disable=not progress) as bar:
+    with tqdm(total=len(dataset), desc=t("embedding images"), unit="img",
+              disable=not progress) as bar:
         for ids, pixels, failed, captions in loader:
             emb = clip.encode_images(pixels, batch_size=config.batch_size).numpy() if ids else None
             yield ids, emb, failed, captions

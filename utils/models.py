@@ -140,7 +140,7 @@ class CLIP:
                 chunk = torch.stack([self.preprocess(to_rgb(im)) for im in chunk])  # (B, 3, H, W)
             return self.model.encode_image(chunk.to(self.device))
 
-        return self._batched(encode, images, batch_size, progress, "embedding images")
+        return self._batched(encode, images, batch_size, progress, t("embedding images"))
 
     def encode_texts(self, texts: str | Sequence[str], batch_size: int = 64,
                      progress: bool | None = None) -> torch.Tensor:
@@ -161,7 +161,7 @@ class CLIP:
         def encode(chunk):  # tokens: (B, T)
             return self.model.encode_text(self.tokenizer(chunk).to(self.device))
 
-        return self._batched(encode, texts, batch_size, progress, "embedding texts")
+        return self._batched(encode, texts, batch_size, progress, t("embedding texts"))
 
     def drop_text_tower(self, keep: Sequence[str]) -> int:
         """Embed `keep`, then free the text tower (ViT-B-32: 63 M parameters, 254 MB) so that

@@ -21,6 +21,7 @@ from itertools import product
 import torch
 
 from . import data
+from .i18n import t
 from .losses import contrastive_loss, soft_contrastive_loss
 from .models import TINY_VQ_NAME
 
@@ -300,7 +301,7 @@ def train_clip(config: TrainConfig | None = None, progress: bool = True,
     model.to(memory_format=torch.channels_last)  # faster convolutions on a CPU
     try:
         with prefetched(draw, cfg.steps) as batch_at:  # draws batch k+1 while the model learns on k
-            fit(model, lambda step: loss_of(batch_at(step)), schedule, "training tiny CLIP",
+            fit(model, lambda step: loss_of(batch_at(step)), schedule, t("training tiny CLIP"),
                 decay_groups(model, cfg.weight_decay, skip=("embedding",)), after_step, progress)
     finally:  # also when a student stops the cell: the notebook gets its threads back
         model.to(memory_format=torch.contiguous_format)

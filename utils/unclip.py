@@ -22,6 +22,7 @@ from .assets import ASSETS_DIR
 from .dalle import DalleConfig, MiniDalle, bundled
 from .dalle_data import PictureSet, pair_caption, render_kept, vq_codes
 from .dalle_train import TrainConfig, fit_codes
+from .i18n import t
 from .io import fields_of, load_checkpoint
 from .shapecheck import load_shape_judge
 from .tinyvq import load_tiny_vq
@@ -107,7 +108,7 @@ def train_prior(clip=None, cfg: PriorTrainConfig | None = None,
         return (1 - (prior(text_emb[idx]) * image_emb[idx]).sum(-1)).mean()  # 1 - cos
 
     done = fit(prior, loss_of, FitConfig(cfg.steps, cfg.lr, "annealing", weight_decay=1e-4),
-               "training prior", progress=progress)
+               t("training prior"), progress=progress)
     history = {"loss": [round(x, 4) for x in done["loss"][::10]],
                "train_seconds": round(time.perf_counter() - start, 1)}
     return prior.eval().requires_grad_(False), history
@@ -181,7 +182,7 @@ def train_decoder(clip=None, cfg: TrainConfig | None = None, model_cfg: DalleCon
     clip, vq = clip or bundled(EMBEDDER), vq or load_tiny_vq()
     start = time.perf_counter()
     images, _ = render_kept(cfg.pictures(cfg.seed * 1000 + 500_000), progress,
-                            "images -> embeddings and codes")
+                            t("images -> embeddings and codes"))
     embs, codes = clip.encode_images(to_pil(images)), vq_codes(vq, images)  # (N, D), (N, h*w)
     data_seconds = time.perf_counter() - start
     model_cfg = replace(model_cfg or DalleConfig(), text_vocab=1, text_len=n_prefix,
@@ -195,7 +196,7 @@ def train_decoder(clip=None, cfg: TrainConfig | None = None, model_cfg: DalleCon
         emb[torch.rand(cfg.batch_size, generator=gen) < cfg.caption_dropout] = 0  # for guidance
         return emb, codes[idx]
 
-    history = fit_codes(decoder, next_batch, cfg, "training unCLIP decoder", progress,
+    history = fit_codes(decoder, next_batch, cfg, t("training unCLIP decoder"), progress,
                         data_seconds=data_seconds)
     decoder.guidance = cfg.guidance  # the scale it draws with by default, saved with it
     return decoder, history

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .i18n import t
+from .i18n import number, t
 from .images import open_image, to_rgb
 
 
@@ -121,7 +121,7 @@ def plot_similarity(similarity, images: Sequence, texts: Sequence[str], title: s
         ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=8, color="white")
     ax.set_yticks(range(n_texts), texts)
     ax.set(xlim=(-0.5, n_images - 0.5), ylim=(n_texts - 0.5, -1.7), xticks=[], xlabel=t("images"),
-           title=title or t("Cosine similarity between texts and images"))
+           ylabel=t("texts"), title=title or t("Cosine similarity between texts and images"))
     plt.colorbar(shown, ax=ax, fraction=0.03, label=t("cosine similarity"))
     return ax
 
@@ -142,8 +142,8 @@ def plot_confusion(confusion, classnames: Sequence[str], title: str = "", ax=Non
 
 
 def plot_prediction(image, labels: Sequence[str], probs, title: str = "", axes=None):
-    """The image on the left, one bar per label on the right (best on top); each label is written
-    above its bar, so that long labels never run over the picture."""
+    """The image on the left (`title` above it), one bar per label on the right (best on top);
+    each label is written above its bar, so that long labels never run over the picture."""
     import matplotlib.pyplot as plt
     if axes is None:
         _, axes = plt.subplots(1, 2, figsize=(8, 0.5 * len(labels) + 1.4),
@@ -155,11 +155,13 @@ def plot_prediction(image, labels: Sequence[str], probs, title: str = "", axes=N
     probs = [float(p) for p in probs]
     order = sorted(range(len(labels)), key=lambda i: probs[i])  # barh draws bottom-up
     ax_bar.barh(range(len(order)), [probs[i] for i in order], height=0.4, color="tab:blue")
-    ax_bar.set(xlim=(0, 1), ylim=(-0.4, len(order) - 0.15), yticks=[], xlabel=t("probability"))
+    ax_bar.set(xlim=(0, 1), ylim=(-0.4, len(order) - 0.15), yticks=[], xlabel=t("probability"),
+               ylabel=t("labels"))
+    ax_bar.set_title(t("Zero-shot prediction"), fontsize=10)
     for y, i in enumerate(order):
         label = labels[i] if len(labels[i]) <= 48 else labels[i][:47] + "…"
         ax_bar.text(0.005, y + 0.24, label, va="bottom", ha="left", fontsize=9)
-        ax_bar.text(min(probs[i] + 0.02, 0.88), y, f"{probs[i]:.0%}", va="center", fontsize=8)
+        ax_bar.text(min(probs[i] + 0.02, 0.88), y, number(probs[i], ".0%"), va="center", fontsize=8)
     return axes
 
 

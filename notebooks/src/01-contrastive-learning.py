@@ -287,12 +287,20 @@ for ax, tau in zip(axes, (1.0, 0.07, 0.01)):
 plt.tight_layout()
 plt.show()
 
+# At τ = 1 the softmax weighs caption j by exp(row[j]): the right one over a wrong one is
+# exp(row[0] - row[j]). The captions are in the course language, so the numbers vary with it.
+weight_ratios = (row[0] - row[1:]).exp()  # (N - 1,), one per wrong caption
+print(t("At τ = 1 the right caption gets {lo} to {hi} times the weight of each wrong one.",
+        lo=number(weight_ratios.min().item(), ".1f"), hi=number(weight_ratios.max().item(), ".1f")))
+assert weight_ratios.min() > 1, "at τ = 1 a wrong caption outweighs the right one for image 0"
+assert weight_ratios.max() < 5, "at τ = 1 the row is not flat: a wrong caption weighs under 1/5"
+
 # %% [markdown] id="temperature-conclusion"
-# At $\tau = 1$ the row is flat: the right caption gets only two to three times the weight of a
-# wrong one, so the loss barely separates a good model from a bad one; at $\tau = 0.01$ it
-# is nearly one-hot. CLIP learns $\tau$: OpenAI's CLIP models ended at the cap, $0.01$
-# (logit scale 100). The tiny CLIP learned a gentler one: step 3 above printed its logit
-# scale.
+# At $\tau = 1$ the row is flat: the right caption gets at most a few times the weight of a
+# wrong one (the cell above prints how many), so the loss barely separates a good model from
+# a bad one; at $\tau = 0.01$ it is nearly one-hot. CLIP learns $\tau$: OpenAI's CLIP models
+# ended at the cap, $0.01$ (logit scale 100). The tiny CLIP learned a gentler one: step 3
+# above printed its logit scale.
 
 # %% [markdown] id="negatives-intro"
 # ## Optional (deep dive): Experiment 2, batch size and the number of negatives
@@ -469,7 +477,8 @@ plot_curves(range(SIG_STEPS), {sig_names[name]: losses for name, (_, losses) in 
 ax2.bar(list(sig_names.values()), [sig_scores[name]["colour"] for name in sig_names],
         color=["tab:blue", "tab:orange"])
 ax2.axhline(1 / 6, color="grey", ls="--", label=t("chance (1/6)"))
-ax2.set(ylabel=t("colour accuracy on test images"), ylim=(0, 1), title=t("After {n} steps", n=SIG_STEPS))
+ax2.set(xlabel=t("loss used in training"), ylabel=t("colour accuracy on test images"), ylim=(0, 1),
+        title=t("After {n} steps", n=SIG_STEPS))
 ax2.legend(fontsize=8)
 plt.tight_layout()
 plt.show()

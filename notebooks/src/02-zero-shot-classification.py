@@ -282,6 +282,7 @@ ax.barh([k for k, _ in ordered], [v for _, v in ordered],
         color=["tab:orange" if k == ENSEMBLE else "tab:blue" for k, _ in ordered])
 ax.set_xlim(0, 1.1)
 ax.set_xlabel(t("zero-shot accuracy on {n} test images", n=len(test_pil)))
+ax.set_ylabel(t("template"))
 ax.set_title(t("The same classes, worded differently"))
 for y, (_, v) in enumerate(ordered):
     ax.text(v + 0.01, y, number(v, ".1%"), va="center", fontsize=8)

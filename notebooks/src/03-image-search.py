@@ -173,7 +173,8 @@ for name, pairs in [(t("pairs seen in training"), seen_pairs), (t("pairs never s
     r = index.recall_at_k(captions_by_template["a {colour} {shape}"], (1, 5), queries=pair_queries)
     print(f"{name:<32} R@1 {number(r[1], '.2f')}   R@5 {number(r[5], '.2f')}")
 red_star = label("red", "star", LANG)
-show_hits(index.search(red_star, k=8), pixels, title=f'"{red_star}" (held out)', ncols=8, size=1.3)
+show_hits(index.search(red_star, k=8), pixels, ncols=8, size=1.3,
+          title=t('"{query}" (never seen in training)', query=red_star))
 plt.show()
 negation = index.search("a shape that is not red", k=8)
 show_hits(negation, pixels, title='"a shape that is not red"', ncols=8, size=1.3)
@@ -296,6 +297,7 @@ print(t("Here, embedding one million images would take about {h:.1f} h with this
 fig, ax = plt.subplots(figsize=(5, 2.5))
 ax.barh(list(timing), list(timing.values()))
 ax.set_xlabel(t("milliseconds per query"))
+ax.set_ylabel(t("search method"))
 ax.set_title(t("Top-10 search over {n:,} embeddings", n=N_RANDOM))
 plt.tight_layout()
 plt.show()

@@ -504,7 +504,7 @@ print(t("Correct."))
 # **Exercise 2: does the caption matter?** Compute the model's average loss on the 64 test
 # pictures of the cell below with their *true* captions, and with the captions *shuffled*
 # between pictures (picture `i` gets caption `order[i]`). **Predict first**: which loss is
-# lower, and by how much, in nats per code: about 0.01, 0.1 or 1? Write your guess in
+# lower, and by how much, in nats per code: about 0.03, 0.3 or 3? Write your guess in
 # `my_guess` (it is not graded). Then store the two losses in `loss_true` and
 # `loss_shuffled`. (Use `dalle.model.loss(words, codes)`, `dalle.tokenizer.encode(captions)`
 # and `vq.encode(images).flatten(1)`.)
